@@ -1,0 +1,64 @@
+//! The host backend: blocks run in a local `bash`, starting in the run's work directory.
+//! Only `on=host` exists here.
+
+use async_trait::async_trait;
+use tokio::process::Command;
+
+use super::{
+    Backend, BackendError, BackendKind, BgTask, ExecRequest, Observation, Target, UpContext,
+    local_state_path, process,
+};
+
+#[derive(Debug, Default)]
+pub struct HostBackend {
+    workdir: std::path::PathBuf,
+}
+
+impl HostBackend {
+    fn command(&self, req: &ExecRequest<'_>) -> Result<Command, BackendError> {
+        if *req.target != Target::Host {
+            return Err(BackendError::UnknownTarget {
+                backend: BackendKind::Host,
+                target: req.target.to_string(),
+            });
+        }
+        let mut cmd = Command::new("bash");
+        cmd.arg("--noprofile").arg("--norc").arg("-c").arg(req.script);
+        cmd.current_dir(&self.workdir);
+        cmd.envs(req.env.iter().map(|(k, v)| (k, v)));
+        Ok(cmd)
+    }
+}
+
+#[async_trait]
+impl Backend for HostBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Host
+    }
+
+    async fn up(&mut self, ctx: &UpContext) -> Result<(), BackendError> {
+        self.workdir = ctx.workdir.clone();
+        Ok(())
+    }
+
+    async fn exec(&self, req: ExecRequest<'_>) -> Result<Observation, BackendError> {
+        let timeout = req.timeout;
+        process::run(self.command(&req)?, timeout).await
+    }
+
+    async fn spawn(&self, req: ExecRequest<'_>) -> Result<Box<dyn BgTask>, BackendError> {
+        process::spawn(self.command(&req)?)
+    }
+
+    fn state_path(&self, target: &Target) -> String {
+        local_state_path(&self.workdir, target)
+    }
+
+    fn facts(&self) -> serde_json::Value {
+        serde_json::json!({ "backend": "host", "workdir": self.workdir.display().to_string() })
+    }
+
+    async fn down(&mut self) -> Result<(), BackendError> {
+        Ok(())
+    }
+}

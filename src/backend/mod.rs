@@ -1,0 +1,254 @@
+//! Environments that blocks run against (DESIGN §3, §5).
+//!
+//! The runner only knows this trait: it brings an environment [`Backend::up`], runs each block
+//! with [`Backend::exec`] (or [`Backend::spawn`] for `bg` blocks) on a [`Target`], and always
+//! calls [`Backend::down`], whatever happened.
+
+pub mod host;
+pub mod kind;
+pub mod lab;
+pub mod process;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// Which environment to run in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The embedded kind-shaped lab in network namespaces (default).
+    Lab,
+    /// A real kind cluster (Docker + Kubernetes + Helm).
+    Kind,
+    /// An existing cluster from kubeconfig (`--context` required).
+    Kube,
+    /// The local shell.
+    Host,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Lab => "lab",
+            BackendKind::Kind => "kind",
+            BackendKind::Kube => "kube",
+            BackendKind::Host => "host",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "lab" => Ok(BackendKind::Lab),
+            "kind" => Ok(BackendKind::Kind),
+            "kube" => Ok(BackendKind::Kube),
+            "host" => Ok(BackendKind::Host),
+            other => Err(format!("unknown backend `{other}` (expected lab, kind, kube or host)")),
+        }
+    }
+}
+
+/// Where a block runs (`on=` attribute).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum Target {
+    /// The user's machine (on the lab: the lab's host namespace).
+    Host,
+    /// A cluster node by name, e.g. `kind-worker`.
+    Node(String),
+    /// A pod: `pod/NAME` (namespace `default`) or `ns/NS/pod/NAME`.
+    Pod { namespace: String, name: String },
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Host => f.write_str("host"),
+            Target::Node(n) => f.write_str(n),
+            Target::Pod { namespace, name } if namespace == "default" => write!(f, "pod/{name}"),
+            Target::Pod { namespace, name } => write!(f, "ns/{namespace}/pod/{name}"),
+        }
+    }
+}
+
+impl FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let valid = |p: &str| {
+            !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+        };
+        match parts.as_slice() {
+            ["host"] => Ok(Target::Host),
+            [node] if valid(node) => Ok(Target::Node(node.to_string())),
+            ["pod", name] if valid(name) => {
+                Ok(Target::Pod { namespace: "default".into(), name: name.to_string() })
+            }
+            ["ns", ns, "pod", name] if valid(ns) && valid(name) => {
+                Ok(Target::Pod { namespace: ns.to_string(), name: name.to_string() })
+            }
+            _ => Err(format!(
+                "invalid target `{s}` (expected host, a node name, pod/NAME or ns/NS/pod/NAME)"
+            )),
+        }
+    }
+}
+
+impl Target {
+    /// A file-name-safe form (for per-target state files).
+    pub fn slug(&self) -> String {
+        self.to_string().replace('/', "_")
+    }
+}
+
+/// What the runner hands a backend when bringing it up.
+#[derive(Debug, Clone)]
+pub struct UpContext {
+    /// Per-run work directory: `file=` blocks are written here and host commands start here.
+    pub workdir: PathBuf,
+    /// A short unique name for this run (labs and clusters are named after it).
+    pub run_name: String,
+    /// Leave the environment up after the run (`--keep`).
+    pub keep: bool,
+}
+
+/// One block execution.
+#[derive(Debug, Clone)]
+pub struct ExecRequest<'a> {
+    pub target: &'a Target,
+    /// Complete bash script (the runner has already added notebook-state restore/save).
+    pub script: &'a str,
+    /// Kill the whole process group after this long.
+    pub timeout: Duration,
+    /// Extra environment variables for this block.
+    pub env: &'a [(String, String)],
+}
+
+/// What a block did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Observation {
+    /// stdout and stderr, interleaved as a terminal would show them.
+    pub output: String,
+    /// Exit status; `None` when killed (timeout or signal).
+    pub exit: Option<i32>,
+    pub timed_out: bool,
+    #[serde(serialize_with = "ser_ms")]
+    pub duration: Duration,
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+/// A running `bg` block.
+#[async_trait]
+pub trait BgTask: Send {
+    /// Stop the task (its whole process group) and return what it printed.
+    async fn stop(self: Box<Self>) -> Observation;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("the {0} backend is not built yet")]
+    NotBuilt(BackendKind),
+    #[error("target `{target}` does not exist on the {backend} backend")]
+    UnknownTarget { backend: BackendKind, target: String },
+    #[error("{backend} backend: pre-flight failed: {message}")]
+    Preflight { backend: BackendKind, message: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("I/O error while {context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl BackendError {
+    /// Errors that mean the user's input or machine set-up is wrong (exit 2), as opposed to a
+    /// block that failed while running (exit 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            BackendError::NotBuilt(_)
+                | BackendError::Preflight { .. }
+                | BackendError::UnknownTarget { .. }
+                | BackendError::Unsupported(_)
+        )
+    }
+}
+
+/// An environment blocks run against.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    fn kind(&self) -> BackendKind;
+
+    /// Create the environment. Called once per tutorial before any block.
+    async fn up(&mut self, ctx: &UpContext) -> Result<(), BackendError>;
+
+    /// Run one block to completion (or timeout) on `req.target`.
+    async fn exec(&self, req: ExecRequest<'_>) -> Result<Observation, BackendError>;
+
+    /// Start a `bg` block; the runner stops it when the tutorial ends.
+    async fn spawn(&self, req: ExecRequest<'_>) -> Result<Box<dyn BgTask>, BackendError>;
+
+    /// Where the notebook state (env, cwd) of `target` is kept, as a path valid *where the
+    /// script runs*. The runner's script wrapper restores from and saves to it.
+    fn state_path(&self, target: &Target) -> String;
+
+    /// Facts for templates: `{{ backend }}`, `{{ nodes["kind-worker"].ip }}`, …
+    fn facts(&self) -> serde_json::Value;
+
+    /// Tear everything down. Must be safe to call after a failed or partial `up`.
+    async fn down(&mut self) -> Result<(), BackendError>;
+}
+
+/// Build the backend of the given kind. `context` is the kubeconfig context (`--context`),
+/// required by the kube backend.
+pub fn create(kind: BackendKind, context: Option<&str>) -> Result<Box<dyn Backend>, BackendError> {
+    match kind {
+        BackendKind::Host => Ok(Box::new(host::HostBackend::default())),
+        BackendKind::Lab => lab::create(),
+        BackendKind::Kind | BackendKind::Kube => kind::create(kind, context),
+    }
+}
+
+/// Helper for local-process backends: per-target state file under the work directory.
+pub fn local_state_path(workdir: &Path, target: &Target) -> String {
+    workdir.join(".tutor").join("state").join(format!("{}.sh", target.slug())).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_and_print() {
+        for s in ["host", "kind-worker", "pod/tiefighter", "ns/kube-system/pod/coredns-1"] {
+            assert_eq!(s.parse::<Target>().unwrap().to_string(), s);
+        }
+        assert_eq!(
+            "ns/default/pod/x".parse::<Target>().unwrap(),
+            Target::Pod { namespace: "default".into(), name: "x".into() }
+        );
+        for bad in ["", "pod/", "a/b", "ns/x/pod", "kind worker"] {
+            assert!(bad.parse::<Target>().is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn backend_kinds_parse() {
+        assert_eq!("lab".parse::<BackendKind>().unwrap(), BackendKind::Lab);
+        assert!("docker".parse::<BackendKind>().is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! minijinja environment (DESIGN §3).

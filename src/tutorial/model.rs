@@ -1,0 +1,127 @@
+//! The parsed form of a tutorial. Every item keeps the 1-based line it came from so that any
+//! later error (template, snapshot, runtime) can name `file:line`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::backend::{BackendKind, Target};
+
+/// A whole tutorial file.
+#[derive(Debug, Clone)]
+pub struct Tutorial {
+    /// Path as given by the user (used in messages and snapshot headers).
+    pub path: PathBuf,
+    /// File stem: names the snapshot folder `snapshots/<stem>/`.
+    pub stem: String,
+    /// Raw file contents (kept for update mode, which rewrites console blocks in place).
+    pub source: String,
+    pub front: FrontMatter,
+    pub steps: Vec<Step>,
+}
+
+/// Optional YAML front matter (DESIGN §4).
+#[derive(Debug, Clone, Default)]
+pub struct FrontMatter {
+    pub title: Option<String>,
+    /// Backend the tutorial is written for (default: lab).
+    pub backend: Option<BackendKind>,
+    /// Default block timeout (default 120 s).
+    pub timeout: Option<Duration>,
+    /// Template variables.
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// Named redactions: `[NAME]` in expected output matches this regex.
+    pub redact: BTreeMap<String, String>,
+}
+
+/// A `##` heading and everything under it.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// 1-based position in the tutorial (what `--step N` selects).
+    pub number: usize,
+    pub title: String,
+    /// Slug of the title, used for default block ids.
+    pub slug: String,
+    pub line: usize,
+    pub blocks: Vec<Block>,
+}
+
+/// A fenced code block that tutor acts on (prose blocks are not kept).
+#[derive(Debug, Clone)]
+pub struct Block {
+    /// Stable id: `id=` or `<step slug>-<index within step, 1-based>`.
+    pub id: String,
+    /// Line of the opening fence.
+    pub line: usize,
+    /// The info string's language (`sh`, `bash`, `console`, `yaml`, …).
+    pub lang: String,
+    pub attrs: Attributes,
+    pub kind: BlockKind,
+    /// Raw text between the fences.
+    pub body: String,
+    /// Line of the first body line.
+    pub body_line: usize,
+    /// Byte range of the body in `Tutorial::source` (update mode rewrites it).
+    pub body_span: std::ops::Range<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub enum BlockKind {
+    /// `sh`/`bash`: the body is the script; the expectation lives in a `.snap` file.
+    Shell,
+    /// `console`: `$ command` lines, each followed by its expected output.
+    Console(Vec<ConsoleCommand>),
+    /// `file=NAME`: the body is written to NAME in the work directory before the step runs.
+    File(String),
+}
+
+/// One `$ command` of a console block.
+#[derive(Debug, Clone)]
+pub struct ConsoleCommand {
+    pub line: usize,
+    /// The command lines exactly as written, prompt included (`$ kubectl get nodes`), so that
+    /// an actual transcript can be laid out like the expected one.
+    pub prompt_text: String,
+    /// The command text without the `$ ` prompt (continuation lines and heredoc bodies joined
+    /// with newlines).
+    pub command: String,
+    /// The expected output lines that follow it (joined with `\n`, no trailing newline).
+    pub expected: String,
+}
+
+/// Attributes in braces after the language (DESIGN §4 table).
+#[derive(Debug, Clone)]
+pub struct Attributes {
+    pub id: Option<String>,
+    pub on: Target,
+    pub retry: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub exit: i32,
+    pub bg: bool,
+    pub backend: Option<BackendKind>,
+    pub skip: bool,
+    pub file: Option<String>,
+}
+
+impl Default for Attributes {
+    fn default() -> Self {
+        Attributes {
+            id: None,
+            on: Target::Host,
+            retry: None,
+            timeout: None,
+            exit: 0,
+            bg: false,
+            backend: None,
+            skip: false,
+            file: None,
+        }
+    }
+}
+
+impl Block {
+    /// Whether the runner executes this block (as opposed to writing it as a file).
+    pub fn is_command(&self) -> bool {
+        matches!(self.kind, BlockKind::Shell | BlockKind::Console(_))
+    }
+}
