@@ -1,15 +1,245 @@
-//! `tutor lab`.
+//! `tutor lab`: keep a lab up to explore by hand, and the lab's shims (`kubectl`, `kind`, …).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
 
 use super::Exit;
+use crate::backend::Target;
+use crate::backend::lab::{self, LabError, protocol, registry, supervisor};
 
 #[derive(Debug, clap::Args)]
-pub struct LabArgs {}
+pub struct LabArgs {
+    #[command(subcommand)]
+    command: LabCommand,
+}
 
-pub async fn execute(_args: LabArgs) -> anyhow::Result<Exit> {
-    anyhow::bail!("`tutor lab` is not built yet")
+#[derive(Debug, clap::Subcommand)]
+enum LabCommand {
+    /// Bring a lab up (with a cluster when --config is given) and leave it running.
+    Up {
+        /// kind Cluster config: create the cluster right away, as `kind create cluster --config`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Lab name (default: lab-XXXX).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List running labs.
+    List,
+    /// Run a command in a lab: on `host`, a node, or `pod/NAME` (`ns/NS/pod/NAME`).
+    Exec {
+        name: String,
+        target: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Tear a lab down (the only one when no name is given).
+    Down { name: Option<String> },
+    /// Remove what crashed labs left behind.
+    Gc,
+    /// The lab's supervisor process (started by `up` and by `tutor run`).
+    #[command(hide = true)]
+    Supervise {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        owner: Option<i32>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn usage_or_fail(e: &LabError) -> Exit {
+    if e.is_usage() { Exit::Usage } else { Exit::Fail }
+}
+
+fn report(e: LabError) -> Exit {
+    eprintln!("{} {e}", console::style("error:").red().bold());
+    usage_or_fail(&e)
+}
+
+pub async fn execute(args: LabArgs) -> anyhow::Result<Exit> {
+    match args.command {
+        LabCommand::Up { config, name } => {
+            let name = name.unwrap_or_else(|| format!("lab-{}", &lab::network_id(&std::process::id().to_string())));
+            let config = config.map(|c| std::path::absolute(&c).unwrap_or(c));
+            let started = std::time::Instant::now();
+            match tokio::task::spawn_blocking(move || lab::start(&name, None, config.as_deref())).await? {
+                Ok(info) => {
+                    println!("lab {} is up ({} ms)", info.name, started.elapsed().as_millis());
+                    for n in &info.nodes {
+                        println!("  {:<22} {:<15} {}", n.name, n.ip, n.pod_cidr);
+                    }
+                    println!("enter it with:  tutor lab exec {} host -- bash", info.name);
+                    println!("tear it down:   tutor lab down {}", info.name);
+                    Ok(Exit::Pass)
+                }
+                Err(e) => Ok(report(e)),
+            }
+        }
+        LabCommand::List => {
+            let labs = registry::list();
+            if labs.is_empty() {
+                println!("no labs are up");
+            }
+            for l in labs {
+                println!(
+                    "{}\tpid {}\tcluster {}\t{} nodes\t{} pods",
+                    l.name,
+                    l.pid,
+                    l.cluster.as_deref().unwrap_or("-"),
+                    l.nodes.len(),
+                    l.pods.len()
+                );
+            }
+            Ok(Exit::Pass)
+        }
+        LabCommand::Exec { name, target, command } => {
+            let target: Target = target.parse().map_err(anyhow::Error::msg)?;
+            let info = match registry::read_info(&name) {
+                Ok(i) => i,
+                Err(e) => return Ok(report(e)),
+            };
+            let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+            let mut cmd = match lab::target_command(&info, &target, &cwd, &command) {
+                Ok(c) => c,
+                Err(e) => return Ok(report(e)),
+            };
+            let status = cmd.status().context("running nsenter")?;
+            Ok(exit_of(status.code()))
+        }
+        LabCommand::Down { name } => {
+            let name = match name {
+                Some(n) => n,
+                None => {
+                    let labs = registry::list();
+                    match labs.as_slice() {
+                        [one] => one.name.clone(),
+                        [] => anyhow::bail!("no labs are up"),
+                        _ => anyhow::bail!(
+                            "several labs are up ({}): name the one to tear down",
+                            labs.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
+                        ),
+                    }
+                }
+            };
+            match tokio::task::spawn_blocking(move || lab::stop(&name).map(|_| name)).await? {
+                Ok(name) => {
+                    println!("lab {name} is down");
+                    Ok(Exit::Pass)
+                }
+                Err(e) => Ok(report(e)),
+            }
+        }
+        LabCommand::Gc => {
+            let r = registry::gc()?;
+            for (what, items) in [("lab entry", &r.entries), ("netns", &r.netns), ("link", &r.links), ("bpf pin", &r.pins)] {
+                for i in items {
+                    println!("removed {what} {i}");
+                }
+            }
+            if r.entries.is_empty() && r.netns.is_empty() && r.links.is_empty() && r.pins.is_empty() {
+                println!("nothing to clean");
+            }
+            Ok(Exit::Pass)
+        }
+        LabCommand::Supervise { name, owner, config } => {
+            let opts = supervisor::Options { name, owner, config, exe: lab::tutor_exe() };
+            tokio::task::spawn_blocking(move || supervise(opts)).await?
+        }
+    }
+}
+
+/// Report readiness on stdout (a pipe read by `lab::start`), then detach from it.
+fn supervise(opts: supervisor::Options) -> anyhow::Result<Exit> {
+    use std::io::Write;
+    let log = registry::root().join(format!(".{}.log", opts.name));
+    let result = supervisor::serve(opts, |ready| {
+        let line = match ready {
+            Ok(info) => format!("ready {}\n", serde_json::to_string(&info).unwrap_or_default()),
+            Err(e) => format!("error {}\n", serde_json::to_string(&protocol::Response::from_error(&e)).unwrap_or_default()),
+        };
+        let _ = std::io::stdout().write_all(line.as_bytes());
+        let _ = std::io::stdout().flush();
+        // Nobody reads stdout any more: point it (and stderr) at a log file.
+        if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(&log) {
+            use std::os::fd::AsRawFd;
+            let _ = nix::unistd::dup2_stdout(&f);
+            let _ = nix::unistd::dup2_stderr(&f);
+            let _ = f.as_raw_fd();
+        }
+    });
+    match result {
+        Ok(()) => Ok(Exit::Pass),
+        Err(_) => Ok(Exit::Usage),
+    }
+}
+
+fn exit_of(code: Option<i32>) -> Exit {
+    match code {
+        Some(0) => Exit::Pass,
+        Some(2) => Exit::Usage,
+        Some(130) | None => Exit::Interrupted,
+        Some(_) => Exit::Fail,
+    }
 }
 
 /// When this binary was started as one of the lab's shims (`kubectl`, `kind`, …), run it.
-pub fn shim_dispatch() -> Option<std::process::ExitCode> {
-    None
+pub fn shim_dispatch() -> Option<ExitCode> {
+    let argv0 = std::env::args_os().next()?;
+    let tool = std::path::Path::new(&argv0).file_name()?.to_string_lossy().into_owned();
+    if !lab::shims::TOOLS.contains(&tool.as_str()) {
+        return None;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    Some(run_shim(&tool, args))
+}
+
+fn run_shim(tool: &str, args: Vec<String>) -> ExitCode {
+    use std::io::Write;
+    let Ok(name) = std::env::var("TUTOR_LAB") else {
+        eprintln!("{tool}: this is tutor's lab shim; it only works inside a lab (TUTOR_LAB is not set)");
+        return ExitCode::from(2);
+    };
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let req = protocol::Request::Shim { tool: tool.to_string(), args, cwd: cwd.clone() };
+    match protocol::call(&name, &req) {
+        Ok(protocol::Response::Output { stdout, stderr, code }) => {
+            let _ = std::io::stdout().write_all(stdout.as_bytes());
+            let _ = std::io::stderr().write_all(stderr.as_bytes());
+            ExitCode::from(code.clamp(0, 255) as u8)
+        }
+        Ok(protocol::Response::Exec { tid, argv }) => {
+            let info = match registry::read_info(&name) {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("{tool}: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let mut cmd = std::process::Command::new("nsenter");
+            cmd.args(lab::sandbox::nsenter_args(info.pid, tid, std::path::Path::new("/"))).args(&argv);
+            match cmd.status() {
+                Ok(s) => ExitCode::from(s.code().unwrap_or(137).clamp(0, 255) as u8),
+                Err(e) => {
+                    eprintln!("{tool}: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Ok(protocol::Response::Error { message, usage }) => {
+            eprintln!("{message}");
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+        Ok(other) => {
+            eprintln!("{tool}: unexpected answer from the lab: {other:?}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("{tool}: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -1,7 +1,239 @@
-//! The embedded kind-shaped lab (DESIGN §5). Built in the issue "Lab backend, part 1".
+//! The embedded kind-shaped lab (DESIGN §5): a cluster network in network namespaces on the
+//! real kernel, owned by one supervisor process per lab, with `kind`/`kubectl`/`helm`/`docker`
+//! answered from its state.
 
-use super::{Backend, BackendError, BackendKind};
+mod apps;
+mod cilium_dbg;
+pub mod config;
+mod datapath;
+mod masquerade;
+mod network;
+mod objects;
+pub mod preflight;
+pub mod protocol;
+pub mod registry;
+pub mod sandbox;
+mod services;
+pub mod shims;
+mod state;
+pub mod store;
+pub mod supervisor;
+pub mod topology;
+mod values;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::process::Command;
+
+use super::{Backend, BackendError, BackendKind, BgTask, ExecRequest, Observation, Target, UpContext};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// Bad input (config, manifest, name): exit 2.
+    #[error("{0}")]
+    Input(String),
+    /// Outside the lab's subset: exit 2.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The machine lacks something the lab needs: exit 2.
+    #[error("{0}")]
+    Preflight(String),
+    #[error("no lab named {0}")]
+    NoSuchLab(String),
+    #[error("{0}")]
+    UnknownTarget(String),
+    /// The kernel or a tool refused.
+    #[error("{0}")]
+    System(String),
+}
+
+impl LabError {
+    pub fn is_usage(&self) -> bool {
+        !matches!(self, LabError::System(_))
+    }
+}
+
+impl From<LabError> for BackendError {
+    fn from(e: LabError) -> BackendError {
+        match e {
+            LabError::Preflight(m) => BackendError::Preflight { backend: BackendKind::Lab, message: m },
+            LabError::Unsupported(m) => BackendError::Unsupported(m),
+            LabError::UnknownTarget(m) => BackendError::UnknownTarget { backend: BackendKind::Lab, target: m },
+            other => BackendError::Other(other.to_string()),
+        }
+    }
+}
+
+/// The tutor binary: supervisors and shims are this executable. `TUTOR_BIN` overrides it
+/// (tests run from a test harness binary).
+pub fn tutor_exe() -> PathBuf {
+    std::env::var_os("TUTOR_BIN")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_exe().ok())
+        .unwrap_or_else(|| PathBuf::from("tutor"))
+}
+
+/// Start a lab supervisor and wait until it is ready. `owner`: tear down when it exits.
+pub fn start(name: &str, owner: Option<i32>, config: Option<&std::path::Path>) -> Result<registry::LabInfo, LabError> {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    preflight::check()?;
+    let mut cmd = std::process::Command::new(tutor_exe());
+    cmd.args(["lab", "supervise", "--name", name]);
+    if let Some(o) = owner {
+        cmd.args(["--owner", &o.to_string()]);
+    }
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    // Its own session: a Ctrl-C in the terminal reaches the runner, which tears down in order.
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| LabError::Preflight(format!("cannot start {}: {e}", tutor_exe().display())))?;
+    let mut out = String::new();
+    let _ = child.stdout.take().expect("piped").read_to_string(&mut out);
+    // The supervisor closes stdout once ready; it keeps running (reaped by init when we exit).
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    let line = out.lines().next().unwrap_or("");
+    if let Some(json) = line.strip_prefix("ready ") {
+        serde_json::from_str(json).map_err(|e| LabError::System(format!("bad supervisor answer: {e}")))
+    } else if let Some(err) = line.strip_prefix("error ") {
+        let e: protocol::Response = serde_json::from_str(err).map_err(|e| LabError::System(format!("bad supervisor answer: {e}")))?;
+        match e {
+            protocol::Response::Error { message, usage: true } => Err(LabError::Input(message)),
+            protocol::Response::Error { message, .. } => Err(LabError::System(message)),
+            _ => Err(LabError::System("bad supervisor answer".into())),
+        }
+    } else {
+        Err(LabError::System(format!("the lab supervisor failed to start{}", if out.is_empty() { String::new() } else { format!(": {out}") })))
+    }
+}
+
+/// Tear lab `name` down and wait until its supervisor is gone.
+pub fn stop(name: &str) -> Result<(), LabError> {
+    let info = registry::read_info(name)?;
+    let _ = protocol::call(name, &protocol::Request::Down);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while info.alive() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    if info.alive() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(info.pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    supervisor::kill_inside(&info.netns_inodes);
+    let _ = std::fs::remove_dir_all(registry::dir(name));
+    Ok(())
+}
+
+/// A command that runs `argv` inside `target` of lab `info`, with the shims first on PATH.
+pub fn target_command(info: &registry::LabInfo, target: &Target, workdir: &std::path::Path, argv: &[String]) -> Result<std::process::Command, LabError> {
+    let tid = info.target_tid(target)?;
+    let mut cmd = std::process::Command::new("nsenter");
+    cmd.args(sandbox::nsenter_args(info.pid, tid, workdir)).args(argv);
+    cmd.env("TUTOR_LAB", &info.name);
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    if *target == Target::Host {
+        cmd.env("PATH", format!("{}:{path}", registry::shim_dir(&info.name).display()));
+    }
+    Ok(cmd)
+}
+
+/// The lab as the runner's backend: one fresh lab per tutorial, named after the run.
+pub struct LabBackend {
+    name: Option<String>,
+    workdir: PathBuf,
+    keep: bool,
+}
 
 pub fn create() -> Result<Box<dyn Backend>, BackendError> {
-    Err(BackendError::NotBuilt(BackendKind::Lab))
+    Ok(Box::new(LabBackend { name: None, workdir: PathBuf::from("/"), keep: false }))
+}
+
+impl LabBackend {
+    fn info(&self) -> Result<registry::LabInfo, BackendError> {
+        let name = self.name.as_deref().ok_or_else(|| BackendError::Other("the lab is not up".into()))?;
+        Ok(registry::read_info(name)?)
+    }
+
+    fn command(&self, req: &ExecRequest<'_>) -> Result<Command, BackendError> {
+        let info = self.info()?;
+        let argv = vec!["bash".to_string(), "-c".to_string(), req.script.to_string()];
+        let mut cmd = Command::from(target_command(&info, req.target, &self.workdir, &argv)?);
+        for (k, v) in req.env {
+            cmd.env(k, v);
+        }
+        Ok(cmd)
+    }
+}
+
+#[async_trait]
+impl Backend for LabBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Lab
+    }
+
+    async fn up(&mut self, ctx: &UpContext) -> Result<(), BackendError> {
+        let name: String = ctx.run_name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
+        let owner = if ctx.keep { None } else { Some(std::process::id() as i32) };
+        let n = name.clone();
+        tokio::task::spawn_blocking(move || start(&n, owner, None))
+            .await
+            .map_err(|e| BackendError::Other(e.to_string()))??;
+        self.name = Some(name);
+        self.workdir = ctx.workdir.clone();
+        self.keep = ctx.keep;
+        Ok(())
+    }
+
+    async fn exec(&self, req: ExecRequest<'_>) -> Result<Observation, BackendError> {
+        let cmd = self.command(&req)?;
+        super::process::run(cmd, req.timeout).await
+    }
+
+    async fn spawn(&self, req: ExecRequest<'_>) -> Result<Box<dyn BgTask>, BackendError> {
+        super::process::spawn(self.command(&req)?)
+    }
+
+    fn state_path(&self, target: &Target) -> String {
+        super::local_state_path(&self.workdir, target)
+    }
+
+    fn facts(&self) -> serde_json::Value {
+        let Ok(info) = self.info() else { return serde_json::json!({ "backend": "lab" }) };
+        let nodes: serde_json::Map<String, serde_json::Value> = info
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), serde_json::json!({ "ip": n.ip.to_string(), "podCIDR": n.pod_cidr, "role": n.role })))
+            .collect();
+        serde_json::json!({ "backend": "lab", "lab": info.name, "cluster": info.cluster, "nodes": nodes })
+    }
+
+    async fn down(&mut self) -> Result<(), BackendError> {
+        let Some(name) = self.name.take() else { return Ok(()) };
+        if self.keep {
+            return Ok(());
+        }
+        tokio::task::spawn_blocking(move || match stop(&name) {
+            Err(LabError::NoSuchLab(_)) => Ok(()),
+            other => other,
+        })
+        .await
+        .map_err(|e| BackendError::Other(e.to_string()))??;
+        Ok(())
+    }
+}
+
+/// A short id derived from `seed` (lab names, link names).
+pub fn network_id(seed: &str) -> String {
+    network::hex_id(&[seed, &format!("{:?}", std::time::SystemTime::now())], 4)
 }

@@ -1,0 +1,135 @@
+//! The built-in apps that stand in for container images. They are threads of the supervisor
+//! whose sockets were opened inside the pod's (or outside world's) network namespace: no extra
+//! process to leak, and they die with the lab.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::LabError;
+use super::sandbox::NsThread;
+
+/// A running server; dropping the handle stops it.
+pub struct Server {
+    stop: Arc<AtomicBool>,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Server {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// One HTTP request as the apps need it.
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub peer: SocketAddr,
+    pub host: Option<String>,
+}
+
+pub type Handler = fn(&Request, &str) -> (u16, &'static str, String);
+
+/// Serve HTTP on `port` inside `ns`; `name` is passed to the handler (e.g. the pod name).
+pub fn http(ns: &NsThread, port: u16, name: &str, handler: Handler) -> Result<Server, LabError> {
+    let listener = ns
+        .run(move || TcpListener::bind(("0.0.0.0", port)))?
+        .map_err(|e| LabError::System(format!("binding port {port}: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| LabError::System(e.to_string()))?;
+    listener.set_nonblocking(true).map_err(|e| LabError::System(e.to_string()))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let name = name.to_string();
+    std::thread::Builder::new()
+        .name(format!("http-{name}"))
+        .spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, peer)) => {
+                        let name = name.clone();
+                        std::thread::spawn(move || serve_one(conn, peer, &name, handler));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        })
+        .map_err(|e| LabError::System(e.to_string()))?;
+    Ok(Server { stop, addr })
+}
+
+fn serve_one(conn: TcpStream, peer: SocketAddr, name: &str, handler: Handler) {
+    let _ = conn.set_nonblocking(false);
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut reader = BufReader::new(&conn);
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("/").to_string());
+    let (mut length, mut host) = (0usize, None);
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            match k.trim().to_ascii_lowercase().as_str() {
+                "content-length" => length = v.trim().parse().unwrap_or(0),
+                "host" => host = Some(v.trim().to_string()),
+                _ => {}
+            }
+        }
+    }
+    let mut body = vec![0u8; length.min(1 << 20)];
+    let _ = reader.read_exact(&mut body);
+    let (status, ctype, text) = handler(&Request { method, path, peer, host }, name);
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "",
+    };
+    let resp = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nX-Served-By: {name}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let mut w = &conn;
+    let _ = w.write_all(resp.as_bytes());
+}
+
+/// Cilium's `cilium/starwars` image, as far as its http-sw-app demo uses it.
+pub fn deathstar(req: &Request, _pod: &str) -> (u16, &'static str, String) {
+    match (req.method.as_str(), req.path.as_str()) {
+        ("POST", "/v1/request-landing") => (200, "text/plain", "Ship landed\n".into()),
+        ("GET", "/v1") | ("GET", "/v1/") => (
+            200,
+            "application/json",
+            "{\n\t\"name\": \"Death Star\",\n\t\"hostname\": \"deathstar\",\n\t\"model\": \"DS-1 Orbital Battle Station\"\n}\n".into(),
+        ),
+        (_, "/v1/request-landing") => (405, "text/plain", "Method Not Allowed\n".into()),
+        _ => (404, "text/plain", "Not Found\n".into()),
+    }
+}
+
+/// The outside world's API: tells the client which address it came from, which is what shows
+/// whether (and how) the cluster masqueraded the request.
+pub fn echo(req: &Request, _name: &str) -> (u16, &'static str, String) {
+    let origin = req.peer.ip();
+    if req.path.starts_with("/api/starships") {
+        (200, "application/json", format!(
+            "{{\"count\":36,\"next\":\"https://swapi.dev/api/starships/?page=2\",\"previous\":null,\"results\":[...],\"origin\":\"{origin}\"}}\n"
+        ))
+    } else {
+        (200, "application/json", format!("{{\"origin\":\"{origin}\"}}\n"))
+    }
+}

@@ -1,0 +1,48 @@
+//! `cilium-dbg` inside the lab's cilium pods: answered from the node's real state and the
+//! Helm values in force.
+
+use super::LabError;
+use super::state::ClusterRt;
+
+pub fn run(c: &ClusterRt, node: &str, args: &[String]) -> Result<String, LabError> {
+    let values = c.values.as_ref().ok_or_else(|| LabError::System("cilium is not installed".into()))?;
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let native = values.native_routing_cidr.map(|c| c.to_string()).unwrap_or_default();
+    match words.as_slice() {
+        ["status", rest @ ..] if rest.iter().all(|r| *r == "--verbose") => {
+            let masq = if !values.ipv4_masquerade {
+                "Disabled".to_string()
+            } else if values.bpf_masquerade {
+                let agent = if values.ip_masq_agent { " (ip-masq-agent)" } else { "" };
+                format!("BPF{agent}   [eth0]   {native} [IPv4: Enabled, IPv6: Disabled]")
+            } else {
+                "IPTables [IPv4: Enabled, IPv6: Disabled]".to_string()
+            };
+            let routing = format!("Network: Native   Host: {}", if values.bpf_masquerade { "BPF" } else { "Legacy" });
+            let n = c.node(node).ok_or_else(|| LabError::System(format!("no node {node}")))?;
+            let pods = c.pods.values().filter(|p| p.node == node).count();
+            Ok(format!(
+                "KVStore:                 Ok   Disabled\nKubernetes:              Ok   1.29 (v1.29.2) [linux/amd64]\nKubeProxyReplacement:    {}   [eth0   {} (Direct Routing)]\nHost firewall:           Disabled\nCNI Chaining:            none\nCilium:                  Ok   1.15.1\nNodeMonitor:             Disabled\nIPAM:                    IPv4: {}/254 allocated from {}, \nIPv4 BIG TCP:            Disabled\nIPv6 BIG TCP:            Disabled\nBandwidthManager:        Disabled\nHost Routing:            {}\nMasquerading:            {masq}\nRouting:                 {routing}\nController Status:       ok\nProxy Status:            OK\nCluster health:          {}/{} reachable\n",
+                if values.kube_proxy_replacement { "True" } else { "False" },
+                n.plan.ip,
+                pods + 1,
+                n.plan.pod_cidr,
+                if values.bpf_masquerade { "BPF" } else { "Legacy" },
+                c.nodes.len(),
+                c.nodes.len(),
+            ))
+        }
+        ["bpf", "ipmasq", "list"] => {
+            if !(values.bpf_masquerade && values.ip_masq_agent) {
+                return Ok("IP PREFIX/ADDRESS\n".into());
+            }
+            let n = c.node(node).ok_or_else(|| LabError::System(format!("no node {node}")))?;
+            let prefixes = super::masquerade::ipmasq_list(&n.ns)?;
+            Ok(std::iter::once("IP PREFIX/ADDRESS".to_string()).chain(prefixes).map(|l| l + "\n").collect())
+        }
+        _ => Err(LabError::Unsupported(format!(
+            "`cilium-dbg {}` is not supported on the lab backend: mark the block backend=kind",
+            args.join(" ")
+        ))),
+    }
+}

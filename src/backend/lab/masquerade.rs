@@ -1,0 +1,68 @@
+//! `enableIPv4Masquerade`: Cilium's iptables masquerade chain in every node (iptables mode).
+//! BPF mode (`bpf.masquerade`) is not built yet: the lab refuses it rather than pretend.
+
+use super::LabError;
+use super::sandbox::NsThread;
+use super::topology::NodePlan;
+use super::values::CiliumValues;
+
+/// Cilium's ipset of node addresses.
+const NODE_SET: &str = "cilium_node_set_v4";
+
+/// The rules the article prints with `iptables -t nat -S CILIUM_POST_nat`. Without the `ipset`
+/// tool the node-set match becomes one ACCEPT per node (same effect, different listing).
+pub fn iptables_rules(me: &NodePlan, all: &[NodePlan], native: &str, ipset: bool) -> String {
+    let cidr = me.pod_cidr;
+    let router = me.router_ip;
+    let mut r = String::from("*nat\n:CILIUM_POST_nat - [0:0]\n-A POSTROUTING -m comment --comment \"cilium-feeder: CILIUM_POST_nat\" -j CILIUM_POST_nat\n");
+    if ipset {
+        r.push_str(&format!(
+            "-A CILIUM_POST_nat -s {cidr} -m set --match-set {NODE_SET} dst -m comment --comment \"exclude traffic to cluster nodes from masquerade\" -j ACCEPT\n"
+        ));
+    }
+    for n in all.iter().filter(|_| !ipset) {
+        r.push_str(&format!(
+            "-A CILIUM_POST_nat -s {cidr} -d {}/32 -m comment --comment \"exclude traffic to cluster nodes from masquerade\" -j ACCEPT\n",
+            n.ip
+        ));
+    }
+    r.push_str(&format!(
+        "-A CILIUM_POST_nat -s {cidr} ! -d {native} ! -o cilium_+ -m comment --comment \"cilium masquerade non-cluster\" -j MASQUERADE\n\
+         -A CILIUM_POST_nat -m mark --mark 0xa00/0xe00 -m comment --comment \"exclude proxy return traffic from masquerade\" -j ACCEPT\n\
+         -A CILIUM_POST_nat -s 127.0.0.1/32 -o cilium_host -m comment --comment \"cilium host->cluster from 127.0.0.1 masquerade\" -j SNAT --to-source {router}\n\
+         -A CILIUM_POST_nat -o cilium_host -m mark --mark 0xf00/0xf00 -m conntrack --ctstate DNAT -m comment --comment \"hairpin traffic that originated from a local pod\" -j SNAT --to-source {router}\n\
+         COMMIT\n"
+    ));
+    r
+}
+
+/// Make a node's masquerade match `values`.
+pub fn sync(ns: &NsThread, me: &NodePlan, all: &[NodePlan], values: &CiliumValues) -> Result<(), LabError> {
+    // Start from no Cilium nat rules, so that an upgrade can turn masquerade off.
+    let _ = ns.command(&["iptables", "-t", "nat", "-D", "POSTROUTING", "-m", "comment", "--comment", "cilium-feeder: CILIUM_POST_nat", "-j", "CILIUM_POST_nat"], "");
+    let _ = ns.command(&["iptables", "-t", "nat", "-F", "CILIUM_POST_nat"], "");
+    let _ = ns.command(&["iptables", "-t", "nat", "-X", "CILIUM_POST_nat"], "");
+    if !values.ipv4_masquerade {
+        return Ok(());
+    }
+    if values.bpf_masquerade {
+        return Err(LabError::Unsupported(
+            "bpf.masquerade is not built in the lab yet: mark the block backend=kind".into(),
+        ));
+    }
+    let native = values.native_routing_cidr.map(|c| c.to_string()).unwrap_or_else(|| "10.244.0.0/16".into());
+    let ipset = super::preflight::which("ipset").is_some();
+    if ipset {
+        let mut script = format!("create {NODE_SET} hash:ip family inet -exist\nflush {NODE_SET}\n");
+        for n in all {
+            script.push_str(&format!("add {NODE_SET} {}\n", n.ip));
+        }
+        ns.command(&["ipset", "restore"], &script)?;
+    }
+    ns.command(&["iptables-restore", "--noflush"], &iptables_rules(me, all, &native, ipset)).map(|_| ())
+}
+
+/// Prefixes in the node's ip-masq-agent BPF map.
+pub fn ipmasq_list(_ns: &NsThread) -> Result<Vec<String>, LabError> {
+    Err(LabError::Unsupported("bpf.masquerade is not built in the lab yet: mark the block backend=kind".into()))
+}

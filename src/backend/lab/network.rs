@@ -1,0 +1,99 @@
+//! Links and addresses of the lab: the bridge in the host namespace, each node's eth0 on it,
+//! each pod's eth0 behind its node. Changes go through `ip -batch` run inside the namespace
+//! (one process per namespace and step).
+
+use std::net::Ipv4Addr;
+
+use super::LabError;
+use super::sandbox::NsThread;
+use super::topology::{BRIDGE_PREFIX, GATEWAY, NodePlan};
+
+/// Short stable hex id for link names (`veth1a2b3c4`, `lxc…`, `br-…`).
+pub fn hex_id(parts: &[&str], len: usize) -> String {
+    // FNV-1a: stable across runs and Rust versions, unlike DefaultHasher.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for p in parts {
+        for b in p.bytes().chain([0u8]) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    }
+    format!("{h:016x}")[..len].to_string()
+}
+
+pub fn bridge_name(lab: &str) -> String {
+    format!("br-{}", hex_id(&[lab], 12))
+}
+
+/// The lab host: the bridge that plays docker's `kind` network.
+pub fn setup_host(host: &NsThread, lab: &str) -> Result<(), LabError> {
+    let br = bridge_name(lab);
+    host.ip(&[
+        format!("link add {br} type bridge"),
+        format!("link set {br} address 02:42:{}", colon_hex(&hex_id(&[lab, "br"], 8))),
+        format!("addr add {GATEWAY}/{BRIDGE_PREFIX} dev {br}"),
+        format!("link set {br} up"),
+    ])?;
+    host.sysctl("net.ipv4.ip_forward", "1")
+}
+
+fn colon_hex(h: &str) -> String {
+    h.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(":")
+}
+
+/// A node's eth0 on the bridge, its address and default route.
+pub fn attach_node(host: &NsThread, node: &NsThread, lab: &str, plan: &NodePlan) -> Result<(), LabError> {
+    let veth = format!("veth{}", hex_id(&[lab, &plan.name], 7));
+    host.ip(&[
+        format!("link add {veth} type veth peer name eth0 netns {}", node.tid()),
+        format!("link set {veth} master {} up", bridge_name(lab)),
+    ])?;
+    node.ip(&[
+        format!("link set eth0 address {}", plan.mac),
+        format!("addr add {}/{BRIDGE_PREFIX} dev eth0", plan.ip),
+        "link set eth0 up".into(),
+        format!("route add default via {GATEWAY} dev eth0"),
+    ])?;
+    node.sysctl("net.ipv4.ip_forward", "1")?;
+    node.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
+    node.sysctl("net.ipv4.conf.default.rp_filter", "0")
+}
+
+/// Routing table of a node's local pods (`ip rule` sends the node's pod CIDR here first), so
+/// that the main table shows exactly what Cilium's does.
+pub const POD_TABLE: u32 = 2005;
+
+/// A pod's eth0 behind its node: a veth named like Cilium's (`lxc…`), the pod's /32, and the
+/// node's router IP as the pod's gateway (Cilium's layout).
+pub fn attach_pod(node: &NsThread, pod: &NsThread, lxc: &str, ip: Ipv4Addr, router: Ipv4Addr) -> Result<(), LabError> {
+    node.ip(&[
+        format!("link add {lxc} type veth peer name eth0 netns {}", pod.tid()),
+        format!("link set {lxc} up"),
+        format!("route add {ip}/32 dev {lxc} table {POD_TABLE}"),
+    ])?;
+    // Answer the pod's ARP for its gateway (Cilium answers it in BPF).
+    node.sysctl(&format!("net.ipv4.conf.{lxc}.proxy_arp"), "1")?;
+    node.sysctl(&format!("net.ipv4.conf.{lxc}.rp_filter"), "0")?;
+    pod.ip(&[
+        format!("addr add {ip}/32 dev eth0"),
+        "link set eth0 up".into(),
+        format!("route add {router} dev eth0 scope link"),
+        format!("route add default via {router} dev eth0 mtu 1500"),
+    ])
+}
+
+pub fn detach_pod(node: &NsThread, lxc: &str, ip: Ipv4Addr) -> Result<(), LabError> {
+    node.ip(&[format!("route del {ip}/32 table {POD_TABLE}"), format!("link del {lxc}")])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_stable_and_short() {
+        assert_eq!(hex_id(&["a", "b"], 7), hex_id(&["a", "b"], 7));
+        assert_ne!(hex_id(&["a", "b"], 7), hex_id(&["ab"], 7));
+        assert!(bridge_name("lab-1").len() <= 15);
+    }
+}

@@ -1,0 +1,66 @@
+//! The supervisor's control socket: one JSON request, one JSON response per connection.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::LabError;
+use super::registry::{self, LabInfo};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    Info,
+    Down,
+    /// A shim invocation: `tool` is `kind`, `kubectl`, `helm` or `docker`.
+    Shim { tool: String, args: Vec<String>, cwd: PathBuf },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    Info(LabInfo),
+    Done,
+    /// What the tool printed, and its exit status.
+    Output { stdout: String, stderr: String, code: i32 },
+    /// Run `argv` inside target thread `tid` of the supervisor, with the caller's stdio
+    /// (`kubectl exec`, `docker exec`).
+    Exec { tid: i32, argv: Vec<String> },
+    Error { message: String, usage: bool },
+}
+
+impl Response {
+    pub fn from_error(e: &LabError) -> Response {
+        Response::Error { message: e.to_string(), usage: e.is_usage() }
+    }
+}
+
+/// Send one request to lab `name` and wait for the answer.
+pub fn call(name: &str, req: &Request) -> Result<Response, LabError> {
+    let path = registry::socket(name);
+    let mut stream = UnixStream::connect(&path).map_err(|_| LabError::NoSuchLab(name.to_string()))?;
+    let mut line = serde_json::to_string(req).expect("serialisable");
+    line.push('\n');
+    stream.write_all(line.as_bytes()).map_err(|e| LabError::System(format!("{}: {e}", path.display())))?;
+    let mut answer = String::new();
+    BufReader::new(stream)
+        .read_line(&mut answer)
+        .map_err(|e| LabError::System(format!("{}: {e}", path.display())))?;
+    if answer.is_empty() {
+        return Err(LabError::System(format!("lab {name}: the supervisor closed the connection")));
+    }
+    serde_json::from_str(&answer).map_err(|e| LabError::System(format!("lab {name}: bad answer: {e}")))
+}
+
+/// Read one request from a connection.
+pub fn read_request(stream: &UnixStream) -> Result<Request, String> {
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).map_err(|e| e.to_string())?;
+    serde_json::from_str(&line).map_err(|e| e.to_string())
+}
+
+pub fn write_response(mut stream: &UnixStream, resp: &Response) {
+    let mut line = serde_json::to_string(resp).expect("serialisable");
+    line.push('\n');
+    let _ = stream.write_all(line.as_bytes());
+}

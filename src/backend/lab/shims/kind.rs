@@ -1,0 +1,67 @@
+//! `kind create|delete cluster`, `kind get clusters|nodes`.
+
+use std::path::Path;
+
+use super::super::LabError;
+use super::super::config::{Cluster, Role};
+use super::super::state::Lab;
+use super::{Args, Outcome, resolve, unsupported};
+
+pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabError> {
+    let a = Args::parse(argv, &["--config", "--name", "-n", "--image", "--wait", "--kubeconfig"], &["-q", "--quiet", "--retain"])?;
+    let pos: Vec<&str> = a.positional.iter().map(String::as_str).collect();
+    let name = a.value(&["--name", "-n"]);
+    match pos.as_slice() {
+        ["create", "cluster"] => {
+            let (config, origin) = match a.value(&["--config"]) {
+                Some(f) => (Cluster::load(&resolve(cwd, f))?, f.to_string()),
+                None => (Cluster::default(), String::new()),
+            };
+            let _ = origin;
+            let no_cni = config.networking.disable_default_cni;
+            let c = lab.create_cluster(config, name)?;
+            let cname = c.plan.cluster.clone();
+            let workers = c.plan.nodes.iter().any(|n| n.role == Role::Worker);
+            let boxes = " 📦".repeat(c.plan.nodes.len());
+            let mut s = format!(
+                "Creating cluster \"{cname}\" ...\n ✓ Ensuring node image (kindest/node:v1.29.2) 🖼\n ✓ Preparing nodes{boxes}  \n ✓ Writing configuration 📜 \n ✓ Starting control-plane 🕹️ \n"
+            );
+            if !no_cni {
+                s.push_str(" ✓ Installing CNI 🔌 \n");
+            }
+            s.push_str(" ✓ Installing StorageClass 💾 \n");
+            if workers {
+                s.push_str(" ✓ Joining worker nodes 🚜 \n");
+            }
+            s.push_str(&format!(
+                "Set kubectl context to \"kind-{cname}\"\nYou can now use your cluster with:\n\nkubectl cluster-info --context kind-{cname}\n\nHave a nice day! 👋\n"
+            ));
+            Ok(Outcome::err(s))
+        }
+        ["delete", "cluster"] => {
+            let want = name.unwrap_or("kind");
+            let exists = lab.cluster.as_ref().is_some_and(|c| c.plan.cluster == want);
+            let nodes: Vec<String> = if exists {
+                lab.cluster.as_ref().unwrap().plan.nodes.iter().map(|n| format!("\"{}\"", n.name)).collect()
+            } else {
+                vec![]
+            };
+            if exists {
+                lab.delete_cluster();
+            }
+            Ok(Outcome::err(format!("Deleting cluster \"{want}\" ...\nDeleted nodes: [{}]\n", nodes.join(" "))))
+        }
+        ["get", "clusters"] => Ok(match &lab.cluster {
+            Some(c) => Outcome::out(format!("{}\n", c.plan.cluster)),
+            None => Outcome::err("No kind clusters found.\n"),
+        }),
+        ["get", "nodes"] => {
+            let c = lab.cluster.as_ref().filter(|c| name.is_none_or(|n| n == c.plan.cluster));
+            Ok(match c {
+                Some(c) => Outcome::out(c.plan.nodes.iter().map(|n| format!("{}\n", n.name)).collect::<String>()),
+                None => Outcome::err(format!("No kind nodes found for cluster \"{}\".\n", name.unwrap_or("kind"))),
+            })
+        }
+        _ => Err(unsupported("kind", argv)),
+    }
+}

@@ -1,0 +1,65 @@
+//! The control-plane tools a tutorial calls on the lab (`kind`, `kubectl`, `helm`, `docker`),
+//! answered by the supervisor from the lab's real state. The shim processes only forward their
+//! argv here (see `cli::lab::shim_dispatch`).
+
+mod args;
+mod jsonpath;
+mod docker;
+mod helm;
+mod kind;
+mod kubectl;
+mod table;
+
+use std::path::Path;
+
+use super::LabError;
+use super::protocol::Response;
+use super::state::Lab;
+
+pub use args::Args;
+
+/// Names the shims are installed under.
+pub const TOOLS: [&str; 4] = ["kind", "kubectl", "helm", "docker"];
+
+/// What a tool invocation did.
+pub enum Outcome {
+    Print { stdout: String, stderr: String, code: i32 },
+    Exec { tid: i32, argv: Vec<String> },
+}
+
+impl Outcome {
+    pub fn out(s: impl Into<String>) -> Outcome {
+        Outcome::Print { stdout: s.into(), stderr: String::new(), code: 0 }
+    }
+    pub fn err(s: impl Into<String>) -> Outcome {
+        Outcome::Print { stdout: String::new(), stderr: s.into(), code: 0 }
+    }
+}
+
+/// The one error for everything outside the lab's subset.
+pub fn unsupported(tool: &str, args: &[String]) -> LabError {
+    LabError::Unsupported(format!(
+        "`{tool} {}` is not supported on the lab backend: mark the block backend=kind",
+        args.join(" ")
+    ))
+}
+
+pub fn dispatch(lab: &mut Lab, tool: &str, args: &[String], cwd: &Path) -> Response {
+    let result = match tool {
+        "kind" => kind::run(lab, args, cwd),
+        "kubectl" => kubectl::run(lab, args, cwd),
+        "helm" => helm::run(lab, args, cwd),
+        "docker" => docker::run(lab, args),
+        _ => Err(unsupported(tool, args)),
+    };
+    match result {
+        Ok(Outcome::Print { stdout, stderr, code }) => Response::Output { stdout, stderr, code },
+        Ok(Outcome::Exec { tid, argv }) => Response::Exec { tid, argv },
+        Err(e) => Response::from_error(&e),
+    }
+}
+
+/// Resolve a path argument against the caller's working directory.
+pub fn resolve(cwd: &Path, file: &str) -> std::path::PathBuf {
+    cwd.join(file)
+}

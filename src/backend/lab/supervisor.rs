@@ -1,0 +1,150 @@
+//! The lab's supervisor: the one process that owns every namespace of a lab (as threads, see
+//! `sandbox`), answers the control socket (shims, `lab down`) and tears the lab down when told
+//! to, or when its owner (the `tutor run` that started it) exits.
+
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use super::LabError;
+use super::config::Cluster;
+use super::protocol::{self, Request, Response};
+use super::registry;
+use super::shims;
+use super::state::Lab;
+
+pub struct Options {
+    pub name: String,
+    /// Tear down when this process exits.
+    pub owner: Option<i32>,
+    /// Create a cluster from this kind config right away (`tutor lab up --config`).
+    pub config: Option<PathBuf>,
+    /// The tutor binary (the shims link to it).
+    pub exe: PathBuf,
+}
+
+/// Build the lab, call `ready` (with the error if building failed), then serve until `down`.
+/// Returns only on failure to start.
+pub fn serve(opts: Options, ready: impl FnOnce(Result<registry::LabInfo, LabError>)) -> Result<(), LabError> {
+    let lab = match build(&opts) {
+        Ok(lab) => lab,
+        Err(e) => {
+            // The registry entry is ours only if `claim` succeeded: a name clash must not remove
+            // the other lab's entry.
+            if !matches!(e, LabError::Input(ref m) if m.contains("already up")) {
+                let _ = std::fs::remove_dir_all(registry::dir(&opts.name));
+            }
+            let msg = e.to_string();
+            ready(Err(e));
+            return Err(LabError::System(msg));
+        }
+    };
+    let listener = match UnixListener::bind(registry::socket(&opts.name)) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&lab.dir);
+            let err = LabError::System(format!("control socket: {e}"));
+            ready(Err(LabError::System(err.to_string())));
+            return Err(err);
+        }
+    };
+    let info = lab.info();
+    ready(Ok(info));
+    let lab = Arc::new(Mutex::new(lab));
+    if let Some(owner) = opts.owner {
+        let lab = lab.clone();
+        std::thread::spawn(move || {
+            wait_for_exit(owner);
+            teardown(&lab.lock().unwrap_or_else(|e| e.into_inner()));
+        });
+    }
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let lab = lab.clone();
+        std::thread::spawn(move || {
+            let req = match protocol::read_request(&conn) {
+                Ok(r) => r,
+                Err(e) => {
+                    protocol::write_response(&conn, &Response::Error { message: format!("bad request: {e}"), usage: true });
+                    return;
+                }
+            };
+            if let Request::Down = req {
+                let guard = lab.lock().unwrap_or_else(|e| e.into_inner());
+                protocol::write_response(&conn, &Response::Done);
+                drop(conn);
+                teardown(&guard);
+            }
+            let resp = handle(&lab, req);
+            protocol::write_response(&conn, &resp);
+        });
+    }
+    Ok(())
+}
+
+fn build(opts: &Options) -> Result<Lab, LabError> {
+    let mut lab = Lab::new(&opts.name, opts.owner, &opts.exe)?;
+    if let Some(cfg) = &opts.config {
+        let cluster = Cluster::load(cfg)?;
+        lab.create_cluster(cluster, None)?;
+    }
+    lab.publish()?;
+    Ok(lab)
+}
+
+fn handle(lab: &Mutex<Lab>, req: Request) -> Response {
+    let mut lab = lab.lock().unwrap_or_else(|e| e.into_inner());
+    match req {
+        Request::Info => Response::Info(lab.info()),
+        Request::Down => Response::Done,
+        Request::Shim { tool, args, cwd } => {
+            let resp = shims::dispatch(&mut lab, &tool, &args, &cwd);
+            let _ = lab.publish();
+            resp
+        }
+    }
+}
+
+/// Kill whatever still runs inside the lab's namespaces (blocks' leftovers), remove the registry
+/// entry and exit: the namespaces die with this process's threads.
+fn teardown(lab: &Lab) -> ! {
+    kill_inside(&lab.netns_inodes());
+    let _ = std::fs::remove_dir_all(&lab.dir);
+    std::process::exit(0)
+}
+
+/// SIGKILL every process (other than this one) whose network namespace is one of `inodes`.
+pub fn kill_inside(inodes: &[u64]) {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if pid == me {
+            continue;
+        }
+        if let Ok(m) = std::fs::metadata(format!("/proc/{pid}/ns/net"))
+            && inodes.contains(&m.ino())
+        {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// Block until process `pid` exits (pidfd + poll; no polling loop).
+fn wait_for_exit(pid: i32) {
+    // SAFETY: plain syscalls on integers we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if fd < 0 {
+        return;
+    }
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    loop {
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if r > 0 || (r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted) {
+            break;
+        }
+    }
+    // SAFETY: closing the fd we opened.
+    unsafe { libc::close(fd) };
+}
