@@ -155,7 +155,7 @@ pub async fn execute(args: LabArgs) -> anyhow::Result<Exit> {
 /// Report readiness on stdout (a pipe read by `lab::start`), then detach from it.
 fn supervise(opts: supervisor::Options) -> anyhow::Result<Exit> {
     use std::io::Write;
-    let log = registry::root().join(format!(".{}.log", opts.name));
+    let log = registry::dir(&opts.name).join("supervisor.log");
     let result = supervisor::serve(opts, |ready| {
         let line = match ready {
             Ok(info) => format!("ready {}\n", serde_json::to_string(&info).unwrap_or_default()),

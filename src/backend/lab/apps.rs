@@ -34,7 +34,6 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub peer: SocketAddr,
-    pub host: Option<String>,
 }
 
 pub type Handler = fn(&Request, &str) -> (u16, &'static str, String);
@@ -76,7 +75,7 @@ fn serve_one(conn: TcpStream, peer: SocketAddr, name: &str, handler: Handler) {
     }
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("/").to_string());
-    let (mut length, mut host) = (0usize, None);
+    let mut length = 0usize;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
@@ -85,14 +84,13 @@ fn serve_one(conn: TcpStream, peer: SocketAddr, name: &str, handler: Handler) {
         if let Some((k, v)) = h.split_once(':') {
             match k.trim().to_ascii_lowercase().as_str() {
                 "content-length" => length = v.trim().parse().unwrap_or(0),
-                "host" => host = Some(v.trim().to_string()),
                 _ => {}
             }
         }
     }
     let mut body = vec![0u8; length.min(1 << 20)];
     let _ = reader.read_exact(&mut body);
-    let (status, ctype, text) = handler(&Request { method, path, peer, host }, name);
+    let (status, ctype, text) = handler(&Request { method, path, peer }, name);
     let reason = match status {
         200 => "OK",
         404 => "Not Found",

@@ -59,6 +59,24 @@ pub fn attach_node(host: &NsThread, node: &NsThread, lab: &str, plan: &NodePlan)
     node.sysctl("net.ipv4.conf.default.rp_filter", "0")
 }
 
+/// kind's rewrite of Docker's embedded-DNS rules: queries to the gateway's port 53 (from the
+/// node or from its pods) go to the resolver on 127.0.0.11.
+pub fn docker_dns_rules(node: &NsThread, udp: u16, tcp: u16) -> Result<(), LabError> {
+    node.sysctl("net.ipv4.conf.all.route_localnet", "1")?;
+    let rules = format!(
+        "*nat\n:DOCKER_OUTPUT - [0:0]\n:DOCKER_POSTROUTING - [0:0]\n\
+         -A PREROUTING -d {GATEWAY}/32 -j DOCKER_OUTPUT\n\
+         -A OUTPUT -d {GATEWAY}/32 -j DOCKER_OUTPUT\n\
+         -A POSTROUTING -d {GATEWAY}/32 -j DOCKER_POSTROUTING\n\
+         -A DOCKER_OUTPUT -d {GATEWAY}/32 -p tcp -m tcp --dport 53 -j DNAT --to-destination 127.0.0.11:{tcp}\n\
+         -A DOCKER_OUTPUT -d {GATEWAY}/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.11:{udp}\n\
+         -A DOCKER_POSTROUTING -s 127.0.0.11/32 -p tcp -m tcp --sport {tcp} -j SNAT --to-source {GATEWAY}:53\n\
+         -A DOCKER_POSTROUTING -s 127.0.0.11/32 -p udp -m udp --sport {udp} -j SNAT --to-source {GATEWAY}:53\n\
+         COMMIT\n"
+    );
+    node.command(&["iptables-restore", "--noflush"], &rules).map(|_| ())
+}
+
 /// Routing table of a node's local pods (`ip rule` sends the node's pod CIDR here first), so
 /// that the main table shows exactly what Cilium's does.
 pub const POD_TABLE: u32 = 2005;

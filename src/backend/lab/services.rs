@@ -39,6 +39,12 @@ impl ClusterRt {
 
     /// Bring every node's service table up to date (after any change to services or pods).
     pub fn sync_services(&self) -> Result<(), LabError> {
+        if let Ok(mut zone) = self.zone.write() {
+            zone.clear();
+            for s in &self.store.services {
+                zone.insert(format!("{}.{}.svc.cluster.local", s.name, s.namespace), s.cluster_ip);
+            }
+        }
         if !self.store.cni {
             return Ok(());
         }

@@ -2,7 +2,8 @@
 //! objects and the datapath settings, kept consistent with each other.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, RwLock};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -12,6 +13,7 @@ use rand::Rng;
 use super::LabError;
 use super::apps::{self, Server};
 use super::config::{Cluster, Role};
+use super::dns::{self, DnsServer, Policy, Zone};
 use super::network;
 use super::registry::{self, LabInfo, NodeInfo, PodInfo};
 use super::sandbox::{Mounts, NsThread};
@@ -22,6 +24,8 @@ use super::values::CiliumValues;
 pub struct NodeRt {
     pub plan: NodePlan,
     pub ns: NsThread,
+    /// Docker's embedded DNS stand-in (127.0.0.11).
+    pub dns: DnsServer,
 }
 
 pub struct PodRt {
@@ -30,6 +34,7 @@ pub struct PodRt {
     pub node: String,
     pub ip: Ipv4Addr,
     pub server: Option<Server>,
+    pub dns: Option<DnsServer>,
 }
 
 pub struct HelmRelease {
@@ -51,6 +56,8 @@ pub struct ClusterRt {
     pub created: SystemTime,
     /// Round-robin position of the scheduler.
     pub scheduled: usize,
+    /// `<svc>.<ns>.svc.cluster.local` → ClusterIP, shared with the CoreDNS stand-ins.
+    pub zone: Zone,
 }
 
 pub struct Lab {
@@ -58,6 +65,7 @@ pub struct Lab {
     pub dir: PathBuf,
     pub owner: Option<i32>,
     pub host: NsThread,
+    pub outside: super::outside::Outside,
     pub cluster: Option<ClusterRt>,
 }
 
@@ -96,7 +104,8 @@ impl Lab {
         let mounts = resolv_mount(&dir, "host", "nameserver 192.168.1.1\n")?;
         let host = NsThread::new("host", None, mounts)?;
         network::setup_host(&host, name)?;
-        Ok(Lab { name: name.to_string(), dir, owner, host, cluster: None })
+        let outside = super::outside::build(&host, name)?;
+        Ok(Lab { name: name.to_string(), dir, owner, host, outside, cluster: None })
     }
 
     pub fn info(&self) -> LabInfo {
@@ -148,7 +157,7 @@ impl Lab {
     /// Inodes of every network namespace of the lab (to find processes left inside them).
     pub fn netns_inodes(&self) -> Vec<u64> {
         let me = std::process::id();
-        let mut tids = vec![self.host.tid()];
+        let mut tids = vec![self.host.tid(), self.outside.router.tid()];
         if let Some(c) = &self.cluster {
             tids.extend(c.nodes.iter().map(|n| n.ns.tid()));
             tids.extend(c.pods.values().map(|p| p.ns.tid()));
@@ -177,7 +186,15 @@ impl Lab {
             let mounts = resolv_mount(&self.dir, &p.name, &format!("nameserver {GATEWAY}\noptions ndots:0\n"))?;
             let ns = NsThread::new(&p.name, Some(&p.name), mounts)?;
             network::attach_node(&self.host, &ns, &self.name, p)?;
-            nodes.push(NodeRt { plan: p.clone(), ns });
+            let names = plan.nodes.iter().map(|n| (n.name.clone(), n.ip)).collect();
+            let policy = Policy {
+                zone: Arc::new(RwLock::new(names)),
+                authoritative_suffix: None,
+                upstream: Some(SocketAddr::from((super::outside::ROUTER, 53))),
+            };
+            let dns = dns::serve(&ns, SocketAddr::from((Ipv4Addr::new(127, 0, 0, 11), 0)), policy)?;
+            network::docker_dns_rules(&ns, dns.udp.port(), dns.tcp.port())?;
+            nodes.push(NodeRt { plan: p.clone(), ns, dns });
         }
         let now = SystemTime::now();
         let mut store = Store::default();
@@ -195,6 +212,7 @@ impl Lab {
             release: None,
             created: now,
             scheduled: 0,
+            zone: Zone::default(),
         };
         let kube_dns: Labels = [("k8s-app".to_string(), "kube-dns".to_string())].into();
         rt.seed_deployment("kube-system", "coredns", 2, kube_dns, "registry.k8s.io/coredns/coredns:v1.11.1");
@@ -421,7 +439,24 @@ impl ClusterRt {
             App::Deathstar { port } => Some(apps::http(&ns, port, &pod.name, apps::deathstar)?),
             _ => None,
         };
-        Ok(PodRt { ns, lxc, node: pod.node.clone(), ip, server })
+        let dns = match pod.app {
+            App::CoreDns => {
+                let corefile = self
+                    .store
+                    .configmap("kube-system", "coredns")
+                    .and_then(|c| c.data.get("Corefile"))
+                    .ok_or_else(|| LabError::Input("configmap kube-system/coredns has no Corefile".into()))?;
+                let upstream = dns::corefile_upstream(corefile, GATEWAY)?;
+                let policy = Policy {
+                    zone: self.zone.clone(),
+                    authoritative_suffix: Some("cluster.local".into()),
+                    upstream: Some(SocketAddr::from((upstream, 53))),
+                };
+                Some(dns::serve(&ns, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 53)), policy)?)
+            }
+            _ => None,
+        };
+        Ok(PodRt { ns, lxc, node: pod.node.clone(), ip, server, dns })
     }
 
     /// Remove a pod and its network.
