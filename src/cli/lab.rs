@@ -108,7 +108,8 @@ pub async fn execute(args: LabArgs) -> anyhow::Result<Exit> {
                 Err(e) => return Ok(report(e)),
             };
             let status = cmd.status().context("running nsenter")?;
-            Ok(exit_of(status.code()))
+            // The command's own status, as `docker exec` and `kubectl exec` pass it through.
+            std::process::exit(status.code().unwrap_or(128 + 9))
         }
         LabCommand::Down { name } => {
             let name = match name {
@@ -174,15 +175,6 @@ fn supervise(opts: supervisor::Options) -> anyhow::Result<Exit> {
     match result {
         Ok(()) => Ok(Exit::Pass),
         Err(_) => Ok(Exit::Usage),
-    }
-}
-
-fn exit_of(code: Option<i32>) -> Exit {
-    match code {
-        Some(0) => Exit::Pass,
-        Some(2) => Exit::Usage,
-        Some(130) | None => Exit::Interrupted,
-        Some(_) => Exit::Fail,
     }
 }
 

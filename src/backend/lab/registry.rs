@@ -189,7 +189,15 @@ pub fn gc() -> Result<GcReport, LabError> {
         if young && !entry.path().join("lab.json").exists() {
             continue;
         }
-        std::fs::remove_dir_all(entry.path()).map_err(|e| io(&entry.path(), e))?;
+        // Whatever a block left running inside the dead lab's namespaces keeps them alive.
+        if let Some(info) = std::fs::read_to_string(entry.path().join("lab.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<LabInfo>(&t).ok())
+        {
+            super::supervisor::kill_inside(&info.netns_inodes);
+        }
+        let p = entry.path();
+        if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }.map_err(|e| io(&p, e))?;
         report.entries.push(name);
     }
     let owned = |obj: &str| live.iter().any(|l| obj.starts_with(&format!("{PREFIX}{l}-")));

@@ -78,7 +78,7 @@ impl CiliumValues {
         }
         if !v.native_routing() {
             return Err(LabError::Unsupported(format!(
-                "{origin}: routingMode `{}` (the lab implements routingMode: native only)",
+                "{origin}: routingMode `{}` is not supported on the lab backend (it implements routingMode: native): mark the block backend=kind",
                 v.routing_mode.as_deref().unwrap_or("tunnel")
             )));
         }

@@ -1,0 +1,87 @@
+//! What the lab must never do: touch the machine's root namespace, collide with another lab,
+//! or leave anything behind when its supervisor is killed.
+
+mod lab_support;
+use std::process::Command;
+
+use lab_support::{Lab, netns_in_use, tutor};
+
+fn root_state() -> String {
+    let sh = |c: &str| String::from_utf8_lossy(&Command::new("sh").arg("-c").arg(c).output().unwrap().stdout).into_owned();
+    // Counters change with unrelated traffic; the rules do not.
+    let ipt = sh("iptables-save | grep -v '^#' | sed 's/\\[[0-9]*:[0-9]*\\]//'");
+    format!("{}{}{}{}{}", sh("ip -o link | sed 's/ state [A-Z]*//'"), sh("ip route"), sh("nft list ruleset"), ipt, sh("ip netns list"))
+}
+
+#[test]
+fn root_namespace_untouched_and_nothing_left() {
+    require_lab!();
+    let before = root_state();
+    let inodes;
+    {
+        let lab = Lab::article("root");
+        lab.sh("host", "kubectl exec tiefighter -- curl -s -XPOST deathstar.default.svc.cluster.local/v1/request-landing").ok();
+        inodes = lab.netns_inodes();
+        assert!(inodes.len() >= 9, "host, router, 3 nodes, pods: {inodes:?}");
+    }
+    assert_eq!(before, root_state());
+    assert!(!netns_in_use(&inodes), "a lab namespace is still in use");
+}
+
+#[test]
+fn two_labs_at_once_do_not_collide() {
+    require_lab!();
+    let a = Lab::up("twoa", Some("kind-config.yaml"));
+    let b = Lab::up("twob", Some("kind-config.yaml"));
+    for lab in [&a, &b] {
+        let o = lab.sh("kind-worker", "ip -br addr show eth0").ok();
+        assert!(o.contains("172.18.0.3/16"), "{o}");
+        lab.sh("kind-worker", "bash -c '</dev/tcp/172.18.0.2/1' 2>&1 | grep -q refused").ok();
+    }
+    let list = tutor(&["lab", "list"], &a.cwd).ok();
+    assert!(list.contains(&a.name) && list.contains(&b.name), "{list}");
+    // Same name twice is refused.
+    let dup = tutor(&["lab", "up", "--name", &a.name], &a.cwd);
+    assert_eq!(dup.code, 2, "{}", dup.stderr);
+    assert!(dup.stderr.contains("already up"), "{}", dup.stderr);
+    drop(a);
+    b.sh("kind-worker", "bash -c '</dev/tcp/172.18.0.2/1' 2>&1 | grep -q refused").ok();
+}
+
+#[test]
+fn sigkill_leaves_nothing_that_gc_does_not_clean() {
+    require_lab!();
+    let lab = Lab::article("kill");
+    // A block's leftover process inside a pod keeps that namespace alive...
+    let _ = Command::new(lab_support::TUTOR)
+        .args(["lab", "exec", &lab.name, "pod/xwing", "--", "sleep", "600"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let inodes = lab.netns_inodes();
+    let pid = lab.pid();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let list = tutor(&["lab", "list"], &lab.cwd).ok();
+    assert!(!list.contains(&lab.name), "{list}");
+    assert!(std::path::Path::new(&format!("/run/tutor/labs/{}", lab.name)).exists());
+    assert!(netns_in_use(&inodes), "the sleeper still holds its pod namespace");
+    let gc = tutor(&["lab", "gc"], &lab.cwd).ok();
+    assert!(gc.contains(&format!("removed lab entry {}", lab.name)), "{gc}");
+    assert!(!std::path::Path::new(&format!("/run/tutor/labs/{}", lab.name)).exists());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!netns_in_use(&inodes), "gc must end what was left inside the lab's namespaces");
+}
+
+#[test]
+fn exec_errors() {
+    require_lab!();
+    let lab = Lab::up("exec", Some("kind-config.yaml"));
+    let o = tutor(&["lab", "exec", &lab.name, "kind-worker9", "--", "true"], &lab.cwd);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("no node `kind-worker9`"), "{}", o.stderr);
+    let o = tutor(&["lab", "exec", "no-such-lab", "host", "--", "true"], &lab.cwd);
+    assert_eq!(o.code, 2);
+    assert_eq!(lab.sh("kind-worker", "exit 7").code, 7);
+}
