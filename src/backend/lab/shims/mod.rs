@@ -52,6 +52,13 @@ pub fn dispatch(lab: &mut Lab, tool: &str, args: &[String], cwd: &Path) -> Respo
         "docker" => docker::run(lab, args),
         _ => Err(unsupported(tool, args)),
     };
+    // An unknown flag is reported with the whole invocation, like any unsupported command.
+    let result = result.map_err(|e| match e {
+        LabError::Unsupported(m) if !m.contains("not supported on the lab backend") => {
+            LabError::Unsupported(format!("{} ({m})", unsupported(tool, args)))
+        }
+        other => other,
+    });
     match result {
         Ok(Outcome::Print { stdout, stderr, code }) => Response::Output { stdout, stderr, code },
         Ok(Outcome::Exec { tid, argv }) => Response::Exec { tid, argv },
