@@ -37,7 +37,10 @@ pub fn run(c: &ClusterRt, node: &str, args: &[String]) -> Result<String, LabErro
                 return Ok("IP PREFIX/ADDRESS\n".into());
             }
             let n = c.node(node).ok_or_else(|| LabError::System(format!("no node {node}")))?;
-            let prefixes = super::masquerade::ipmasq_list(&n.ns)?;
+            let prefixes = match &n.bpf {
+                Some(bpf) => bpf.ipmasq_list()?,
+                None => vec![],
+            };
             Ok(std::iter::once("IP PREFIX/ADDRESS".to_string()).chain(prefixes).map(|l| l + "\n").collect())
         }
         _ => Err(LabError::Unsupported(format!(

@@ -112,7 +112,19 @@ fn answer(query: &[u8], policy: &Policy) -> Option<Vec<u8>> {
     let owned = policy.authoritative_suffix.as_ref().is_some_and(|s| name == *s || name.ends_with(&format!(".{s}")));
     if known.is_none() && !owned {
         if let Some(up) = policy.upstream {
-            return forward(query, up);
+            // An unreachable upstream is SERVFAIL, as CoreDNS and Docker's resolver answer.
+            if let Some(reply) = forward(query, up) {
+                return Some(reply);
+            }
+            let mut fail = Message::new();
+            fail.set_id(req.id())
+                .set_message_type(MessageType::Response)
+                .set_op_code(req.op_code())
+                .set_recursion_desired(req.recursion_desired())
+                .set_recursion_available(true)
+                .set_response_code(ResponseCode::ServFail)
+                .add_query(q);
+            return fail.to_vec().ok();
         }
     }
     let mut resp = Message::new();

@@ -1,5 +1,5 @@
-//! `enableIPv4Masquerade`: Cilium's iptables masquerade chain in every node (iptables mode).
-//! BPF mode (`bpf.masquerade`) is not built yet: the lab refuses it rather than pretend.
+//! `enableIPv4Masquerade`: Cilium's iptables masquerade chain in every node (iptables mode), or
+//! the lab's BPF programs (`bpf.masquerade`, see `bpf_masq`) with no iptables rule at all.
 
 use super::LabError;
 use super::sandbox::NsThread;
@@ -46,9 +46,7 @@ pub fn sync(ns: &NsThread, me: &NodePlan, all: &[NodePlan], values: &CiliumValue
         return Ok(());
     }
     if values.bpf_masquerade {
-        return Err(LabError::Unsupported(
-            "bpf.masquerade is not built in the lab yet: mark the block backend=kind".into(),
-        ));
+        return Ok(());
     }
     let native = values.native_routing_cidr.map(|c| c.to_string()).unwrap_or_else(|| "10.244.0.0/16".into());
     let ipset = super::preflight::which("ipset").is_some();
@@ -62,7 +60,13 @@ pub fn sync(ns: &NsThread, me: &NodePlan, all: &[NodePlan], values: &CiliumValue
     ns.command(&["iptables-restore", "--noflush"], &iptables_rules(me, all, &native, ipset)).map(|_| ())
 }
 
-/// Prefixes in the node's ip-masq-agent BPF map.
-pub fn ipmasq_list(_ns: &NsThread) -> Result<Vec<String>, LabError> {
-    Err(LabError::Unsupported("bpf.masquerade is not built in the lab yet: mark the block backend=kind".into()))
+/// The ipmasq map's content for `values`: nonMasqueradeCIDRs plus link-local (Cilium adds it
+/// unless `masqLinkLocal`), or nothing without ip-masq-agent.
+pub fn non_masquerade(values: &CiliumValues) -> Vec<super::topology::Cidr> {
+    let mut v = Vec::new();
+    if values.ip_masq_agent {
+        v.extend(values.non_masquerade_cidrs.iter().copied());
+        v.push(super::topology::Cidr::parse("169.254.0.0/16").expect("valid"));
+    }
+    v
 }

@@ -3,6 +3,7 @@
 //! answered from its state.
 
 mod apps;
+mod bpf_masq;
 mod cilium_dbg;
 pub mod config;
 mod datapath;

@@ -12,6 +12,7 @@ use rand::Rng;
 
 use super::LabError;
 use super::apps::{self, Server};
+use super::bpf_masq::BpfMasq;
 use super::config::{Cluster, Role};
 use super::dns::{self, DnsServer, Policy, Zone};
 use super::network;
@@ -26,6 +27,8 @@ pub struct NodeRt {
     pub ns: NsThread,
     /// Docker's embedded DNS stand-in (127.0.0.11).
     pub dns: DnsServer,
+    /// BPF masquerade programs, when the Helm values ask for them.
+    pub bpf: Option<BpfMasq>,
 }
 
 pub struct PodRt {
@@ -194,7 +197,7 @@ impl Lab {
             };
             let dns = dns::serve(&ns, SocketAddr::from((Ipv4Addr::new(127, 0, 0, 11), 0)), policy)?;
             network::docker_dns_rules(&ns, dns.udp.port(), dns.tcp.port())?;
-            nodes.push(NodeRt { plan: p.clone(), ns, dns });
+            nodes.push(NodeRt { plan: p.clone(), ns, dns, bpf: None });
         }
         let now = SystemTime::now();
         let mut store = Store::default();
@@ -344,8 +347,8 @@ impl ClusterRt {
                 super::datapath::install_node(&n.ns, &n.plan)?;
             }
             super::datapath::sync_node_routes(&n.ns, &n.plan, &plans, &values)?;
-            super::masquerade::sync(&n.ns, &n.plan, &plans, &values)?;
         }
+        self.sync_masquerade(&values)?;
         if first {
             let now = SystemTime::now();
             self.store.daemonsets.push(("kube-system".into(), "cilium".into()));
@@ -382,12 +385,35 @@ impl ClusterRt {
                 let plans = self.plans();
                 for n in &self.nodes {
                     super::datapath::sync_node_routes(&n.ns, &n.plan, &plans, &v)?;
-                    super::masquerade::sync(&n.ns, &n.plan, &plans, &v)?;
                 }
+                self.sync_masquerade(&v)?;
             }
         }
         self.reconcile(dir)?;
         self.sync_services()
+    }
+
+    /// iptables or BPF masquerade on every node, as `values` say.
+    fn sync_masquerade(&mut self, values: &CiliumValues) -> Result<(), LabError> {
+        let plans = self.plans();
+        let native = values.native_routing_cidr.unwrap_or(self.plan.pod_subnet);
+        let non_masq = super::masquerade::non_masquerade(values);
+        for i in 0..self.nodes.len() {
+            let n = &self.nodes[i];
+            super::masquerade::sync(&n.ns, &n.plan, &plans, values)?;
+            let want = values.ipv4_masquerade && values.bpf_masquerade;
+            // Reload on every change, so the ipmasq map always holds the current CIDRs.
+            self.nodes[i].bpf = None;
+            if want {
+                let n = &self.nodes[i];
+                let bpf = BpfMasq::load(&n.ns, n.plan.ip, native, self.plan.service_subnet, &non_masq)?;
+                for p in self.pods.values().filter(|p| p.node == n.plan.name) {
+                    bpf.attach_pod(&n.ns, &p.lxc)?;
+                }
+                self.nodes[i].bpf = Some(bpf);
+            }
+        }
+        Ok(())
     }
 
     /// Start every pod that can run and does not yet.
@@ -435,6 +461,9 @@ impl ClusterRt {
         let ns = NsThread::new(&pod.name, Some(&pod.name), mounts)?;
         let lxc = format!("lxc{}", network::hex_id(&[&pod.namespace, &pod.name, &suffix(4)], 12));
         network::attach_pod(&node.ns, &ns, &lxc, ip, node.plan.router_ip)?;
+        if let Some(bpf) = &node.bpf {
+            bpf.attach_pod(&node.ns, &lxc)?;
+        }
         let server = match pod.app {
             App::Deathstar { port } => Some(apps::http(&ns, port, &pod.name, apps::deathstar)?),
             _ => None,
