@@ -101,3 +101,34 @@ fn iptables_masquerade_seen_by_the_external_server() {
     let o = lab.sh("pod/tiefighter", "curl --connect-timeout 2 -s http://203.0.113.10/");
     assert_ne!(o.code, 0, "{}", o.stdout);
 }
+
+#[test]
+fn bpf_masquerade_breaks_docker_dns_until_coredns_forwards_to_the_lan() {
+    require_lab!();
+    let lab = Lab::article("bpf");
+    let up = lab.sh("host", "helm upgrade -n kube-system cilium cilium/cilium -f cilium-bpf-masq.yaml").ok();
+    assert!(up.starts_with("Release \"cilium\" has been upgraded. Happy Helming!\n"), "{up}");
+    let status = lab.sh("host", "kubectl -n kube-system exec ds/cilium -- cilium-dbg status | grep Masquerading").ok();
+    assert_eq!(status, "Masquerading:            BPF (ip-masq-agent)   [eth0]   10.244.0.0/16 [IPv4: Enabled, IPv6: Disabled]\n");
+    let list = lab.sh("host", "kubectl -n kube-system exec ds/cilium -- cilium-dbg bpf ipmasq list").ok();
+    assert_eq!(list, "IP PREFIX/ADDRESS\n10.244.0.0/16\n169.254.0.0/16\n");
+    // The iptables chain is gone: what masquerades below is the BPF program.
+    assert_ne!(lab.sh("kind-worker", "iptables -t nat -S CILIUM_POST_nat").code, 0);
+    // SNAT by BPF: the external server sees the node's address.
+    let pods = lab.sh("host", "kubectl get pods -o wide").ok();
+    let node = pods.lines().find(|l| l.starts_with("tiefighter")).unwrap().split_whitespace().nth(6).unwrap().to_string();
+    let node_ip = lab.sh("host", &format!("kubectl get node {node} -o jsonpath='{{.status.addresses[0].address}}'")).ok();
+    let out = lab.sh("pod/tiefighter", "curl -s --connect-timeout 5 http://203.0.113.10/").ok();
+    assert_eq!(out, format!("{{\"origin\":\"{node_ip}\"}}\n"));
+    // Cluster traffic is untouched by it.
+    assert_eq!(lab.sh("pod/tiefighter", "curl -s -XPOST deathstar.default.svc.cluster.local/v1/request-landing").ok(), "Ship landed\n");
+    // CoreDNS's upstream queries to 172.18.0.1 now skip the node's DOCKER_OUTPUT DNAT: external
+    // names fail while cluster names still resolve.
+    let broken = lab.sh("pod/tiefighter", "getent hosts swapi.dev");
+    assert_ne!(broken.code, 0, "{}", broken.stdout);
+    // The article's fix.
+    lab.sh("host", "kubectl -n kube-system get cm coredns -o yaml | sed 's|forward . /etc/resolv.conf|forward . 192.168.1.1|' > cm.bpf.tmp && kubectl apply -f cm.bpf.tmp; rm -f cm.bpf.tmp").ok();
+    lab.sh("host", "kubectl -n kube-system rollout restart deployment coredns").ok();
+    let fixed = lab.sh("host", "kubectl exec tiefighter -- curl --connect-timeout 10 -s http://swapi.dev/api/starships").ok();
+    assert!(fixed.contains(&format!("\"origin\":\"{node_ip}\"")), "{fixed}");
+}
