@@ -149,10 +149,8 @@ impl<'a> Page<'a> {
         let mut html = String::new();
         match &block.kind {
             BlockKind::File(name) => {
-                html.push_str(&render::file_name(name));
-                html.push_str("\n\n");
-                html.push_str(&render::fence(&block.lang, &self.with_vars(&block.body, block.body_line)));
-                return Ok(Shown { verdict, html });
+                let body = self.with_vars(&block.body, block.body_line);
+                return Ok(Shown { verdict, html: render::file(name, &render::fence(&block.lang, &body)) });
             }
             BlockKind::Console(_) => {
                 let expected = self.with_vars(&block.body, block.body_line);
@@ -320,7 +318,7 @@ mod tests {
         assert!(out.contains("<pre class=\"tutor-output\"><code class=\"nohighlight\">hello world</code></pre>"), "{out}");
         assert!(out.contains("```console\n$ ip route\ndefault via [..] dev eth0\n```"), "{out}");
         assert!(!out.contains("secret-lab-setup"), "backend=lab blocks are hidden:\n{out}");
-        assert!(out.contains("<div class=\"tutor-file-name\">kind-config.yaml</div>\n\n```yaml\nkind: Cluster\n```"), "{out}");
+        assert!(out.contains("<div class=\"tutor-file\">\n<div class=\"tutor-file-name\">kind-config.yaml</div>\n\n```yaml\nkind: Cluster\n```\n\n</div>"), "{out}");
         assert!(out.contains("```sh\ndocker ps\n```"), "backend=kind blocks stay:\n{out}");
         assert!(out.contains("not run yet: outputs shown are the recorded expectations"), "{out}");
         assert_eq!(out.matches("class=\"tutor-step\" data-status=\"not-run\"").count(), 2, "{out}");

@@ -42,8 +42,9 @@ pub fn output(text: &str) -> String {
     )
 }
 
-pub fn file_name(name: &str) -> String {
-    format!("<div class=\"tutor-file-name\">{}</div>", escape(name))
+/// A `file=NAME` block: the file's name as a tab over its (fenced) contents.
+pub fn file(name: &str, fenced: &str) -> String {
+    format!("<div class=\"tutor-file\">\n<div class=\"tutor-file-name\">{}</div>\n\n{fenced}{BLOCK_CLOSE}", escape(name))
 }
 
 /// Collapsed: the reader came for the tutorial, the author for the diff.
