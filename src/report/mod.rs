@@ -1,1 +1,4 @@
-//! See DESIGN §3.
+//! Presenting results (DESIGN §3): progress and human output, diffs, JSON records, JUnit, and
+//! the run record the book reads.
+
+pub mod record;
