@@ -112,6 +112,56 @@ impl RunRecord {
     }
 }
 
+/// The record of a run, from its results.
+pub fn from_results(
+    results: &[crate::runner::TutorialResult],
+    backend: &str,
+    started_at: std::time::SystemTime,
+    took: std::time::Duration,
+) -> RunRecord {
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    RunRecord {
+        backend: backend.to_string(),
+        started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
+        duration_ms: ms(took),
+        tutorials: results
+            .iter()
+            .map(|t| TutorialRecord {
+                path: t.path.display().to_string(),
+                stem: t.stem.clone(),
+                title: t.title.clone(),
+                backend: Some(t.backend.to_string()),
+                status: t.status(),
+                duration_ms: ms(t.duration),
+                error: (!t.errors.is_empty()).then(|| t.errors.join("; ")),
+                steps: t
+                    .steps
+                    .iter()
+                    .map(|s| StepRecord {
+                        number: s.number,
+                        title: s.title.clone(),
+                        duration_ms: ms(s.duration),
+                        blocks: s
+                            .blocks
+                            .iter()
+                            .map(|b| BlockRecord {
+                                id: b.id.clone(),
+                                line: b.line,
+                                target: b.target.clone(),
+                                status: b.status,
+                                duration_ms: ms(b.duration),
+                                output: b.output.clone(),
+                                diff: b.mismatch.as_ref().map(|m| super::diff::unified(m, false)),
+                                reason: b.reason.clone(),
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
