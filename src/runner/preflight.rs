@@ -86,6 +86,13 @@ pub fn lint(t: &Tutorial, templates: &Templates, snapshots_dir: Option<&Path>) -
             template_errors.push(e.to_string());
         }
     };
+    // Invalid ` (re)` lines in expected output.
+    let mut regex_errors = Vec::new();
+    let mut check_regex = |text: &str, file: &Path, line: usize| {
+        if let Some(Err(e)) = lint.matcher.as_ref().map(|m| m.validate(text)) {
+            regex_errors.push(format!("{}:{line}: {e}", file.display()));
+        }
+    };
     let mut wanted = BTreeSet::new();
     for block in t.steps.iter().flat_map(|s| s.blocks.iter()) {
         if block.attrs.skip {
@@ -96,7 +103,9 @@ pub fn lint(t: &Tutorial, templates: &Templates, snapshots_dir: Option<&Path>) -
                 for c in cmds {
                     check(&c.command, path, c.line);
                     if !c.expected.is_empty() {
-                        check(&c.expected, path, c.line + c.prompt_text.lines().count().max(1));
+                        let line = c.line + c.prompt_text.lines().count().max(1);
+                        check(&c.expected, path, line);
+                        check_regex(&c.expected, path, line);
                     }
                 }
             }
@@ -110,6 +119,7 @@ pub fn lint(t: &Tutorial, templates: &Templates, snapshots_dir: Option<&Path>) -
         match snapshot::read(&snap_path) {
             Ok(Some(snap)) => {
                 check(&snap.body, &snap_path, 1);
+                check_regex(&snap.body, &snap_path, 1);
                 lint.snapshots.insert(block.id.clone(), snap);
             }
             Ok(None) => lint.missing.push(format!(
@@ -123,6 +133,7 @@ pub fn lint(t: &Tutorial, templates: &Templates, snapshots_dir: Option<&Path>) -
         }
     }
     lint.errors.extend(template_errors);
+    lint.errors.extend(regex_errors);
     if let Ok(entries) = std::fs::read_dir(&lint.snapshot_dir) {
         let mut orphans: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))

@@ -1,19 +1,23 @@
 //! Markdown → [`Tutorial`]. Parsing never executes anything (DESIGN §2).
-//! PLACEHOLDER (runner branch): the real parser lands from `main`; only the signatures matter.
 
+mod attributes;
+mod console;
+mod discover;
+mod error;
+mod front_matter;
 mod model;
+mod parse;
+
+use std::path::Path;
+
+pub use discover::discover;
+pub use error::TutorialError;
 pub use model::*;
+pub use parse::{parse_str, slugify};
 
-use std::path::{Path, PathBuf};
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct TutorialError(pub String);
-
-pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, TutorialError> {
-    Ok(paths.to_vec())
-}
-
+/// Read and parse one tutorial file.
 pub fn parse_file(path: &Path) -> Result<Tutorial, TutorialError> {
-    Err(TutorialError(format!("{}: parser not merged yet", path.display())))
+    let source = std::fs::read_to_string(path)
+        .map_err(|e| TutorialError::Io { path: path.to_path_buf(), source: e })?;
+    parse_str(path, &source)
 }
