@@ -12,6 +12,7 @@ use super::judge::{self, Attempt};
 use super::outcome::{BlockResult, Mismatch, Status};
 use super::preflight::Plan;
 use super::script::{self, State};
+use super::transcript;
 use super::update;
 use crate::backend::{Backend, BgTask, ExecRequest, Target};
 use crate::snapshot::{self, Snapshot};
@@ -62,7 +63,13 @@ enum Work<'b> {
         /// (rendered, raw) snapshot body.
         expected: Option<(String, String)>,
     },
-    Console { commands: &'b [ConsoleCommand], rendered: Vec<String>, expected: String },
+    Console {
+        commands: &'b [ConsoleCommand],
+        rendered: Vec<String>,
+        prompts: Vec<String>,
+        /// (rendered, raw) expected transcript.
+        expected: (String, String),
+    },
 }
 
 fn render<'b>(env: &Env<'_>, block: &'b Block) -> Result<Work<'b>, String> {
@@ -85,8 +92,10 @@ fn render<'b>(env: &Env<'_>, block: &'b Block) -> Result<Work<'b>, String> {
         }
         BlockKind::Console(commands) => {
             let rendered = commands.iter().map(|c| r(&c.command, path, c.line)).collect::<Result<_, _>>()?;
-            let expected = r(&block.body, path, block.body_line)?;
-            Ok(Work::Console { commands, rendered, expected })
+            let prompts = commands.iter().map(|c| r(&c.prompt_text, path, c.line)).collect::<Result<_, _>>()?;
+            let raw = transcript::expected(commands);
+            let expected = (r(&raw, path, block.body_line)?, raw);
+            Ok(Work::Console { commands, rendered, prompts, expected })
         }
         BlockKind::File(_) => Err("a file block is not a command".into()),
     }
@@ -154,9 +163,9 @@ pub async fn run(env: &Env<'_>, session: &mut Session, block: &Block) -> BlockRe
             Work::Shell { expected, .. } => {
                 judge::shell(&obs, expected.as_ref().map(|e| e.0.as_str()), exit, timeout, interrupted, matcher)
             }
-            Work::Console { commands, expected, .. } => {
+            Work::Console { commands, prompts, expected, .. } => {
                 let runs = script::split_console(&obs.output, &session.nonce, commands.len(), obs.exit);
-                judge::console(&obs, commands, &runs, expected, exit, timeout, interrupted, matcher)
+                judge::console(&obs, commands, prompts, &runs, &expected.0, exit, timeout, interrupted, matcher)
             }
         };
         if attempt.settled(env.update) || interrupted {
@@ -191,7 +200,7 @@ fn mismatch(env: &Env<'_>, block: &Block, work: &Work<'_>, attempt: &Attempt) ->
             expected.as_ref()?.0.clone(),
         ),
         Work::Console { expected, .. } => {
-            (format!("{}:{}", env.plan.tutorial.path.display(), block.body_line), expected.clone())
+            (format!("{}:{}", env.plan.tutorial.path.display(), block.body_line), expected.0.clone())
         }
     };
     Some(Mismatch { source, expected: expected.trim_end_matches('\n').to_string(), actual })
@@ -256,9 +265,9 @@ fn record(env: &Env<'_>, session: &mut Session, block: &Block, work: &Work<'_>, 
             }
             Ok(changed)
         }
-        Work::Console { expected, .. } => {
-            let text = update::restore_templates(&block.body, expected, recorded);
-            let body = update::as_body(&text);
+        Work::Console { commands, expected: (rendered, raw), .. } => {
+            let text = update::restore_templates(raw, rendered, recorded);
+            let body = transcript::relayout(&block.body, block.body_line, commands, &update::as_body(&text));
             let changed = body != block.body;
             if changed {
                 session.edits.push((block.body_span.clone(), body));

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::outcome::Status;
 use super::script::CommandRun;
+use super::transcript;
 use crate::backend::Observation;
 use crate::snapshot::Matcher;
 use crate::tutorial::ConsoleCommand;
@@ -81,26 +82,12 @@ pub fn shell(
     Attempt { output: obs.output.clone(), problem, matched, normalized }
 }
 
-/// The transcript of a console block laid out like its body: each command's prompt line(s),
-/// then what it printed.
-pub fn transcript(commands: &[ConsoleCommand], runs: &[CommandRun]) -> String {
-    let mut out = String::new();
-    for (cmd, run) in commands.iter().zip(runs) {
-        out.push_str(cmd.prompt_text.trim_end_matches('\n'));
-        out.push('\n');
-        out.push_str(&run.output);
-        if !run.output.is_empty() && !run.output.ends_with('\n') {
-            out.push('\n');
-        }
-    }
-    out
-}
-
 /// A console block: every command but the last must succeed, the last must exit with `exit=`,
 /// and the transcript must match the block's body.
 pub fn console(
     obs: &Observation,
     commands: &[ConsoleCommand],
+    prompts: &[String],
     runs: &[CommandRun],
     expected: &str,
     expected_exit: i32,
@@ -108,7 +95,7 @@ pub fn console(
     interrupted: bool,
     matcher: &Matcher,
 ) -> Attempt {
-    let output = transcript(commands, runs);
+    let output = transcript::build(prompts.iter().zip(runs).map(|(p, r)| (p.as_str(), r.output.as_str())));
     let last = commands.len().saturating_sub(1);
     let problem = run_problem(obs, timeout, interrupted).or_else(|| {
         commands.iter().zip(runs).enumerate().find_map(|(i, (cmd, run))| {
@@ -152,6 +139,10 @@ mod tests {
             command: command.into(),
             expected: String::new(),
         }
+    }
+
+    fn prompts(cmds: &[ConsoleCommand]) -> Vec<String> {
+        cmds.iter().map(|c| c.prompt_text.clone()).collect()
     }
 
     const T: Duration = Duration::from_secs(2);
@@ -201,8 +192,7 @@ mod tests {
             CommandRun { output: "a\n".into(), status: Some(0) },
             CommandRun { output: "b".into(), status: Some(0) },
         ];
-        assert_eq!(transcript(&cmds, &runs), "$ echo a\na\n$ printf b\nb\n");
-        let a = console(&obs("", Some(0), false), &cmds, &runs, "$ echo a\na\n$ printf b\nb\n", 0, T, false, &matcher());
+        let a = console(&obs("", Some(0), false), &cmds, &prompts(&cmds), &runs, "$ echo a\na\n$ printf b\nb\n", 0, T, false, &matcher());
         assert_eq!((a.problem, a.matched), (None, Some(true)));
     }
 
@@ -213,13 +203,13 @@ mod tests {
             CommandRun { output: String::new(), status: Some(1) },
             CommandRun { output: String::new(), status: Some(2) },
         ];
-        let a = console(&obs("", Some(2), false), &cmds, &runs, "$ false\n$ exit 2\n", 2, T, false, &matcher());
+        let a = console(&obs("", Some(2), false), &cmds, &prompts(&cmds), &runs, "$ false\n$ exit 2\n", 2, T, false, &matcher());
         assert_eq!(a.problem, Some((Status::Failed, "`false` (line 3) exited with status 1".into())));
         let runs = [
             CommandRun { output: String::new(), status: Some(0) },
             CommandRun { output: String::new(), status: Some(2) },
         ];
-        let a = console(&obs("", Some(2), false), &cmds, &runs, "$ false\n$ exit 2\n", 0, T, false, &matcher());
+        let a = console(&obs("", Some(2), false), &cmds, &prompts(&cmds), &runs, "$ false\n$ exit 2\n", 0, T, false, &matcher());
         assert_eq!(
             a.problem,
             Some((Status::Failed, "`exit 2` (line 4) exited with status 2, expected 0".into()))
@@ -233,7 +223,7 @@ mod tests {
             CommandRun { output: String::new(), status: Some(0) },
             CommandRun { output: String::new(), status: None },
         ];
-        let a = console(&obs("", Some(0), false), &cmds, &runs, "", 0, T, false, &matcher());
+        let a = console(&obs("", Some(0), false), &cmds, &prompts(&cmds), &runs, "", 0, T, false, &matcher());
         assert_eq!(a.problem, Some((Status::Failed, "`echo never` (line 4) did not run".into())));
     }
 }

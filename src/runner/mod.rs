@@ -14,6 +14,7 @@ pub mod outcome;
 pub mod preflight;
 pub mod script;
 mod steps;
+mod transcript;
 mod update;
 #[cfg(test)]
 mod testing;
