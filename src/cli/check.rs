@@ -21,14 +21,7 @@ pub struct CheckArgs {
 }
 
 pub async fn execute(args: CheckArgs) -> anyhow::Result<Exit> {
-    let mut problems = Vec::new();
-    let tutorials = match load(&args.paths) {
-        Ok(t) => t,
-        Err(errors) => {
-            problems.extend(errors);
-            Vec::new()
-        }
-    };
+    let (tutorials, mut problems) = load(&args.paths);
     let mut blocks = 0;
     for t in &tutorials {
         blocks += t.steps.iter().map(|s| s.blocks.len()).sum::<usize>();

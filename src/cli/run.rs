@@ -74,12 +74,15 @@ fn print_errors(errors: &[String]) {
     }
 }
 
-/// Discover and parse every tutorial; all parse errors at once.
-pub(super) fn load(paths: &[PathBuf]) -> Result<Vec<Tutorial>, Vec<String>> {
-    let files = tutorial::discover(paths).map_err(|e| vec![e.to_string()])?;
+/// Discover and parse every tutorial: those that parse, and every error at once.
+pub(super) fn load(paths: &[PathBuf]) -> (Vec<Tutorial>, Vec<String>) {
+    let files = match tutorial::discover(paths) {
+        Ok(f) => f,
+        Err(e) => return (Vec::new(), vec![e.to_string()]),
+    };
     if files.is_empty() {
         let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        return Err(vec![format!("no Markdown tutorials found in {}", list.join(", "))]);
+        return (Vec::new(), vec![format!("no Markdown tutorials found in {}", list.join(", "))]);
     }
     let mut tutorials = Vec::new();
     let mut errors = Vec::new();
@@ -89,7 +92,7 @@ pub(super) fn load(paths: &[PathBuf]) -> Result<Vec<Tutorial>, Vec<String>> {
             Err(e) => errors.push(e.to_string()),
         }
     }
-    if errors.is_empty() { Ok(tutorials) } else { Err(errors) }
+    (tutorials, errors)
 }
 
 /// Exit status of a finished run.
@@ -118,13 +121,11 @@ fn backend_label(flag: Option<BackendKind>, results: &[TutorialResult]) -> Strin
 }
 
 pub async fn execute(args: RunArgs) -> anyhow::Result<Exit> {
-    let tutorials = match load(&args.paths) {
-        Ok(t) => t,
-        Err(errors) => {
-            print_errors(&errors);
-            return Ok(Exit::Usage);
-        }
-    };
+    let (tutorials, errors) = load(&args.paths);
+    if !errors.is_empty() {
+        print_errors(&errors);
+        return Ok(Exit::Usage);
+    }
     let steps = match args.step {
         Some(n) => StepRange { from: Some(n), to: Some(n) },
         None => StepRange { from: args.from, to: args.to },

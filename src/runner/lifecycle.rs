@@ -68,13 +68,19 @@ pub async fn run(
         run_name: format!("{:06x}", rand::random::<u32>() & 0xff_ffff),
         keep: opts.keep,
     };
+    // `up` runs in its own task so that a panic in it still reaches `down` below; Ctrl-C aborts it.
     let up = if cancel.is_cancelled() {
         Err(BackendError::Other("interrupted".into()))
     } else {
-        let mut b = backend.write().await;
+        let (b, c) = (backend.clone(), ctx.clone());
+        let mut task = tokio::spawn(async move { b.write().await.up(&c).await });
         tokio::select! {
-            r = b.up(&ctx) => r,
-            _ = cancel.cancelled() => Err(BackendError::Other("interrupted while bringing the backend up".into())),
+            r = &mut task => r.unwrap_or_else(|e| Err(BackendError::Other(format!("internal error: {e}")))),
+            _ = cancel.cancelled() => {
+                task.abort();
+                let _ = task.await;
+                Err(BackendError::Other("interrupted while bringing the backend up".into()))
+            }
         }
     };
     match up {
