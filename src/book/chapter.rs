@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use pulldown_cmark::HeadingLevel;
 use serde_json::json;
 
-use super::fill::fill;
+use super::fill::{fill, fill_console};
 use super::markdown::{self, Layout};
 use super::record::{RunIndex, TutorialRun};
 use super::render;
@@ -145,16 +145,18 @@ impl<'a> Page<'a> {
         if self.hidden(block) {
             return Ok(Shown { verdict, html: String::new() });
         }
-        let passed_output = record.filter(|_| verdict == Verdict::Passed).map(|r| r.output.as_str());
+        // A background block's output is not judged (it is still running): nothing to fill.
+        let passed_output = record.filter(|_| verdict == Verdict::Passed && !block.attrs.bg).map(|r| r.output.as_str());
         let mut html = String::new();
         match &block.kind {
             BlockKind::File(name) => {
                 let body = self.with_vars(&block.body, block.body_line);
                 return Ok(Shown { verdict, html: render::file(name, &render::fence(&block.lang, &body)) });
             }
-            BlockKind::Console(_) => {
+            BlockKind::Console(commands) => {
                 let expected = self.with_vars(&block.body, block.body_line);
-                let shown = match passed_output.map(|out| fill(&self.matcher, &block.body, out)) {
+                let filled = passed_output.map(|out| fill_console(&self.matcher, &block.body, block.body_line, commands, out));
+                let shown = match filled {
                     Some(Some(filled)) => filled,
                     Some(None) => {
                         verdict = Verdict::NotRun;
@@ -291,7 +293,7 @@ impl<'a> Page<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::book::run_record::Status;
+    use crate::report::record::Status;
     use crate::book::testing::{Project, record_with};
 
     const TUTORIAL: &str = "---\ntitle: Demo\nvars:\n  who: world\n---\n# Demo\n\nIntro.\n\n## Say hello\n\n```sh {id=hello retry=5s}\necho hello {{ who }}\n```\n\n```console {on=kind-worker}\n$ ip route\ndefault via [..] dev eth0\n```\n\n## Set up\n\n```sh {backend=lab id=plumbing}\nsecret-lab-setup\n```\n\n```yaml {file=kind-config.yaml}\nkind: Cluster\n```\n\n```sh {backend=kind id=real}\ndocker ps\n```\n";
@@ -303,7 +305,7 @@ mod tests {
         p
     }
 
-    fn page(p: &Project, rec: Option<&crate::book::RunRecord>) -> String {
+    fn page(p: &Project, rec: Option<&crate::report::record::RunRecord>) -> String {
         let index = rec.map(|r| RunIndex::new(r, p.root().join("last-run.json")));
         transform(&p.tutorial_path("demo.md"), TUTORIAL, index.as_ref(), &Options::default()).unwrap().unwrap()
     }

@@ -3,10 +3,15 @@
 //! A `...` line stays: the author elided those lines on purpose.
 
 use crate::snapshot::Matcher;
+use crate::tutorial::ConsoleCommand;
 
 enum Line {
     /// `...`: any number of lines.
     Elided,
+    /// A blank line of a console block's layout (before a `$` prompt, or at either end): the
+    /// parser drops it from the expectation and the run's transcript never has it, so it
+    /// matches nothing and stays on the page as the author put it.
+    Layout,
     /// A line pattern; `literal` when it has no wildcard and plain equality decides.
     Pattern { text: String, literal: bool },
 }
@@ -17,14 +22,35 @@ const MAX_CELLS: usize = 2_000_000;
 
 /// `None` when `actual` does not match `expected` (the caller then shows `expected`).
 pub fn fill(matcher: &Matcher, expected: &str, actual: &str) -> Option<String> {
-    let pats: Vec<Line> = expected.lines().map(line_pattern).collect();
+    fill_lines(matcher, expected.lines().map(line_pattern).collect(), actual)
+}
+
+/// A console block's body (starting on `body_line`) filled from the run's transcript.
+pub fn fill_console(matcher: &Matcher, body: &str, body_line: usize, commands: &[ConsoleCommand], actual: &str) -> Option<String> {
+    let rows: Vec<&str> = body.lines().collect();
+    let blank = |r: usize| rows[r].trim().is_empty();
+    let mut layout = vec![false; rows.len()];
+    let mut ends: Vec<usize> = commands.iter().map(|c| c.line.saturating_sub(body_line)).collect();
+    ends.push(rows.len());
+    for end in ends {
+        let mut r = end.min(rows.len());
+        while r > 0 && blank(r - 1) {
+            r -= 1;
+            layout[r] = true;
+        }
+    }
+    let pats = rows.iter().zip(layout).map(|(row, is_layout)| if is_layout { Line::Layout } else { line_pattern(row) });
+    fill_lines(matcher, pats.collect(), actual)
+}
+
+fn fill_lines(matcher: &Matcher, pats: Vec<Line>, actual: &str) -> Option<String> {
     let acts: Vec<&str> = actual.lines().map(str::trim_end).collect();
     let (n, m) = (pats.len(), acts.len());
     if (n + 1).saturating_mul(m + 1) > MAX_CELLS {
         return None;
     }
     let matches = |i: usize, j: usize| match &pats[i] {
-        Line::Elided => true,
+        Line::Elided | Line::Layout => true,
         Line::Pattern { text, literal: true } => text == acts[j],
         Line::Pattern { text, literal: false } => matcher.is_match(text, acts[j]),
     };
@@ -35,7 +61,8 @@ pub fn fill(matcher: &Matcher, expected: &str, actual: &str) -> Option<String> {
         for j in (0..=m).rev() {
             reach[i][j] = match pats[i] {
                 Line::Elided => reach[i + 1][j] || (j < m && reach[i][j + 1]),
-                _ => j < m && reach[i + 1][j + 1] && matches(i, j),
+                Line::Layout => reach[i + 1][j],
+                Line::Pattern { .. } => j < m && reach[i + 1][j + 1] && matches(i, j),
             };
         }
     }
@@ -52,6 +79,7 @@ pub fn fill(matcher: &Matcher, expected: &str, actual: &str) -> Option<String> {
                     j += 1;
                 }
             }
+            Line::Layout => out.push(""),
             Line::Pattern { .. } => {
                 out.push(acts[j]);
                 j += 1;
@@ -118,6 +146,18 @@ mod tests {
         assert!(fill(&matcher(), "a\nb\n", "a\nc\n").is_none());
         assert!(fill(&matcher(), "a\n", "a\nb\n").is_none());
         assert!(fill(&matcher(), "[POD]\n", "kube-proxy-x\n").is_none());
+    }
+
+    #[test]
+    fn console_layout_blank_lines_stay_without_being_matched() {
+        let body = "\n$ echo a\n[..]\n\n\n$ echo b\n\n$ true\n\n";
+        let t = crate::tutorial::parse_str(std::path::Path::new("t.md"), &format!("## S\n```console\n{body}```\n")).unwrap();
+        let b = &t.steps[0].blocks[0];
+        let crate::tutorial::BlockKind::Console(cmds) = &b.kind else { panic!() };
+        let transcript = "$ echo a\na\n$ echo b\n$ true\n";
+        let filled = fill_console(&matcher(), &b.body, b.body_line, cmds, transcript).unwrap();
+        assert_eq!(filled, "\n$ echo a\na\n\n\n$ echo b\n\n$ true\n\n");
+        assert!(fill_console(&matcher(), &b.body, b.body_line, cmds, "$ echo a\na\n$ echo c\n$ true\n").is_none());
     }
 
     #[test]

@@ -13,7 +13,6 @@ mod markdown;
 mod preprocess;
 mod record;
 mod render;
-mod run_record;
 #[cfg(test)]
 mod testing;
 mod verdict;
@@ -24,7 +23,6 @@ pub use chapter::{Options, transform};
 pub use driver::{BuildRequest, MDBOOK_REQUIREMENT, Mdbook, RECORD_VAR, build_command, find_mdbook};
 pub use preprocess::{Settings, preprocess, supports_renderer};
 pub use record::{DEFAULT_RECORD, RunIndex, load as load_record};
-pub use run_record::{BlockRecord, RunRecord, Status, StepRecord, TutorialRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BookError {

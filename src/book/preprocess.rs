@@ -102,7 +102,7 @@ mod tests {
     use super::*;
     use std::path::Path;
     use crate::book::testing::{Project, record_with};
-    use crate::book::run_record::Status;
+    use crate::report::record::Status;
     use mdbook_preprocessor::book::{BookItem, Chapter};
     use mdbook_preprocessor::config::Config;
 

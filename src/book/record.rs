@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::run_record::{BlockRecord, RunRecord, StepRecord, TutorialRecord};
+use crate::report::record::{BlockRecord, RunRecord, StepRecord, TutorialRecord};
 use super::BookError;
 
 /// Where `tutor run` writes the record unless told otherwise (relative to the book root).
@@ -78,7 +78,7 @@ impl<'r> TutorialRun<'r> {
 mod tests {
     use super::*;
     use crate::book::testing::record_with;
-    use crate::book::run_record::Status;
+    use crate::report::record::Status;
 
     #[test]
     fn missing_file_means_no_run() {

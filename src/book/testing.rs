@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::run_record::{BlockRecord, RunRecord, Status, StepRecord, TutorialRecord};
+use crate::report::record::{BlockRecord, RunRecord, Status, StepRecord, TutorialRecord};
 use crate::snapshot::Snapshot;
 
 pub struct Project(tempfile::TempDir);
