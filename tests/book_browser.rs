@@ -46,6 +46,17 @@ fn chromium() -> Result<PathBuf, String> {
         .ok_or_else(|| "chromium is not installed (Debian package `chromium`)".to_string())
 }
 
+/// Prints why the test is skipped, if it is.
+fn missing_tools() -> bool {
+    match mdbook().and_then(|_| chromium()) {
+        Ok(_) => false,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            true
+        }
+    }
+}
+
 /// Headless Chromium with everything that could reach the network switched off.
 fn browser(profile: &Path) -> Command {
     let mut cmd = Command::new(chromium().unwrap());
@@ -103,11 +114,8 @@ fn report(dom: &str) -> serde_json::Value {
 
 #[test]
 fn chapter_renders_badges_outputs_and_a_collapsed_diff() {
-    for need in [mdbook(), chromium()] {
-        if let Err(why) = need {
-            eprintln!("skipped: {why}");
-            return;
-        }
+    if missing_tools() {
+        return;
     }
     let book = Book::new(true);
     book.add("check.js", CHECK_JS);
@@ -140,11 +148,8 @@ fn chapter_renders_badges_outputs_and_a_collapsed_diff() {
 
 #[test]
 fn the_projects_book_index_loads() {
-    for need in [mdbook(), chromium()] {
-        if let Err(why) = need {
-            eprintln!("skipped: {why}");
-            return;
-        }
+    if missing_tools() {
+        return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dest = Path::new(env!("CARGO_TARGET_TMPDIR")).join("project-book-browser");

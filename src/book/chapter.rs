@@ -242,15 +242,13 @@ impl<'a> Page<'a> {
     fn step_facts(&self, first_command: Option<&Block>, v: Verdict) -> Vec<String> {
         let (Some(run), Some(block)) = (self.run, first_command) else { return Vec::new() };
         let mut facts = Vec::new();
-        if v != Verdict::Skipped {
-            if let Some(step) = run.step_of(&block.id) {
-                facts.push(verdict::duration(step.duration_ms));
+        match v {
+            Verdict::NotRun => return facts,
+            Verdict::Skipped => facts.push(format!("on {}", self.backend())),
+            Verdict::Passed | Verdict::Failed => {
+                facts.extend(run.step_of(&block.id).map(|step| verdict::duration(step.duration_ms)));
+                facts.push(self.backend().to_string());
             }
-        }
-        if v == Verdict::Skipped {
-            facts.push(format!("on {}", self.backend()));
-        } else {
-            facts.push(self.backend().to_string());
         }
         facts.extend(self.date().map(str::to_string));
         facts
