@@ -126,6 +126,13 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<Exit> {
         print_errors(&errors);
         return Ok(Exit::Usage);
     }
+    // Markdown without a single command block (a folder's README) is not a tutorial to run.
+    let tutorials: Vec<Tutorial> =
+        tutorials.into_iter().filter(|t| t.steps.iter().flat_map(|s| &s.blocks).any(|b| b.is_command())).collect();
+    if tutorials.is_empty() {
+        print_errors(&["no tutorial with a command block to run".to_string()]);
+        return Ok(Exit::Usage);
+    }
     let steps = match args.step {
         Some(n) => StepRange { from: Some(n), to: Some(n) },
         None => StepRange { from: args.from, to: args.to },

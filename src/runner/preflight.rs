@@ -21,6 +21,9 @@ pub struct StepRange {
 impl StepRange {
     fn resolve(&self, t: &Tutorial) -> Result<RangeInclusive<usize>, String> {
         let last = t.steps.len();
+        if last == 0 && self.from.is_none() && self.to.is_none() {
+            return Ok(1..=0);
+        }
         let from = self.from.unwrap_or(1);
         let to = self.to.unwrap_or(last);
         if from == 0 || to == 0 {

@@ -237,3 +237,60 @@ async fn tutorials_run_in_parallel_with_jobs() {
     assert!(rs.iter().all(|r| r.status() == Status::Passed));
     assert!(started.elapsed() < Duration::from_millis(1400), "took {:?}", started.elapsed());
 }
+
+/// A backend that panics where told and counts `down` calls.
+struct Panicky {
+    at: &'static str,
+    downs: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl crate::backend::Backend for Panicky {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Host
+    }
+    async fn up(&mut self, _ctx: &crate::backend::UpContext) -> Result<(), crate::backend::BackendError> {
+        assert_ne!(self.at, "up", "panic in up");
+        Ok(())
+    }
+    async fn exec(
+        &self,
+        _req: crate::backend::ExecRequest<'_>,
+    ) -> Result<crate::backend::Observation, crate::backend::BackendError> {
+        panic!("panic in exec");
+    }
+    async fn spawn(
+        &self,
+        _req: crate::backend::ExecRequest<'_>,
+    ) -> Result<Box<dyn crate::backend::BgTask>, crate::backend::BackendError> {
+        Err(crate::backend::BackendError::Other("no".into()))
+    }
+    fn state_path(&self, _target: &crate::backend::Target) -> String {
+        "/nonexistent/state".into()
+    }
+    fn facts(&self) -> serde_json::Value {
+        serde_json::json!({})
+    }
+    async fn down(&mut self) -> Result<(), crate::backend::BackendError> {
+        self.downs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn down_is_called_even_when_the_backend_panics() {
+    for at in ["up", "exec"] {
+        let downs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let snaps = tempfile::tempdir().unwrap();
+        let mut p = prepare(tutorial(&[&["true"]]), Some(BackendKind::Host), None, StepRange::default(), Some(snaps.path()))
+            .ok()
+            .unwrap();
+        p.backend = Box::new(Panicky { at, downs: downs.clone() });
+        let r = run_all(vec![p], RunOptions { jobs: 1, ..Default::default() }, Arc::new(Silent), Cancel::default())
+            .await
+            .remove(0);
+        assert_eq!(downs.load(std::sync::atomic::Ordering::SeqCst), 1, "panic in {at}");
+        assert_eq!(r.status(), Status::Error, "panic in {at}");
+        assert!(r.errors.iter().any(|e| e.contains("internal error")), "{:?}", r.errors);
+    }
+}
