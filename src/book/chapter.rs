@@ -21,19 +21,15 @@ use crate::snapshot::{Matcher, snapshot_dir, snapshot_path};
 use crate::template::Templates;
 use crate::tutorial::{Block, BlockKind, Tutorial, parse_str};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Blocks restricted to these backends (`backend=lab`) are test plumbing: the reader, on a
-    /// real cluster, never types them, so they are not on the page.
+    /// Blocks restricted to these backends are left off the page: a book whose `backend=lab`
+    /// blocks are the lab's own plumbing (which a reader on a real cluster never types) sets
+    /// `["lab"]`. Empty by default: a `backend=` block can also be an example the prose talks
+    /// about (getting-started.md shows one being skipped).
     pub hide_backends: Vec<BackendKind>,
     /// Snapshot folder override (as `tutor run --snapshots`); default: found from the tutorial.
     pub snapshots: Option<PathBuf>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options { hide_backends: vec![BackendKind::Lab], snapshots: None }
-    }
 }
 
 /// Rewrite one chapter. `path` is the chapter's file (it names the snapshot folder and errors);
@@ -305,7 +301,8 @@ mod tests {
 
     fn page(p: &Project, rec: Option<&crate::report::record::RunRecord>) -> String {
         let index = rec.map(|r| RunIndex::new(r, p.root().join("last-run.json")));
-        transform(&p.tutorial_path("demo.md"), TUTORIAL, index.as_ref(), &Options::default()).unwrap().unwrap()
+        let opts = Options { hide_backends: vec![BackendKind::Lab], ..Options::default() };
+        transform(&p.tutorial_path("demo.md"), TUTORIAL, index.as_ref(), &opts).unwrap().unwrap()
     }
 
     #[test]
@@ -369,6 +366,13 @@ mod tests {
         let out = page(&p, Some(&rec));
         assert!(out.contains("Changed since the last run"), "{out}");
         assert!(out.contains("hello world</code></pre>"), "{out}");
+    }
+
+    #[test]
+    fn nothing_is_hidden_by_default() {
+        let p = project();
+        let out = transform(&p.tutorial_path("demo.md"), TUTORIAL, None, &Options::default()).unwrap().unwrap();
+        assert!(out.contains("secret-lab-setup"), "{out}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! ```toml
 //! [preprocessor.tutor]
 //! record = "target/tutor/last-run.json"   # relative to the book root
-//! hide-backends = ["lab"]                  # blocks with backend=<one of these> are not shown
+//! hide-backends = ["lab"]                  # blocks with backend=<one of these> are not shown (default: none)
 //! snapshots = "snapshots"                  # default: found from each tutorial
 //! ```
 

@@ -82,7 +82,7 @@ impl Book {
         write(
             "book.toml",
             "[book]\ntitle = \"Fixture book\"\nsrc = \"tutorials\"\n[build]\ncreate-missing = false\n\
-             [preprocessor.tutor]\ncommand = \"tutor book preprocess\"\n",
+             [preprocessor.tutor]\ncommand = \"tutor book preprocess\"\nhide-backends = [\"lab\"]\n",
         );
         write("tutorials/SUMMARY.md", "# Summary\n\n[Introduction](README.md)\n\n- [Native routing](native-routing.md)\n");
         write("tutorials/README.md", "# Fixture book\n\nTutorials, verified.\n");
