@@ -104,8 +104,8 @@ impl<'a> Page<'a> {
                 edits.push((h.range.end..h.range.end, format!("\n\n{line}")));
             }
         }
-        let (summary, title) = self.chapter_summary(&tally);
-        let chapter_line = render::chapter_line(tally.verdict(), &summary, title.as_deref());
+        let (verdict, summary, title) = self.chapter_summary(&tally);
+        let chapter_line = render::chapter_line(verdict, &summary, title.as_deref());
         match self.layout.title() {
             Some(h) => edits.push((h.range.end..h.range.end, format!("\n\n{chapter_line}\n"))),
             None => {
@@ -250,37 +250,36 @@ impl<'a> Page<'a> {
         facts
     }
 
-    /// The chapter line, and the tooltip with the run's exact time and record path.
-    fn chapter_summary(&self, t: &Tally) -> (String, Option<String>) {
+    /// The chapter's verdict and line, and the tooltip with the run's exact time and record.
+    fn chapter_summary(&self, t: &Tally) -> (Verdict, String, Option<String>) {
         let (Some(index), Some(run)) = (self.index, self.run) else {
             let why = if self.index.is_some() { "not in the last run" } else { "not run yet" };
-            return (format!("{why}: outputs shown are the recorded expectations"), None);
+            return (Verdict::NotRun, format!("{why}: outputs shown are the recorded expectations"), None);
         };
         let backend = self.backend();
         let date = verdict::date(&index.record.started_at);
         let skipped = if t.skipped > 0 { format!(" ({} skipped on {backend})", t.skipped) } else { String::new() };
-        let mut text = match t.verdict() {
-            Verdict::Passed => format!("verified on {backend}, {date}, {}/{} blocks{skipped}", t.passed, t.ran()),
-            Verdict::Failed => {
-                format!("failed on {backend}, {date}: {}/{} blocks passed{skipped}", t.passed, t.ran())
+        let (passed, ran) = (t.passed, t.ran());
+        let (verdict, text) = match (t.verdict(), &run.tutorial.error) {
+            // The tutorial as a whole did not get to run its blocks (backend failed to come up, …).
+            (Verdict::NotRun | Verdict::Skipped, Some(e)) => (Verdict::Failed, format!("failed on {backend}, {date}: {e}")),
+            (Verdict::Passed, _) => (Verdict::Passed, format!("verified on {backend}, {date}, {passed}/{ran} blocks{skipped}")),
+            (Verdict::Failed, _) => (Verdict::Failed, format!("failed on {backend}, {date}: {passed}/{ran} blocks passed{skipped}")),
+            (Verdict::Skipped, None) => {
+                (Verdict::Skipped, format!("not run on {backend}, {date}: every block is for another backend"))
             }
-            Verdict::Skipped => format!("not run on {backend}, {date}: every block is for another backend"),
-            Verdict::NotRun => format!(
-                "changed since the last run on {backend}, {date}: {}/{} blocks verified{skipped}",
-                t.passed,
-                t.ran()
+            (Verdict::NotRun, None) => (
+                Verdict::NotRun,
+                format!("partly verified on {backend}, {date}: {passed}/{ran} blocks (the others were not in that run, or changed since){skipped}"),
             ),
         };
-        if let Some(e) = &run.tutorial.error {
-            text.push_str(&format!(" ({e})"));
-        }
         let title = format!(
             "run started {} on {backend}, took {}; record: {}",
             index.record.started_at,
             verdict::duration(run.tutorial.duration_ms),
             index.path.display()
         );
-        (text, Some(title))
+        (verdict, text, Some(title))
     }
 }
 
@@ -290,7 +289,40 @@ mod tests {
     use crate::report::record::Status;
     use crate::book::testing::{Project, record_with};
 
-    const TUTORIAL: &str = "---\ntitle: Demo\nvars:\n  who: world\n---\n# Demo\n\nIntro.\n\n## Say hello\n\n```sh {id=hello retry=5s}\necho hello {{ who }}\n```\n\n```console {on=kind-worker}\n$ ip route\ndefault via [..] dev eth0\n```\n\n## Set up\n\n```sh {backend=lab id=plumbing}\nsecret-lab-setup\n```\n\n```yaml {file=kind-config.yaml}\nkind: Cluster\n```\n\n```sh {backend=kind id=real}\ndocker ps\n```\n";
+    const TUTORIAL: &str = r#"---
+title: Demo
+vars:
+  who: world
+---
+# Demo
+
+Intro.
+
+## Say hello
+
+```sh {id=hello retry=5s}
+echo hello {{ who }}
+```
+
+```console {on=kind-worker}
+$ ip route
+default via [..] dev eth0
+```
+
+## Set up
+
+```sh {backend=lab id=plumbing}
+secret-lab-setup
+```
+
+```yaml {file=kind-config.yaml}
+kind: Cluster
+```
+
+```sh {backend=kind id=real}
+docker ps
+```
+"#;
 
     fn project() -> Project {
         let p = Project::new();
@@ -366,6 +398,20 @@ mod tests {
         let out = page(&p, Some(&rec));
         assert!(out.contains("Changed since the last run"), "{out}");
         assert!(out.contains("hello world</code></pre>"), "{out}");
+    }
+
+    #[test]
+    fn partial_runs_and_broken_backends_are_said_so() {
+        let p = project();
+        let rec = record_with("demo", &[("hello", Status::Passed, "hello world\n")]);
+        let out = page(&p, Some(&rec));
+        assert!(out.contains("partly verified on lab, 2026-11-26: 1/"), "{out}");
+        let mut rec = record_with("demo", &[]);
+        rec.tutorials[0].status = Status::Error;
+        rec.tutorials[0].error = Some("the lab did not come up: no netns".into());
+        let out = page(&p, Some(&rec));
+        assert!(out.contains("tutor-chapter\" data-status=\"failed\""), "{out}");
+        assert!(out.contains("failed on lab, 2026-11-26: the lab did not come up: no netns"), "{out}");
     }
 
     #[test]
