@@ -57,9 +57,22 @@ fn missing_tools() -> bool {
     }
 }
 
-/// Headless Chromium with everything that could reach the network switched off.
+/// Whether `unshare --net` works here (root, or user namespaces allowed).
+fn can_isolate_network() -> bool {
+    Command::new("unshare").args(["--net", "true"]).status().is_ok_and(|s| s.success())
+}
+
+/// Headless Chromium with everything that could reach the network switched off, and where
+/// possible in a network namespace of its own (loopback only, gone when it exits), so that
+/// not one packet of its leaves the machine whatever its defaults are.
 fn browser(profile: &Path) -> Command {
-    let mut cmd = Command::new(chromium().unwrap());
+    let mut cmd = if can_isolate_network() {
+        let mut c = Command::new("unshare");
+        c.args(["--net", "--"]).arg(chromium().unwrap());
+        c
+    } else {
+        Command::new(chromium().unwrap())
+    };
     cmd.args([
         "--headless",
         "--no-sandbox",
