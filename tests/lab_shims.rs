@@ -87,3 +87,17 @@ fn outside_the_subset_is_one_clear_error() {
     let o = lab.sh("host", "command -v kubectl");
     assert!(o.ok().starts_with("/run/tutor/labs/"));
 }
+
+#[test]
+fn kubectl_edit_with_kube_editor_and_nmcli() {
+    require_lab!();
+    let lab = Lab::up("edit", Some("kind-config.yaml"));
+    assert_eq!(lab.sh("host", "nmcli dev show | grep 'IP4.DNS'").ok(), "IP4.DNS[1]:                             192.168.1.1\n");
+    let o = lab.sh("host", "KUBE_EDITOR='sed -i s|/etc/resolv.conf|192.168.1.1|' kubectl edit configmaps -n kube-system coredns").ok();
+    assert_eq!(o, "configmap/coredns edited\n");
+    let cf = lab.sh("host", "kubectl -n kube-system get cm coredns -o jsonpath='{.data.Corefile}' | grep forward").ok();
+    assert_eq!(cf, "    forward . 192.168.1.1 {\n");
+    assert_eq!(lab.sh("host", "KUBE_EDITOR=true kubectl -n kube-system edit cm coredns").ok(), "Edit cancelled, no changes made.\n");
+    let o = lab.sh("host", "unset KUBE_EDITOR EDITOR; kubectl -n kube-system edit cm coredns");
+    assert_eq!(o.code, 2, "{}", o.stderr);
+}

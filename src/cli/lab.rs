@@ -196,6 +196,19 @@ fn run_shim(tool: &str, args: Vec<String>) -> ExitCode {
         return ExitCode::from(2);
     };
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    if tool == "kubectl" && args.iter().any(|a| a == "edit") {
+        return match lab::shims::edit::run(&name, &args, &cwd) {
+            Ok(e) => {
+                let _ = std::io::stdout().write_all(e.stdout.as_bytes());
+                let _ = std::io::stderr().write_all(e.stderr.as_bytes());
+                ExitCode::from(e.code.clamp(0, 255) as u8)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(if e.is_usage() { 2 } else { 1 })
+            }
+        };
+    }
     let req = protocol::Request::Shim { tool: tool.to_string(), args, cwd: cwd.clone() };
     match protocol::call(&name, &req) {
         Ok(protocol::Response::Output { stdout, stderr, code }) => {

@@ -32,11 +32,22 @@ pub struct Outside {
 
 pub fn build(host: &NsThread, lab: &str) -> Result<Outside, LabError> {
     let router = NsThread::new(&format!("{lab}-router"), Some("router"), Mounts::default())?;
+    // The laptop of the article: Wi-Fi uplink managed by NetworkManager (metric 600, the
+    // link-local route), and Docker's default bridge, idle.
     host.ip(&[
         format!("link add wlp2s0 type veth peer name eth0 netns {}", router.tid()),
-        format!("addr add {UPLINK}/24 dev wlp2s0"),
+        format!("addr add {UPLINK}/24 dev wlp2s0 metric 600"),
         "link set wlp2s0 up".into(),
         format!("route add default via {ROUTER} dev wlp2s0 proto dhcp src {UPLINK} metric 600"),
+        "route add 169.254.0.0/16 dev wlp2s0 scope link metric 1000".into(),
+        "link add docker0 type bridge".into(),
+        "addr add 172.17.0.1/16 dev docker0".into(),
+        "link set docker0 up".into(),
+        // A bridge that never had a port claims a carrier; one that lost its last port does
+        // not, which is how Docker's idle docker0 shows up (`linkdown`).
+        "link add docker0-tmp type veth peer name docker0-tmq".into(),
+        "link set docker0-tmp master docker0".into(),
+        "link del docker0-tmp".into(),
     ])?;
     router.ip(&[
         format!("addr add {ROUTER}/24 dev eth0"),

@@ -359,6 +359,20 @@ impl ClusterRt {
             let mut op = system_pod("cilium-operator", &cp.plan, "Deployment/cilium-operator", "quay.io/cilium/operator-generic:v1.15.1", now);
             op.name = format!("cilium-operator-{}-{}", "5d9f8c8b7", suffix(5));
             self.store.pods.push(op);
+            // Hubble's pods need the pod network, as in a real install.
+            let enabled = |path: [&str; 3]| {
+                values.raw.get(path[0]).and_then(|v| v.get(path[1])).and_then(|v| v.get(path[2])).and_then(serde_yaml::Value::as_bool)
+                    == Some(true)
+            };
+            for (name, on, image) in [
+                ("hubble-relay", enabled(["hubble", "relay", "enabled"]), "quay.io/cilium/hubble-relay:v1.15.1"),
+                ("hubble-ui", enabled(["hubble", "ui", "enabled"]), "quay.io/cilium/hubble-ui:v0.13.0"),
+            ] {
+                if on {
+                    self.seed_deployment("kube-system", name, 1, [("k8s-app".to_string(), name.to_string())].into(), image);
+                    self.roll("kube-system", name);
+                }
+            }
         }
         self.store.cni = true;
         self.values = Some(values);

@@ -3,11 +3,13 @@
 //! argv here (see `cli::lab::shim_dispatch`).
 
 mod args;
-mod jsonpath;
 mod docker;
+pub mod edit;
 mod helm;
 mod kind;
+mod jsonpath;
 mod kubectl;
+mod nmcli;
 mod table;
 
 use std::path::Path;
@@ -19,7 +21,7 @@ use super::state::Lab;
 pub use args::Args;
 
 /// Names the shims are installed under.
-pub const TOOLS: [&str; 4] = ["kind", "kubectl", "helm", "docker"];
+pub const TOOLS: [&str; 5] = ["kind", "kubectl", "helm", "docker", "nmcli"];
 
 /// What a tool invocation did.
 pub enum Outcome {
@@ -50,6 +52,7 @@ pub fn dispatch(lab: &mut Lab, tool: &str, args: &[String], cwd: &Path) -> Respo
         "kubectl" => kubectl::run(lab, args, cwd),
         "helm" => helm::run(lab, args, cwd),
         "docker" => docker::run(lab, args),
+        "nmcli" => nmcli::run(args),
         _ => Err(unsupported(tool, args)),
     };
     // An unknown flag is reported with the whole invocation, like any unsupported command.
