@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use hickory_server::proto::op::{Message, MessageType, ResponseCode};
+use hickory_server::proto::op::{Message, MessageType, Query, ResponseCode};
 use hickory_server::proto::rr::rdata::A;
 use hickory_server::proto::rr::{RData, Record, RecordType};
 
@@ -110,31 +110,20 @@ fn answer(query: &[u8], policy: &Policy) -> Option<Vec<u8>> {
     let name = q.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
     let known = policy.zone.read().ok()?.get(&name).copied();
     let owned = policy.authoritative_suffix.as_ref().is_some_and(|s| name == *s || name.ends_with(&format!(".{s}")));
-    if known.is_none() && !owned {
-        if let Some(up) = policy.upstream {
-            // An unreachable upstream is SERVFAIL, as CoreDNS and Docker's resolver answer.
-            if let Some(reply) = forward(query, up) {
-                return Some(reply);
-            }
-            let mut fail = Message::new();
-            fail.set_id(req.id())
-                .set_message_type(MessageType::Response)
-                .set_op_code(req.op_code())
-                .set_recursion_desired(req.recursion_desired())
-                .set_recursion_available(true)
-                .set_response_code(ResponseCode::ServFail)
-                .add_query(q);
-            return fail.to_vec().ok();
+    if known.is_none()
+        && !owned
+        && let Some(up) = policy.upstream
+    {
+        // An unreachable upstream is SERVFAIL, as CoreDNS and Docker's resolver answer.
+        if let Some(reply) = forward(query, up) {
+            return Some(reply);
         }
+        let mut fail = response_to(&req, q);
+        fail.set_response_code(ResponseCode::ServFail);
+        return fail.to_vec().ok();
     }
-    let mut resp = Message::new();
-    resp.set_id(req.id())
-        .set_message_type(MessageType::Response)
-        .set_op_code(req.op_code())
-        .set_recursion_desired(req.recursion_desired())
-        .set_recursion_available(true)
-        .set_authoritative(true)
-        .add_query(q.clone());
+    let mut resp = response_to(&req, q.clone());
+    resp.set_authoritative(true);
     match known {
         Some(ip) if q.query_type() == RecordType::A => {
             resp.add_answer(Record::from_rdata(q.name().clone(), 30, RData::A(A(ip))));
@@ -145,6 +134,17 @@ fn answer(query: &[u8], policy: &Policy) -> Option<Vec<u8>> {
         }
     }
     resp.to_vec().ok()
+}
+
+fn response_to(req: &Message, q: Query) -> Message {
+    let mut resp = Message::new();
+    resp.set_id(req.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(req.op_code())
+        .set_recursion_desired(req.recursion_desired())
+        .set_recursion_available(true)
+        .add_query(q);
+    resp
 }
 
 fn forward(query: &[u8], upstream: SocketAddr) -> Option<Vec<u8>> {

@@ -505,10 +505,10 @@ impl ClusterRt {
     /// Remove a pod and its network.
     pub fn delete_pod(&mut self, namespace: &str, name: &str) {
         self.store.pods.retain(|p| !(p.namespace == namespace && p.name == name));
-        if let Some(rt) = self.pods.remove(&(namespace.to_string(), name.to_string())) {
-            if let Some(node) = self.node(&rt.node) {
-                let _ = network::detach_pod(&node.ns, &rt.lxc, rt.ip);
-            }
+        if let Some(rt) = self.pods.remove(&(namespace.to_string(), name.to_string()))
+            && let Some(node) = self.node(&rt.node)
+        {
+            let _ = network::detach_pod(&node.ns, &rt.lxc, rt.ip);
         }
     }
 }

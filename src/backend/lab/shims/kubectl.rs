@@ -214,8 +214,11 @@ fn exec(c: &ClusterRt, a: &Args, ns: &str, argv: &[String]) -> Result<Outcome, L
     Ok(Outcome::Exec { tid, argv: a.command.clone() })
 }
 
-/// Objects of `kind` in scope, as (namespace, name, json, row cells).
-fn objects_of(c: &ClusterRt, kind: Kind, ns: Option<&str>, wide: bool) -> (Vec<&'static str>, Vec<(String, String, Value, Vec<String>)>) {
+/// One object as `get` shows it: namespace, name, API JSON, table cells.
+type Row = (String, String, Value, Vec<String>);
+
+/// Objects of `kind` in scope, with the table's header.
+fn objects_of(c: &ClusterRt, kind: Kind, ns: Option<&str>, wide: bool) -> (Vec<&'static str>, Vec<Row>) {
     let in_ns = |n: &str| ns.is_none_or(|x| x == n);
     match kind {
         Kind::Node => {
