@@ -170,7 +170,7 @@ impl LabBackend {
 
     fn command(&self, req: &ExecRequest<'_>) -> Result<Command, BackendError> {
         let info = self.info()?;
-        let argv = vec!["bash".to_string(), "-c".to_string(), req.script.to_string()];
+        let argv: Vec<String> = ["bash", "--noprofile", "--norc", "-c", req.script].map(str::to_string).to_vec();
         let mut cmd = Command::from(target_command(&info, req.target, &self.workdir, &argv)?);
         for (k, v) in req.env {
             cmd.env(k, v);
