@@ -71,9 +71,11 @@ fn dns_through_coredns_docker_dns_and_the_lan() {
 fn iptables_masquerade_seen_by_the_external_server() {
     require_lab!();
     let lab = Lab::article("masq");
-    let out = lab.sh("host", "kubectl exec tiefighter -- curl --connect-timeout 10 -s http://swapi.dev/api/starships").ok();
-    assert!(out.starts_with(r#"{"count":36,"next":"https://swapi.dev/api/starships/?page=2","previous":null,"results":[...]"#), "{out}");
-    assert!(out.contains(&format!("\"origin\":\"{}\"", lab.node_ip_of("tiefighter"))), "{out}");
+    // The article's request, over TLS (the lab CA is trusted inside the lab).
+    let out = lab.sh("host", "kubectl exec tiefighter -- curl --connect-timeout 10 -s https://swapi.dev/api/starships").ok();
+    assert_eq!(out, "{\"count\":36,\"next\":\"https://swapi.dev/api/starships/?page=2\",\"previous\":null,\"results\":[...]}\n");
+    let out = lab.sh("host", "kubectl exec tiefighter -- curl --connect-timeout 10 -s https://swapi.dev/ip").ok();
+    assert_eq!(out, format!("{{\"origin\":\"{}\"}}\n", lab.node_ip_of("tiefighter")));
     let chain = lab.sh("kind-worker", "iptables -t nat -S CILIUM_POST_nat").ok();
     let want = r#"-N CILIUM_POST_nat
 -A CILIUM_POST_nat -s 10.244.2.0/24 -m set --match-set cilium_node_set_v4 dst -m comment --comment "exclude traffic to cluster nodes from masquerade" -j ACCEPT
@@ -121,6 +123,6 @@ fn bpf_masquerade_breaks_docker_dns_until_coredns_forwards_to_the_lan() {
     // The article's fix.
     lab.sh("host", "kubectl -n kube-system get cm coredns -o yaml | sed 's|forward . /etc/resolv.conf|forward . 192.168.1.1|' > cm.bpf.tmp && kubectl apply -f cm.bpf.tmp; rm -f cm.bpf.tmp").ok();
     lab.sh("host", "kubectl -n kube-system rollout restart deployment coredns").ok();
-    let fixed = lab.sh("host", "kubectl exec tiefighter -- curl --connect-timeout 10 -s http://swapi.dev/api/starships").ok();
-    assert!(fixed.contains(&format!("\"origin\":\"{node_ip}\"")), "{fixed}");
+    let fixed = lab.sh("host", "kubectl exec tiefighter -- curl --connect-timeout 10 -s https://swapi.dev/ip").ok();
+    assert_eq!(fixed, format!("{{\"origin\":\"{node_ip}\"}}\n"));
 }

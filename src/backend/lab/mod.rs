@@ -17,6 +17,7 @@ pub mod protocol;
 pub mod registry;
 pub mod sandbox;
 mod services;
+mod tls;
 pub mod shims;
 mod state;
 pub mod store;
