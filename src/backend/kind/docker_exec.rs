@@ -1,0 +1,216 @@
+//! Node targets: blocks run in the kind node container through the Docker API (bollard), the
+//! way `docker exec` would, with the exit code from the exec's inspect record.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use super::remote::{self, Collected};
+use crate::backend::{BackendError, BgTask, Observation};
+
+/// How long a killed block's stream gets to close.
+const DRAIN: Duration = Duration::from_secs(3);
+
+type Output = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, bollard::errors::Error>> + Send>>;
+
+fn docker_err(container: &str) -> impl FnOnce(bollard::errors::Error) -> BackendError + '_ {
+    move |e| match e {
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } => {
+            BackendError::Other(format!("node container `{container}` does not exist (was the cluster deleted?)"))
+        }
+        e => BackendError::Other(format!("docker exec in `{container}`: {e}")),
+    }
+}
+
+/// Create and start an exec of `argv` in `container`, attached to its output.
+async fn start(docker: &Docker, container: &str, argv: Vec<String>) -> Result<(String, Output), BackendError> {
+    let opts = CreateExecOptions {
+        cmd: Some(argv),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        ..Default::default()
+    };
+    let created = docker.create_exec(container, opts).await.map_err(docker_err(container))?;
+    match docker.start_exec(&created.id, None).await.map_err(docker_err(container))? {
+        StartExecResults::Attached { output, .. } => {
+            Ok((created.id, Box::pin(output.map(|r| r.map(|log| log.into_bytes())))))
+        }
+        StartExecResults::Detached => Err(BackendError::Other(format!("docker exec in `{container}` did not attach"))),
+    }
+}
+
+/// The exit code of a finished exec. The engine may still report it running for a moment after
+/// its output closed.
+async fn exit_code(docker: &Docker, container: &str, id: &str) -> Result<Option<i32>, BackendError> {
+    for _ in 0..50 {
+        let info = docker.inspect_exec(id).await.map_err(docker_err(container))?;
+        if info.running != Some(true) {
+            return Ok(info.exit_code.map(|c| c as i32));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(None)
+}
+
+/// Kill a block's process tree through a second exec; best effort (the container may be gone).
+async fn kill(docker: &Docker, container: &str, pid: u32) {
+    if let Ok((_, mut out)) = start(docker, container, remote::kill_argv(pid)).await {
+        remote::drain(&mut out, DRAIN, &mut Vec::new()).await;
+    }
+}
+
+/// Run one block in `container`.
+pub async fn exec(
+    docker: &Docker,
+    container: &str,
+    script: &str,
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<Observation, BackendError> {
+    let began = Instant::now();
+    let (id, mut out) = start(docker, container, remote::run_argv(script, env)).await?;
+    let mut c = remote::collect(&mut out, timeout).await.map_err(docker_err(container))?;
+    if !c.finished {
+        if let Some(pid) = c.pid {
+            kill(docker, container, pid).await;
+        }
+        remote::drain(&mut out, DRAIN, &mut c.output).await;
+        return Ok(Observation { output: c.text(), exit: None, timed_out: true, duration: began.elapsed() });
+    }
+    let exit = exit_code(docker, container, &id).await?;
+    Ok(Observation { output: c.text(), exit, timed_out: false, duration: began.elapsed() })
+}
+
+/// A `bg` block in a node container.
+pub struct NodeBg {
+    docker: Docker,
+    container: String,
+    exec_id: String,
+    seen: Arc<Mutex<Collected>>,
+    reader: tokio::task::JoinHandle<()>,
+    began: Instant,
+}
+
+/// Start a `bg` block in `container`; its output is gathered until [`BgTask::stop`].
+pub async fn spawn(
+    docker: &Docker,
+    container: &str,
+    script: &str,
+    env: &[(String, String)],
+) -> Result<Box<dyn BgTask>, BackendError> {
+    let (exec_id, mut out) = start(docker, container, remote::run_argv(script, env)).await?;
+    let seen = Arc::new(Mutex::new(Collected::default()));
+    let sink = seen.clone();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(chunk)) = out.next().await {
+            sink.lock().unwrap().push(&chunk);
+        }
+        sink.lock().unwrap().end(true);
+    });
+    Ok(Box::new(NodeBg {
+        docker: docker.clone(),
+        container: container.to_string(),
+        exec_id,
+        seen,
+        reader,
+        began: Instant::now(),
+    }))
+}
+
+/// Wait until the block announced its pid (it does so first thing) or `within` passes.
+async fn wait_pid(seen: &Mutex<Collected>, within: Duration) -> Option<u32> {
+    let until = Instant::now() + within;
+    loop {
+        {
+            let c = seen.lock().unwrap();
+            if c.pid.is_some() || c.finished || Instant::now() >= until {
+                return c.pid;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[async_trait]
+impl BgTask for NodeBg {
+    async fn stop(mut self: Box<Self>) -> Observation {
+        let ended_by_itself = self.seen.lock().unwrap().finished;
+        if !ended_by_itself {
+            if let Some(pid) = wait_pid(&self.seen, Duration::from_secs(2)).await {
+                kill(&self.docker, &self.container, pid).await;
+            }
+        }
+        if tokio::time::timeout(DRAIN, &mut self.reader).await.is_err() {
+            self.reader.abort();
+        }
+        let exit = if ended_by_itself {
+            exit_code(&self.docker, &self.container, &self.exec_id).await.ok().flatten()
+        } else {
+            None
+        };
+        let mut c = std::mem::take(&mut *self.seen.lock().unwrap());
+        c.end(c.finished);
+        Observation { output: c.text(), exit, timed_out: false, duration: self.began.elapsed() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake_docker::FakeDocker;
+    use super::*;
+
+    #[tokio::test]
+    async fn exec_returns_output_and_exit_code() {
+        let fake = FakeDocker::start().await;
+        let docker = fake.client();
+        let o = exec(&docker, "tutor-r1-worker", "echo out; echo err >&2; exit 3", &[("A".into(), "b c".into())], Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(o.output, "out\nerr\n");
+        assert_eq!(o.exit, Some(3));
+        assert!(!o.timed_out);
+        let execs = fake.execs();
+        assert_eq!(execs.len(), 1);
+        assert_eq!(execs[0].container, "tutor-r1-worker");
+        assert_eq!(execs[0].cmd[..2], ["sh", "-c"]);
+        assert!(execs[0].cmd[4].starts_with("export A='b c'\n"), "{:?}", execs[0].cmd);
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_process_tree_through_a_second_exec() {
+        let fake = FakeDocker::start().await;
+        let docker = fake.client();
+        let o = exec(&docker, "tutor-r1-worker", "echo started; sleep 1000", &[], Duration::from_millis(300)).await.unwrap();
+        assert!(o.timed_out);
+        assert_eq!(o.exit, None);
+        assert!(o.output.starts_with("started\n"), "{:?}", o.output);
+        assert!(o.duration < Duration::from_secs(5), "{:?}", o.duration);
+        let execs = fake.execs();
+        assert_eq!(execs.len(), 2, "{execs:?}");
+        assert_eq!(execs[1].cmd[..4], remote::kill_argv(0)[..4]);
+    }
+
+    #[tokio::test]
+    async fn missing_container_is_a_clear_error() {
+        let fake = FakeDocker::start().await;
+        let err = exec(&fake.client(), "nope", "true", &[], Duration::from_secs(5)).await.unwrap_err();
+        assert!(err.to_string().contains("node container `nope` does not exist"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn bg_block_is_stopped_with_its_output() {
+        let fake = FakeDocker::start().await;
+        let docker = fake.client();
+        let bg = spawn(&docker, "tutor-r1-worker", "echo serving; sleep 1000", &[]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let o = bg.stop().await;
+        assert_eq!(o.output, "serving\n");
+        assert_eq!(o.exit, None);
+        assert_eq!(fake.execs().last().unwrap().cmd[..4], remote::kill_argv(0)[..4]);
+    }
+}

@@ -1,0 +1,219 @@
+//! Running a block inside a container (a kind node, a pod) where neither Docker nor Kubernetes
+//! can kill what an exec started: the block's shell first prints its pid on a line of its own,
+//! so that a timeout or the end of a `bg` block can kill that process and all its descendants
+//! through a second exec. stderr is merged into stdout inside the container, which keeps the
+//! order a terminal would show.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+/// Runs the script (`$1`) with bash where the image has it, else sh; `$0` is unused.
+const RUN: &str = "echo \"$$\"; exec 2>&1; if command -v bash >/dev/null 2>&1; then exec bash -c \"$1\"; else exec sh -c \"$1\"; fi";
+
+/// Kills the process `$1` and its descendants (found through /proc, which every Linux
+/// container has), politely first.
+const KILL: &str = "tree() { for c in $(cat /proc/\"$1\"/task/*/children 2>/dev/null); do tree \"$c\"; done; echo \"$1\"; }; \
+                    pids=$(tree \"$1\"); [ -n \"$pids\" ] || exit 0; kill -TERM $pids 2>/dev/null; sleep 1; kill -KILL $pids 2>/dev/null; exit 0";
+
+/// Single-quote `s` for a POSIX shell.
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c)) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r#"'\''"#))
+}
+
+/// The script with the block's environment exported first (Kubernetes exec has no way to pass
+/// an environment, so both exec paths do it the same way).
+pub fn with_env(script: &str, env: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (k, v) in env {
+        out.push_str(&format!("export {k}={}\n", sh_quote(v)));
+    }
+    out.push_str(script);
+    out
+}
+
+/// argv of the exec that runs a block.
+pub fn run_argv(script: &str, env: &[(String, String)]) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), RUN.into(), "tutor".into(), with_env(script, env)]
+}
+
+/// argv of the exec that kills a block's process tree.
+pub fn kill_argv(pid: u32) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), KILL.into(), "tutor".into(), pid.to_string()]
+}
+
+/// The output of one exec, split into the announced pid and what the block printed.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub pid: Option<u32>,
+    pub output: Vec<u8>,
+    /// The stream ended by itself (as opposed to the deadline passing).
+    pub finished: bool,
+    /// Bytes of the first line while the pid marker is incomplete.
+    header: Vec<u8>,
+}
+
+/// A pid line is short; anything longer is not our marker.
+const MAX_HEADER: usize = 32;
+
+impl Collected {
+    /// Take in one chunk of the exec's output; returns the pid when this chunk completed it.
+    pub fn push(&mut self, chunk: &[u8]) -> Option<u32> {
+        if self.pid.is_some() || self.header.len() > MAX_HEADER {
+            self.output.extend_from_slice(chunk);
+            return None;
+        }
+        self.header.extend_from_slice(chunk);
+        if let Some(nl) = self.header.iter().position(|b| *b == b'\n') {
+            self.pid = std::str::from_utf8(&self.header[..nl]).ok().and_then(|s| s.trim().parse().ok());
+            let rest = self.header.split_off(nl + 1);
+            if self.pid.is_none() {
+                // Not our marker (the shell failed before printing it): keep everything.
+                self.output.append(&mut self.header);
+            }
+            self.output.extend_from_slice(&rest);
+            self.header.clear();
+            return self.pid;
+        }
+        if self.header.len() > MAX_HEADER {
+            self.output.append(&mut self.header);
+        }
+        None
+    }
+
+    /// The stream is over (or abandoned): keep whatever was held back.
+    pub fn end(&mut self, finished: bool) {
+        self.output.append(&mut self.header);
+        self.finished = finished;
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output).into_owned()
+    }
+}
+
+/// Read `stream` until it ends or `deadline` passes.
+pub async fn collect<S, E>(stream: &mut S, deadline: Duration) -> Result<Collected, E>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let mut c = Collected::default();
+    let read = async {
+        while let Some(chunk) = stream.next().await {
+            c.push(&chunk?);
+        }
+        Ok::<(), E>(())
+    };
+    let finished = match tokio::time::timeout(deadline, read).await {
+        Ok(r) => {
+            r?;
+            true
+        }
+        Err(_) => false,
+    };
+    c.end(finished);
+    Ok(c)
+}
+
+/// After a kill, read what is left for a short while (the stream closes once the killed
+/// processes are gone); errors only end the drain.
+pub async fn drain<S, E>(stream: &mut S, within: Duration, into: &mut Vec<u8>)
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let _ = tokio::time::timeout(within, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            into.extend_from_slice(&chunk);
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+
+    fn chunks(parts: &[&str]) -> impl Stream<Item = Result<Bytes, Infallible>> + Unpin {
+        futures_util::stream::iter(parts.iter().map(|p| Ok(Bytes::copy_from_slice(p.as_bytes()))).collect::<Vec<_>>())
+    }
+
+    const LONG: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn pid_line_is_split_off_even_across_chunks() {
+        let c = collect(&mut chunks(&["12", "34\nhel", "lo\n"]), LONG).await.unwrap();
+        assert_eq!(c.pid, Some(1234));
+        assert_eq!(c.text(), "hello\n");
+        assert!(c.finished);
+    }
+
+    #[tokio::test]
+    async fn output_without_marker_is_kept_whole() {
+        let c = collect(&mut chunks(&["sh: not found\n"]), LONG).await.unwrap();
+        assert_eq!(c.pid, None);
+        assert_eq!(c.text(), "sh: not found\n");
+    }
+
+    #[tokio::test]
+    async fn deadline_stops_reading_a_stream_that_never_ends() {
+        let s = chunks(&["7\nstarted\n"]).chain(futures_util::stream::pending());
+        let mut s = Box::pin(s);
+        let mut c = collect(&mut s, Duration::from_millis(100)).await.unwrap();
+        assert!(!c.finished);
+        assert_eq!(c.pid, Some(7));
+        assert_eq!(c.text(), "started\n");
+        drain(&mut s, Duration::from_millis(50), &mut c.output).await;
+        assert_eq!(c.text(), "started\n");
+    }
+
+    #[test]
+    fn quoting_and_env() {
+        assert_eq!(sh_quote("plain-1.2"), "plain-1.2");
+        assert_eq!(sh_quote("it's here"), r#"'it'\''s here'"#);
+        assert_eq!(sh_quote(""), "''");
+        assert_eq!(
+            with_env("echo $A", &[("A".into(), "x y".into())]),
+            "export A='x y'\necho $A"
+        );
+    }
+
+    /// The wrapper and the killer are real shell: run them locally, as a container would.
+    #[tokio::test]
+    async fn wrapper_and_killer_work_in_a_real_shell() {
+        let argv = run_argv("echo out; echo err >&2; exit 3", &[("V".into(), "1".into())]);
+        let o = std::process::Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
+        let text = String::from_utf8(o.stdout).unwrap();
+        let (pid, rest) = text.split_once('\n').unwrap();
+        assert!(pid.parse::<u32>().is_ok(), "{text}");
+        assert_eq!(rest, "out\nerr\n");
+        assert_eq!(o.status.code(), Some(3));
+
+        // A block that hangs with a child: the killer removes both.
+        let argv = run_argv("sleep 1000 & echo child $!; wait", &[]);
+        let mut child = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        use std::io::BufRead;
+        out.read_line(&mut line).unwrap();
+        let pid: u32 = line.trim().parse().unwrap();
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        let grandchild: u32 = line.trim().strip_prefix("child ").unwrap().parse().unwrap();
+        let kill = kill_argv(pid);
+        let status = std::process::Command::new(&kill[0]).args(&kill[1..]).status().unwrap();
+        assert!(status.success());
+        assert!(child.wait().unwrap().code().is_none(), "block should have been killed");
+        std::thread::sleep(Duration::from_millis(100));
+        let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+        assert!(stat.is_empty() || stat.rsplit(')').next().unwrap().trim_start().starts_with('Z'), "sleep survived: {stat}");
+    }
+}

@@ -1,0 +1,275 @@
+//! The backend as a whole, without a cluster: fake `kind`/`kubectl`/`helm` binaries, the fake
+//! Docker engine (execs run on this machine) and a fake API server on loopback.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use super::fake_docker::FakeDocker;
+use super::*;
+
+fn write_exe(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// An API server that answers `/readyz` and an empty pod list, over plain HTTP on loopback.
+async fn fake_apiserver() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(conn);
+                let mut line = String::new();
+                reader.read_line(&mut line).await.unwrap_or(0);
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).await.unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let body = if line.contains("/readyz") {
+                    "ok".to_string()
+                } else {
+                    r#"{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[]}"#.to_string()
+                };
+                let mut conn = reader.into_inner();
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+struct Machine {
+    _dir: tempfile::TempDir,
+    tools: PathBuf,
+    work: PathBuf,
+    calls: PathBuf,
+    hosts: PathBuf,
+    docker: FakeDocker,
+}
+
+/// A machine with kind, kubectl and helm (fakes that log their calls) and a Docker engine. The
+/// fake `kind create cluster` "creates" containers named after `--name` and a kubeconfig
+/// pointing at the fake API server; `kind delete cluster` removes them.
+async fn machine() -> Machine {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&tools).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let calls = dir.path().join("calls.log");
+    let containers = dir.path().join("containers.json");
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+    let port = fake_apiserver().await;
+    let docker = FakeDocker::start().await;
+    docker.containers_from(&containers);
+    let node = |n: &str, role: &str, ip: &str| {
+        format!(r#"{{"Id":"$name-{n}","Names":["/$name-{n}"],"Labels":{{"io.x-k8s.kind.cluster":"$name","io.x-k8s.kind.role":"{role}"}},"NetworkSettings":{{"Networks":{{"kind":{{"IPAddress":"{ip}"}}}}}}}}"#)
+    };
+    let list = format!("[{},{}]", node("control-plane", "control-plane", "172.18.0.2"), node("worker", "worker", "172.18.0.3"));
+    write_exe(
+        &tools.join("kind"),
+        &format!(
+            r#"#!/bin/bash
+echo "kind $*" >> {calls}
+name=kind; args=("$@")
+for ((i=0; i<$#; i++)); do [[ ${{args[i]}} == --name ]] && name=${{args[i+1]}}; done
+case "$1 $2" in
+  "create cluster")
+    echo "Creating cluster \"$name\" ..."
+    cat > "$KUBECONFIG" <<EOK
+apiVersion: v1
+kind: Config
+current-context: kind-$name
+clusters: [{{name: kind-$name, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
+users: [{{name: kind-$name, user: {{token: t}}}}]
+contexts: [{{name: kind-$name, context: {{cluster: kind-$name, user: kind-$name}}}}]
+EOK
+    cat > {containers} <<EOC
+{list}
+EOC
+    echo "Set kubectl context to \"kind-$name\"" ;;
+  "delete cluster") rm -f {containers}; echo "Deleting cluster \"$name\" ..." ;;
+esac
+"#,
+            calls = calls.display(),
+            containers = containers.display(),
+        ),
+    );
+    for tool in ["kubectl", "helm"] {
+        write_exe(&tools.join(tool), &format!("#!/bin/sh\necho \"{tool} $* KUBECONFIG=$KUBECONFIG\" >> {}\necho {tool}-output\n", calls.display()));
+    }
+    Machine { _dir: dir, tools, work, calls, hosts, docker }
+}
+
+impl Machine {
+    fn backend(&self, mode: Mode) -> KindBackend {
+        let path = format!("{}:/usr/bin:/bin", self.tools.display());
+        let mut b = KindBackend::new(mode, Probe { path: Some(path.into()), docker_host: Some(self.docker.host()) });
+        b.hosts_file = self.hosts.display().to_string();
+        b
+    }
+
+    fn ctx(&self, keep: bool) -> UpContext {
+        UpContext { workdir: self.work.clone(), run_name: "r1".into(), keep }
+    }
+
+    fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.calls).unwrap_or_default().lines().map(String::from).collect()
+    }
+}
+
+async fn run(b: &KindBackend, target: &str, script: &str) -> Observation {
+    let target: Target = target.parse().unwrap();
+    b.exec(ExecRequest { target: &target, script, timeout: Duration::from_secs(30), env: &[] }).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_whole_kind_run_without_a_cluster() {
+    let m = machine().await;
+    std::fs::write(m.work.join("kind-config.yaml"), "kind: Cluster\nnodes:\n- role: control-plane\n- role: worker\n").unwrap();
+    let mut b = m.backend(Mode::Kind);
+    b.up(&m.ctx(false)).await.unwrap();
+
+    // The tutorial's own command creates the run's cluster; the output reads as the tutorial's.
+    let o = run(&b, "host", "kind create cluster --config kind-config.yaml").await;
+    assert_eq!(o.exit, Some(0), "{}", o.output);
+    assert_eq!(o.output, "Creating cluster \"kind\" ...\nSet kubectl context to \"kind-kind\"\n");
+    assert_eq!(m.calls(), ["kind create cluster --config kind-config.yaml --name tutor-r1"]);
+
+    // Host blocks see the run's kubeconfig and the shims.
+    let o = run(&b, "host", "kubectl get nodes; command -v tutor-ready; echo $TUTOR_CLUSTER").await;
+    let kubeconfig = m.work.join(".tutor/kind/kubeconfig");
+    assert!(m.calls()[1].ends_with(&format!("KUBECONFIG={}", kubeconfig.display())), "{:?}", m.calls());
+    assert_eq!(o.output, format!("kubectl-output\n{}\nkind\n", m.work.join(".tutor/kind/bin/tutor-ready").display()));
+
+    // Node targets by the tutorial's names reach the real containers.
+    let o = run(&b, "kind-worker", "echo on $0; exit 4").await;
+    assert_eq!(o.exit, Some(4));
+    assert_eq!(m.docker.execs().last().unwrap().container, "tutor-r1-worker");
+    // Scripts naming nodes are rewritten; outputs naming them are rewritten back.
+    let o = run(&b, "host", "echo docker exec kind-control-plane; echo tutor-r1-worker").await;
+    assert_eq!(o.output, "docker exec kind-control-plane\nkind-worker\n");
+
+    // The aliases went into every node's hosts file (the fake engine shares this one).
+    let hosts = std::fs::read_to_string(&m.hosts).unwrap();
+    assert!(hosts.contains("172.18.0.2 kind-control-plane") && hosts.contains("172.18.0.3 kind-worker"), "{hosts}");
+
+    let facts = b.facts();
+    assert_eq!(facts["cluster"], "tutor-r1");
+    assert_eq!(facts["nodes"]["kind-worker"]["ip"], "172.18.0.3");
+    assert_eq!(facts["nodes"]["kind-worker"]["container"], "tutor-r1-worker");
+    assert!(b.state_path(&"kind-worker".parse().unwrap()).starts_with("/tmp/tutor-state-tutor-r1"));
+
+    let err = b
+        .exec(ExecRequest { target: &"kind-worker7".parse().unwrap(), script: "true", timeout: Duration::from_secs(5), env: &[] })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::UnknownTarget { .. }), "{err}");
+
+    // A block failed (exit 4): artifacts are saved, then the cluster is deleted.
+    b.down().await.unwrap();
+    let calls = m.calls();
+    assert!(calls.iter().any(|c| c.starts_with("kubectl get pods -A -o wide")), "{calls:?}");
+    assert!(calls.iter().any(|c| c.starts_with(&format!("kind export logs {}/artifacts/kind-logs --name tutor-r1", m.work.display()))), "{calls:?}");
+    assert_eq!(calls.last().unwrap(), "kind delete cluster --name tutor-r1");
+    assert!(m.work.join("artifacts/pods.txt").exists());
+    // Safe to call again.
+    b.down().await.unwrap();
+}
+
+#[tokio::test]
+async fn keep_leaves_the_cluster_and_success_saves_nothing() {
+    let m = machine().await;
+    let mut b = m.backend(Mode::Kind);
+    b.up(&m.ctx(true)).await.unwrap();
+    run(&b, "host", "kind create cluster").await;
+    b.down().await.unwrap();
+    assert_eq!(m.calls(), ["kind create cluster --name tutor-r1"]);
+    assert!(!m.work.join("artifacts").exists());
+}
+
+#[tokio::test]
+async fn a_tutorial_cluster_name_is_kept_in_outputs() {
+    let m = machine().await;
+    std::fs::write(m.work.join("c.yaml"), "kind: Cluster\nname: demo\n").unwrap();
+    let mut b = m.backend(Mode::Kind);
+    b.up(&m.ctx(false)).await.unwrap();
+    let o = run(&b, "host", "kind create cluster --config c.yaml").await;
+    assert_eq!(o.output, "Creating cluster \"demo\" ...\nSet kubectl context to \"kind-demo\"\n");
+    assert!(b.facts()["nodes"]["demo-worker"].is_object(), "{}", b.facts());
+    b.down().await.unwrap();
+}
+
+#[tokio::test]
+async fn node_targets_before_the_cluster_exists_are_explained() {
+    let m = machine().await;
+    let mut b = m.backend(Mode::Kind);
+    b.up(&m.ctx(false)).await.unwrap();
+    let err = b
+        .exec(ExecRequest { target: &"kind-worker".parse().unwrap(), script: "true", timeout: Duration::from_secs(5), env: &[] })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not exist yet"), "{err}");
+    b.down().await.unwrap();
+    // Nothing existed; delete is still attempted (a killed `kind create` leaves half a cluster).
+    assert_eq!(m.calls(), ["kind delete cluster --name tutor-r1"]);
+}
+
+#[tokio::test]
+async fn an_existing_cluster_of_the_same_name_is_refused_before_anything_runs() {
+    let m = machine().await;
+    let mut b = m.backend(Mode::Kind);
+    b.up(&m.ctx(false)).await.unwrap();
+    run(&b, "host", "kind create cluster").await;
+    let mut second = m.backend(Mode::Kind);
+    let err = second.up(&m.ctx(false)).await.unwrap_err();
+    assert!(err.is_usage() && err.to_string().contains("already exists"), "{err}");
+    b.down().await.unwrap();
+}
+
+#[tokio::test]
+async fn preflight_failure_creates_nothing() {
+    let m = machine().await;
+    let empty = tempfile::tempdir().unwrap();
+    let mut b = KindBackend::new(
+        Mode::Kind,
+        Probe { path: Some(empty.path().as_os_str().to_owned()), docker_host: Some("unix:///nonexistent/docker.sock".into()) },
+    );
+    let err = b.up(&m.ctx(false)).await.unwrap_err();
+    assert!(matches!(err, BackendError::Preflight { backend: BackendKind::Kind, .. }), "{err}");
+    assert!(!m.work.join(".tutor").exists());
+    b.down().await.unwrap();
+    assert!(m.calls().is_empty());
+}
+
+#[test]
+fn kube_needs_an_explicit_context_and_kind_refuses_one() {
+    let err = create(BackendKind::Kube, None).err().unwrap();
+    assert!(err.is_usage() && err.to_string().contains("--context NAME"), "{err}");
+    let err = create(BackendKind::Kube, Some("  ")).err().unwrap();
+    assert!(err.to_string().contains("--context NAME"), "{err}");
+    let err = create(BackendKind::Kind, Some("prod")).err().unwrap();
+    assert!(err.is_usage() && err.to_string().contains("applies to --backend kube"), "{err}");
+    assert_eq!(create(BackendKind::Kube, Some("lab")).unwrap().kind(), BackendKind::Kube);
+}
+
+#[tokio::test]
+async fn kube_backend_has_no_node_targets_and_refuses_kind() {
+    let m = machine().await;
+    let b = m.backend(Mode::Kube { context: "lab".into() });
+    // Not up: every exec is refused rather than run somewhere unexpected.
+    let err = b
+        .exec(ExecRequest { target: &Target::Host, script: "true", timeout: Duration::from_secs(5), env: &[] })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not up"), "{err}");
+}
