@@ -74,7 +74,7 @@ pub fn create(kind: BackendKind, context: Option<&str>) -> Result<Box<dyn Backen
 }
 
 fn known_contexts() -> String {
-    match kube::config::Kubeconfig::read() {
+    match Probe::from_env().load_kubeconfig() {
         Ok(kc) if !kc.contexts.is_empty() => {
             let names: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
             format!(" (contexts in your kubeconfig: {})", names.join(", "))
@@ -122,13 +122,15 @@ pub struct KindBackend {
     /// The nodes' hosts file that receives the tutorial-name aliases (a scratch file in tests,
     /// where the fake Docker engine runs execs on the test machine).
     hosts_file: String,
+    /// How long the kube backend's context gets to answer in pre-flight.
+    context_wait: Duration,
 }
 
 impl KindBackend {
     /// A backend that checks and runs with the given environment (tests describe a machine
     /// with a [`Probe`] rather than by changing the process environment).
     pub fn new(mode: Mode, probe: Probe) -> Self {
-        KindBackend { mode, probe, run: None, hosts_file: "/etc/hosts".into() }
+        KindBackend { mode, probe, run: None, hosts_file: "/etc/hosts".into(), context_wait: CONTEXT_WAIT }
     }
 
     fn backend_kind(&self) -> BackendKind {
@@ -334,12 +336,12 @@ impl Backend for KindBackend {
             }
             Mode::Kube { context } => {
                 let preflight = |message: String| BackendError::Preflight { backend, message };
-                let kc = kube::config::Kubeconfig::read().map_err(|e| preflight(format!("cannot read your kubeconfig: {e}")))?;
+                let kc = self.probe.load_kubeconfig().map_err(preflight)?;
                 let one = config::single_context(&kc, context).map_err(preflight)?;
                 let text = serde_yaml::to_string(&one).map_err(|e| preflight(format!("kubeconfig: {e}")))?;
                 write_private(&kubeconfig, &text)?;
                 let client = cluster::client(&kubeconfig, None).await.map_err(|e| preflight(e.to_string()))?;
-                cluster::wait_apiserver(&client, CONTEXT_WAIT)
+                cluster::wait_apiserver(&client, self.context_wait)
                     .await
                     .map_err(|e| preflight(format!("context `{context}`: {e}")))?;
                 shims::install(&bin_dir, shims::KindShim::Refuse)?

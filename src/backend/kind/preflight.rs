@@ -18,6 +18,8 @@ pub struct Probe {
     pub path: Option<OsString>,
     /// `DOCKER_HOST` (unset: the default socket).
     pub docker_host: Option<String>,
+    /// `KUBECONFIG` (unset: `~/.kube/config`); the kube backend's contexts come from here.
+    pub kubeconfig: Option<OsString>,
 }
 
 impl Probe {
@@ -25,7 +27,24 @@ impl Probe {
         Probe {
             path: std::env::var_os("PATH"),
             docker_host: std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()),
+            kubeconfig: std::env::var_os("KUBECONFIG").filter(|k| !k.is_empty()),
         }
+    }
+
+    /// The user's kubeconfig, merged from every `KUBECONFIG` file as kubectl does.
+    pub fn load_kubeconfig(&self) -> Result<kube::config::Kubeconfig, String> {
+        use kube::config::Kubeconfig;
+        let paths: Vec<PathBuf> = match &self.kubeconfig {
+            Some(list) => std::env::split_paths(list).filter(|p| !p.as_os_str().is_empty()).collect(),
+            None => std::env::home_dir().map(|h| h.join(".kube").join("config")).into_iter().collect(),
+        };
+        if paths.is_empty() {
+            return Err("no kubeconfig: set KUBECONFIG or create ~/.kube/config".into());
+        }
+        paths.iter().try_fold(Kubeconfig::default(), |merged, p| {
+            let one = Kubeconfig::read_from(p).map_err(|e| format!("cannot read kubeconfig {}: {e}", p.display()))?;
+            merged.merge(one).map_err(|e| format!("kubeconfig {}: {e}", p.display()))
+        })
     }
 }
 
@@ -208,6 +227,7 @@ mod tests {
         let probe = Probe {
             path: Some(empty.path().as_os_str().to_owned()),
             docker_host: Some(format!("unix://{}/docker.sock", empty.path().display())),
+            kubeconfig: None,
         };
         let err = check(BackendKind::Kind, &probe).await.unwrap_err();
         assert!(err.is_usage());
@@ -226,6 +246,7 @@ mod tests {
         let probe = Probe {
             path: Some(dir.path().as_os_str().to_owned()),
             docker_host: Some("unix:///nonexistent/docker.sock".into()),
+            kubeconfig: None,
         };
         let found = check(BackendKind::Kube, &probe).await.unwrap();
         assert!(found.docker.is_none());

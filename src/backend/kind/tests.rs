@@ -113,7 +113,11 @@ esac
 impl Machine {
     fn backend(&self, mode: Mode) -> KindBackend {
         let path = format!("{}:/usr/bin:/bin", self.tools.display());
-        let mut b = KindBackend::new(mode, Probe { path: Some(path.into()), docker_host: Some(self.docker.host()) });
+        let mut b = KindBackend::new(mode, Probe {
+            path: Some(path.into()),
+            docker_host: Some(self.docker.host()),
+            kubeconfig: Some(self.work.parent().unwrap().join("user-kubeconfig").into()),
+        });
         b.hosts_file = self.hosts.display().to_string();
         b
     }
@@ -242,7 +246,7 @@ async fn preflight_failure_creates_nothing() {
     let empty = tempfile::tempdir().unwrap();
     let mut b = KindBackend::new(
         Mode::Kind,
-        Probe { path: Some(empty.path().as_os_str().to_owned()), docker_host: Some("unix:///nonexistent/docker.sock".into()) },
+        Probe { path: Some(empty.path().as_os_str().to_owned()), docker_host: Some("unix:///nonexistent/docker.sock".into()), kubeconfig: None },
     );
     let err = b.up(&m.ctx(false)).await.unwrap_err();
     assert!(matches!(err, BackendError::Preflight { backend: BackendKind::Kind, .. }), "{err}");
@@ -262,14 +266,69 @@ fn kube_needs_an_explicit_context_and_kind_refuses_one() {
     assert_eq!(create(BackendKind::Kube, Some("lab")).unwrap().kind(), BackendKind::Kube);
 }
 
+/// The user's kubeconfig for the kube tests: `lab` answers (fake API server), `dead` does not,
+/// `prod` must never appear in what tutor hands to blocks.
+async fn user_kubeconfig(m: &Machine) {
+    let port = fake_apiserver().await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: prod\nclusters:\n\
+         - {{name: lab, cluster: {{server: 'http://127.0.0.1:{port}'}}}}\n\
+         - {{name: dead, cluster: {{server: 'http://127.0.0.1:{dead}'}}}}\n\
+         - {{name: prod, cluster: {{server: 'https://prod.invalid:6443'}}}}\n\
+         users:\n- {{name: u, user: {{token: t}}}}\n- {{name: prod-admin, user: {{token: secret}}}}\n\
+         contexts:\n- {{name: lab, context: {{cluster: lab, user: u}}}}\n- {{name: dead, context: {{cluster: dead, user: u}}}}\n\
+         - {{name: prod, context: {{cluster: prod, user: prod-admin}}}}\n"
+    );
+    std::fs::write(m.work.parent().unwrap().join("user-kubeconfig"), text).unwrap();
+}
+
 #[tokio::test]
-async fn kube_backend_has_no_node_targets_and_refuses_kind() {
+async fn kube_backend_runs_on_the_named_context_only() {
     let m = machine().await;
-    let b = m.backend(Mode::Kube { context: "lab".into() });
+    user_kubeconfig(&m).await;
+    let mut b = m.backend(Mode::Kube { context: "lab".into() });
     // Not up: every exec is refused rather than run somewhere unexpected.
     let err = b
         .exec(ExecRequest { target: &Target::Host, script: "true", timeout: Duration::from_secs(5), env: &[] })
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not up"), "{err}");
+
+    b.up(&m.ctx(false)).await.unwrap();
+    let kubeconfig = m.work.join(".tutor/kube/kubeconfig");
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(text.contains("current-context: lab") && !text.contains("prod"), "{text}");
+    assert_eq!(std::fs::metadata(&kubeconfig).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let o = run(&b, "host", "kubectl get pods; kind create cluster").await;
+    assert_eq!(o.exit, Some(2));
+    assert!(o.output.starts_with("kubectl-output\nkind is not available on the kube backend"), "{}", o.output);
+    assert_eq!(m.calls(), [format!("kubectl get pods KUBECONFIG={}", kubeconfig.display())]);
+
+    let err = b
+        .exec(ExecRequest { target: &"some-node".parse().unwrap(), script: "true", timeout: Duration::from_secs(5), env: &[] })
+        .await
+        .unwrap_err();
+    assert!(err.is_usage() && err.to_string().contains("node targets need the kind backend"), "{err}");
+    assert_eq!(b.facts()["context"], "lab");
+
+    // A failed block: artifacts from the cluster, but nothing is deleted.
+    b.down().await.unwrap();
+    let calls = m.calls();
+    assert!(calls.iter().any(|c| c.starts_with("kubectl get pods -A -o wide")), "{calls:?}");
+    assert!(!calls.iter().any(|c| c.starts_with("kind ")), "{calls:?}");
+}
+
+#[tokio::test]
+async fn kube_backend_preflight_checks_the_context() {
+    let m = machine().await;
+    user_kubeconfig(&m).await;
+    let mut b = m.backend(Mode::Kube { context: "staging".into() });
+    let err = b.up(&m.ctx(false)).await.unwrap_err();
+    assert!(err.is_usage() && err.to_string().contains("`staging` not found") && err.to_string().contains("dead, lab, prod"), "{err}");
+    let mut b = m.backend(Mode::Kube { context: "dead".into() });
+    b.context_wait = Duration::from_millis(300);
+    let err = tokio::time::timeout(Duration::from_secs(60), b.up(&m.ctx(false))).await.unwrap().unwrap_err();
+    assert!(err.is_usage() && err.to_string().contains("context `dead`: the API server is not ready"), "{err}");
 }
