@@ -8,7 +8,8 @@ use futures_util::FutureExt;
 
 use tutor::backend::{self, Backend, BackendKind, ExecRequest, Observation, Target, UpContext};
 
-const CONFIG: &str = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n  - role: control-plane\n  - role: worker\n";
+const CONFIG: &str =
+    "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n  - role: control-plane\n  - role: worker\n";
 
 async fn exec(b: &dyn Backend, target: &str, script: &str, timeout: Duration) -> Observation {
     let target: Target = target.parse().unwrap();

@@ -39,7 +39,11 @@ fn dead_socket(dir: &Path) -> String {
 #[tokio::test]
 async fn missing_binaries_are_named_with_how_to_install_them() {
     let bin = tools(&["kubectl"]);
-    let probe = Probe { path: Some(bin.path().as_os_str().to_owned()), docker_host: Some(dead_socket(bin.path())), kubeconfig: None };
+    let probe = Probe {
+        path: Some(bin.path().as_os_str().to_owned()),
+        docker_host: Some(dead_socket(bin.path())),
+        kubeconfig: None,
+    };
     let msg = message(preflight::check(BackendKind::Kind, &probe).await.unwrap_err());
     assert!(msg.contains("`kind` is not on PATH") && msg.contains("kind.sigs.k8s.io"), "{msg}");
     assert!(msg.contains("`helm` is not on PATH") && msg.contains("helm.sh"), "{msg}");
@@ -50,7 +54,11 @@ async fn missing_binaries_are_named_with_how_to_install_them() {
 #[tokio::test]
 async fn a_dead_docker_socket_is_not_answering() {
     let bin = tools(&["kind", "kubectl", "helm"]);
-    let probe = Probe { path: Some(bin.path().as_os_str().to_owned()), docker_host: Some(dead_socket(bin.path())), kubeconfig: None };
+    let probe = Probe {
+        path: Some(bin.path().as_os_str().to_owned()),
+        docker_host: Some(dead_socket(bin.path())),
+        kubeconfig: None,
+    };
     let msg = message(preflight::check(BackendKind::Kind, &probe).await.unwrap_err());
     assert!(msg.contains("is not answering (connection refused)") && msg.contains("systemctl start docker"), "{msg}");
     assert_eq!(msg.matches("\n  - ").count(), 1, "only Docker is wrong: {msg}");
@@ -81,7 +89,11 @@ async fn an_answering_engine_and_all_binaries_pass() {
             let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK").await;
         }
     });
-    let probe = Probe { path: Some(bin.path().as_os_str().to_owned()), docker_host: Some(format!("unix://{}", sock.display())), kubeconfig: None };
+    let probe = Probe {
+        path: Some(bin.path().as_os_str().to_owned()),
+        docker_host: Some(format!("unix://{}", sock.display())),
+        kubeconfig: None,
+    };
     let found = preflight::check(BackendKind::Kind, &probe).await.unwrap();
     assert!(found.docker.is_some());
     assert_eq!(found.tool("kind").unwrap(), bin.path().join("kind"));

@@ -173,10 +173,16 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
         let read = |f: &str| std::fs::read_to_string(plan.dir.join(f)).unwrap();
         assert_eq!(read("pods.txt"), "kubectl get pods -A -o wide (KUBECONFIG=/run/kubeconfig)\n");
-        assert_eq!(read("describe/kube-system_coredns-1.txt"), "kubectl describe pod -n kube-system coredns-1 (KUBECONFIG=/run/kubeconfig)\n");
+        assert_eq!(
+            read("describe/kube-system_coredns-1.txt"),
+            "kubectl describe pod -n kube-system coredns-1 (KUBECONFIG=/run/kubeconfig)\n"
+        );
         assert!(plan.dir.join("describe/default_web.txt").exists());
         assert!(!plan.dir.join("describe/kube-system_cilium-abcde.txt").exists());
-        assert!(read("kind-export.txt").starts_with(&format!("kind export logs {}/kind-logs --name tutor-r1", plan.dir.display())));
+        assert!(
+            read("kind-export.txt")
+                .starts_with(&format!("kind export logs {}/kind-logs --name tutor-r1", plan.dir.display()))
+        );
         assert!(!plan.dir.join("errors.txt").exists());
     }
 

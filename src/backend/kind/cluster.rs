@@ -103,7 +103,12 @@ pub fn hosts_lines(nodes: &[Node], names: &NameMap) -> String {
 }
 
 /// Add the aliases to every node's hosts file (`/etc/hosts`), once.
-pub async fn add_aliases(docker: &Docker, nodes: &[Node], names: &NameMap, hosts_file: &str) -> Result<(), BackendError> {
+pub async fn add_aliases(
+    docker: &Docker,
+    nodes: &[Node],
+    names: &NameMap,
+    hosts_file: &str,
+) -> Result<(), BackendError> {
     let lines = hosts_lines(nodes, names);
     if lines.is_empty() {
         return Ok(());
@@ -207,8 +212,10 @@ mod tests {
             format!("127.0.0.1 localhost\n{}", hosts_lines(&nodes, &names))
         );
         let execs = fake.execs();
-        assert_eq!(execs.iter().map(|e| e.container.as_str()).collect::<Vec<_>>(),
-            ["tutor-r1-control-plane", "tutor-r1-worker", "tutor-r1-control-plane", "tutor-r1-worker"]);
+        assert_eq!(
+            execs.iter().map(|e| e.container.as_str()).collect::<Vec<_>>(),
+            ["tutor-r1-control-plane", "tutor-r1-worker", "tutor-r1-control-plane", "tutor-r1-worker"]
+        );
     }
 
     fn respond(send: tower_test::mock::SendResponse<Response<Body>>, status: u16, body: &str) {
@@ -236,7 +243,11 @@ mod tests {
         let client = kube::Client::new(svc, "default");
         tokio::spawn(async move {
             while let Some((_, send)) = handle.next_request().await {
-                respond(send, 503, "{\"kind\":\"Status\",\"status\":\"Failure\",\"message\":\"not yet\",\"reason\":\"ServiceUnavailable\",\"code\":503}");
+                respond(
+                    send,
+                    503,
+                    "{\"kind\":\"Status\",\"status\":\"Failure\",\"message\":\"not yet\",\"reason\":\"ServiceUnavailable\",\"code\":503}",
+                );
             }
         });
         let err = wait_apiserver(&client, Duration::from_millis(600)).await.unwrap_err();

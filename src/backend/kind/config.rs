@@ -72,17 +72,17 @@ pub fn single_context(kc: &Kubeconfig, context: &str) -> Result<Kubeconfig, Stri
         });
     };
     let ctx = named.context.as_ref().ok_or_else(|| format!("context `{context}` is empty in the kubeconfig"))?;
-    let cluster = kc
-        .clusters
-        .iter()
-        .find(|c| c.name == ctx.cluster)
-        .ok_or_else(|| format!("context `{context}` names cluster `{}`, which the kubeconfig does not define", ctx.cluster))?;
+    let cluster = kc.clusters.iter().find(|c| c.name == ctx.cluster).ok_or_else(|| {
+        format!("context `{context}` names cluster `{}`, which the kubeconfig does not define", ctx.cluster)
+    })?;
     let users = match &ctx.user {
         Some(user) => vec![
             kc.auth_infos
                 .iter()
                 .find(|u| &u.name == user)
-                .ok_or_else(|| format!("context `{context}` names user `{user}`, which the kubeconfig does not define"))?
+                .ok_or_else(|| {
+                    format!("context `{context}` names user `{user}`, which the kubeconfig does not define")
+                })?
                 .clone(),
         ],
         None => Vec::new(),
@@ -114,7 +114,8 @@ mod tests {
 
     #[test]
     fn ha_config_has_a_load_balancer_and_empty_config_one_node() {
-        let cfg = KindConfig::parse("kind: Cluster\nname: ha\nnodes:\n- role: control-plane\n- role: control-plane\n").unwrap();
+        let cfg = KindConfig::parse("kind: Cluster\nname: ha\nnodes:\n- role: control-plane\n- role: control-plane\n")
+            .unwrap();
         assert_eq!(cfg.name.as_deref(), Some("ha"));
         assert_eq!(cfg.node_names("ha"), ["ha-control-plane", "ha-control-plane2", "ha-external-load-balancer"]);
         assert_eq!(KindConfig::parse("kind: Cluster\n").unwrap().node_names("x"), ["x-control-plane"]);

@@ -140,10 +140,8 @@ async fn wait_pid(seen: &Mutex<Collected>, within: Duration) -> Option<u32> {
 impl BgTask for NodeBg {
     async fn stop(mut self: Box<Self>) -> Observation {
         let ended_by_itself = self.seen.lock().unwrap().finished;
-        if !ended_by_itself {
-            if let Some(pid) = wait_pid(&self.seen, Duration::from_secs(2)).await {
-                kill(&self.docker, &self.container, pid).await;
-            }
+        if !ended_by_itself && let Some(pid) = wait_pid(&self.seen, Duration::from_secs(2)).await {
+            kill(&self.docker, &self.container, pid).await;
         }
         if tokio::time::timeout(DRAIN, &mut self.reader).await.is_err() {
             self.reader.abort();
@@ -168,9 +166,15 @@ mod tests {
     async fn exec_returns_output_and_exit_code() {
         let fake = FakeDocker::start().await;
         let docker = fake.client();
-        let o = exec(&docker, "tutor-r1-worker", "echo out; echo err >&2; exit 3", &[("A".into(), "b c".into())], Duration::from_secs(10))
-            .await
-            .unwrap();
+        let o = exec(
+            &docker,
+            "tutor-r1-worker",
+            "echo out; echo err >&2; exit 3",
+            &[("A".into(), "b c".into())],
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
         assert_eq!(o.output, "out\nerr\n");
         assert_eq!(o.exit, Some(3));
         assert!(!o.timed_out);
@@ -185,7 +189,9 @@ mod tests {
     async fn timeout_kills_the_process_tree_through_a_second_exec() {
         let fake = FakeDocker::start().await;
         let docker = fake.client();
-        let o = exec(&docker, "tutor-r1-worker", "echo started; sleep 1000", &[], Duration::from_millis(300)).await.unwrap();
+        let o = exec(&docker, "tutor-r1-worker", "echo started; sleep 1000", &[], Duration::from_millis(300))
+            .await
+            .unwrap();
         assert!(o.timed_out);
         assert_eq!(o.exit, None);
         assert!(o.output.starts_with("started\n"), "{:?}", o.output);

@@ -95,10 +95,10 @@ async fn serve(conn: UnixStream, state: Arc<Mutex<State>>) {
         if reader.read_line(&mut line).await.unwrap_or(0) == 0 || line == "\r\n" {
             break;
         }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                length = v.trim().parse().unwrap_or(0);
-            }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse().unwrap_or(0);
         }
     }
     let mut body = vec![0; length];
@@ -133,7 +133,8 @@ async fn serve(conn: UnixStream, state: Arc<Mutex<State>>) {
                 return respond(&mut conn, "404 Not Found", &msg).await;
             }
             let cfg: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            let cmd = cfg["Cmd"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
+            let cmd =
+                cfg["Cmd"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
             let id = {
                 let mut s = state.lock().unwrap();
                 s.execs.push(ExecRecord { container: name.to_string(), cmd });

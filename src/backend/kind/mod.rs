@@ -29,6 +29,8 @@ pub mod shims;
 
 #[cfg(test)]
 mod fake_docker;
+#[cfg(test)]
+mod fake_kube;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +40,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::process::Command;
 
-use super::{Backend, BackendError, BackendKind, BgTask, ExecRequest, Observation, Target, UpContext, local_state_path, process};
+use super::{
+    Backend, BackendError, BackendKind, BgTask, ExecRequest, Observation, Target, UpContext, local_state_path, process,
+};
 use cluster::Node;
 use naming::NameMap;
 use preflight::{Found, Probe};
@@ -253,7 +257,8 @@ impl KindBackend {
         let run = self.run()?;
         if !run.kubeconfig.exists() {
             return Err(BackendError::Other(
-                "pod targets need the cluster: no kubeconfig yet (has the tutorial's `kind create cluster` block run?)".into(),
+                "pod targets need the cluster: no kubeconfig yet (has the tutorial's `kind create cluster` block run?)"
+                    .into(),
             ));
         }
         Ok(pod_exec::KubeTransport { client: cluster::client(&run.kubeconfig, None).await? })
@@ -267,7 +272,12 @@ impl KindBackend {
             Target::Host => {
                 let obs = process::run(self.host_command(run, req, &script), req.timeout).await?;
                 if self.mode == Mode::Kind {
-                    self.refresh().await?;
+                    // The block may have created the cluster; if that cluster is unusable, say
+                    // so with what the block printed.
+                    if let Err(e) = self.refresh().await {
+                        let shown = names.to_alias(&obs.output);
+                        return Err(BackendError::Other(format!("{e}\noutput of the block:\n{shown}")));
+                    }
                 }
                 obs
             }
@@ -350,7 +360,11 @@ impl Backend for KindBackend {
         self.run = Some(Run {
             workdir: ctx.workdir.clone(),
             keep: ctx.keep,
-            live: Mutex::new(Live { names: NameMap::new(naming::KIND_DEFAULT_NAME, id.clone()), nodes: Vec::new(), ready: false }),
+            live: Mutex::new(Live {
+                names: NameMap::new(naming::KIND_DEFAULT_NAME, id.clone()),
+                nodes: Vec::new(),
+                ready: false,
+            }),
             id,
             state_dir,
             bin,
@@ -368,10 +382,8 @@ impl Backend for KindBackend {
             Ok(o) => o.timed_out || o.exit != Some(0),
             Err(_) => true,
         };
-        if failed {
-            if let Some(run) = &self.run {
-                run.failed.store(true, Ordering::Relaxed);
-            }
+        if failed && let Some(run) = &self.run {
+            run.failed.store(true, Ordering::Relaxed);
         }
         result
     }
@@ -439,12 +451,14 @@ impl Backend for KindBackend {
             (Mode::Kind, Some(docker)) => cluster::nodes(docker, &run.id).await.map(|n| !n.is_empty()).unwrap_or(true),
             _ => true,
         };
-        if run.failed.load(Ordering::Relaxed) && exists && run.kubeconfig.exists() {
-            if let Some(plan) = self.artifacts_plan(run) {
-                let client = cluster::client(&run.kubeconfig, None).await.ok();
-                // Problems are listed in artifacts/errors.txt; teardown goes on regardless.
-                let _ = artifacts::collect(&plan, client.as_ref()).await;
-            }
+        if run.failed.load(Ordering::Relaxed)
+            && exists
+            && run.kubeconfig.exists()
+            && let Some(plan) = self.artifacts_plan(run)
+        {
+            let client = cluster::client(&run.kubeconfig, None).await.ok();
+            // Problems are listed in artifacts/errors.txt; teardown goes on regardless.
+            let _ = artifacts::collect(&plan, client.as_ref()).await;
         }
         let result = match (&self.mode, run.keep) {
             (Mode::Kind, false) => match run.found.tool("kind") {

@@ -67,10 +67,7 @@ impl NameMap {
     /// Record the run's nodes (real container names) so scripts naming them can be rewritten.
     pub fn set_nodes<'a>(&mut self, real_nodes: impl IntoIterator<Item = &'a str>) {
         let prefix = format!("{}-", self.real);
-        self.suffixes = real_nodes
-            .into_iter()
-            .filter_map(|n| n.strip_prefix(&prefix).map(str::to_string))
-            .collect();
+        self.suffixes = real_nodes.into_iter().filter_map(|n| n.strip_prefix(&prefix).map(str::to_string)).collect();
         // Longest first, so `worker2` is never seen as `worker` + "2".
         self.suffixes.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
         self.suffixes.dedup();
@@ -107,11 +104,7 @@ impl NameMap {
     /// Rewrite output from the run's names back to the tutorial's. The real name is unique to
     /// this run, so every occurrence of it means this cluster.
     pub fn to_alias(&self, output: &str) -> String {
-        if self.is_identity() {
-            output.to_string()
-        } else {
-            output.replace(&self.real, &self.alias)
-        }
+        if self.is_identity() { output.to_string() } else { output.replace(&self.real, &self.alias) }
     }
 }
 
@@ -185,7 +178,8 @@ mod tests {
     #[test]
     fn outputs_get_the_tutorials_names() {
         let m = map();
-        let out = "tutor-r1-control-plane   Ready\ntutor-r1-worker2   NotReady\nSet kubectl context to \"kind-tutor-r1\"\n";
+        let out =
+            "tutor-r1-control-plane   Ready\ntutor-r1-worker2   NotReady\nSet kubectl context to \"kind-tutor-r1\"\n";
         assert_eq!(
             m.to_alias(out),
             "kind-control-plane   Ready\nkind-worker2   NotReady\nSet kubectl context to \"kind-kind\"\n"

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, AttachParams};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+use kube::api::{Api, AttachParams};
 
 use super::remote::{self, Collected};
 use crate::backend::{BackendError, BgTask, Observation};
@@ -68,7 +68,9 @@ pub fn kube_err(namespace: &str, pod: &str, e: kube::Error) -> BackendError {
         kube::Error::UpgradeConnection(kube::client::UpgradeConnectionError::ProtocolSwitch(code)) if code == 404 => {
             BackendError::Other(format!("pod `{pod}` not found in namespace `{namespace}`"))
         }
-        kube::Error::Api(r) => BackendError::Other(format!("exec in pod {namespace}/{pod}: {} ({})", r.message, r.reason)),
+        kube::Error::Api(r) => {
+            BackendError::Other(format!("exec in pod {namespace}/{pod}: {} ({})", r.message, r.reason))
+        }
         e => BackendError::Other(format!("exec in pod {namespace}/{pod}: {e}")),
     }
 }
@@ -206,8 +208,8 @@ impl BgTask for PodBg {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::{Request, Response};
     use futures_util::FutureExt;
+    use http::{Request, Response};
     use kube::client::Body;
 
     /// A "pod" that is the local machine: each exec is a real local process, its status built
@@ -263,7 +265,9 @@ mod tests {
     #[tokio::test]
     async fn exec_reports_output_and_exit_code() {
         let pod = LocalPod::default();
-        let o = exec(&pod, "default", "tiefighter", "echo hi; echo oops >&2; exit 7", &[], Duration::from_secs(10)).await.unwrap();
+        let o = exec(&pod, "default", "tiefighter", "echo hi; echo oops >&2; exit 7", &[], Duration::from_secs(10))
+            .await
+            .unwrap();
         assert_eq!(o.output, "hi\noops\n");
         assert_eq!(o.exit, Some(7));
         let o = exec(&pod, "default", "tiefighter", "true", &[], Duration::from_secs(10)).await.unwrap();
@@ -328,21 +332,72 @@ mod tests {
             let uri = req.uri().to_string();
             assert_eq!(req.uri().path(), "/api/v1/namespaces/kube-system/pods/cilium-abcde/exec");
             assert!(uri.contains("command=sh&command=-c"), "{uri}");
-            assert!(uri.contains("stdout=true") && !uri.contains("stderr=true") && !uri.contains("stdin=true"), "{uri}");
+            assert!(
+                uri.contains("stdout=true") && !uri.contains("stderr=true") && !uri.contains("stdin=true"),
+                "{uri}"
+            );
             assert_eq!(req.headers()["upgrade"], "websocket");
             let body = serde_json::json!({
                 "kind": "Status", "apiVersion": "v1", "status": "Failure",
                 "message": "pods \"cilium-abcde\" not found", "reason": "NotFound", "code": 404
             });
-            send.send_response(Response::builder().status(404).body(Body::from(body.to_string().into_bytes())).unwrap());
+            send.send_response(
+                Response::builder().status(404).body(Body::from(body.to_string().into_bytes())).unwrap(),
+            );
         });
         let transport = KubeTransport { client };
         let err = exec(&transport, "kube-system", "cilium-abcde", "cilium-dbg status", &[], Duration::from_secs(5))
             .await
-            .err()
-            .expect("an error");
+            .expect_err("an error");
         server.await.unwrap();
         let msg = err.to_string();
         assert_eq!(msg, "pod `cilium-abcde` not found in namespace `kube-system`");
+    }
+
+    /// The real transport end to end: kube's exec client against the fake API server, whose
+    /// "pod" is this machine. Output, exit code (kubelet status on channel 3), timeout with the
+    /// kill exec, a missing pod.
+    #[tokio::test]
+    async fn kube_transport_over_a_real_websocket() {
+        let api = super::super::fake_kube::FakeApiServer::start().await;
+        let transport = KubeTransport { client: api.client().await };
+        let env = [("GREETING".to_string(), "hi there".to_string())];
+        let o = exec(
+            &transport,
+            "default",
+            "tiefighter",
+            "echo $GREETING; echo err >&2; exit 3",
+            &env,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        assert_eq!((o.output.as_str(), o.exit, o.timed_out), ("hi there\nerr\n", Some(3), false));
+        let o = exec(&transport, "default", "tiefighter", "true", &[], Duration::from_secs(10)).await.unwrap();
+        assert_eq!(o.exit, Some(0));
+
+        let o = exec(&transport, "kube-system", "cilium-x", "echo up; sleep 1000", &[], Duration::from_millis(500))
+            .await
+            .unwrap();
+        assert!(o.timed_out);
+        assert_eq!(o.output, "up\n");
+        let execs = api.execs.lock().unwrap().clone();
+        assert_eq!(execs.len(), 4, "{execs:?}");
+        assert_eq!((execs[3].0.as_str(), execs[3].1.as_str()), ("kube-system", "cilium-x"));
+        assert_eq!(execs[3].2[..4], remote::kill_argv(0)[..4]);
+
+        let err = exec(&transport, "default", "missing", "true", &[], Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(err.to_string(), "pod `missing` not found in namespace `default`");
+    }
+
+    #[tokio::test]
+    async fn kube_bg_block_over_a_real_websocket() {
+        let api = super::super::fake_kube::FakeApiServer::start().await;
+        let transport = Arc::new(KubeTransport { client: api.client().await });
+        let bg = spawn(transport, "default", "web", "echo serving; exec sleep 1000", &[]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let o = bg.stop().await;
+        assert_eq!((o.output.as_str(), o.exit), ("serving\n", None));
+        assert_eq!(api.execs.lock().unwrap().len(), 2);
     }
 }

@@ -60,10 +60,7 @@ pub const KIND: Tool = Tool {
     install: "https://kind.sigs.k8s.io/docs/user/quick-start/#installation \
               (e.g. `go install sigs.k8s.io/kind@latest`, or the release binary in /usr/local/bin)",
 };
-pub const KUBECTL: Tool = Tool {
-    name: "kubectl",
-    install: "https://kubernetes.io/docs/tasks/tools/#kubectl",
-};
+pub const KUBECTL: Tool = Tool { name: "kubectl", install: "https://kubernetes.io/docs/tasks/tools/#kubectl" };
 pub const HELM: Tool = Tool {
     name: "helm",
     install: "https://helm.sh/docs/intro/install/ \
@@ -232,7 +229,13 @@ mod tests {
         let err = check(BackendKind::Kind, &probe).await.unwrap_err();
         assert!(err.is_usage());
         let msg = err.to_string();
-        for needle in ["`kind` is not on PATH", "`kubectl` is not on PATH", "`helm` is not on PATH", "does not exist", "docs.docker.com"] {
+        for needle in [
+            "`kind` is not on PATH",
+            "`kubectl` is not on PATH",
+            "`helm` is not on PATH",
+            "does not exist",
+            "docs.docker.com",
+        ] {
             assert!(msg.contains(needle), "missing {needle:?} in:\n{msg}");
         }
         assert!(msg.starts_with("kind backend: pre-flight failed"), "{msg}");

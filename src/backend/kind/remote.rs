@@ -10,7 +10,8 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 /// Runs the script (`$1`) with bash where the image has it, else sh; `$0` is unused.
-const RUN: &str = "echo \"$$\"; exec 2>&1; if command -v bash >/dev/null 2>&1; then exec bash -c \"$1\"; else exec sh -c \"$1\"; fi";
+const RUN: &str =
+    "echo \"$$\"; exec 2>&1; if command -v bash >/dev/null 2>&1; then exec bash -c \"$1\"; else exec sh -c \"$1\"; fi";
 
 /// Kills the process `$1` and its descendants (found through /proc, which every Linux
 /// container has), politely first.
@@ -176,10 +177,7 @@ mod tests {
         assert_eq!(sh_quote("plain-1.2"), "plain-1.2");
         assert_eq!(sh_quote("it's here"), r#"'it'\''s here'"#);
         assert_eq!(sh_quote(""), "''");
-        assert_eq!(
-            with_env("echo $A", &[("A".into(), "x y".into())]),
-            "export A='x y'\necho $A"
-        );
+        assert_eq!(with_env("echo $A", &[("A".into(), "x y".into())]), "export A='x y'\necho $A");
     }
 
     /// The wrapper and the killer are real shell: run them locally, as a container would.
@@ -195,11 +193,8 @@ mod tests {
 
         // A block that hangs with a child: the killer removes both.
         let argv = run_argv("sleep 1000 & echo child $!; wait", &[]);
-        let mut child = std::process::Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child =
+            std::process::Command::new(&argv[0]).args(&argv[1..]).stdout(std::process::Stdio::piped()).spawn().unwrap();
         let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         use std::io::BufRead;
@@ -214,6 +209,9 @@ mod tests {
         assert!(child.wait().unwrap().code().is_none(), "block should have been killed");
         std::thread::sleep(Duration::from_millis(100));
         let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
-        assert!(stat.is_empty() || stat.rsplit(')').next().unwrap().trim_start().starts_with('Z'), "sleep survived: {stat}");
+        assert!(
+            stat.is_empty() || stat.rsplit(')').next().unwrap().trim_start().starts_with('Z'),
+            "sleep survived: {stat}"
+        );
     }
 }

@@ -27,7 +27,8 @@ fn write_exe(path: &Path, text: &str) -> Result<(), BackendError> {
 
 /// Create `dir` with the shims; returns it.
 pub fn install(dir: &Path, kind: KindShim<'_>) -> Result<PathBuf, BackendError> {
-    std::fs::create_dir_all(dir).map_err(|source| BackendError::Io { context: format!("creating {}", dir.display()), source })?;
+    std::fs::create_dir_all(dir)
+        .map_err(|source| BackendError::Io { context: format!("creating {}", dir.display()), source })?;
     let kind_text = match kind {
         KindShim::Wrap { real, cluster, state } => KIND_WRAPPER
             .replace("@REAL_KIND@", &sh_quote(&real.display().to_string()))
@@ -50,9 +51,8 @@ pub struct Requested {
 }
 
 pub fn requested(state: &Path) -> Requested {
-    let read = |f: &str| {
-        std::fs::read_to_string(state.join(f)).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
-    };
+    let read =
+        |f: &str| std::fs::read_to_string(state.join(f)).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     Requested { name: read("requested-name"), config: read("config-path").map(PathBuf::from) }
 }
 
@@ -76,7 +76,8 @@ mod tests {
         let log = dir.path().join("calls.log");
         write_exe(&real, &format!("#!/bin/sh\necho \"$*\" >> {}\n", log.display())).unwrap();
         let state = dir.path().join("state");
-        let bin = install(&dir.path().join("bin"), KindShim::Wrap { real: &real, cluster: "tutor-r1", state: &state }).unwrap();
+        let bin = install(&dir.path().join("bin"), KindShim::Wrap { real: &real, cluster: "tutor-r1", state: &state })
+            .unwrap();
         let cwd = dir.path().join("work");
         std::fs::create_dir_all(&cwd).unwrap();
         Setup { bin, state, log, cwd, _dir: dir }
@@ -165,7 +166,10 @@ mod tests {
         assert!(out.status.success());
         let calls = std::fs::read_to_string(&log).unwrap();
         assert!(calls.contains("get pods -n kube-system -l k8s-app=cilium -o name"), "{calls}");
-        assert!(calls.contains("wait --for=condition=Ready pods -n kube-system -l k8s-app=cilium --timeout="), "{calls}");
+        assert!(
+            calls.contains("wait --for=condition=Ready pods -n kube-system -l k8s-app=cilium --timeout="),
+            "{calls}"
+        );
         assert!(calls.contains("rollout status -n kube-system deployment/coredns --timeout="), "{calls}");
         let out = run(&["bogus"]);
         assert_eq!(out.status.code(), Some(2));
@@ -176,9 +180,18 @@ mod tests {
     fn tutor_ready_fails_with_kubectls_words() {
         let dir = tempfile::tempdir().unwrap();
         let bin = install(dir.path(), KindShim::Refuse).unwrap();
-        write_exe(&bin.join("kubectl"), "#!/bin/sh\necho 'error: timed out waiting for the condition on nodes/x' >&2; exit 1\n").unwrap();
+        write_exe(
+            &bin.join("kubectl"),
+            "#!/bin/sh\necho 'error: timed out waiting for the condition on nodes/x' >&2; exit 1\n",
+        )
+        .unwrap();
         let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-        let out = Command::new(bin.join("tutor-ready")).arg("nodes").env("PATH", &path).env("TUTOR_READY_TIMEOUT", "2").output().unwrap();
+        let out = Command::new(bin.join("tutor-ready"))
+            .arg("nodes")
+            .env("PATH", &path)
+            .env("TUTOR_READY_TIMEOUT", "2")
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("nodes not ready after 2s") && err.contains("timed out waiting"), "{err}");

@@ -5,45 +5,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
 use super::fake_docker::FakeDocker;
+use super::fake_kube::FakeApiServer;
 use super::*;
 
 fn write_exe(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-/// An API server that answers `/readyz` and an empty pod list, over plain HTTP on loopback.
-async fn fake_apiserver() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(conn);
-                let mut line = String::new();
-                reader.read_line(&mut line).await.unwrap_or(0);
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).await.unwrap_or(0) == 0 || h == "\r\n" {
-                        break;
-                    }
-                }
-                let body = if line.contains("/readyz") {
-                    "ok".to_string()
-                } else {
-                    r#"{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[]}"#.to_string()
-                };
-                let mut conn = reader.into_inner();
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-                let _ = conn.write_all(head.as_bytes()).await;
-                let _ = conn.write_all(body.as_bytes()).await;
-            });
-        }
-    });
-    port
 }
 
 struct Machine {
@@ -53,6 +21,7 @@ struct Machine {
     calls: PathBuf,
     hosts: PathBuf,
     docker: FakeDocker,
+    api: FakeApiServer,
 }
 
 /// A machine with kind, kubectl and helm (fakes that log their calls) and a Docker engine. The
@@ -68,13 +37,20 @@ async fn machine() -> Machine {
     let containers = dir.path().join("containers.json");
     let hosts = dir.path().join("hosts");
     std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
-    let port = fake_apiserver().await;
+    let api = FakeApiServer::start().await;
+    let port = api.port;
     let docker = FakeDocker::start().await;
     docker.containers_from(&containers);
     let node = |n: &str, role: &str, ip: &str| {
-        format!(r#"{{"Id":"$name-{n}","Names":["/$name-{n}"],"Labels":{{"io.x-k8s.kind.cluster":"$name","io.x-k8s.kind.role":"{role}"}},"NetworkSettings":{{"Networks":{{"kind":{{"IPAddress":"{ip}"}}}}}}}}"#)
+        format!(
+            r#"{{"Id":"$name-{n}","Names":["/$name-{n}"],"Labels":{{"io.x-k8s.kind.cluster":"$name","io.x-k8s.kind.role":"{role}"}},"NetworkSettings":{{"Networks":{{"kind":{{"IPAddress":"{ip}"}}}}}}}}"#
+        )
     };
-    let list = format!("[{},{}]", node("control-plane", "control-plane", "172.18.0.2"), node("worker", "worker", "172.18.0.3"));
+    let list = format!(
+        "[{},{}]",
+        node("control-plane", "control-plane", "172.18.0.2"),
+        node("worker", "worker", "172.18.0.3")
+    );
     write_exe(
         &tools.join("kind"),
         &format!(
@@ -105,19 +81,28 @@ esac
         ),
     );
     for tool in ["kubectl", "helm"] {
-        write_exe(&tools.join(tool), &format!("#!/bin/sh\necho \"{tool} $* KUBECONFIG=$KUBECONFIG\" >> {}\necho {tool}-output\n", calls.display()));
+        write_exe(
+            &tools.join(tool),
+            &format!(
+                "#!/bin/sh\necho \"{tool} $* KUBECONFIG=$KUBECONFIG\" >> {}\necho {tool}-output\n",
+                calls.display()
+            ),
+        );
     }
-    Machine { _dir: dir, tools, work, calls, hosts, docker }
+    Machine { _dir: dir, tools, work, calls, hosts, docker, api }
 }
 
 impl Machine {
     fn backend(&self, mode: Mode) -> KindBackend {
         let path = format!("{}:/usr/bin:/bin", self.tools.display());
-        let mut b = KindBackend::new(mode, Probe {
-            path: Some(path.into()),
-            docker_host: Some(self.docker.host()),
-            kubeconfig: Some(self.work.parent().unwrap().join("user-kubeconfig").into()),
-        });
+        let mut b = KindBackend::new(
+            mode,
+            Probe {
+                path: Some(path.into()),
+                docker_host: Some(self.docker.host()),
+                kubeconfig: Some(self.work.parent().unwrap().join("user-kubeconfig").into()),
+            },
+        );
         b.hosts_file = self.hosts.display().to_string();
         b
     }
@@ -139,7 +124,8 @@ async fn run(b: &KindBackend, target: &str, script: &str) -> Observation {
 #[tokio::test]
 async fn a_whole_kind_run_without_a_cluster() {
     let m = machine().await;
-    std::fs::write(m.work.join("kind-config.yaml"), "kind: Cluster\nnodes:\n- role: control-plane\n- role: worker\n").unwrap();
+    std::fs::write(m.work.join("kind-config.yaml"), "kind: Cluster\nnodes:\n- role: control-plane\n- role: worker\n")
+        .unwrap();
     let mut b = m.backend(Mode::Kind);
     b.up(&m.ctx(false)).await.unwrap();
 
@@ -159,6 +145,10 @@ async fn a_whole_kind_run_without_a_cluster() {
     let o = run(&b, "kind-worker", "echo on $0; exit 4").await;
     assert_eq!(o.exit, Some(4));
     assert_eq!(m.docker.execs().last().unwrap().container, "tutor-r1-worker");
+    // Pod targets go through the Kubernetes exec API of the cluster kind created.
+    let o = run(&b, "ns/kube-system/pod/coredns-1", "echo from $0 pod; exit 0").await;
+    assert_eq!((o.output.as_str(), o.exit), ("from bash pod\n", Some(0)));
+    assert_eq!(m.api.execs.lock().unwrap()[0].1, "coredns-1");
     // Scripts naming nodes are rewritten; outputs naming them are rewritten back.
     let o = run(&b, "host", "echo docker exec kind-control-plane; echo tutor-r1-worker").await;
     assert_eq!(o.output, "docker exec kind-control-plane\nkind-worker\n");
@@ -174,7 +164,12 @@ async fn a_whole_kind_run_without_a_cluster() {
     assert!(b.state_path(&"kind-worker".parse().unwrap()).starts_with("/tmp/tutor-state-tutor-r1"));
 
     let err = b
-        .exec(ExecRequest { target: &"kind-worker7".parse().unwrap(), script: "true", timeout: Duration::from_secs(5), env: &[] })
+        .exec(ExecRequest {
+            target: &"kind-worker7".parse().unwrap(),
+            script: "true",
+            timeout: Duration::from_secs(5),
+            env: &[],
+        })
         .await
         .unwrap_err();
     assert!(matches!(err, BackendError::UnknownTarget { .. }), "{err}");
@@ -183,7 +178,13 @@ async fn a_whole_kind_run_without_a_cluster() {
     b.down().await.unwrap();
     let calls = m.calls();
     assert!(calls.iter().any(|c| c.starts_with("kubectl get pods -A -o wide")), "{calls:?}");
-    assert!(calls.iter().any(|c| c.starts_with(&format!("kind export logs {}/artifacts/kind-logs --name tutor-r1", m.work.display()))), "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .any(|c| c
+                .starts_with(&format!("kind export logs {}/artifacts/kind-logs --name tutor-r1", m.work.display()))),
+        "{calls:?}"
+    );
     assert_eq!(calls.last().unwrap(), "kind delete cluster --name tutor-r1");
     assert!(m.work.join("artifacts/pods.txt").exists());
     // Safe to call again.
@@ -219,7 +220,12 @@ async fn node_targets_before_the_cluster_exists_are_explained() {
     let mut b = m.backend(Mode::Kind);
     b.up(&m.ctx(false)).await.unwrap();
     let err = b
-        .exec(ExecRequest { target: &"kind-worker".parse().unwrap(), script: "true", timeout: Duration::from_secs(5), env: &[] })
+        .exec(ExecRequest {
+            target: &"kind-worker".parse().unwrap(),
+            script: "true",
+            timeout: Duration::from_secs(5),
+            env: &[],
+        })
         .await
         .unwrap_err();
     assert!(err.to_string().contains("does not exist yet"), "{err}");
@@ -246,7 +252,11 @@ async fn preflight_failure_creates_nothing() {
     let empty = tempfile::tempdir().unwrap();
     let mut b = KindBackend::new(
         Mode::Kind,
-        Probe { path: Some(empty.path().as_os_str().to_owned()), docker_host: Some("unix:///nonexistent/docker.sock".into()), kubeconfig: None },
+        Probe {
+            path: Some(empty.path().as_os_str().to_owned()),
+            docker_host: Some("unix:///nonexistent/docker.sock".into()),
+            kubeconfig: None,
+        },
     );
     let err = b.up(&m.ctx(false)).await.unwrap_err();
     assert!(matches!(err, BackendError::Preflight { backend: BackendKind::Kind, .. }), "{err}");
@@ -269,7 +279,7 @@ fn kube_needs_an_explicit_context_and_kind_refuses_one() {
 /// The user's kubeconfig for the kube tests: `lab` answers (fake API server), `dead` does not,
 /// `prod` must never appear in what tutor hands to blocks.
 async fn user_kubeconfig(m: &Machine) {
-    let port = fake_apiserver().await;
+    let port = m.api.port;
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let text = format!(
         "apiVersion: v1\nkind: Config\ncurrent-context: prod\nclusters:\n\
@@ -307,7 +317,12 @@ async fn kube_backend_runs_on_the_named_context_only() {
     assert_eq!(m.calls(), [format!("kubectl get pods KUBECONFIG={}", kubeconfig.display())]);
 
     let err = b
-        .exec(ExecRequest { target: &"some-node".parse().unwrap(), script: "true", timeout: Duration::from_secs(5), env: &[] })
+        .exec(ExecRequest {
+            target: &"some-node".parse().unwrap(),
+            script: "true",
+            timeout: Duration::from_secs(5),
+            env: &[],
+        })
         .await
         .unwrap_err();
     assert!(err.is_usage() && err.to_string().contains("node targets need the kind backend"), "{err}");
@@ -326,7 +341,12 @@ async fn kube_backend_preflight_checks_the_context() {
     user_kubeconfig(&m).await;
     let mut b = m.backend(Mode::Kube { context: "staging".into() });
     let err = b.up(&m.ctx(false)).await.unwrap_err();
-    assert!(err.is_usage() && err.to_string().contains("`staging` not found") && err.to_string().contains("dead, lab, prod"), "{err}");
+    assert!(
+        err.is_usage()
+            && err.to_string().contains("`staging` not found")
+            && err.to_string().contains("dead, lab, prod"),
+        "{err}"
+    );
     let mut b = m.backend(Mode::Kube { context: "dead".into() });
     b.context_wait = Duration::from_millis(300);
     let err = tokio::time::timeout(Duration::from_secs(60), b.up(&m.ctx(false))).await.unwrap().unwrap_err();
