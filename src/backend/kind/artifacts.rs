@@ -111,7 +111,7 @@ mod tests {
     use super::*;
     use http::{Request, Response};
     use kube::client::Body;
-    use std::os::unix::fs::PermissionsExt;
+    use crate::backend::kind::shims::write_exe;
 
     fn pod(ns: &str, name: &str, phase: &str, ready: Option<&str>) -> serde_json::Value {
         let conditions: Vec<_> = ready.map(|r| serde_json::json!({"type": "Ready", "status": r})).into_iter().collect();
@@ -154,8 +154,7 @@ mod tests {
     /// A stand-in for kubectl/kind that prints its arguments and the KUBECONFIG it got.
     fn fake_tool(dir: &Path, name: &str) -> PathBuf {
         let p = dir.join(name);
-        std::fs::write(&p, format!("#!/bin/sh\necho \"{name} $* (KUBECONFIG=$KUBECONFIG)\"\n")).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_exe(&p, &format!("#!/bin/sh\necho \"{name} $* (KUBECONFIG=$KUBECONFIG)\"\n")).unwrap();
         p
     }
 
@@ -191,8 +190,7 @@ mod tests {
         let tools = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
         let kubectl = tools.path().join("kubectl");
-        std::fs::write(&kubectl, "#!/bin/sh\necho 'The connection to the server was refused' >&2; exit 1\n").unwrap();
-        std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_exe(&kubectl, "#!/bin/sh\necho 'The connection to the server was refused' >&2; exit 1\n").unwrap();
         let plan = Plan { dir: out.path().join("a"), kubeconfig: "/k".into(), kubectl, kind: None };
         let problems = collect(&plan, None).await;
         assert_eq!(problems.len(), 4, "{problems:?}");

@@ -167,6 +167,11 @@ impl KindBackend {
         if self.mode == Mode::Kind {
             env.push(("KIND_CLUSTER_NAME".to_string(), run.id.clone()));
         }
+        // `helm repo add` in a tutorial must not depend on, or change, the user's repositories;
+        // the download cache stays shared.
+        for (var, dir) in [("HELM_CONFIG_HOME", "helm/config"), ("HELM_DATA_HOME", "helm/data")] {
+            env.push((var.to_string(), run.state_dir.join(dir).display().to_string()));
+        }
         for (k, v) in extra {
             let v = if k == "PATH" { with_bin(v) } else { v.clone() };
             env.retain(|(ek, _)| ek != k);

@@ -1,7 +1,6 @@
 //! The per-run `bin/` directory put first on PATH in host blocks: the `kind` wrapper (kind
 //! backend) or refusal (kube backend), and `tutor-ready`.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::remote::sh_quote;
@@ -19,10 +18,23 @@ pub enum KindShim<'a> {
     Refuse,
 }
 
-fn write_exe(path: &Path, text: &str) -> Result<(), BackendError> {
+/// Write an executable script. The file that gets executed is written by `install(1)`, not by
+/// this process: a child forked by another thread here at the wrong moment would inherit a
+/// write descriptor to it, and executing it would fail with "Text file busy" until that child
+/// execs.
+pub(crate) fn write_exe(path: &Path, text: &str) -> Result<(), BackendError> {
     let io = |source| BackendError::Io { context: format!("writing {}", path.display()), source };
-    std::fs::write(path, text).map_err(io)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(io)
+    let mut part = path.as_os_str().to_owned();
+    part.push(".part");
+    let part = PathBuf::from(part);
+    std::fs::write(&part, text).map_err(io)?;
+    let status = std::process::Command::new("install").arg("-m").arg("0755").arg(&part).arg(path).status();
+    let _ = std::fs::remove_file(&part);
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(io(std::io::Error::other(format!("install(1) exited with {s}")))),
+        Err(e) => Err(io(e)),
+    }
 }
 
 /// Create `dir` with the shims; returns it.

@@ -10,8 +10,7 @@ use super::fake_kube::FakeApiServer;
 use super::*;
 
 fn write_exe(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    shims::write_exe(path, text).unwrap();
 }
 
 struct Machine {
@@ -136,10 +135,17 @@ async fn a_whole_kind_run_without_a_cluster() {
     assert_eq!(m.calls(), ["kind create cluster --config kind-config.yaml --name tutor-r1"]);
 
     // Host blocks see the run's kubeconfig and the shims.
-    let o = run(&b, "host", "kubectl get nodes; command -v tutor-ready; echo $TUTOR_CLUSTER").await;
+    let o = run(&b, "host", "kubectl get nodes; command -v tutor-ready; echo $TUTOR_CLUSTER $HELM_CONFIG_HOME").await;
     let kubeconfig = m.work.join(".tutor/kind/kubeconfig");
     assert!(m.calls()[1].ends_with(&format!("KUBECONFIG={}", kubeconfig.display())), "{:?}", m.calls());
-    assert_eq!(o.output, format!("kubectl-output\n{}\nkind\n", m.work.join(".tutor/kind/bin/tutor-ready").display()));
+    assert_eq!(
+        o.output,
+        format!(
+            "kubectl-output\n{}\nkind {}\n",
+            m.work.join(".tutor/kind/bin/tutor-ready").display(),
+            m.work.join(".tutor/kind/helm/config").display()
+        )
+    );
 
     // Node targets by the tutorial's names reach the real containers.
     let o = run(&b, "kind-worker", "echo on $0; exit 4").await;
