@@ -109,9 +109,9 @@ pub async fn collect(plan: &Plan, client: Option<&kube::Client>) -> Vec<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::kind::shims::write_exe;
     use http::{Request, Response};
     use kube::client::Body;
-    use crate::backend::kind::shims::write_exe;
 
     fn pod(ns: &str, name: &str, phase: &str, ready: Option<&str>) -> serde_json::Value {
         let conditions: Vec<_> = ready.map(|r| serde_json::json!({"type": "Ready", "status": r})).into_iter().collect();

@@ -1,7 +1,6 @@
 //! Node targets: blocks run in the kind node container through the Docker API (bollard), the
 //! way `docker exec` would, with the exit code from the exec's inspect record.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -10,11 +9,8 @@ use bollard::exec::{CreateExecOptions, StartExecResults};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use super::remote::{self, Collected};
+use super::remote::{self, Background, DRAIN};
 use crate::backend::{BackendError, BgTask, Observation};
-
-/// How long a killed block's stream gets to close.
-const DRAIN: Duration = Duration::from_secs(3);
 
 type Output = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, bollard::errors::Error>> + Send>>;
 
@@ -74,12 +70,10 @@ pub async fn exec(
 ) -> Result<Observation, BackendError> {
     let began = Instant::now();
     let (id, mut out) = start(docker, container, remote::run_argv(script, env)).await?;
-    let mut c = remote::collect(&mut out, timeout).await.map_err(docker_err(container))?;
+    let c = remote::collect_or_kill(&mut out, timeout, async |pid| kill(docker, container, pid).await)
+        .await
+        .map_err(docker_err(container))?;
     if !c.finished {
-        if let Some(pid) = c.pid {
-            kill(docker, container, pid).await;
-        }
-        remote::drain(&mut out, DRAIN, &mut c.output).await;
         return Ok(Observation { output: c.text(), exit: None, timed_out: true, duration: began.elapsed() });
     }
     let exit = exit_code(docker, container, &id).await?;
@@ -91,9 +85,7 @@ pub struct NodeBg {
     docker: Docker,
     container: String,
     exec_id: String,
-    seen: Arc<Mutex<Collected>>,
-    reader: tokio::task::JoinHandle<()>,
-    began: Instant,
+    output: Background<()>,
 }
 
 /// Start a `bg` block in `container`; its output is gathered until [`BgTask::stop`].
@@ -103,57 +95,30 @@ pub async fn spawn(
     script: &str,
     env: &[(String, String)],
 ) -> Result<Box<dyn BgTask>, BackendError> {
-    let (exec_id, mut out) = start(docker, container, remote::run_argv(script, env)).await?;
-    let seen = Arc::new(Mutex::new(Collected::default()));
-    let sink = seen.clone();
-    let reader = tokio::spawn(async move {
-        while let Some(Ok(chunk)) = out.next().await {
-            sink.lock().unwrap().push(&chunk);
-        }
-        sink.lock().unwrap().end(true);
-    });
+    let (exec_id, out) = start(docker, container, remote::run_argv(script, env)).await?;
     Ok(Box::new(NodeBg {
         docker: docker.clone(),
         container: container.to_string(),
         exec_id,
-        seen,
-        reader,
-        began: Instant::now(),
+        output: Background::start(out, async { None }),
     }))
-}
-
-/// Wait until the block announced its pid (it does so first thing) or `within` passes.
-async fn wait_pid(seen: &Mutex<Collected>, within: Duration) -> Option<u32> {
-    let until = Instant::now() + within;
-    loop {
-        {
-            let c = seen.lock().unwrap();
-            if c.pid.is_some() || c.finished || Instant::now() >= until {
-                return c.pid;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[async_trait]
 impl BgTask for NodeBg {
-    async fn stop(mut self: Box<Self>) -> Observation {
-        let ended_by_itself = self.seen.lock().unwrap().finished;
-        if !ended_by_itself && let Some(pid) = wait_pid(&self.seen, Duration::from_secs(2)).await {
+    async fn stop(self: Box<Self>) -> Observation {
+        let ended_by_itself = self.output.ended();
+        if !ended_by_itself && let Some(pid) = self.output.pid(Duration::from_secs(2)).await {
             kill(&self.docker, &self.container, pid).await;
         }
-        if tokio::time::timeout(DRAIN, &mut self.reader).await.is_err() {
-            self.reader.abort();
-        }
+        let duration = self.output.began.elapsed();
+        let (c, _) = self.output.finish().await;
         let exit = if ended_by_itself {
             exit_code(&self.docker, &self.container, &self.exec_id).await.ok().flatten()
         } else {
             None
         };
-        let mut c = std::mem::take(&mut *self.seen.lock().unwrap());
-        c.end(c.finished);
-        Observation { output: c.text(), exit, timed_out: false, duration: self.began.elapsed() }
+        Observation { output: c.text(), exit, timed_out: false, duration }
     }
 }
 

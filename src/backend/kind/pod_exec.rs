@@ -3,21 +3,18 @@
 //! around it (pid marker, timeout, kill, exit status) is tested without a cluster.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::{Api, AttachParams};
 
-use super::remote::{self, Collected};
+use super::remote::{self, Background, DRAIN};
 use crate::backend::{BackendError, BgTask, Observation};
-
-/// How long a killed block's stream gets to close.
-const DRAIN: Duration = Duration::from_secs(3);
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 pub type StatusFuture = Pin<Box<dyn std::future::Future<Output = Option<Status>> + Send>>;
@@ -117,12 +114,10 @@ pub async fn exec(
     let began = Instant::now();
     let mut s = transport.start(namespace, pod, remote::run_argv(script, env)).await?;
     let read_err = |e: std::io::Error| BackendError::Other(format!("exec in pod {namespace}/{pod}: {e}"));
-    let mut c = remote::collect(&mut s.output, timeout).await.map_err(read_err)?;
+    let c = remote::collect_or_kill(&mut s.output, timeout, async |pid| kill(transport, namespace, pod, pid).await)
+        .await
+        .map_err(read_err)?;
     if !c.finished {
-        if let Some(pid) = c.pid {
-            kill(transport, namespace, pod, pid).await;
-        }
-        remote::drain(&mut s.output, DRAIN, &mut c.output).await;
         return Ok(Observation { output: c.text(), exit: None, timed_out: true, duration: began.elapsed() });
     }
     let status = tokio::time::timeout(DRAIN, s.status).await.ok().flatten();
@@ -139,10 +134,8 @@ pub struct PodBg {
     transport: Arc<dyn PodTransport>,
     namespace: String,
     pod: String,
-    seen: Arc<Mutex<Collected>>,
-    reader: tokio::task::JoinHandle<Option<Status>>,
+    output: Background<Status>,
     _keep: Box<dyn Send + Sync>,
-    began: Instant,
 }
 
 pub async fn spawn(
@@ -153,55 +146,26 @@ pub async fn spawn(
     env: &[(String, String)],
 ) -> Result<Box<dyn BgTask>, BackendError> {
     let s = transport.start(namespace, pod, remote::run_argv(script, env)).await?;
-    let seen = Arc::new(Mutex::new(Collected::default()));
-    let sink = seen.clone();
-    let (mut output, status) = (s.output, s.status);
-    let reader = tokio::spawn(async move {
-        while let Some(Ok(chunk)) = output.next().await {
-            sink.lock().unwrap().push(&chunk);
-        }
-        sink.lock().unwrap().end(true);
-        tokio::time::timeout(DRAIN, status).await.ok().flatten()
-    });
     Ok(Box::new(PodBg {
         transport,
         namespace: namespace.to_string(),
         pod: pod.to_string(),
-        seen,
-        reader,
+        output: Background::start(s.output, s.status),
         _keep: s.keep,
-        began: Instant::now(),
     }))
 }
 
 #[async_trait]
 impl BgTask for PodBg {
-    async fn stop(mut self: Box<Self>) -> Observation {
-        let ended_by_itself = self.seen.lock().unwrap().finished;
-        if !ended_by_itself {
-            let until = Instant::now() + Duration::from_secs(2);
-            let mut pid = None;
-            while pid.is_none() && Instant::now() < until {
-                pid = self.seen.lock().unwrap().pid;
-                if pid.is_none() {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-            if let Some(pid) = pid {
-                kill(self.transport.as_ref(), &self.namespace, &self.pod, pid).await;
-            }
+    async fn stop(self: Box<Self>) -> Observation {
+        let ended_by_itself = self.output.ended();
+        if !ended_by_itself && let Some(pid) = self.output.pid(Duration::from_secs(2)).await {
+            kill(self.transport.as_ref(), &self.namespace, &self.pod, pid).await;
         }
-        let status = match tokio::time::timeout(DRAIN, &mut self.reader).await {
-            Ok(Ok(status)) => status,
-            _ => {
-                self.reader.abort();
-                None
-            }
-        };
+        let duration = self.output.began.elapsed();
+        let (c, status) = self.output.finish().await;
         let exit = if ended_by_itself { exit_code(status.as_ref()).ok() } else { None };
-        let mut c = std::mem::take(&mut *self.seen.lock().unwrap());
-        c.end(c.finished);
-        Observation { output: c.text(), exit, timed_out: false, duration: self.began.elapsed() }
+        Observation { output: c.text(), exit, timed_out: false, duration }
     }
 }
 
@@ -211,6 +175,7 @@ mod tests {
     use futures_util::FutureExt;
     use http::{Request, Response};
     use kube::client::Body;
+    use std::sync::Mutex;
 
     /// A "pod" that is the local machine: each exec is a real local process, its status built
     /// the way the kubelet reports it. Records every argv.

@@ -4,7 +4,9 @@
 //! through a second exec. stderr is merged into stdout inside the container, which keeps the
 //! order a terminal would show.
 
-use std::time::Duration;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -17,6 +19,9 @@ const RUN: &str =
 /// container has), politely first.
 const KILL: &str = "tree() { for c in $(cat /proc/\"$1\"/task/*/children 2>/dev/null); do tree \"$c\"; done; echo \"$1\"; }; \
                     pids=$(tree \"$1\"); [ -n \"$pids\" ] || exit 0; kill -TERM $pids 2>/dev/null; sleep 1; kill -KILL $pids 2>/dev/null; exit 0";
+
+/// How long a killed block's stream gets to close, and a finished block its exit status.
+pub const DRAIN: Duration = Duration::from_secs(3);
 
 /// Single-quote `s` for a POSIX shell.
 pub fn sh_quote(s: &str) -> String {
@@ -120,6 +125,22 @@ where
     Ok(c)
 }
 
+/// Read a block's output until it ends or `timeout` passes; on timeout `kill` the announced
+/// pid and read what the dying block still prints.
+pub async fn collect_or_kill<S, E>(stream: &mut S, timeout: Duration, kill: impl AsyncFnOnce(u32)) -> Result<Collected, E>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let mut c = collect(stream, timeout).await?;
+    if !c.finished {
+        if let Some(pid) = c.pid {
+            kill(pid).await;
+        }
+        drain(stream, DRAIN, &mut c.output).await;
+    }
+    Ok(c)
+}
+
 /// After a kill, read what is left for a short while (the stream closes once the killed
 /// processes are gone); errors only end the drain.
 pub async fn drain<S, E>(stream: &mut S, within: Duration, into: &mut Vec<u8>)
@@ -132,6 +153,67 @@ where
         }
     })
     .await;
+}
+
+/// A `bg` block's output, read by a task of its own until the block is stopped.
+pub struct Background<T> {
+    seen: Arc<Mutex<Collected>>,
+    reader: tokio::task::JoinHandle<Option<T>>,
+    pub began: Instant,
+}
+
+impl<T: Send + 'static> Background<T> {
+    /// Read `stream` in the background; when it ends, `then` (e.g. the exit status) is awaited
+    /// for up to `DRAIN`.
+    pub fn start<S, E>(mut stream: S, then: impl Future<Output = Option<T>> + Send + 'static) -> Self
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send + 'static,
+    {
+        let seen = Arc::new(Mutex::new(Collected::default()));
+        let sink = seen.clone();
+        let reader = tokio::spawn(async move {
+            while let Some(Ok(chunk)) = stream.next().await {
+                sink.lock().unwrap().push(&chunk);
+            }
+            sink.lock().unwrap().end(true);
+            tokio::time::timeout(DRAIN, then).await.ok().flatten()
+        });
+        Background { seen, reader, began: Instant::now() }
+    }
+
+    /// Whether the block already ended by itself.
+    pub fn ended(&self) -> bool {
+        self.seen.lock().unwrap().finished
+    }
+
+    /// The block's pid, once announced (it is the first thing the wrapper prints).
+    pub async fn pid(&self, within: Duration) -> Option<u32> {
+        let until = Instant::now() + within;
+        loop {
+            {
+                let c = self.seen.lock().unwrap();
+                if c.pid.is_some() || c.finished || Instant::now() >= until {
+                    return c.pid;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Wait (up to `DRAIN`) for the stream to end, then hand over what was read and what
+    /// `then` gave.
+    pub async fn finish(mut self) -> (Collected, Option<T>) {
+        let then = match tokio::time::timeout(DRAIN, &mut self.reader).await {
+            Ok(Ok(t)) => t,
+            _ => {
+                self.reader.abort();
+                None
+            }
+        };
+        let mut c = std::mem::take(&mut *self.seen.lock().unwrap());
+        c.end(c.finished);
+        (c, then)
+    }
 }
 
 #[cfg(test)]
