@@ -74,9 +74,11 @@ async fn a_cluster_is_created_used_and_deleted() {
         std::panic::resume_unwind(panic);
     }
     assert!(!docker_names().contains(&cluster), "the cluster must be gone");
-    // A block failed on purpose (exit 3 and 5): artifacts were saved.
-    assert!(work.path().join("artifacts/pods.txt").exists());
-    assert!(work.path().join("artifacts/kind-logs").is_dir());
+    // A block failed on purpose (exit 3 and 5): artifacts were saved (cargo runs tests in the
+    // package root, so the default root is ./target/tutor/artifacts).
+    let artifacts = std::path::Path::new("target/tutor/artifacts").join(&cluster);
+    assert!(artifacts.join("pods.txt").exists());
+    assert!(artifacts.join("kind-logs").is_dir());
 }
 
 #[tokio::test]

@@ -14,7 +14,8 @@
 //!   ([`naming::NameMap`]), so tutorials and their expected outputs stay written for `kind`.
 //! - Node targets exec in the node container through the Docker API, pod targets through the
 //!   Kubernetes exec API.
-//! - `down` saves debugging artifacts under `<workdir>/artifacts/` when a block failed, then
+//! - `down` saves debugging artifacts under `target/tutor/artifacts/<cluster>/` (or
+//!   `$TUTOR_ARTIFACTS_DIR/<cluster>/`) when a block failed, then
 //!   deletes the cluster (whatever state it is in) unless `--keep`.
 
 pub mod artifacts;
@@ -128,13 +129,17 @@ pub struct KindBackend {
     hosts_file: String,
     /// How long the kube backend's context gets to answer in pre-flight.
     context_wait: Duration,
+    /// Failure artifacts go to `<artifacts_root>/<run id>/`.
+    artifacts_root: PathBuf,
 }
 
 impl KindBackend {
     /// A backend that checks and runs with the given environment (tests describe a machine
     /// with a [`Probe`] rather than by changing the process environment).
     pub fn new(mode: Mode, probe: Probe) -> Self {
-        KindBackend { mode, probe, run: None, hosts_file: "/etc/hosts".into(), context_wait: CONTEXT_WAIT }
+        KindBackend { mode, probe, run: None, hosts_file: "/etc/hosts".into(), context_wait: CONTEXT_WAIT,
+            artifacts_root: default_artifacts_root(),
+        }
     }
 
     fn backend_kind(&self) -> BackendKind {
@@ -307,13 +312,24 @@ impl KindBackend {
             Mode::Kind => Some((run.found.tool("kind")?.to_path_buf(), run.id.clone())),
             Mode::Kube { .. } => None,
         };
-        Some(artifacts::Plan { dir: artifacts_dir(&run.workdir), kubeconfig: run.kubeconfig.clone(), kubectl, kind })
+        Some(artifacts::Plan { dir: self.artifacts_dir(run), kubeconfig: run.kubeconfig.clone(), kubectl, kind })
+    }
+
+    /// Where this run's failure artifacts go: `<root>/<run id>/`.
+    fn artifacts_dir(&self, run: &Run) -> PathBuf {
+        self.artifacts_root.join(&run.id)
     }
 }
 
-/// Where failure artifacts go.
-pub fn artifacts_dir(workdir: &Path) -> PathBuf {
-    workdir.join("artifacts")
+/// The default root of failure artifacts: `$TUTOR_ARTIFACTS_DIR`, else `target/tutor/artifacts`
+/// beside the run record and JUnit report (the work directory itself is usually a temporary
+/// one that the runner removes after the run).
+pub fn default_artifacts_root() -> PathBuf {
+    let root = std::env::var_os("TUTOR_ARTIFACTS_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/tutor/artifacts"));
+    std::path::absolute(&root).unwrap_or(root)
 }
 
 fn io_err(context: String) -> impl FnOnce(std::io::Error) -> BackendError {
@@ -445,7 +461,7 @@ impl Backend for KindBackend {
             "context": context,
             "kubeconfig": run.kubeconfig.display().to_string(),
             "workdir": run.workdir.display().to_string(),
-            "artifacts": artifacts_dir(&run.workdir).display().to_string(),
+            "artifacts": self.artifacts_dir(run).display().to_string(),
             "nodes": nodes,
         })
     }

@@ -19,6 +19,7 @@ struct Machine {
     work: PathBuf,
     calls: PathBuf,
     hosts: PathBuf,
+    artifacts: PathBuf,
     docker: FakeDocker,
     api: FakeApiServer,
 }
@@ -88,7 +89,7 @@ esac
             ),
         );
     }
-    Machine { _dir: dir, tools, work, calls, hosts, docker, api }
+    Machine { tools, work, calls, hosts, docker, api, artifacts: dir.path().join("artifacts"), _dir: dir }
 }
 
 impl Machine {
@@ -103,6 +104,7 @@ impl Machine {
             },
         );
         b.hosts_file = self.hosts.display().to_string();
+        b.artifacts_root = self.artifacts.clone();
         b
     }
 
@@ -184,15 +186,11 @@ async fn a_whole_kind_run_without_a_cluster() {
     b.down().await.unwrap();
     let calls = m.calls();
     assert!(calls.iter().any(|c| c.starts_with("kubectl get pods -A -o wide")), "{calls:?}");
-    assert!(
-        calls
-            .iter()
-            .any(|c| c
-                .starts_with(&format!("kind export logs {}/artifacts/kind-logs --name tutor-r1", m.work.display()))),
-        "{calls:?}"
-    );
+    let export = format!("kind export logs {}/tutor-r1/kind-logs --name tutor-r1", m.artifacts.display());
+    assert!(calls.iter().any(|c| c.starts_with(&export)), "{calls:?}");
     assert_eq!(calls.last().unwrap(), "kind delete cluster --name tutor-r1");
-    assert!(m.work.join("artifacts/pods.txt").exists());
+    assert!(m.artifacts.join("tutor-r1/pods.txt").exists());
+    assert!(!m.work.join("artifacts").exists());
     // Safe to call again.
     b.down().await.unwrap();
 }
@@ -205,7 +203,7 @@ async fn keep_leaves_the_cluster_and_success_saves_nothing() {
     run(&b, "host", "kind create cluster").await;
     b.down().await.unwrap();
     assert_eq!(m.calls(), ["kind create cluster --name tutor-r1"]);
-    assert!(!m.work.join("artifacts").exists());
+    assert!(!m.artifacts.exists());
 }
 
 #[tokio::test]
