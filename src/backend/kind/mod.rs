@@ -110,6 +110,8 @@ struct Run {
     keep: bool,
     /// Unique per run: the kind cluster's name (kind) or the run's id (kube).
     id: String,
+    /// The runner's name for the run.
+    run_name: String,
     /// `<workdir>/.tutor/kind` or `.tutor/kube`: kubeconfig, shims, the wrapper's records.
     state_dir: PathBuf,
     bin: PathBuf,
@@ -387,6 +389,7 @@ impl Backend for KindBackend {
                 ready: false,
             }),
             id,
+            run_name: ctx.run_name.clone(),
             state_dir,
             bin,
             kubeconfig,
@@ -461,6 +464,7 @@ impl Backend for KindBackend {
             "context": context,
             "kubeconfig": run.kubeconfig.display().to_string(),
             "workdir": run.workdir.display().to_string(),
+            "run_name": run.run_name,
             "artifacts": self.artifacts_dir(run).display().to_string(),
             "nodes": nodes,
         })

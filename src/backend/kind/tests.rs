@@ -167,6 +167,11 @@ async fn a_whole_kind_run_without_a_cluster() {
 
     let facts = b.facts();
     assert_eq!(facts["cluster"], "tutor-r1");
+    assert_eq!(facts["run_name"], "r1");
+    // Every fact `tutor check` knows is provided.
+    for name in crate::template::FACT_NAMES {
+        assert!(!facts[name].is_null(), "missing fact {name}: {facts}");
+    }
     assert_eq!(facts["nodes"]["kind-worker"]["ip"], "172.18.0.3");
     assert_eq!(facts["nodes"]["kind-worker"]["container"], "tutor-r1-worker");
     assert!(b.state_path(&"kind-worker".parse().unwrap()).starts_with("/tmp/tutor-state-tutor-r1"));
