@@ -116,7 +116,8 @@ pub async fn add_aliases(
     let (q, file) = (super::remote::sh_quote(&lines), super::remote::sh_quote(hosts_file));
     let script = format!("grep -q '# tutor alias' {file} || printf '%s' {q} >> {file}");
     for node in nodes.iter().filter(|n| n.role != "external-load-balancer") {
-        let o = docker_exec::exec(docker, &node.name, &script, &[], Duration::from_secs(30)).await?;
+        let deadline = super::remote::Deadline::new(Duration::from_secs(30));
+        let o = docker_exec::exec(docker, &node.name, &script, &[], deadline).await?;
         if o.exit != Some(0) {
             return Err(BackendError::Other(format!("adding host aliases in {}: {}", node.name, o.output.trim())));
         }

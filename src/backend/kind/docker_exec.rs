@@ -9,7 +9,7 @@ use bollard::exec::{CreateExecOptions, StartExecResults};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use super::remote::{self, Background, DRAIN};
+use super::remote::{self, Background, DRAIN, Deadline, End};
 use crate::backend::{BackendError, BgTask, Observation};
 
 type Output = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, bollard::errors::Error>> + Send>>;
@@ -66,15 +66,16 @@ pub async fn exec(
     container: &str,
     script: &str,
     env: &[(String, String)],
-    timeout: Duration,
+    deadline: Deadline,
 ) -> Result<Observation, BackendError> {
     let began = Instant::now();
     let (id, mut out) = start(docker, container, remote::run_argv(script, env)).await?;
-    let c = remote::collect_or_kill(&mut out, timeout, async |pid| kill(docker, container, pid).await)
+    let (c, end) = remote::collect_or_kill(&mut out, deadline, async |pid| kill(docker, container, pid).await)
         .await
         .map_err(docker_err(container))?;
-    if !c.finished {
-        return Ok(Observation { output: c.text(), exit: None, timed_out: true, duration: began.elapsed() });
+    if end != End::Finished {
+        let timed_out = end == End::TimedOut;
+        return Ok(Observation { output: c.text(), exit: None, timed_out, duration: began.elapsed() });
     }
     let exit = exit_code(docker, container, &id).await?;
     Ok(Observation { output: c.text(), exit, timed_out: false, duration: began.elapsed() })
@@ -136,7 +137,7 @@ mod tests {
             "tutor-r1-worker",
             "echo out; echo err >&2; exit 3",
             &[("A".into(), "b c".into())],
-            Duration::from_secs(10),
+            Deadline::new(Duration::from_secs(10)),
         )
         .await
         .unwrap();
@@ -154,9 +155,15 @@ mod tests {
     async fn timeout_kills_the_process_tree_through_a_second_exec() {
         let fake = FakeDocker::start().await;
         let docker = fake.client();
-        let o = exec(&docker, "tutor-r1-worker", "echo started; sleep 1000", &[], Duration::from_millis(300))
-            .await
-            .unwrap();
+        let o = exec(
+            &docker,
+            "tutor-r1-worker",
+            "echo started; sleep 1000",
+            &[],
+            Deadline::new(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap();
         assert!(o.timed_out);
         assert_eq!(o.exit, None);
         assert!(o.output.starts_with("started\n"), "{:?}", o.output);
@@ -167,9 +174,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn ctrl_c_stops_a_node_block_at_once() {
+        let fake = FakeDocker::start().await;
+        let deadline =
+            Deadline::with_interrupt(Duration::from_secs(600), tokio::time::sleep(Duration::from_millis(200)));
+        let o = exec(&fake.client(), "tutor-r1-worker", "echo busy; sleep 1000", &[], deadline).await.unwrap();
+        assert_eq!((o.output.as_str(), o.exit, o.timed_out), ("busy\n", None, false));
+        assert!(o.duration < Duration::from_secs(10), "{:?}", o.duration);
+        assert_eq!(fake.execs().last().unwrap().cmd[..4], remote::kill_argv(0)[..4]);
+    }
+
+    #[tokio::test]
     async fn missing_container_is_a_clear_error() {
         let fake = FakeDocker::start().await;
-        let err = exec(&fake.client(), "nope", "true", &[], Duration::from_secs(5)).await.unwrap_err();
+        let err = exec(&fake.client(), "nope", "true", &[], Deadline::new(Duration::from_secs(5))).await.unwrap_err();
         assert!(err.to_string().contains("node container `nope` does not exist"), "{err}");
     }
 

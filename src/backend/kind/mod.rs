@@ -139,7 +139,12 @@ impl KindBackend {
     /// A backend that checks and runs with the given environment (tests describe a machine
     /// with a [`Probe`] rather than by changing the process environment).
     pub fn new(mode: Mode, probe: Probe) -> Self {
-        KindBackend { mode, probe, run: None, hosts_file: "/etc/hosts".into(), context_wait: CONTEXT_WAIT,
+        KindBackend {
+            mode,
+            probe,
+            run: None,
+            hosts_file: "/etc/hosts".into(),
+            context_wait: CONTEXT_WAIT,
             artifacts_root: default_artifacts_root(),
         }
     }
@@ -296,11 +301,12 @@ impl KindBackend {
             Target::Node(name) => {
                 let docker = self.docker()?;
                 let container = self.resolve_node(name).await?;
-                docker_exec::exec(docker, &container, &script, req.env, req.timeout).await?
+                docker_exec::exec(docker, &container, &script, req.env, remote::Deadline::new(req.timeout)).await?
             }
             Target::Pod { namespace, name } => {
                 let transport = self.pod_transport().await?;
-                pod_exec::exec(&transport, namespace, name, &script, req.env, req.timeout).await?
+                pod_exec::exec(&transport, namespace, name, &script, req.env, remote::Deadline::new(req.timeout))
+                    .await?
             }
         };
         // The names may have changed during a host block (the cluster was just created).

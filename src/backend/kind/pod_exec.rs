@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::{Api, AttachParams};
 
-use super::remote::{self, Background, DRAIN};
+use super::remote::{self, Background, DRAIN, Deadline, End};
 use crate::backend::{BackendError, BgTask, Observation};
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
@@ -109,16 +109,18 @@ pub async fn exec(
     pod: &str,
     script: &str,
     env: &[(String, String)],
-    timeout: Duration,
+    deadline: Deadline,
 ) -> Result<Observation, BackendError> {
     let began = Instant::now();
     let mut s = transport.start(namespace, pod, remote::run_argv(script, env)).await?;
     let read_err = |e: std::io::Error| BackendError::Other(format!("exec in pod {namespace}/{pod}: {e}"));
-    let c = remote::collect_or_kill(&mut s.output, timeout, async |pid| kill(transport, namespace, pod, pid).await)
-        .await
-        .map_err(read_err)?;
-    if !c.finished {
-        return Ok(Observation { output: c.text(), exit: None, timed_out: true, duration: began.elapsed() });
+    let (c, end) =
+        remote::collect_or_kill(&mut s.output, deadline, async |pid| kill(transport, namespace, pod, pid).await)
+            .await
+            .map_err(read_err)?;
+    if end != End::Finished {
+        let timed_out = end == End::TimedOut;
+        return Ok(Observation { output: c.text(), exit: None, timed_out, duration: began.elapsed() });
     }
     let status = tokio::time::timeout(DRAIN, s.status).await.ok().flatten();
     match exit_code(status.as_ref()) {
@@ -230,19 +232,28 @@ mod tests {
     #[tokio::test]
     async fn exec_reports_output_and_exit_code() {
         let pod = LocalPod::default();
-        let o = exec(&pod, "default", "tiefighter", "echo hi; echo oops >&2; exit 7", &[], Duration::from_secs(10))
-            .await
-            .unwrap();
+        let o = exec(
+            &pod,
+            "default",
+            "tiefighter",
+            "echo hi; echo oops >&2; exit 7",
+            &[],
+            Deadline::new(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
         assert_eq!(o.output, "hi\noops\n");
         assert_eq!(o.exit, Some(7));
-        let o = exec(&pod, "default", "tiefighter", "true", &[], Duration::from_secs(10)).await.unwrap();
+        let o = exec(&pod, "default", "tiefighter", "true", &[], Deadline::new(Duration::from_secs(10))).await.unwrap();
         assert_eq!((o.output.as_str(), o.exit), ("", Some(0)));
     }
 
     #[tokio::test]
     async fn timeout_kills_through_a_second_exec() {
         let pod = LocalPod::default();
-        let o = exec(&pod, "default", "x", "echo up; sleep 1000", &[], Duration::from_millis(300)).await.unwrap();
+        let o = exec(&pod, "default", "x", "echo up; sleep 1000", &[], Deadline::new(Duration::from_millis(300)))
+            .await
+            .unwrap();
         assert!(o.timed_out);
         assert_eq!(o.output, "up\n");
         let argvs = pod.argvs.lock().unwrap();
@@ -311,9 +322,16 @@ mod tests {
             );
         });
         let transport = KubeTransport { client };
-        let err = exec(&transport, "kube-system", "cilium-abcde", "cilium-dbg status", &[], Duration::from_secs(5))
-            .await
-            .expect_err("an error");
+        let err = exec(
+            &transport,
+            "kube-system",
+            "cilium-abcde",
+            "cilium-dbg status",
+            &[],
+            Deadline::new(Duration::from_secs(5)),
+        )
+        .await
+        .expect_err("an error");
         server.await.unwrap();
         let msg = err.to_string();
         assert_eq!(msg, "pod `cilium-abcde` not found in namespace `kube-system`");
@@ -333,17 +351,26 @@ mod tests {
             "tiefighter",
             "echo $GREETING; echo err >&2; exit 3",
             &env,
-            Duration::from_secs(10),
+            Deadline::new(Duration::from_secs(10)),
         )
         .await
         .unwrap();
         assert_eq!((o.output.as_str(), o.exit, o.timed_out), ("hi there\nerr\n", Some(3), false));
-        let o = exec(&transport, "default", "tiefighter", "true", &[], Duration::from_secs(10)).await.unwrap();
-        assert_eq!(o.exit, Some(0));
-
-        let o = exec(&transport, "kube-system", "cilium-x", "echo up; sleep 1000", &[], Duration::from_millis(500))
+        let o = exec(&transport, "default", "tiefighter", "true", &[], Deadline::new(Duration::from_secs(10)))
             .await
             .unwrap();
+        assert_eq!(o.exit, Some(0));
+
+        let o = exec(
+            &transport,
+            "kube-system",
+            "cilium-x",
+            "echo up; sleep 1000",
+            &[],
+            Deadline::new(Duration::from_millis(500)),
+        )
+        .await
+        .unwrap();
         assert!(o.timed_out);
         assert_eq!(o.output, "up\n");
         let execs = api.execs.lock().unwrap().clone();
@@ -351,7 +378,9 @@ mod tests {
         assert_eq!((execs[3].0.as_str(), execs[3].1.as_str()), ("kube-system", "cilium-x"));
         assert_eq!(execs[3].2[..4], remote::kill_argv(0)[..4]);
 
-        let err = exec(&transport, "default", "missing", "true", &[], Duration::from_secs(5)).await.unwrap_err();
+        let err = exec(&transport, "default", "missing", "true", &[], Deadline::new(Duration::from_secs(5)))
+            .await
+            .unwrap_err();
         assert_eq!(err.to_string(), "pod `missing` not found in namespace `default`");
     }
 

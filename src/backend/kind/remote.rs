@@ -5,6 +5,7 @@
 //! order a terminal would show.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -102,8 +103,49 @@ impl Collected {
     }
 }
 
-/// Read `stream` until it ends or `deadline` passes.
-pub async fn collect<S, E>(stream: &mut S, deadline: Duration) -> Result<Collected, E>
+/// When a remote block must stop early: its timeout, or the user's Ctrl-C. (The runner answers
+/// Ctrl-C by killing the process groups of local blocks; a block in a container has to notice
+/// by itself.)
+pub struct Deadline {
+    pub timeout: Duration,
+    interrupt: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl Deadline {
+    /// `timeout`, or SIGINT/SIGTERM to this process.
+    pub fn new(timeout: Duration) -> Self {
+        Deadline { timeout, interrupt: Box::pin(interrupted()) }
+    }
+
+    /// `timeout`, or when `interrupt` resolves.
+    pub fn with_interrupt(timeout: Duration, interrupt: impl Future<Output = ()> + Send + 'static) -> Self {
+        Deadline { timeout, interrupt: Box::pin(interrupt) }
+    }
+}
+
+/// Resolves when the process receives SIGINT or SIGTERM. Adding a listener leaves the runner's
+/// own handlers in place (tokio delivers a signal to every listener).
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Why reading stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Finished,
+    TimedOut,
+    Interrupted,
+}
+
+/// Read `stream` until it ends, its timeout passes or the run is interrupted.
+pub async fn collect<S, E>(stream: &mut S, deadline: Deadline) -> Result<(Collected, End), E>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
@@ -114,31 +156,36 @@ where
         }
         Ok::<(), E>(())
     };
-    let finished = match tokio::time::timeout(deadline, read).await {
-        Ok(r) => {
+    let end = tokio::select! {
+        r = read => {
             r?;
-            true
+            End::Finished
         }
-        Err(_) => false,
+        _ = tokio::time::sleep(deadline.timeout) => End::TimedOut,
+        _ = deadline.interrupt => End::Interrupted,
     };
-    c.end(finished);
-    Ok(c)
+    c.end(end == End::Finished);
+    Ok((c, end))
 }
 
-/// Read a block's output until it ends or `timeout` passes; on timeout `kill` the announced
-/// pid and read what the dying block still prints.
-pub async fn collect_or_kill<S, E>(stream: &mut S, timeout: Duration, kill: impl AsyncFnOnce(u32)) -> Result<Collected, E>
+/// Read a block's output until it ends; when it must stop early, `kill` the announced pid and
+/// read what the dying block still prints.
+pub async fn collect_or_kill<S, E>(
+    stream: &mut S,
+    deadline: Deadline,
+    kill: impl AsyncFnOnce(u32),
+) -> Result<(Collected, End), E>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
-    let mut c = collect(stream, timeout).await?;
-    if !c.finished {
+    let (mut c, end) = collect(stream, deadline).await?;
+    if end != End::Finished {
         if let Some(pid) = c.pid {
             kill(pid).await;
         }
         drain(stream, DRAIN, &mut c.output).await;
     }
-    Ok(c)
+    Ok((c, end))
 }
 
 /// After a kill, read what is left for a short while (the stream closes once the killed
@@ -229,7 +276,8 @@ mod tests {
 
     #[tokio::test]
     async fn pid_line_is_split_off_even_across_chunks() {
-        let c = collect(&mut chunks(&["12", "34\nhel", "lo\n"]), LONG).await.unwrap();
+        let (c, end) = collect(&mut chunks(&["12", "34\nhel", "lo\n"]), Deadline::new(LONG)).await.unwrap();
+        assert_eq!(end, End::Finished);
         assert_eq!(c.pid, Some(1234));
         assert_eq!(c.text(), "hello\n");
         assert!(c.finished);
@@ -237,7 +285,7 @@ mod tests {
 
     #[tokio::test]
     async fn output_without_marker_is_kept_whole() {
-        let c = collect(&mut chunks(&["sh: not found\n"]), LONG).await.unwrap();
+        let c = collect(&mut chunks(&["sh: not found\n"]), Deadline::new(LONG)).await.unwrap().0;
         assert_eq!(c.pid, None);
         assert_eq!(c.text(), "sh: not found\n");
     }
@@ -246,12 +294,30 @@ mod tests {
     async fn deadline_stops_reading_a_stream_that_never_ends() {
         let s = chunks(&["7\nstarted\n"]).chain(futures_util::stream::pending());
         let mut s = Box::pin(s);
-        let mut c = collect(&mut s, Duration::from_millis(100)).await.unwrap();
+        let (mut c, end) = collect(&mut s, Deadline::new(Duration::from_millis(100))).await.unwrap();
+        assert_eq!(end, End::TimedOut);
         assert!(!c.finished);
         assert_eq!(c.pid, Some(7));
         assert_eq!(c.text(), "started\n");
         drain(&mut s, Duration::from_millis(50), &mut c.output).await;
         assert_eq!(c.text(), "started\n");
+    }
+
+    #[tokio::test]
+    async fn an_interrupt_stops_reading_before_the_timeout() {
+        let s = chunks(&["9\nworking\n"]).chain(futures_util::stream::pending());
+        let mut s = Box::pin(s);
+        let interrupt = tokio::time::sleep(Duration::from_millis(100));
+        let began = std::time::Instant::now();
+        let mut killed = None;
+        let (c, end) =
+            collect_or_kill(&mut s, Deadline::with_interrupt(LONG, interrupt), async |pid| killed = Some(pid))
+                .await
+                .unwrap();
+        assert_eq!(end, End::Interrupted);
+        assert_eq!(killed, Some(9));
+        assert_eq!(c.text(), "working\n");
+        assert!(began.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
