@@ -386,11 +386,13 @@ impl Backend for KindBackend {
                 shims::install(&bin_dir, shims::KindShim::Refuse)?
             }
         };
+        // Only kind clusters are renamed; on an existing cluster names are what they are.
+        let alias = if self.mode == Mode::Kind { naming::KIND_DEFAULT_NAME } else { id.as_str() };
         self.run = Some(Run {
             workdir: ctx.workdir.clone(),
             keep: ctx.keep,
             live: Mutex::new(Live {
-                names: NameMap::new(naming::KIND_DEFAULT_NAME, id.clone()),
+                names: NameMap::new(alias, id.clone()),
                 nodes: Vec::new(),
                 ready: false,
             }),

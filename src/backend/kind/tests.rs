@@ -320,6 +320,8 @@ async fn kube_backend_runs_on_the_named_context_only() {
     assert!(text.contains("current-context: lab") && !text.contains("prod"), "{text}");
     assert_eq!(std::fs::metadata(&kubeconfig).unwrap().permissions().mode() & 0o777, 0o600);
 
+    let o = run(&b, "host", "echo $TUTOR_CLUSTER kind-kind").await;
+    assert_eq!(o.output, "tutor-r1 kind-kind\n", "no renaming on an existing cluster");
     let o = run(&b, "host", "kubectl get pods; kind create cluster").await;
     assert_eq!(o.exit, Some(2));
     assert!(o.output.starts_with("kubectl-output\nkind is not available on the kube backend"), "{}", o.output);
