@@ -20,7 +20,7 @@ fn tutor(dir: &std::path::Path) -> Command {
 }
 
 #[test]
-fn kind_without_kind_helm_or_docker_is_exit_2_and_says_what_to_install() {
+fn kind_without_kind_docker_helm_or_engine_is_exit_2_and_says_what_to_install() {
     let dir = tempfile::tempdir().unwrap();
     let t = tutorial(dir.path());
     let empty = dir.path().join("empty-bin");
@@ -39,6 +39,7 @@ fn kind_without_kind_helm_or_docker_is_exit_2_and_says_what_to_install() {
         .stdout(
             predicate::str::contains("pre-flight failed")
                 .and(predicate::str::contains("`kind` is not on PATH"))
+                .and(predicate::str::contains("`docker` is not on PATH"))
                 .and(predicate::str::contains("`kubectl` is not on PATH"))
                 .and(predicate::str::contains("`helm` is not on PATH"))
                 .and(predicate::str::contains("not answering (connection refused)")),

@@ -53,7 +53,7 @@ async fn missing_binaries_are_named_with_how_to_install_them() {
 
 #[tokio::test]
 async fn a_dead_docker_socket_is_not_answering() {
-    let bin = tools(&["kind", "kubectl", "helm"]);
+    let bin = tools(&["kind", "docker", "kubectl", "helm"]);
     let probe = Probe {
         path: Some(bin.path().as_os_str().to_owned()),
         docker_host: Some(dead_socket(bin.path())),
@@ -66,7 +66,7 @@ async fn a_dead_docker_socket_is_not_answering() {
 
 #[tokio::test]
 async fn no_docker_socket_at_all_means_install_docker() {
-    let bin = tools(&["kind", "kubectl", "helm"]);
+    let bin = tools(&["kind", "docker", "kubectl", "helm"]);
     let probe = Probe {
         path: Some(bin.path().as_os_str().to_owned()),
         docker_host: Some(format!("unix://{}/absent.sock", bin.path().display())),
@@ -78,7 +78,7 @@ async fn no_docker_socket_at_all_means_install_docker() {
 
 #[tokio::test]
 async fn an_answering_engine_and_all_binaries_pass() {
-    let bin = tools(&["kind", "kubectl", "helm"]);
+    let bin = tools(&["kind", "docker", "kubectl", "helm"]);
     let sock = bin.path().join("docker.sock");
     let listener = tokio::net::UnixListener::bind(&sock).unwrap();
     // The smallest engine: answers every request (bollard pings with GET /_ping) with OK.

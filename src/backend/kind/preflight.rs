@@ -61,6 +61,11 @@ pub const KIND: Tool = Tool {
               (e.g. `go install sigs.k8s.io/kind@latest`, or the release binary in /usr/local/bin)",
 };
 pub const KUBECTL: Tool = Tool { name: "kubectl", install: "https://kubernetes.io/docs/tasks/tools/#kubectl" };
+/// kind drives Docker through its CLI, and tutorials use `docker exec` on nodes.
+pub const DOCKER: Tool = Tool {
+    name: "docker",
+    install: "https://docs.docker.com/engine/install/ (the `docker` CLI comes with Docker Engine)",
+};
 pub const HELM: Tool = Tool {
     name: "helm",
     install: "https://helm.sh/docs/intro/install/ \
@@ -85,7 +90,7 @@ impl Found {
 /// The tools each backend needs, and whether it needs a Docker engine.
 pub fn requirements(kind: BackendKind) -> (&'static [Tool], bool) {
     match kind {
-        BackendKind::Kind => (&[KIND, KUBECTL, HELM], true),
+        BackendKind::Kind => (&[KIND, DOCKER, KUBECTL, HELM], true),
         _ => (&[KUBECTL, HELM], false),
     }
 }
@@ -231,6 +236,7 @@ mod tests {
         let msg = err.to_string();
         for needle in [
             "`kind` is not on PATH",
+            "`docker` is not on PATH",
             "`kubectl` is not on PATH",
             "`helm` is not on PATH",
             "does not exist",

@@ -80,7 +80,7 @@ esac
             containers = containers.display(),
         ),
     );
-    for tool in ["kubectl", "helm"] {
+    for tool in ["kubectl", "helm", "docker"] {
         write_exe(
             &tools.join(tool),
             &format!(
