@@ -35,15 +35,40 @@ fn kind_without_kind_docker_helm_or_engine_is_exit_2_and_says_what_to_install() 
         .env("DOCKER_HOST", format!("unix://{}", sock.display()))
         .assert()
         .code(2)
-        // The runner reports a tutorial's errors with its progress, on stdout.
-        .stdout(
+        // Checked when the backend is built, with the other input errors, before anything runs.
+        .stderr(
             predicate::str::contains("pre-flight failed")
                 .and(predicate::str::contains("`kind` is not on PATH"))
                 .and(predicate::str::contains("`docker` is not on PATH"))
                 .and(predicate::str::contains("`kubectl` is not on PATH"))
                 .and(predicate::str::contains("`helm` is not on PATH"))
-                .and(predicate::str::contains("not answering (connection refused)")),
+                .and(predicate::str::contains("`helm` is not on PATH")),
         );
+    assert!(!dir.path().join("ran").exists(), "no block may run");
+}
+
+/// With every tool present, a stopped engine is found when the run starts (the engine is only
+/// asked then): still exit 2, nothing run.
+#[test]
+fn kind_with_a_stopped_docker_engine_is_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tutorial(dir.path());
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for tool in ["kind", "docker", "kubectl", "helm"] {
+        std::fs::write(bin.join(tool), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(bin.join(tool), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let sock = dir.path().join("docker.sock");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    tutor(dir.path())
+        .args(["--backend", "kind"])
+        .arg(&t)
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains("is not answering (connection refused)"));
     assert!(!dir.path().join("ran").exists(), "no block may run");
 }
 
@@ -85,7 +110,7 @@ fn kube_with_an_unknown_context_is_refused_before_running() {
         .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
         .assert()
         .code(2)
-        .stdout(predicate::str::contains("context `prod` not found in the kubeconfig (contexts: lab)"));
+        .stderr(predicate::str::contains("context `prod` not found in the kubeconfig (contexts: lab)"));
     assert!(!dir.path().join("ran").exists());
 }
 

@@ -53,18 +53,26 @@ const APISERVER_WAIT: Duration = Duration::from_secs(180);
 /// How long an existing cluster (kube backend) gets to answer during pre-flight.
 const CONTEXT_WAIT: Duration = Duration::from_secs(15);
 
-/// Build the kind or kube backend. The kube backend refuses to exist without an explicit
-/// context: running a tutorial against whatever `current-context` happens to be is how
-/// production clusters get tutorials applied to them.
+/// Build the kind or kube backend, after the pre-flight checks that need no network (the rest
+/// run in `up`). The kube backend refuses to exist without an explicit context: running a
+/// tutorial against whatever `current-context` happens to be is how production clusters get
+/// tutorials applied to them.
 pub fn create(kind: BackendKind, context: Option<&str>) -> Result<Box<dyn Backend>, BackendError> {
     let context = context.map(str::trim).filter(|c| !c.is_empty());
     match (kind, context) {
-        (BackendKind::Kind, None) => Ok(Box::new(KindBackend::new(Mode::Kind, Probe::from_env()))),
+        (BackendKind::Kind, None) => {
+            let probe = Probe::from_env();
+            preflight::check_local(BackendKind::Kind, &probe)?;
+            Ok(Box::new(KindBackend::new(Mode::Kind, probe)))
+        }
         (BackendKind::Kind, Some(ctx)) => Err(BackendError::Unsupported(format!(
             "--context {ctx} applies to --backend kube; --backend kind always creates its own cluster"
         ))),
         (BackendKind::Kube, Some(ctx)) => {
-            Ok(Box::new(KindBackend::new(Mode::Kube { context: ctx.to_string() }, Probe::from_env())))
+            let probe = Probe::from_env();
+            preflight::check_local(BackendKind::Kube, &probe)?;
+            context_kubeconfig(&probe, ctx)?;
+            Ok(Box::new(KindBackend::new(Mode::Kube { context: ctx.to_string() }, probe)))
         }
         (BackendKind::Kube, None) => Err(BackendError::Preflight {
             backend: BackendKind::Kube,
@@ -76,6 +84,13 @@ pub fn create(kind: BackendKind, context: Option<&str>) -> Result<Box<dyn Backen
         }),
         (other, _) => Err(BackendError::Other(format!("the kind module does not build the {other} backend"))),
     }
+}
+
+/// The user's kubeconfig reduced to `context`; a missing context is a pre-flight error.
+fn context_kubeconfig(probe: &Probe, context: &str) -> Result<kube::config::Kubeconfig, BackendError> {
+    let preflight = |message: String| BackendError::Preflight { backend: BackendKind::Kube, message };
+    let kc = probe.load_kubeconfig().map_err(preflight)?;
+    config::single_context(&kc, context).map_err(preflight)
 }
 
 fn known_contexts() -> String {
@@ -375,8 +390,7 @@ impl Backend for KindBackend {
             }
             Mode::Kube { context } => {
                 let preflight = |message: String| BackendError::Preflight { backend, message };
-                let kc = self.probe.load_kubeconfig().map_err(preflight)?;
-                let one = config::single_context(&kc, context).map_err(preflight)?;
+                let one = context_kubeconfig(&self.probe, context)?;
                 let text = serde_yaml::to_string(&one).map_err(|e| preflight(format!("kubeconfig: {e}")))?;
                 write_private(&kubeconfig, &text)?;
                 let client = cluster::client(&kubeconfig, None).await.map_err(|e| preflight(e.to_string()))?;

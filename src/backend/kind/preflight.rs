@@ -95,8 +95,17 @@ pub fn requirements(kind: BackendKind) -> (&'static [Tool], bool) {
     }
 }
 
-/// Run every check for `kind`; on failure one [`BackendError::Preflight`] lists all problems.
-pub async fn check(kind: BackendKind, probe: &Probe) -> Result<Found, BackendError> {
+/// What the checks that need no network found.
+struct Local {
+    tools: Vec<(&'static str, PathBuf)>,
+    problems: Vec<String>,
+    /// The engine is needed and its socket looks usable: worth a ping.
+    ping: bool,
+}
+
+/// Every problem that needs no network to see: missing tools, a Docker socket that does not
+/// exist or that the user may not use.
+fn local_problems(kind: BackendKind, probe: &Probe) -> Local {
     let (tools, needs_docker) = requirements(kind);
     let mut problems = Vec::new();
     let mut found = Vec::new();
@@ -106,22 +115,42 @@ pub async fn check(kind: BackendKind, probe: &Probe) -> Result<Found, BackendErr
             None => problems.push(format!("`{}` is not on PATH: install it, see {}", tool.name, tool.install)),
         }
     }
-    let mut docker = None;
-    if needs_docker {
-        match connect_docker(probe.docker_host.as_deref()).await {
-            Ok(d) => docker = Some(d),
-            Err(p) => problems.push(p),
-        }
+    let mut ping = needs_docker;
+    if needs_docker && let Err(p) = docker_socket(probe.docker_host.as_deref()) {
+        problems.push(p);
+        ping = false;
     }
-    if problems.is_empty() {
-        return Ok(Found { tools: found, docker });
-    }
+    Local { tools: found, problems, ping }
+}
+
+fn failure(kind: BackendKind, problems: Vec<String>) -> BackendError {
     let mut message = String::from("this machine cannot run it yet (nothing was created):");
     for p in problems {
         message.push_str("\n  - ");
         message.push_str(&p);
     }
-    Err(BackendError::Preflight { backend: kind, message })
+    BackendError::Preflight { backend: kind, message }
+}
+
+/// The checks that need no network, for when the backend is built (so that a machine without
+/// kind or Docker is reported with the other input errors, before any tutorial starts).
+pub fn check_local(kind: BackendKind, probe: &Probe) -> Result<(), BackendError> {
+    let local = local_problems(kind, probe);
+    if local.problems.is_empty() { Ok(()) } else { Err(failure(kind, local.problems)) }
+}
+
+/// Run every check for `kind`, the engine's answer included; on failure one
+/// [`BackendError::Preflight`] lists all problems.
+pub async fn check(kind: BackendKind, probe: &Probe) -> Result<Found, BackendError> {
+    let Local { tools, mut problems, ping } = local_problems(kind, probe);
+    let mut docker = None;
+    if ping {
+        match connect_docker(probe.docker_host.as_deref()).await {
+            Ok(d) => docker = Some(d),
+            Err(p) => problems.push(p),
+        }
+    }
+    if problems.is_empty() { Ok(Found { tools, docker }) } else { Err(failure(kind, problems)) }
 }
 
 /// The first executable `name` on `path`.
@@ -139,21 +168,36 @@ const INSTALL_DOCKER: &str = "install Docker Engine (https://docs.docker.com/eng
 /// How long the engine gets to answer a ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connect to the engine `DOCKER_HOST` names (default: the local socket) and ping it; the error
-/// says which of "not installed", "not running" and "no permission" it is.
-pub async fn connect_docker(docker_host: Option<&str>) -> Result<Docker, String> {
-    let host = docker_host.unwrap_or("unix:///var/run/docker.sock");
-    let docker = if let Some(path) = host.strip_prefix("unix://") {
+const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+/// What can be said about the engine without talking to it: a supported `DOCKER_HOST`, and for
+/// a Unix socket that it exists and that this user may use it.
+pub fn docker_socket(docker_host: Option<&str>) -> Result<(), String> {
+    let host = docker_host.unwrap_or(DEFAULT_DOCKER_HOST);
+    if let Some(path) = host.strip_prefix("unix://") {
         if !Path::new(path).exists() {
             return Err(format!("no Docker engine: the socket {path} does not exist: {INSTALL_DOCKER}"));
         }
-        Docker::connect_with_unix(host, 120, bollard::API_DEFAULT_VERSION)
+        if nix::unistd::access(path, nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK).is_err() {
+            return Err(explain_docker_error(host, &std::io::Error::from(std::io::ErrorKind::PermissionDenied)));
+        }
+        Ok(())
     } else if host.starts_with("tcp://") || host.starts_with("http://") {
-        Docker::connect_with_http(host, 120, bollard::API_DEFAULT_VERSION)
+        Ok(())
     } else {
-        return Err(format!(
-            "DOCKER_HOST={host} is not supported by tutor (use unix:///path/to/docker.sock or tcp://host:port)"
-        ));
+        Err(format!("DOCKER_HOST={host} is not supported by tutor (use unix:///path/to/docker.sock or tcp://host:port)"))
+    }
+}
+
+/// Connect to the engine `DOCKER_HOST` names (default: the local socket) and ping it; the error
+/// says which of "not installed", "not running" and "no permission" it is.
+pub async fn connect_docker(docker_host: Option<&str>) -> Result<Docker, String> {
+    docker_socket(docker_host)?;
+    let host = docker_host.unwrap_or(DEFAULT_DOCKER_HOST);
+    let docker = if host.starts_with("unix://") {
+        Docker::connect_with_unix(host, 120, bollard::API_DEFAULT_VERSION)
+    } else {
+        Docker::connect_with_http(host, 120, bollard::API_DEFAULT_VERSION)
     }
     .map_err(|e| format!("cannot use the Docker engine at {host}: {e}"))?;
     match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
@@ -245,6 +289,25 @@ mod tests {
             assert!(msg.contains(needle), "missing {needle:?} in:\n{msg}");
         }
         assert!(msg.starts_with("kind backend: pre-flight failed"), "{msg}");
+    }
+
+    #[test]
+    fn local_checks_need_no_engine_but_see_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        for t in ["kind", "docker", "kubectl", "helm"] {
+            exe(dir.path(), t, 0o755);
+        }
+        let sock = dir.path().join("docker.sock");
+        let probe = |host: &Path| Probe {
+            path: Some(dir.path().as_os_str().to_owned()),
+            docker_host: Some(format!("unix://{}", host.display())),
+            kubeconfig: None,
+        };
+        let err = check_local(BackendKind::Kind, &probe(&sock)).unwrap_err().to_string();
+        assert!(err.contains("does not exist") && !err.contains("PATH"), "{err}");
+        // A socket file nobody listens on passes the local checks; only `check` pings.
+        drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+        check_local(BackendKind::Kind, &probe(&sock)).unwrap();
     }
 
     #[tokio::test]

@@ -282,7 +282,6 @@ fn kube_needs_an_explicit_context_and_kind_refuses_one() {
     assert!(err.to_string().contains("--context NAME"), "{err}");
     let err = create(BackendKind::Kind, Some("prod")).err().unwrap();
     assert!(err.is_usage() && err.to_string().contains("applies to --backend kube"), "{err}");
-    assert_eq!(create(BackendKind::Kube, Some("lab")).unwrap().kind(), BackendKind::Kube);
 }
 
 /// The user's kubeconfig for the kube tests: `lab` answers (fake API server), `dead` does not,
