@@ -13,6 +13,18 @@ fn tutorial(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// `dir/bin` with do-nothing stand-ins for `tools` (pre-flight only looks for them).
+fn fake_tools(dir: &std::path::Path, tools: &[&str]) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for tool in tools {
+        std::fs::write(bin.join(tool), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(bin.join(tool), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bin
+}
+
 fn tutor(dir: &std::path::Path) -> Command {
     let mut cmd = Command::cargo_bin("tutor").unwrap();
     cmd.current_dir(dir).arg("run").arg("--record").arg(dir.join("record.json"));
@@ -53,12 +65,7 @@ fn kind_without_kind_docker_helm_or_engine_is_exit_2_and_says_what_to_install() 
 fn kind_with_a_stopped_docker_engine_is_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let t = tutorial(dir.path());
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    for tool in ["kind", "docker", "kubectl", "helm"] {
-        std::fs::write(bin.join(tool), "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(bin.join(tool), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    }
+    let bin = fake_tools(dir.path(), &["kind", "docker", "kubectl", "helm"]);
     let sock = dir.path().join("docker.sock");
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
     tutor(dir.path())
@@ -97,12 +104,7 @@ fn kube_with_an_unknown_context_is_refused_before_running() {
          users: [{name: u, user: {token: t}}]\ncontexts: [{name: lab, context: {cluster: c, user: u}}]\n",
     )
     .unwrap();
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    for tool in ["kubectl", "helm"] {
-        std::fs::write(bin.join(tool), "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(bin.join(tool), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    }
+    let bin = fake_tools(dir.path(), &["kubectl", "helm"]);
     tutor(dir.path())
         .args(["--backend", "kube", "--context", "prod"])
         .arg(&t)
