@@ -28,6 +28,14 @@ struct lb_vip_key {
 struct lb_service {
 	__u32 id;            /* row of the Maglev table and of svc_stats, < max services */
 	__u32 backend_count; /* 0: the VIP exists but has nowhere to go, packets are dropped */
+	__u32 kind;          /* enum lb_service_kind; for listings only */
+};
+
+enum lb_service_kind {
+	LB_KIND_CLUSTER_IP,
+	LB_KIND_NODE_PORT,
+	LB_KIND_LOAD_BALANCER,
+	LB_KIND_EXTERNAL_IPS,
 };
 
 /* backends: id -> address. id 0 is never used (an empty Maglev slot reads 0). */

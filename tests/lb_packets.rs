@@ -12,7 +12,7 @@ use tutor::lb::{LoadBalancer, Service, action};
 const VIP: &str = "172.18.255.200:80";
 
 fn svc(frontend: &str, backends: &[&str]) -> Service {
-    Service { frontend: frontend.parse().unwrap(), backends: backends.iter().map(|b| sa(b)).collect() }
+    Service { frontend: frontend.parse().unwrap(), backends: backends.iter().map(|b| sa(b)).collect(), kind: Default::default() }
 }
 
 /// The backend the Maglev table (read back from the map) gives `flow`, as the datapath computes it.

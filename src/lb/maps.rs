@@ -20,6 +20,7 @@ pub struct VipKey {
 pub struct ServiceValue {
     pub id: u32,
     pub backend_count: u32,
+    pub kind: u32,
 }
 
 /// `struct lb_backend`: value of the `backends` array; `addr == 0` marks a free id.

@@ -4,7 +4,7 @@
 //! # Library use (the lab backend programs it from Kubernetes Services)
 //!
 //! ```no_run
-//! use tutor::lb::{AttachMode, Frontend, LoadBalancer, LoadOptions, Service};
+//! use tutor::lb::{AttachMode, Frontend, LoadBalancer, LoadOptions, Service, ServiceKind};
 //! # fn main() -> Result<(), tutor::lb::LbError> {
 //! // Maps pinned under a directory of your choice so another process can manage them.
 //! let opts = LoadOptions { pin_dir: Some("/sys/fs/bpf/tutor/lab1-kind-worker".into()), ..Default::default() };
@@ -16,6 +16,7 @@
 //! lb.upsert_service(&Service {
 //!     frontend: "172.18.255.200:80/tcp".parse()?,
 //!     backends: vec!["10.244.1.5:8080".parse().unwrap(), "10.244.2.7:8080".parse().unwrap()],
+//!     kind: ServiceKind::LoadBalancer,
 //! })?;
 //! lb.announce_vip("172.18.255.200".parse().unwrap())?;    // ARP replies for the VIP
 //! for svc in lb.services()? { println!("{} -> {:?}", svc.frontend, svc.backends); }
@@ -45,10 +46,11 @@ pub mod maps;
 pub mod netns;
 mod service;
 mod stats;
+pub mod topology;
 
 pub use balancer::{AttachMode, Attached, LoadBalancer, LoadOptions, MAP_NAMES, default_pin_dir, detach_pinned};
 pub use error::LbError;
-pub use service::{BackendView, Frontend, Proto, Service, ServiceView};
+pub use service::{BackendView, Frontend, Proto, Service, ServiceKind, ServiceView};
 pub use stats::Stats;
 
 /// XDP actions as `BPF_PROG_TEST_RUN` returns them.

@@ -29,3 +29,47 @@ pub fn in_netns<T: Send>(netns: &Path, f: impl FnOnce() -> T + Send) -> Result<T
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
 }
+
+/// MAC of `lbin` in [`in_scratch_netns`], and of its next hop 192.168.50.2.
+pub const SCRATCH_DEV_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const SCRATCH_NEXT_HOP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+
+/// Runs `f` on a thread inside a fresh anonymous network namespace (it vanishes with the
+/// thread: nothing to clean up) where `bpf_fib_lookup` finds next hops: device `lbin`
+/// (SCRATCH_DEV_MAC, 192.168.50.1/24, peer `lbout`), 10.1.0.0/16 routed via 192.168.50.2
+/// (SCRATCH_NEXT_HOP_MAC, permanent neighbour), forwarding on. `f` gets lbin's ifindex.
+/// For BPF_PROG_TEST_RUN runs that should see a real forwarding decision.
+pub fn in_scratch_netns<T: Send>(f: impl FnOnce(u32) -> T + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| LbError::Io { what: "creating a network namespace".into(), source: e.into() })?;
+            let steps: [&[&str]; 8] = [
+                &["ip", "link", "set", "lo", "up"],
+                &["ip", "link", "add", "lbin", "address", "02:00:00:00:00:01", "type", "veth", "peer", "name", "lbout"],
+                &["ip", "link", "set", "lbin", "up"],
+                &["ip", "link", "set", "lbout", "up"],
+                &["ip", "addr", "add", "192.168.50.1/24", "dev", "lbin"],
+                &["ip", "neigh", "add", "192.168.50.2", "lladdr", "02:00:00:00:00:02", "dev", "lbin", "nud", "permanent"],
+                &["ip", "route", "add", "10.1.0.0/16", "via", "192.168.50.2", "dev", "lbin"],
+                &["sysctl", "-qw", "net.ipv4.ip_forward=1"],
+            ];
+            for args in steps {
+                let out = std::process::Command::new(args[0])
+                    .args(&args[1..])
+                    .output()
+                    .map_err(|source| LbError::Io { what: format!("running {}", args[0]), source })?;
+                if !out.status.success() {
+                    return Err(LbError::Invalid(format!(
+                        "`{}` failed: {}",
+                        args.join(" "),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )));
+                }
+            }
+            Ok(f(super::iface::ifindex("lbin")?))
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}

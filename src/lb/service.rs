@@ -45,6 +45,49 @@ impl fmt::Display for Proto {
     }
 }
 
+/// The Kubernetes service type a frontend stands for (`enum lb_service_kind`); listings only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServiceKind {
+    ClusterIp,
+    NodePort,
+    #[default]
+    LoadBalancer,
+    ExternalIps,
+}
+
+impl ServiceKind {
+    const ALL: [ServiceKind; 4] = [ServiceKind::ClusterIp, ServiceKind::NodePort, ServiceKind::LoadBalancer, ServiceKind::ExternalIps];
+
+    fn from_raw(raw: u32) -> ServiceKind {
+        Self::ALL.get(raw as usize).copied().unwrap_or_default()
+    }
+
+    fn raw(self) -> u32 {
+        Self::ALL.iter().position(|k| *k == self).unwrap_or(0) as u32
+    }
+}
+
+impl fmt::Display for ServiceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ServiceKind::ClusterIp => "ClusterIP",
+            ServiceKind::NodePort => "NodePort",
+            ServiceKind::LoadBalancer => "LoadBalancer",
+            ServiceKind::ExternalIps => "ExternalIPs",
+        })
+    }
+}
+
+impl FromStr for ServiceKind {
+    type Err = LbError;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.to_string().eq_ignore_ascii_case(s))
+            .ok_or_else(|| LbError::Invalid(format!("unknown service type {s:?} (ClusterIP, NodePort, LoadBalancer, ExternalIPs)")))
+    }
+}
+
 /// A frontend: VIP, port, protocol. Parses `10.0.0.1:80/tcp` (protocol defaults to TCP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Frontend {
@@ -93,12 +136,14 @@ impl Frontend {
 pub struct Service {
     pub frontend: Frontend,
     pub backends: Vec<SocketAddrV4>,
+    pub kind: ServiceKind,
 }
 
 /// A service as the maps hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceView {
     pub frontend: Frontend,
+    pub kind: ServiceKind,
     pub id: u32,
     pub backends: Vec<BackendView>,
 }
@@ -153,7 +198,7 @@ impl LoadBalancer {
         if existing.is_none() {
             self.reset_counters(Counted::Service, id)?;
         }
-        let value = ServiceValue { id, backend_count: members.len() as u32 };
+        let value = ServiceValue { id, backend_count: members.len() as u32, kind: svc.kind.raw() };
         self.maps.services.insert(key, value, 0).map_err(map_err(format!("writing service {}", svc.frontend)))?;
         self.service(&svc.frontend)?
             .ok_or_else(|| LbError::Invalid(format!("service {} vanished while writing it", svc.frontend)))
@@ -206,7 +251,7 @@ impl LoadBalancer {
             backends.push(BackendView { id, addr, slots: n });
         }
         backends.sort_by_key(|b| b.addr);
-        Ok(ServiceView { frontend, id: v.id, backends })
+        Ok(ServiceView { frontend, kind: ServiceKind::from_raw(v.kind), id: v.id, backends })
     }
 
     /// The Maglev table of service `id` as the datapath sees it.

@@ -3,16 +3,12 @@
 #![allow(dead_code)]
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::process::Command;
 
 use etherparse::{Ipv4Header, PacketBuilder, TcpHeader, UdpHeader};
 use tutor::lb::{LoadBalancer, LoadOptions};
 
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
-pub const DEV_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-pub const NEXT_HOP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-/// Backends in 10.1.0.0/16 are routed via a next hop with a permanent neighbour entry.
-pub const ROUTED: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 0);
+pub use tutor::lb::netns::{SCRATCH_DEV_MAC as DEV_MAC, SCRATCH_NEXT_HOP_MAC as NEXT_HOP_MAC};
 
 /// Why BPF tests cannot run here, if they cannot.
 pub fn bpf_unavailable() -> Option<String> {
@@ -35,34 +31,9 @@ macro_rules! require_bpf {
 }
 pub(crate) use require_bpf;
 
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("run ip");
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Runs `f` on a thread inside a fresh anonymous network namespace (gone when the thread
-/// ends) holding device `lbin` (MAC DEV_MAC, 192.168.50.1/24), a route to 10.1.0.0/16 via
-/// 192.168.50.2 (NEXT_HOP_MAC) and forwarding on. `f` gets lbin's ifindex.
+/// See `tutor::lb::netns::in_scratch_netns`.
 pub fn in_test_netns<T: Send>(f: impl FnOnce(u32) -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare netns");
-            sh(&["ip", "link", "set", "lo", "up"]);
-            sh(&["ip", "link", "add", "lbin", "address", "02:00:00:00:00:01", "type", "veth", "peer", "name", "lbout"]);
-            sh(&["ip", "link", "set", "lbin", "up"]);
-            sh(&["ip", "link", "set", "lbout", "up"]);
-            sh(&["ip", "addr", "add", "192.168.50.1/24", "dev", "lbin"]);
-            sh(&["ip", "neigh", "add", "192.168.50.2", "lladdr", "02:00:00:00:00:02", "dev", "lbin", "nud", "permanent"]);
-            sh(&["ip", "route", "add", "10.1.0.0/16", "via", "192.168.50.2", "dev", "lbin"]);
-            sh(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-            let name = std::ffi::CString::new("lbin").unwrap();
-            // SAFETY: valid C string.
-            let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
-            f(idx)
-        })
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p))
-    })
+    tutor::lb::netns::in_scratch_netns(f).expect("scratch network namespace")
 }
 
 pub fn small_lb() -> LoadBalancer {
