@@ -9,7 +9,8 @@
  *   service without backends          -> XDP_DROP
  *   anything else                     -> XDP_PASS, bytes untouched
  * lb_rev (tc egress, same device): replies backend -> client leave towards the client through
- *   this device; they get their source translated back to the VIP from the rev table.
+ *   this device; their source goes back to the VIP when the conn table pins that client's flow
+ *   to that backend (backend_vips lists the candidate VIPs).
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -68,12 +69,21 @@ struct {
 } conn SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__type(key, struct lb_flow_key);
-	__type(value, struct lb_rev);
-	__uint(max_entries, LB_MAX_FLOWS);
-} rev SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct lb_vip_key);
+	__type(value, struct lb_frontends);
+	__uint(max_entries, LB_MAX_BACKENDS);
+} backend_vips SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_nexthop);
+	__uint(max_entries, LB_MAX_BACKENDS);
+} nexthop SEC(".maps");
+
+/* How long a cached FIB answer is trusted: route and neighbour changes show within this. */
+#define LB_NEXTHOP_TTL_NS (250ull * 1000 * 1000)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -283,12 +293,6 @@ int lb_xdp(struct xdp_md *ctx)
 			return verdict(g, XDP_DROP, LB_C_DROP_NO_BACKEND);
 		struct lb_conn nc = { .backend_id = be_id, .service_id = svc_id };
 		bpf_map_update_elem(&conn, &fk, &nc, BPF_ANY);
-		struct lb_flow_key rk = {
-			.saddr = be->addr, .daddr = fk.saddr,
-			.sport = be->port, .dport = fk.sport, .proto = proto,
-		};
-		struct lb_rev rv = { .vip = fk.daddr, .vport = fk.dport };
-		bpf_map_update_elem(&rev, &rk, &rv, BPF_ANY);
 		fresh = 1;
 	}
 
@@ -316,29 +320,43 @@ int lb_xdp(struct xdp_md *ctx)
 	if (g)
 		g->c[fresh ? LB_C_NEW_FLOW : LB_C_ESTABLISHED]++;
 
-	struct bpf_fib_lookup fib = {
-		.family = AF_INET,
-		.tos = ip->tos,
-		.l4_protocol = proto,
-		.sport = ports[0],
-		.dport = new_dport,
-		.tot_len = tot_len,
-		.ipv4_src = ip->saddr,
-		.ipv4_dst = new_daddr,
-		.ifindex = ctx->ingress_ifindex,
-	};
-	if (bpf_fib_lookup(ctx, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS)
+	struct lb_nexthop *nh = bpf_map_lookup_elem(&nexthop, &be_id);
+	if (!nh)
 		return verdict(g, XDP_PASS, LB_C_PASS_NAT);
+	__u64 now = bpf_ktime_get_coarse_ns();
+	if (nh->daddr != new_daddr || nh->ingress != ctx->ingress_ifindex || now > nh->expires) {
+		struct bpf_fib_lookup fib = {
+			.family = AF_INET,
+			.tos = ip->tos,
+			.l4_protocol = proto,
+			.sport = ports[0],
+			.dport = new_dport,
+			.tot_len = tot_len,
+			.ipv4_src = ip->saddr,
+			.ipv4_dst = new_daddr,
+			.ifindex = ctx->ingress_ifindex,
+		};
+		if (bpf_fib_lookup(ctx, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS) {
+			nh->expires = 0;
+			return verdict(g, XDP_PASS, LB_C_PASS_NAT);
+		}
+		nh->daddr = new_daddr;
+		nh->ingress = ctx->ingress_ifindex;
+		nh->ifindex = fib.ifindex;
+		__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
+		__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
+		nh->expires = now + LB_NEXTHOP_TTL_NS;
+	}
 
 	/* We forward like a router: one hop less. */
 	__u16 old_ttl_word = *(__u16 *)&ip->ttl;
 	ip->ttl--;
 	ip->check = csum_replace2(ip->check, old_ttl_word, *(__u16 *)&ip->ttl);
-	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
-	if (fib.ifindex == ctx->ingress_ifindex)
+	__builtin_memcpy(eth->h_dest, nh->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, nh->smac, ETH_ALEN);
+	if (nh->ifindex == ctx->ingress_ifindex)
 		return verdict(g, XDP_TX, LB_NO_REASON);
-	return verdict(g, bpf_redirect(fib.ifindex, 0), LB_NO_REASON);
+	return verdict(g, bpf_redirect(nh->ifindex, 0), LB_NO_REASON);
 }
 
 SEC("classifier")
@@ -372,15 +390,34 @@ int lb_rev(struct __sk_buff *skb)
 	if ((void *)(ports + 2) > end)
 		return TC_ACT_OK;
 
-	struct lb_flow_key rk = {
-		.saddr = ip->saddr, .daddr = ip->daddr,
-		.sport = ports[0], .dport = ports[1], .proto = proto,
-	};
-	struct lb_rev *rv = bpf_map_lookup_elem(&rev, &rk);
-	if (!rv)
+	struct lb_vip_key bk = { .addr = ip->saddr, .port = ports[0], .proto = proto };
+	struct lb_frontends *fr = bpf_map_lookup_elem(&backend_vips, &bk);
+	if (!fr)
 		return TC_ACT_OK;
-	__u32 old_saddr = rk.saddr, new_saddr = rv->vip;
-	__u16 old_sport = rk.sport, new_sport = rv->vport;
+	__u32 new_saddr = 0;
+	__u16 new_sport = 0;
+	for (int i = 0; i < LB_FRONTENDS_PER_BACKEND; i++) {
+		if (i >= fr->count)
+			break;
+		struct lb_flow_key fk = {
+			.saddr = ip->daddr, .daddr = fr->vip[i].addr,
+			.sport = ports[1], .dport = fr->vip[i].port, .proto = proto,
+		};
+		struct lb_conn *c = bpf_map_lookup_elem(&conn, &fk);
+		if (!c)
+			continue;
+		__u32 id = c->backend_id;
+		struct lb_backend *be = bpf_map_lookup_elem(&backends, &id);
+		if (be && be->addr == bk.addr && be->port == bk.port) {
+			new_saddr = fk.daddr;
+			new_sport = fk.dport;
+			break;
+		}
+	}
+	if (!new_saddr)
+		return TC_ACT_OK;
+	__u32 old_saddr = bk.addr;
+	__u16 old_sport = bk.port;
 
 	__u64 mangled0 = proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 	bpf_l4_csum_replace(skb, check_off, old_saddr, new_saddr, BPF_F_PSEUDO_HDR | mangled0 | 4);

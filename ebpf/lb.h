@@ -45,7 +45,7 @@ struct lb_backend {
 	__u16 refs; /* services whose table holds it; userspace bookkeeping, 0 = draining */
 };
 
-/* conn (forward) and rev (reverse) tables: a 5-tuple as seen on the wire */
+/* conn table key: a 5-tuple as seen on the wire (client -> VIP) */
 struct lb_flow_key {
 	__u32 saddr;
 	__u32 daddr;
@@ -61,11 +61,24 @@ struct lb_conn {
 	__u32 service_id;
 };
 
-/* rev: backend -> client reply flow -> the VIP the client talked to */
-struct lb_rev {
-	__u32 vip;
-	__u16 vport;
-	__u16 pad;
+/* backend_vips: backend (addr, port, proto as a struct lb_vip_key) -> the frontends it serves
+ * or served. The reply translation tries each: a reply is translated to frontend F only if the
+ * conn table pins (client -> F) to this very backend, so no second table is written per flow. */
+#define LB_FRONTENDS_PER_BACKEND 4
+struct lb_frontends {
+	__u32 count;
+	struct lb_vip_key vip[LB_FRONTENDS_PER_BACKEND];
+};
+
+/* nexthop[backend id] (per CPU): the last bpf_fib_lookup answer for the backend, reused until
+ * `expires` (bpf_ktime_get_coarse_ns) so established flows skip the FIB. */
+struct lb_nexthop {
+	__u32 daddr;   /* the backend address it was computed for (ids get reused) */
+	__u32 ingress; /* and the ingress device */
+	__u32 ifindex;
+	__u8 smac[6];
+	__u8 dmac[6];
+	__u64 expires;
 };
 
 /* config[0]: what the datapath needs to know about the device it is attached to */

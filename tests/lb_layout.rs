@@ -75,7 +75,8 @@ fn mirrors_match_the_c_header() {
     check!(s, "lb_backend", BackendValue, [addr, port, refs]);
     check!(s, "lb_flow_key", FlowKey, [saddr, daddr, sport, dport, proto, pad]);
     check!(s, "lb_conn", ConnValue, [backend_id, service_id]);
-    check!(s, "lb_rev", RevValue, [vip, vport, pad]);
+    check!(s, "lb_frontends", FrontendsValue, [count, vip]);
+    check!(s, "lb_nexthop", NexthopValue, [daddr, ingress, ifindex, smac, dmac, expires]);
     check!(s, "lb_config", ConfigValue, [mac, pad, ifindex, maglev_size, max_services]);
     check!(s, "lb_counters", Counters, [packets, bytes]);
     check!(s, "lb_global_stats", GlobalValue, [c]);

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use lb_support::*;
 use tutor::lb::hash::flow_hash;
-use tutor::lb::maps::{FlowKey, addr_be, port_be};
+use tutor::lb::maps::FlowKey;
 use tutor::lb::{LoadBalancer, Service, action};
 
 const VIP: &str = "172.18.255.200:80";
@@ -41,10 +41,10 @@ fn syn_to_vip_is_dnat_to_the_maglev_backend_with_valid_checksums() {
         assert_eq!(out, rewritten(&frame, backend, false, true, Some((NEXT_HOP_MAC, DEV_MAC))));
         let s = lb.stats().unwrap();
         assert_eq!((s.counter("new_flow"), s.counter("tx"), s.counter("packets")), (1, 1, 1));
-        // The reply path knows how to translate the backend's answer back.
-        let reply = FlowKey::new(*backend.ip(), backend.port(), *client.ip(), client.port(), 6);
-        let rev = lb.reverse_entry(&reply).expect("rev entry");
-        assert_eq!((rev.vip, rev.vport), (addr_be(Ipv4Addr::new(172, 18, 255, 200)), port_be(80)));
+        // The connection table pins the flow to that backend.
+        let conn = lb.connection(&flow(client, sa(VIP), 6)).expect("conn entry");
+        let view = lb.service(&"172.18.255.200:80/tcp".parse().unwrap()).unwrap().unwrap();
+        assert_eq!(view.backends.iter().find(|b| b.id == conn.backend_id).unwrap().addr, backend);
     });
 }
 

@@ -17,12 +17,13 @@ use super::{iface, netns};
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb.bpf.o"));
 
 /// Every map of `ebpf/lb.bpf.c`; also their pin names.
-pub const MAP_NAMES: [&str; 10] = [
+pub const MAP_NAMES: [&str; 11] = [
     "services",
     "backends",
     "maglev",
     "conn",
-    "rev",
+    "backend_vips",
+    "nexthop",
     "announce",
     "config",
     "svc_stats",
@@ -74,7 +75,7 @@ pub(crate) struct LbMaps {
     pub backends: Array<MapData, BackendValue>,
     pub maglev: Array<MapData, u32>,
     pub conn: HashMap<MapData, FlowKey, ConnValue>,
-    pub rev: HashMap<MapData, FlowKey, RevValue>,
+    pub backend_vips: HashMap<MapData, VipKey, FrontendsValue>,
     pub announce: HashMap<MapData, u32, u32>,
     pub config: Array<MapData, ConfigValue>,
     pub svc_stats: PerCpuArray<MapData, Counters>,
@@ -96,8 +97,8 @@ impl LbMaps {
         let maglev = typed(m, &n)?;
         let (m, n) = get("conn")?;
         let conn = typed(m, &n)?;
-        let (m, n) = get("rev")?;
-        let rev = typed(m, &n)?;
+        let (m, n) = get("backend_vips")?;
+        let backend_vips = typed(m, &n)?;
         let (m, n) = get("announce")?;
         let announce = typed(m, &n)?;
         let (m, n) = get("config")?;
@@ -108,7 +109,7 @@ impl LbMaps {
         let backend_stats = typed(m, &n)?;
         let (m, n) = get("global_stats")?;
         let global = typed(m, &n)?;
-        Ok(LbMaps { services, backends, maglev, conn, rev, announce, config, svc_stats, backend_stats, global })
+        Ok(LbMaps { services, backends, maglev, conn, backend_vips, announce, config, svc_stats, backend_stats, global })
     }
 }
 
@@ -332,10 +333,6 @@ impl LoadBalancer {
         self.maps.conn.get(flow, 0).ok()
     }
 
-    /// The VIP a reply flow (backend → client) is translated back to.
-    pub fn reverse_entry(&self, reply: &FlowKey) -> Option<RevValue> {
-        self.maps.rev.get(reply, 0).ok()
-    }
 
     /// One BPF_PROG_TEST_RUN call of the named XDP program; also returns the kernel's duration.
     pub(crate) fn run_program(

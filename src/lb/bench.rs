@@ -104,7 +104,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
 }
 
 fn micro(calls: u32, lbin: u32) -> Result<(f64, f64, f64)> {
-    let mut lb = LoadBalancer::load(&LoadOptions::default())?;
+    let mut lb = LoadBalancer::load(&LoadOptions { maglev_size: 65537, max_services: 1, pin_dir: None })?;
     let backends = (1..=10).map(|i| SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, i), 8080)).collect();
     lb.upsert_service(&Service { frontend: "172.18.255.200:80/tcp".parse()?, backends, kind: ServiceKind::LoadBalancer })?;
     let vip = SocketAddrV4::new(Ipv4Addr::new(172, 18, 255, 200), 80);

@@ -32,7 +32,7 @@ pub struct BackendValue {
     pub refs: u16,
 }
 
-/// `struct lb_flow_key`: a 5-tuple as seen on the wire (`conn` and `rev` keys).
+/// `struct lb_flow_key`: a 5-tuple as seen on the wire (`conn` key).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct FlowKey {
@@ -52,13 +52,27 @@ pub struct ConnValue {
     pub service_id: u32,
 }
 
-/// `struct lb_rev`.
+/// `LB_FRONTENDS_PER_BACKEND`.
+pub const FRONTENDS_PER_BACKEND: usize = 4;
+
+/// `struct lb_frontends`: value of `backend_vips` (key: the backend as a `VipKey`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RevValue {
-    pub vip: u32,
-    pub vport: u16,
-    pub pad: u16,
+pub struct FrontendsValue {
+    pub count: u32,
+    pub vip: [VipKey; FRONTENDS_PER_BACKEND],
+}
+
+/// `struct lb_nexthop` (datapath-only cache; mirrored for the layout test).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NexthopValue {
+    pub daddr: u32,
+    pub ingress: u32,
+    pub ifindex: u32,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+    pub expires: u64,
 }
 
 /// `struct lb_config`.
@@ -114,7 +128,8 @@ unsafe impl aya::Pod for ServiceValue {}
 unsafe impl aya::Pod for BackendValue {}
 unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for ConnValue {}
-unsafe impl aya::Pod for RevValue {}
+unsafe impl aya::Pod for FrontendsValue {}
+unsafe impl aya::Pod for NexthopValue {}
 unsafe impl aya::Pod for ConfigValue {}
 unsafe impl aya::Pod for Counters {}
 unsafe impl aya::Pod for GlobalValue {}

@@ -195,6 +195,9 @@ impl LoadBalancer {
         for &b in old_ids.difference(&new_ids) {
             self.adjust_refs(b, -1)?;
         }
+        for m in &members {
+            self.list_frontend(m, &svc.frontend)?;
+        }
         if existing.is_none() {
             self.reset_counters(Counted::Service, id)?;
         }
@@ -214,7 +217,51 @@ impl LoadBalancer {
         for b in ids {
             self.adjust_refs(b, -1)?;
         }
+        self.unlist_frontend(frontend)?;
         Ok(true)
+    }
+
+    /// Adds `frontend` to the frontends the reply translation tries for backend `m`. A backend
+    /// leaving a service stays listed: its draining flows still need their replies translated.
+    fn list_frontend(&mut self, m: &MaglevBackend, frontend: &Frontend) -> Result<()> {
+        let key = VipKey { addr: m.addr, port: m.port, proto: frontend.proto.number(), pad: 0 };
+        let fk = frontend.key();
+        let mut v = self.maps.backend_vips.get(&key, 0).unwrap_or_default();
+        let n = v.count as usize;
+        if v.vip[..n].contains(&fk) {
+            return Ok(());
+        }
+        if n == FRONTENDS_PER_BACKEND {
+            // Full: forget the oldest.
+            v.vip.rotate_left(1);
+            v.vip[n - 1] = fk;
+        } else {
+            v.vip[n] = fk;
+            v.count += 1;
+        }
+        self.maps.backend_vips.insert(key, v, 0).map_err(map_err("writing backend_vips"))
+    }
+
+    fn unlist_frontend(&mut self, frontend: &Frontend) -> Result<()> {
+        let fk = frontend.key();
+        let mut changed = Vec::new();
+        for item in self.maps.backend_vips.iter() {
+            let (k, v) = item.map_err(map_err("reading backend_vips"))?;
+            let kept: Vec<VipKey> = v.vip[..v.count as usize].iter().copied().filter(|f| *f != fk).collect();
+            if kept.len() != v.count as usize {
+                let mut nv = FrontendsValue { count: kept.len() as u32, ..Default::default() };
+                nv.vip[..kept.len()].copy_from_slice(&kept);
+                changed.push((k, nv));
+            }
+        }
+        for (k, v) in changed {
+            if v.count == 0 {
+                self.maps.backend_vips.remove(&k).map_err(map_err("writing backend_vips"))?;
+            } else {
+                self.maps.backend_vips.insert(k, v, 0).map_err(map_err("writing backend_vips"))?;
+            }
+        }
+        Ok(())
     }
 
     /// Every service, read back from the maps, sorted by frontend.
