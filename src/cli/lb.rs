@@ -48,6 +48,9 @@ enum LbCommand {
         max_services: u32,
         #[arg(long)]
         pin_dir: Option<PathBuf>,
+        /// Network namespace of the interface (a name from `ip netns list`, or a path).
+        #[arg(long)]
+        netns: Option<String>,
     },
     /// Detach from the interface and remove every pin.
     Detach {
@@ -113,7 +116,7 @@ enum ServiceCommand {
 
 pub async fn execute(args: LbArgs) -> anyhow::Result<Exit> {
     match args.command {
-        LbCommand::Attach { iface, mode, maglev_size, max_services, pin_dir } => {
+        LbCommand::Attach { iface, mode, maglev_size, max_services, pin_dir, netns } => {
             let pin_dir = pin_dir.unwrap_or_else(|| lb::default_pin_dir(&iface));
             if pin_dir.join("config").exists() {
                 bail!("a load balancer is already attached with pins in {} (run `tutor lb detach` first)", pin_dir.display());
@@ -124,7 +127,14 @@ pub async fn execute(args: LbArgs) -> anyhow::Result<Exit> {
                 Mode::Native => AttachMode::Native,
                 Mode::Skb => AttachMode::Skb,
             };
-            match balancer.attach(&iface, mode) {
+            let attached = match &netns {
+                Some(ns) => {
+                    let path = if ns.contains('/') { PathBuf::from(ns) } else { PathBuf::from("/run/netns").join(ns) };
+                    balancer.attach_in_netns(&path, &iface, mode)
+                }
+                None => balancer.attach(&iface, mode),
+            };
+            match attached {
                 Ok(attached) => {
                     if let Some(why) = attached.fallback {
                         eprintln!("{} {why}", console::style("warning:").yellow().bold());

@@ -146,6 +146,7 @@ impl LoadBalancer {
             .map_max_entries("svc_stats", opts.max_services);
         let pin_paths: Vec<(&str, PathBuf)> = match &opts.pin_dir {
             Some(dir) => {
+                ensure_bpffs(dir)?;
                 fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
                 MAP_NAMES.iter().map(|n| (*n, dir.join(n))).collect()
             }
@@ -265,7 +266,7 @@ impl LoadBalancer {
             Ok(id) => id,
             Err(e) => {
                 drop(xdp_link);
-                return Err(LbError::Program { what: format!("attaching lb_rev to {iface_name} egress"), source: e });
+                return Err(LbError::Program { what: format!("attaching lb_rev to {iface_name} egress"), cause: e });
             }
         };
         let tc_link: FdLink = tc
@@ -279,7 +280,7 @@ impl LoadBalancer {
                 for (link, name) in [(xdp_link, LINK_XDP), (tc_link, LINK_TC)] {
                     link.pin(dir.join(name)).map_err(|e| LbError::Io {
                         what: format!("pinning {}", dir.join(name).display()),
-                        source: std::io::Error::other(e.to_string()),
+                        cause: std::io::Error::other(e.to_string()),
                     })?;
                 }
             }
@@ -362,6 +363,30 @@ impl LoadBalancer {
     }
 }
 
+/// Pins need a bpf filesystem. Under /sys/fs/bpf, mount it there when missing (as bpftool and
+/// Cilium do; some containers do not have it); elsewhere the caller must have mounted one.
+fn ensure_bpffs(dir: &Path) -> Result<()> {
+    use nix::sys::statfs::{BPF_FS_MAGIC, statfs};
+    let mut probe = dir;
+    while !probe.exists() {
+        probe = probe.parent().unwrap_or(Path::new("/"));
+    }
+    let on_bpffs = |p: &Path| statfs(p).map(|s| s.filesystem_type() == BPF_FS_MAGIC).unwrap_or(false);
+    if on_bpffs(probe) {
+        return Ok(());
+    }
+    let root = Path::new("/sys/fs/bpf");
+    if dir.starts_with(root) && !on_bpffs(root) {
+        nix::mount::mount(Some("bpf"), root, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
+            .map_err(|e| LbError::Io { what: format!("mounting a bpf filesystem on {}", root.display()), cause: e.into() })?;
+        return Ok(());
+    }
+    Err(LbError::Invalid(format!(
+        "{} is not on a bpf filesystem: mount one (mount -t bpf bpf DIR) or pin under /sys/fs/bpf",
+        dir.display()
+    )))
+}
+
 /// Removes the pinned links (which detaches the programs) and maps of `pin_dir`.
 pub fn detach_pinned(pin_dir: &Path) -> Result<()> {
     if !pin_dir.exists() {
@@ -372,7 +397,7 @@ pub fn detach_pinned(pin_dir: &Path) -> Result<()> {
         if path.exists() {
             let pinned = PinnedLink::from_pin(&path).map_err(|e| LbError::Io {
                 what: format!("opening {}", path.display()),
-                source: std::io::Error::other(e.to_string()),
+                cause: std::io::Error::other(e.to_string()),
             })?;
             drop(pinned.unpin().map_err(io_err(format!("unpinning {}", path.display())))?);
         }

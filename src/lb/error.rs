@@ -5,24 +5,13 @@ use std::path::PathBuf;
 pub enum LbError {
     #[error("loading the XDP program into the kernel: {0}")]
     Load(#[from] aya::EbpfError),
-    #[error("{what}: {source}")]
-    Map {
-        what: String,
-        #[source]
-        source: aya::maps::MapError,
-    },
-    #[error("{what}: {source}")]
-    Program {
-        what: String,
-        #[source]
-        source: aya::programs::ProgramError,
-    },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    // The cause is part of the message, not a `source()`, so chains print it once.
+    #[error("{what}: {cause}")]
+    Map { what: String, cause: aya::maps::MapError },
+    #[error("{what}: {cause}")]
+    Program { what: String, cause: aya::programs::ProgramError },
+    #[error("{what}: {cause}")]
+    Io { what: String, cause: std::io::Error },
     #[error("no load balancer is attached here: {0} does not exist (run `tutor lb attach` first)")]
     NotAttached(PathBuf),
     #[error("a load balancer is already attached: {0} exists (run `tutor lb detach` first)")]
@@ -39,15 +28,15 @@ pub type Result<T, E = LbError> = std::result::Result<T, E>;
 
 pub(crate) fn map_err(what: impl Into<String>) -> impl FnOnce(aya::maps::MapError) -> LbError {
     let what = what.into();
-    move |source| LbError::Map { what, source }
+    move |cause| LbError::Map { what, cause }
 }
 
 pub(crate) fn prog_err(what: impl Into<String>) -> impl FnOnce(aya::programs::ProgramError) -> LbError {
     let what = what.into();
-    move |source| LbError::Program { what, source }
+    move |cause| LbError::Program { what, cause }
 }
 
 pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LbError {
     let what = what.into();
-    move |source| LbError::Io { what, source }
+    move |cause| LbError::Io { what, cause }
 }

@@ -23,7 +23,7 @@ pub fn mac(name: &str) -> Result<[u8; 6]> {
     // SAFETY: plain socket(2); the fd is owned right away.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return Err(LbError::Io { what: "socket".into(), source: std::io::Error::last_os_error() });
+        return Err(LbError::Io { what: "socket".into(), cause: std::io::Error::last_os_error() });
     }
     // SAFETY: fd is a fresh, valid descriptor.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -37,7 +37,7 @@ pub fn mac(name: &str) -> Result<[u8; 6]> {
     if rc < 0 {
         return Err(LbError::Io {
             what: format!("reading the MAC address of {name}"),
-            source: std::io::Error::last_os_error(),
+            cause: std::io::Error::last_os_error(),
         });
     }
     // SAFETY: the union member written by SIOCGIFHWADDR.

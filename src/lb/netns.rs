@@ -13,15 +13,15 @@ use super::error::{LbError, Result};
 /// Runs `f` on a new thread whose network namespace is the one at `netns` (e.g.
 /// `/run/netns/NAME` or `/proc/PID/ns/net`).
 pub fn in_netns<T: Send>(netns: &Path, f: impl FnOnce() -> T + Send) -> Result<T> {
-    let file = File::open(netns).map_err(|source| LbError::Io {
+    let file = File::open(netns).map_err(|cause| LbError::Io {
         what: format!("opening network namespace {}", netns.display()),
-        source,
+        cause,
     })?;
     std::thread::scope(|s| {
         s.spawn(move || {
             setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| LbError::Io {
                 what: format!("entering network namespace {}", netns.display()),
-                source: e.into(),
+                cause: e.into(),
             })?;
             Ok(f())
         })
@@ -43,7 +43,7 @@ pub fn in_scratch_netns<T: Send>(f: impl FnOnce(u32) -> T + Send) -> Result<T> {
     std::thread::scope(|s| {
         s.spawn(|| {
             nix::sched::unshare(CloneFlags::CLONE_NEWNET)
-                .map_err(|e| LbError::Io { what: "creating a network namespace".into(), source: e.into() })?;
+                .map_err(|e| LbError::Io { what: "creating a network namespace".into(), cause: e.into() })?;
             let steps: [&[&str]; 8] = [
                 &["ip", "link", "set", "lo", "up"],
                 &["ip", "link", "add", "lbin", "address", "02:00:00:00:00:01", "type", "veth", "peer", "name", "lbout"],
@@ -58,7 +58,7 @@ pub fn in_scratch_netns<T: Send>(f: impl FnOnce(u32) -> T + Send) -> Result<T> {
                 let out = std::process::Command::new(args[0])
                     .args(&args[1..])
                     .output()
-                    .map_err(|source| LbError::Io { what: format!("running {}", args[0]), source })?;
+                    .map_err(|cause| LbError::Io { what: format!("running {}", args[0]), cause })?;
                 if !out.status.success() {
                     return Err(LbError::Invalid(format!(
                         "`{}` failed: {}",

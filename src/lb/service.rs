@@ -368,7 +368,7 @@ impl LoadBalancer {
     }
 
     fn reset_counters(&mut self, which: Counted, id: u32) -> Result<()> {
-        let cpus = aya::util::nr_cpus().map_err(|(what, source)| LbError::Io { what: what.into(), source })?;
+        let cpus = aya::util::nr_cpus().map_err(|(what, cause)| LbError::Io { what: what.into(), cause })?;
         let zeros = PerCpuValues::try_from(vec![Counters::default(); cpus]).map_err(io_err("per-CPU values"))?;
         let map = match which {
             Counted::Service => &mut self.maps.svc_stats,

@@ -36,9 +36,9 @@ pub struct Topology {
 }
 
 fn run(args: &[&str]) -> Result<()> {
-    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|source| LbError::Io {
+    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|cause| LbError::Io {
         what: format!("running {}", args[0]),
-        source,
+        cause,
     })?;
     if !out.status.success() {
         return Err(LbError::Invalid(format!("`{}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())));
@@ -120,8 +120,8 @@ impl Topology {
         let listener = in_netns(&self.ns_path(&format!("b{i}")), || {
             TcpListener::bind((Ipv4Addr::UNSPECIFIED, BACKEND_PORT))
         })?
-        .map_err(|source| LbError::Io { what: format!("listening in backend {i}"), source })?;
-        listener.set_nonblocking(true).map_err(|source| LbError::Io { what: "nonblocking".into(), source })?;
+        .map_err(|cause| LbError::Io { what: format!("listening in backend {i}"), cause })?;
+        listener.set_nonblocking(true).map_err(|cause| LbError::Io { what: "nonblocking".into(), cause })?;
         let stop = self.stop.clone();
         let served = Arc::new(AtomicU64::new(0));
         self.served.push(served.clone());
@@ -146,7 +146,7 @@ impl Topology {
             BACKEND_PORT
         );
         let path = std::env::temp_dir().join(format!("{}.nft", self.prefix));
-        std::fs::write(&path, rules).map_err(|source| LbError::Io { what: "writing nft rules".into(), source })?;
+        std::fs::write(&path, rules).map_err(|cause| LbError::Io { what: "writing nft rules".into(), cause })?;
         let r = self.exec("lb", &["nft", "-f", &path.to_string_lossy()]);
         let _ = std::fs::remove_file(&path);
         r

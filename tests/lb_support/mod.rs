@@ -8,6 +8,7 @@ use etherparse::{Ipv4Header, PacketBuilder, TcpHeader, UdpHeader};
 use tutor::lb::{LoadBalancer, LoadOptions};
 
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
+#[allow(unused_imports)]
 pub use tutor::lb::netns::{SCRATCH_DEV_MAC as DEV_MAC, SCRATCH_NEXT_HOP_MAC as NEXT_HOP_MAC};
 
 /// Why BPF tests cannot run here, if they cannot.
