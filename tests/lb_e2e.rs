@@ -44,7 +44,7 @@ fn assert_shares(counts: &BTreeMap<usize, usize>, backends: &[usize]) {
 fn connections_spread_over_backends_and_survive_adding_one() {
     lb_support::require_bpf!();
     let topo = Topology::create(&format!("tutor-lbe2e-{}", std::process::id()), 3).expect("namespaces");
-    let mut lb = LoadBalancer::load(&LoadOptions { maglev_size: 65537, max_services: 2, pin_dir: None }).unwrap();
+    let mut lb = LoadBalancer::load(&LoadOptions { maglev_size: 65537, max_services: 2, ..Default::default() }).unwrap();
     lb.upsert_service(&service(&[1, 2])).unwrap();
     let attached = lb.attach_in_netns(&topo.ns_path("lb"), LB_IFACE, AttachMode::Native).unwrap();
     assert_eq!(attached.mode, AttachMode::Native, "{:?}", attached.fallback);

@@ -46,6 +46,9 @@ enum LbCommand {
         maglev_size: u32,
         #[arg(long, default_value_t = 16)]
         max_services: u32,
+        /// Connection table entries.
+        #[arg(long, default_value_t = 65536)]
+        max_flows: u32,
         #[arg(long)]
         pin_dir: Option<PathBuf>,
         /// Network namespace of the interface (a name from `ip netns list`, or a path).
@@ -116,12 +119,12 @@ enum ServiceCommand {
 
 pub async fn execute(args: LbArgs) -> anyhow::Result<Exit> {
     match args.command {
-        LbCommand::Attach { iface, mode, maglev_size, max_services, pin_dir, netns } => {
+        LbCommand::Attach { iface, mode, maglev_size, max_services, max_flows, pin_dir, netns } => {
             let pin_dir = pin_dir.unwrap_or_else(|| lb::default_pin_dir(&iface));
             if pin_dir.join("config").exists() {
                 bail!("a load balancer is already attached with pins in {} (run `tutor lb detach` first)", pin_dir.display());
             }
-            let opts = LoadOptions { maglev_size, max_services, pin_dir: Some(pin_dir.clone()) };
+            let opts = LoadOptions { maglev_size, max_services, max_flows, pin_dir: Some(pin_dir.clone()) };
             let mut balancer = LoadBalancer::load(&opts).context("loading the load balancer")?;
             let mode = match mode {
                 Mode::Native => AttachMode::Native,

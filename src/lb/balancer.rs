@@ -44,13 +44,15 @@ pub struct LoadOptions {
     pub maglev_size: u32,
     /// Services the maps can hold (the Maglev map takes `maglev_size × max_services × 4` bytes).
     pub max_services: u32,
+    /// Entries of the connection table (flows pinned to a backend), LRU-evicted beyond.
+    pub max_flows: u32,
     /// Pin every map here (created, or reused when already pinned) so other processes find them.
     pub pin_dir: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { maglev_size: 65537, max_services: 16, pin_dir: None }
+        LoadOptions { maglev_size: 65537, max_services: 16, max_flows: 65536, pin_dir: None }
     }
 }
 
@@ -143,7 +145,8 @@ impl LoadBalancer {
             .override_global("lb_maglev_size", &opts.maglev_size, true)
             .map_max_entries("maglev", slots)
             .map_max_entries("services", opts.max_services)
-            .map_max_entries("svc_stats", opts.max_services);
+            .map_max_entries("svc_stats", opts.max_services)
+            .map_max_entries("conn", opts.max_flows.max(1));
         let pin_paths: Vec<(&str, PathBuf)> = match &opts.pin_dir {
             Some(dir) => {
                 ensure_bpffs(dir)?;
@@ -239,10 +242,8 @@ impl LoadBalancer {
     pub fn attach(&mut self, iface_name: &str, mode: AttachMode) -> Result<Attached> {
         let ifindex = iface::ifindex(iface_name)?;
         let mac = iface::mac(iface_name)?;
-        if let Some(dir) = &self.pin_dir {
-            if dir.join(LINK_XDP).exists() {
-                return Err(LbError::AlreadyAttached(dir.join(LINK_XDP)));
-            }
+        if let Some(dir) = self.pin_dir.as_ref().filter(|d| d.join(LINK_XDP).exists()) {
+            return Err(LbError::AlreadyAttached(dir.join(LINK_XDP)));
         }
         let ebpf = self.ebpf.as_mut().ok_or(LbError::NoProgram)?;
         let xdp = xdp_program(ebpf, "lb_xdp")?;
@@ -410,10 +411,8 @@ pub fn detach_pinned(pin_dir: &Path) -> Result<()> {
     }
     fs::remove_dir(pin_dir).map_err(io_err(format!("removing {}", pin_dir.display())))?;
     // Leave /sys/fs/bpf/tutor when it is the last user of it; ignore "not empty".
-    if let Some(parent) = pin_dir.parent() {
-        if parent.file_name().is_some_and(|n| n == "tutor") {
-            let _ = fs::remove_dir(parent);
-        }
+    if let Some(parent) = pin_dir.parent().filter(|p| p.file_name().is_some_and(|n| n == "tutor")) {
+        let _ = fs::remove_dir(parent);
     }
     Ok(())
 }

@@ -38,7 +38,7 @@ pub fn in_test_netns<T: Send>(f: impl FnOnce(u32) -> T + Send) -> T {
 }
 
 pub fn small_lb() -> LoadBalancer {
-    LoadBalancer::load(&LoadOptions { maglev_size: 251, max_services: 4, pin_dir: None }).expect("load lb")
+    LoadBalancer::load(&LoadOptions { maglev_size: 251, max_services: 4, ..Default::default() }).expect("load lb")
 }
 
 pub fn sa(s: &str) -> SocketAddrV4 {
