@@ -1,10 +1,215 @@
-//! `tutor run`.
+//! `tutor run`: check every input first (exit 2, nothing executed), then run the tutorials and
+//! report: progress or JSON lines, the closing line, JUnit, the run record.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use console::style;
 
 use super::Exit;
+use crate::backend::{BackendKind, process};
+use crate::report::{json, junit, progress, record, summary};
+use crate::runner::{self, Cancel, Counts, Reporter, RunOptions, StepRange, TutorialResult};
+use crate::tutorial::{self, Tutorial};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
 
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {}
+pub struct RunArgs {
+    /// Markdown tutorials, or folders searched recursively for them.
+    #[arg(default_value = "tutorials")]
+    paths: Vec<PathBuf>,
+    /// Environment to run in (default: the tutorial's front matter `backend`, else lab).
+    #[arg(long)]
+    backend: Option<BackendKind>,
+    /// Kubeconfig context (kube backend).
+    #[arg(long)]
+    context: Option<String>,
+    /// Leave the environment and the work directory in place after the run.
+    #[arg(long)]
+    keep: bool,
+    /// Record this run's outputs as the expectations (.snap files, console blocks in place).
+    #[arg(long)]
+    update: bool,
+    /// Run only step N.
+    #[arg(long, value_name = "N", conflicts_with_all = ["from", "to"])]
+    step: Option<usize>,
+    /// Run from step N on.
+    #[arg(long, value_name = "N")]
+    from: Option<usize>,
+    /// Run up to step M.
+    #[arg(long, value_name = "M")]
+    to: Option<usize>,
+    /// Run the rest of a tutorial after a failing block.
+    #[arg(long)]
+    keep_going: bool,
+    /// Tutorials to run at once.
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: u16,
+    /// `human` (progress, diffs) or `json` (one record per block on stdout).
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    /// Also write a JUnit XML report here.
+    #[arg(long, value_name = "PATH")]
+    junit: Option<PathBuf>,
+    /// Work directory (default: a fresh temporary one per tutorial).
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<PathBuf>,
+    /// Folder holding `<tutorial>/<id>.snap` (default: the nearest `snapshots/` above the tutorial).
+    #[arg(long, value_name = "DIR")]
+    snapshots: Option<PathBuf>,
+    /// Where to write the run record the book reads.
+    #[arg(long, value_name = "PATH", default_value = "target/tutor/last-run.json")]
+    record: PathBuf,
+}
 
-pub async fn execute(_args: RunArgs) -> anyhow::Result<Exit> {
-    anyhow::bail!("`tutor run` is not built yet")
+fn print_errors(errors: &[String]) {
+    for e in errors {
+        eprintln!("{} {e}", style("error:").red().bold());
+    }
+}
+
+/// Discover and parse every tutorial: those that parse, and every error at once.
+pub(super) fn load(paths: &[PathBuf]) -> (Vec<Tutorial>, Vec<String>) {
+    let files = match tutorial::discover(paths) {
+        Ok(f) => f,
+        Err(e) => return (Vec::new(), vec![e.to_string()]),
+    };
+    if files.is_empty() {
+        let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return (Vec::new(), vec![format!("no Markdown tutorials found in {}", list.join(", "))]);
+    }
+    let mut tutorials = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        match tutorial::parse_file(&f) {
+            Ok(t) => tutorials.push(t),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    (tutorials, errors)
+}
+
+/// Exit status of a finished run.
+fn exit_of(results: &[TutorialResult]) -> Exit {
+    if results.iter().any(|r| r.interrupted) {
+        Exit::Interrupted
+    } else if results.iter().any(|r| r.usage_error) {
+        Exit::Usage
+    } else if results.iter().any(|r| matches!(r.status(), runner::Status::Failed | runner::Status::Error)) {
+        Exit::Fail
+    } else {
+        Exit::Pass
+    }
+}
+
+fn backend_label(flag: Option<BackendKind>, results: &[TutorialResult]) -> String {
+    if let Some(b) = flag {
+        return b.to_string();
+    }
+    let mut kinds: Vec<BackendKind> = results.iter().map(|r| r.backend).collect();
+    kinds.dedup();
+    match kinds.as_slice() {
+        [one] => one.to_string(),
+        _ => "mixed".into(),
+    }
+}
+
+pub async fn execute(args: RunArgs) -> anyhow::Result<Exit> {
+    let (tutorials, errors) = load(&args.paths);
+    if !errors.is_empty() {
+        print_errors(&errors);
+        return Ok(Exit::Usage);
+    }
+    // Markdown without a single command block (a folder's README) is not a tutorial to run.
+    let tutorials: Vec<Tutorial> =
+        tutorials.into_iter().filter(|t| t.steps.iter().flat_map(|s| &s.blocks).any(|b| b.is_command())).collect();
+    if tutorials.is_empty() {
+        print_errors(&["no tutorial with a command block to run".to_string()]);
+        return Ok(Exit::Usage);
+    }
+    let steps = match args.step {
+        Some(n) => StepRange { from: Some(n), to: Some(n) },
+        None => StepRange { from: args.from, to: args.to },
+    };
+    let mut prepared = Vec::new();
+    let mut errors = Vec::new();
+    for t in tutorials {
+        match runner::prepare(t, args.backend, args.context.as_deref(), steps, args.snapshots.as_deref()) {
+            Ok(p) => prepared.push(p),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if !errors.is_empty() {
+        print_errors(&errors);
+        return Ok(Exit::Usage);
+    }
+
+    let cancel = Cancel::default();
+    let signals = runner::cancel::on_signals(cancel.clone())?;
+    let several = prepared.len() > 1;
+    let reporter: Arc<dyn Reporter> = match args.format {
+        Format::Human => Arc::new(progress::Human::new(several)),
+        Format::Json => Arc::new(json::JsonLines),
+    };
+    let opts = RunOptions {
+        update: args.update,
+        keep_going: args.keep_going,
+        keep: args.keep,
+        jobs: args.jobs as usize,
+        workdir: args.workdir.clone(),
+    };
+    let started_at = SystemTime::now();
+    let start = Instant::now();
+    let results = runner::run_all(prepared, opts, reporter, cancel.clone()).await;
+    // Last safety net: nothing a block started outlives the run.
+    process::kill_all();
+    signals.abort();
+    let took = start.elapsed();
+
+    let mut exit = exit_of(&results);
+    if cancel.is_cancelled() {
+        exit = Exit::Interrupted;
+    }
+    let rec = record::from_results(&results, &backend_label(args.backend, &results), started_at, took);
+    let mut write_errors = Vec::new();
+    if let Err(e) = rec.write(&args.record) {
+        write_errors.push(e.to_string());
+    }
+    if let Some(path) = &args.junit {
+        if let Err(e) = junit::write(&results, path) {
+            write_errors.push(format!("cannot write the JUnit report {}: {e}", path.display()));
+        }
+    }
+    print_errors(&write_errors);
+    if !write_errors.is_empty() && exit == Exit::Pass {
+        exit = Exit::Fail;
+    }
+
+    let updated: Vec<&PathBuf> = results.iter().flat_map(|r| r.updated.iter()).collect();
+    let closing = summary::closing_line(Counts::of(&results), took);
+    let mut lines = Vec::new();
+    if args.update {
+        if updated.is_empty() {
+            lines.push("update: nothing changed".to_string());
+        }
+        lines.extend(updated.iter().map(|p| format!("updated {}", p.display())));
+    }
+    if exit == Exit::Interrupted {
+        lines.push(format!("{}", style("interrupted").red().bold()));
+    }
+    lines.push(closing);
+    for line in lines {
+        match args.format {
+            Format::Human => println!("{line}"),
+            // stdout carries only JSON records.
+            Format::Json => eprintln!("{line}"),
+        }
+    }
+    Ok(exit)
 }

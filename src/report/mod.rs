@@ -1,1 +1,9 @@
-//! See DESIGN §3.
+//! Presenting results (DESIGN §3): progress and human output, diffs, JSON records, JUnit, and
+//! the run record the book reads.
+
+pub mod diff;
+pub mod json;
+pub mod junit;
+pub mod progress;
+pub mod record;
+pub mod summary;

@@ -1,1 +1,9 @@
-//! See DESIGN §3.
+//! Expectations: `.snap` files and the matcher shared by snapshots and console blocks.
+
+mod file;
+mod location;
+mod matcher;
+
+pub use file::{Snapshot, SnapshotError, parse, read, render, write};
+pub use location::{snapshot_dir, snapshot_path};
+pub use matcher::{MatchError, Matcher};

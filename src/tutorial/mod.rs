@@ -1,4 +1,23 @@
 //! Markdown → [`Tutorial`]. Parsing never executes anything (DESIGN §2).
 
+mod attributes;
+mod console;
+mod discover;
+mod error;
+mod front_matter;
 mod model;
+mod parse;
+
+use std::path::Path;
+
+pub use discover::discover;
+pub use error::TutorialError;
 pub use model::*;
+pub use parse::{parse_str, slugify};
+
+/// Read and parse one tutorial file.
+pub fn parse_file(path: &Path) -> Result<Tutorial, TutorialError> {
+    let source = std::fs::read_to_string(path)
+        .map_err(|e| TutorialError::Io { path: path.to_path_buf(), source: e })?;
+    parse_str(path, &source)
+}

@@ -1,0 +1,242 @@
+//! Everything checked before anything executes: templates, redactions, snapshot files, step
+//! range, backend. `tutor run` refuses to start (exit 2) on any problem found here; `tutor check`
+//! reports the same problems plus missing and orphan snapshots.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+use crate::backend::{self, Backend, BackendKind};
+use crate::snapshot::{self, Matcher, Snapshot};
+use crate::template::{FACT_NAMES, Templates};
+use crate::tutorial::{Block, BlockKind, Tutorial};
+
+/// Which steps to run (`--step N`, `--from N --to M`), 1-based and inclusive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepRange {
+    pub from: Option<usize>,
+    pub to: Option<usize>,
+}
+
+impl StepRange {
+    fn resolve(&self, t: &Tutorial) -> Result<RangeInclusive<usize>, String> {
+        let last = t.steps.len();
+        if last == 0 && self.from.is_none() && self.to.is_none() {
+            return Ok(1..=0);
+        }
+        let from = self.from.unwrap_or(1);
+        let to = self.to.unwrap_or(last);
+        if from == 0 || to == 0 {
+            return Err("steps are numbered from 1".into());
+        }
+        if from > to {
+            return Err(format!("--from {from} is after --to {to}"));
+        }
+        if (self.from.is_some() || self.to.is_some()) && to > last {
+            return Err(format!("step {to} does not exist: the tutorial has {last} step(s)"));
+        }
+        Ok(from..=to)
+    }
+}
+
+/// Everything about one tutorial that is decided before it runs.
+pub struct Plan {
+    pub tutorial: Tutorial,
+    pub backend: BackendKind,
+    pub templates: Templates,
+    pub matcher: Matcher,
+    pub snapshot_dir: PathBuf,
+    /// Snapshots that exist, by block id. A `sh` block without one fails at run time.
+    pub snapshots: HashMap<String, Snapshot>,
+    pub steps: RangeInclusive<usize>,
+}
+
+pub struct Prepared {
+    pub plan: Plan,
+    pub backend: Box<dyn Backend>,
+}
+
+/// Blocks whose expectation lives in a `.snap` file.
+pub fn needs_snapshot(block: &Block) -> bool {
+    matches!(block.kind, BlockKind::Shell) && !block.attrs.skip && !block.attrs.bg
+}
+
+/// What linting one tutorial found.
+#[derive(Default)]
+pub struct Lint {
+    /// Input errors (`path:line: message`): `run` refuses to start.
+    pub errors: Vec<String>,
+    /// `sh` blocks without a `.snap` file.
+    pub missing: Vec<String>,
+    /// `.snap` files no block uses.
+    pub orphans: Vec<PathBuf>,
+    pub snapshots: HashMap<String, Snapshot>,
+    pub matcher: Option<Matcher>,
+    pub snapshot_dir: PathBuf,
+}
+
+/// Check templates, redactions and snapshot files of `t` without executing anything.
+pub fn lint(t: &Tutorial, templates: &Templates, snapshots_dir: Option<&Path>) -> Lint {
+    let mut lint = Lint { snapshot_dir: snapshot::snapshot_dir(t, snapshots_dir), ..Lint::default() };
+    let path = t.path.as_path();
+    match Matcher::new(&t.front.redact) {
+        Ok(m) => lint.matcher = Some(m),
+        Err(e) => lint.errors.push(format!("{}: {e}", path.display())),
+    }
+    let mut template_errors = Vec::new();
+    let mut check = |text: &str, file: &Path, line: usize| {
+        if let Err(e) = templates.check(text, FACT_NAMES, file, line) {
+            template_errors.push(e.to_string());
+        }
+    };
+    // Invalid ` (re)` lines in expected output.
+    let mut regex_errors = Vec::new();
+    let mut check_regex = |text: &str, file: &Path, line: usize| {
+        if let Some(Err(e)) = lint.matcher.as_ref().map(|m| m.validate(text)) {
+            regex_errors.push(format!("{}:{line}: {e}", file.display()));
+        }
+    };
+    let mut wanted = BTreeSet::new();
+    for block in t.steps.iter().flat_map(|s| s.blocks.iter()) {
+        if block.attrs.skip {
+            continue;
+        }
+        match &block.kind {
+            BlockKind::Console(cmds) => {
+                for c in cmds {
+                    check(&c.command, path, c.line);
+                    if !c.expected.is_empty() {
+                        let line = c.line + c.prompt_text.lines().count().max(1);
+                        check(&c.expected, path, line);
+                        check_regex(&c.expected, path, line);
+                    }
+                }
+            }
+            BlockKind::Shell | BlockKind::File(_) => check(&block.body, path, block.body_line),
+        }
+        if !needs_snapshot(block) {
+            continue;
+        }
+        wanted.insert(block.id.clone());
+        let snap_path = snapshot::snapshot_path(&lint.snapshot_dir, &block.id);
+        match snapshot::read(&snap_path) {
+            Ok(Some(snap)) => {
+                check(&snap.body, &snap_path, 1);
+                check_regex(&snap.body, &snap_path, 1);
+                lint.snapshots.insert(block.id.clone(), snap);
+            }
+            Ok(None) => lint.missing.push(format!(
+                "{}:{}: no snapshot {} for block `{}` (run with --update)",
+                path.display(),
+                block.line,
+                snap_path.display(),
+                block.id
+            )),
+            Err(e) => lint.errors.push(e.to_string()),
+        }
+    }
+    lint.errors.extend(template_errors);
+    lint.errors.extend(regex_errors);
+    if let Ok(entries) = std::fs::read_dir(&lint.snapshot_dir) {
+        let mut orphans: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "snap"))
+            .filter(|p| p.file_stem().and_then(|s| s.to_str()).is_none_or(|s| !wanted.contains(s)))
+            .collect();
+        orphans.sort();
+        lint.orphans = orphans;
+    }
+    lint
+}
+
+/// Which backend a tutorial runs on: `--backend`, else its front matter, else lab.
+pub fn backend_kind(t: &Tutorial, flag: Option<BackendKind>) -> BackendKind {
+    flag.or(t.front.backend).unwrap_or(BackendKind::Lab)
+}
+
+/// Build the plan and the backend of one tutorial, or every input error found.
+pub fn prepare(
+    t: Tutorial,
+    flag: Option<BackendKind>,
+    context: Option<&str>,
+    steps: StepRange,
+    snapshots_dir: Option<&Path>,
+) -> Result<Prepared, Vec<String>> {
+    let templates = Templates::new(&t.front);
+    let lint = lint(&t, &templates, snapshots_dir);
+    let mut errors = lint.errors;
+    let range = steps.resolve(&t).map_err(|e| format!("{}: {e}", t.path.display()));
+    let kind = backend_kind(&t, flag);
+    let backend = backend::create(kind, context).map_err(|e| format!("{}: {e}", t.path.display()));
+    match (range, backend, lint.matcher) {
+        (Ok(steps), Ok(backend), Some(matcher)) if errors.is_empty() => Ok(Prepared {
+            plan: Plan {
+                tutorial: t,
+                backend: kind,
+                templates,
+                matcher,
+                snapshot_dir: lint.snapshot_dir,
+                snapshots: lint.snapshots,
+                steps,
+            },
+            backend,
+        }),
+        (range, backend, _) => {
+            errors.extend(range.err());
+            errors.extend(backend.err());
+            Err(errors)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::testing::tutorial;
+
+    #[test]
+    fn step_ranges_are_checked_against_the_tutorial() {
+        let t = tutorial(&[&["true"], &["true"], &["true"]]);
+        assert_eq!(StepRange::default().resolve(&t).unwrap(), 1..=3);
+        assert_eq!(StepRange { from: Some(2), to: Some(2) }.resolve(&t).unwrap(), 2..=2);
+        assert_eq!(StepRange { from: Some(2), to: None }.resolve(&t).unwrap(), 2..=3);
+        assert!(StepRange { from: Some(3), to: Some(2) }.resolve(&t).unwrap_err().contains("after"));
+        assert!(StepRange { from: Some(4), to: Some(4) }.resolve(&t).unwrap_err().contains("3 step"));
+        assert!(StepRange { from: Some(0), to: None }.resolve(&t).is_err());
+    }
+
+    #[test]
+    fn an_unbuilt_backend_is_an_input_error() {
+        let t = tutorial(&[&["true"]]);
+        let err = prepare(t, Some(BackendKind::Lab), None, StepRange::default(), None);
+        // The lab may be built by the time this runs; only an unbuilt one must be refused.
+        if let Err(errors) = err {
+            assert!(errors.iter().any(|e| e.contains("lab")), "{errors:?}");
+        }
+    }
+
+    #[test]
+    fn missing_and_orphan_snapshots_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = tutorial(&[&["echo a", "echo b"]]);
+        for b in &mut t.steps[0].blocks {
+            b.kind = BlockKind::Shell;
+        }
+        let snaps = dir.path().join(&t.stem);
+        std::fs::create_dir_all(&snaps).unwrap();
+        let keep = crate::snapshot::Snapshot {
+            tutorial: "t.md".into(),
+            id: "s1-1".into(),
+            command: "echo a".into(),
+            body: "a\n".into(),
+        };
+        crate::snapshot::write(&snapshot::snapshot_path(&snaps, "s1-1"), &keep).unwrap();
+        crate::snapshot::write(&snapshot::snapshot_path(&snaps, "gone"), &keep).unwrap();
+        let lint = lint(&t, &Templates::new(&t.front), Some(dir.path()));
+        assert!(lint.errors.is_empty(), "{:?}", lint.errors);
+        assert_eq!(lint.missing.len(), 1);
+        assert!(lint.missing[0].contains("s1-2"), "{:?}", lint.missing);
+        assert_eq!(lint.orphans, vec![snaps.join("gone.snap")]);
+        assert!(lint.snapshots.contains_key("s1-1"));
+    }
+}

@@ -1,0 +1,137 @@
+//! The steps of one tutorial, in order: `file=` blocks written first, then command blocks one
+//! by one; stop at the first failure unless `--keep-going`; stop `bg` blocks at the end; apply
+//! update mode's Markdown edits.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::RwLock;
+
+use super::RunOptions;
+use super::block::{self, Env, Session};
+use super::cancel::Cancel;
+use super::events::{Event, Reporter};
+use super::outcome::{BlockResult, Status, StepResult};
+use super::preflight::Plan;
+use super::update;
+use crate::backend::Backend;
+use crate::tutorial::{Block, BlockKind};
+
+pub struct StepsOutcome {
+    pub steps: Vec<StepResult>,
+    pub updated: Vec<PathBuf>,
+    pub errors: Vec<String>,
+}
+
+/// Why a block does not run here, if it does not.
+fn skip_reason(plan: &Plan, block: &Block) -> Option<String> {
+    if block.attrs.skip {
+        return Some("marked skip".into());
+    }
+    match block.attrs.backend {
+        Some(b) if b != plan.backend => Some(format!("only runs on the {b} backend")),
+        _ => None,
+    }
+}
+
+/// Write a `file=` block (rendered) into the work directory.
+fn write_file(env: &Env<'_>, workdir: &Path, name: &str, block: &Block) -> Result<(), String> {
+    let rel = Path::new(name);
+    if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(format!("file={name}: must be a relative path inside the work directory"));
+    }
+    let text = env
+        .plan
+        .templates
+        .render(&block.body, &env.backend.facts(), &env.plan.tutorial.path, block.body_line)
+        .map_err(|e| e.to_string())?;
+    let path = workdir.join(rel);
+    let io = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    std::fs::write(&path, text).map_err(io)
+}
+
+pub async fn run(
+    plan: Arc<Plan>,
+    backend: Arc<RwLock<Box<dyn Backend>>>,
+    workdir: PathBuf,
+    opts: Arc<RunOptions>,
+    reporter: Arc<dyn Reporter>,
+    cancel: Cancel,
+) -> StepsOutcome {
+    let guard = backend.read().await;
+    let env = Env {
+        plan: &plan,
+        backend: guard.as_ref(),
+        update: opts.update,
+        cancel: &cancel,
+        reporter: reporter.as_ref(),
+    };
+    let tutorial = &plan.tutorial;
+    let mut session = Session::new();
+    let mut stop: Option<&str> = None;
+    let mut steps = Vec::new();
+    for step in tutorial.steps.iter().filter(|s| plan.steps.contains(&s.number)) {
+        let started = Instant::now();
+        reporter.event(&Event::StepStarted { tutorial, step });
+        let mut blocks: Vec<BlockResult> = Vec::new();
+        let finish = |res: BlockResult, blocks: &mut Vec<BlockResult>, stop: &mut Option<&str>| {
+            if matches!(res.status, Status::Failed | Status::Error) && !opts.keep_going {
+                stop.get_or_insert("an earlier block failed (--keep-going runs the rest)");
+            }
+            reporter.event(&Event::BlockFinished { tutorial, step, result: &res });
+            blocks.push(res);
+        };
+        for block in &step.blocks {
+            let BlockKind::File(name) = &block.kind else { continue };
+            if stop.is_some() || cancel.is_cancelled() || skip_reason(&plan, block).is_some() {
+                continue;
+            }
+            let t0 = Instant::now();
+            if let Err(e) = write_file(&env, &workdir, name, block) {
+                let mut res = BlockResult::skipped(block, e);
+                res.status = Status::Error;
+                res.duration = t0.elapsed();
+                finish(res, &mut blocks, &mut stop);
+            }
+        }
+        for block in step.blocks.iter().filter(|b| b.is_command()) {
+            let res = if cancel.is_cancelled() {
+                BlockResult::skipped(block, "interrupted")
+            } else if let Some(why) = stop {
+                BlockResult::skipped(block, why)
+            } else if let Some(why) = skip_reason(&plan, block) {
+                BlockResult::skipped(block, why)
+            } else {
+                reporter.event(&Event::BlockStarted { tutorial, step, block });
+                block::run(&env, &mut session, block).await
+            };
+            finish(res, &mut blocks, &mut stop);
+        }
+        let result = StepResult {
+            number: step.number,
+            title: step.title.clone(),
+            line: step.line,
+            duration: started.elapsed(),
+            blocks,
+        };
+        reporter.event(&Event::StepFinished { tutorial, result: &result });
+        steps.push(result);
+    }
+    for task in session.bg.drain(..) {
+        task.stop().await;
+    }
+    let mut errors = Vec::new();
+    let mut updated = std::mem::take(&mut session.updated);
+    if opts.update {
+        match update::rewrite_markdown(&tutorial.path, &tutorial.source, std::mem::take(&mut session.edits)) {
+            Ok(Some(p)) => updated.push(p),
+            Ok(None) => {}
+            Err(e) => errors.push(format!("cannot rewrite {}: {e}", tutorial.path.display())),
+        }
+    }
+    StepsOutcome { steps, updated, errors }
+}

@@ -1,0 +1,282 @@
+//! The Markdown walk: `##` headings open steps, fenced blocks become [`Block`]s. Offsets from
+//! pulldown-cmark are turned into line numbers so every error names `file:line`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Parser, Tag, TagEnd};
+
+use super::attributes::parse_info;
+use super::console;
+use super::error::TutorialError;
+use super::front_matter;
+use super::model::{Attributes, Block, BlockKind, FrontMatter, Step, Tutorial};
+
+const EXEC_LANGS: &[&str] = &["sh", "bash", "console"];
+
+/// Maps byte offsets to 1-based line numbers.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(src: &str) -> Self {
+        Lines(std::iter::once(0).chain(src.match_indices('\n').map(|(i, _)| i + 1)).collect())
+    }
+    fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|&start| start <= offset)
+    }
+}
+
+/// A fence being read.
+struct OpenBlock {
+    info: String,
+    start: usize,
+    text: String,
+    span: Option<std::ops::Range<usize>>,
+}
+
+pub fn parse_str(path: &Path, source: &str) -> Result<Tutorial, TutorialError> {
+    let (yaml, body_start) = front_matter::split(source);
+    let front = match yaml {
+        Some(y) => front_matter::parse(path, y)?,
+        None => FrontMatter::default(),
+    };
+    let lines = Lines::new(source);
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+
+    let mut steps: Vec<Step> = Vec::new();
+    let mut h1: Option<String> = None;
+    let mut heading: Option<(HeadingLevel, usize, String)> = None;
+    let mut open: Option<OpenBlock> = None;
+
+    let parser = Parser::new(&source[body_start..]).into_offset_iter();
+    for (event, range) in parser {
+        let range = range.start + body_start..range.end + body_start;
+        match event {
+            Event::Start(Tag::Heading { level, .. }) => heading = Some((level, range.start, String::new())),
+            Event::End(TagEnd::Heading(_)) => {
+                let (level, start, title) = heading.take().expect("heading start");
+                let title = title.trim().to_string();
+                match level {
+                    HeadingLevel::H1 if h1.is_none() => h1 = Some(title),
+                    HeadingLevel::H2 => steps.push(new_step(steps.len() + 1, title, lines.line(start))),
+                    _ => {}
+                }
+            }
+            Event::Text(t) | Event::Code(t) if heading.is_some() => heading.as_mut().unwrap().2.push_str(&t),
+            Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))) => {
+                open = Some(OpenBlock { info: info.to_string(), start: range.start, text: String::new(), span: None });
+            }
+            Event::Text(t) if open.is_some() => {
+                let b = open.as_mut().unwrap();
+                b.text.push_str(&t);
+                b.span = Some(match b.span.take() {
+                    Some(s) => s.start..range.end,
+                    None => range.clone(),
+                });
+            }
+            Event::End(TagEnd::CodeBlock) => {
+                let Some(b) = open.take() else { continue };
+                check_closed(path, source, &lines, &b, range.end)?;
+                let Some(block) = make_block(path, source, &lines, b)? else { continue };
+                if steps.is_empty() {
+                    let title = h1.clone().unwrap_or_else(|| "Preamble".to_string());
+                    steps.push(new_step(1, title, 1));
+                }
+                steps.last_mut().unwrap().blocks.push(block);
+            }
+            _ => {}
+        }
+    }
+    assign_ids(path, &mut steps)?;
+    let title = front.title.clone().or(h1);
+    let front = FrontMatter { title, ..front };
+    Ok(Tutorial { path: path.to_path_buf(), stem, source: source.to_string(), front, steps })
+}
+
+fn new_step(number: usize, title: String, line: usize) -> Step {
+    let slug = slugify(&title);
+    let slug = if slug.is_empty() { format!("step-{number}") } else { slug };
+    Step { number, title, slug, line, blocks: Vec::new() }
+}
+
+/// `Cilium & native routing!` → `cilium-native-routing`.
+pub fn slugify(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+/// pulldown-cmark ends an unclosed fence at the end of the document; a real closing fence is
+/// the last line of the block's range.
+fn check_closed(path: &Path, src: &str, lines: &Lines, b: &OpenBlock, end: usize) -> Result<(), TutorialError> {
+    let opening = src[b.start..].lines().next().unwrap_or("").trim_start();
+    let fence_char = opening.chars().next().unwrap_or('`');
+    let fence_len = opening.chars().take_while(|&c| c == fence_char).count();
+    let last = src[b.start..end].trim_end_matches(['\n', '\r']).lines().last().unwrap_or("").trim();
+    let closed = src[b.start..end].lines().count() > 1
+        && last.chars().take_while(|&c| c == fence_char).count() >= fence_len
+        && last.chars().all(|c| c == fence_char);
+    if closed {
+        Ok(())
+    } else {
+        Err(TutorialError::at(path, lines.line(b.start), format!("code fence `{opening}` is never closed")))
+    }
+}
+
+fn make_block(path: &Path, src: &str, lines: &Lines, b: OpenBlock) -> Result<Option<Block>, TutorialError> {
+    let line = lines.line(b.start);
+    let err = |m: String| TutorialError::at(path, line, m);
+    let (lang, attrs, had_braces) = parse_info(&b.info).map_err(&err)?;
+    let body_start = b.span.as_ref().map(|s| s.start).unwrap_or_else(|| {
+        b.start + src[b.start..].find('\n').map(|i| i + 1).unwrap_or(src.len() - b.start)
+    });
+    let body_span = b.span.clone().unwrap_or(body_start..body_start);
+    let body_line = lines.line(body_start);
+    let kind = if let Some(name) = &attrs.file {
+        check_file_attrs(&attrs).map_err(&err)?;
+        if name.contains("..") || name.starts_with('/') {
+            return Err(err(format!("file=`{name}` must be a relative path inside the work directory")));
+        }
+        BlockKind::File(name.clone())
+    } else if !EXEC_LANGS.contains(&lang.as_str()) {
+        if had_braces {
+            return Err(err(format!(
+                "`{lang}` blocks are prose: attributes apply to sh, bash and console blocks (or add file=NAME)"
+            )));
+        }
+        return Ok(None);
+    } else if lang == "console" {
+        let commands = console::parse(&b.text, body_line)
+            .map_err(|(l, m)| TutorialError::at(path, l.max(line), m))?;
+        BlockKind::Console(commands)
+    } else {
+        BlockKind::Shell
+    };
+    Ok(Some(Block { id: String::new(), line, lang, attrs, kind, body: b.text, body_line, body_span }))
+}
+
+fn check_file_attrs(a: &Attributes) -> Result<(), String> {
+    let misplaced = [
+        (a.on != crate::backend::Target::Host, "on"),
+        (a.retry.is_some(), "retry"),
+        (a.timeout.is_some(), "timeout"),
+        (a.exit != 0, "exit"),
+        (a.bg, "bg"),
+    ];
+    match misplaced.iter().find(|(bad, _)| *bad) {
+        Some((_, name)) => Err(format!("attribute `{name}` does not apply to a file= block")),
+        None => Ok(()),
+    }
+}
+
+/// Default ids are `<step slug>-<n>` (n counts command blocks in the step) and
+/// `<step slug>-file-<n>` for file blocks; every id must be unique in the tutorial.
+fn assign_ids(path: &Path, steps: &mut [Step]) -> Result<(), TutorialError> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for step in steps.iter_mut() {
+        let (mut commands, mut files) = (0, 0);
+        for block in &mut step.blocks {
+            let default = if block.is_command() {
+                commands += 1;
+                format!("{}-{commands}", step.slug)
+            } else {
+                files += 1;
+                format!("{}-file-{files}", step.slug)
+            };
+            block.id = block.attrs.id.clone().unwrap_or(default);
+            if let Some(first) = seen.insert(block.id.clone(), block.line) {
+                return Err(TutorialError::at(
+                    path,
+                    block.line,
+                    format!("duplicate block id `{}` (first used on line {first})", block.id),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Target;
+
+    fn parse(src: &str) -> Result<Tutorial, TutorialError> {
+        parse_str(Path::new("t.md"), src)
+    }
+
+    #[test]
+    fn steps_blocks_and_lines() {
+        let src = "---\ntitle: Demo\n---\n# Ignored title\n\n## First step\n\n```sh\necho hi\n```\n\nprose\n\n```yaml\na: 1\n```\n\n## Second: `kubectl`!\n\n```console {on=kind-worker id=routes}\n$ ip route\ndefault via 172.18.0.1 dev eth0\n```\n\n```yaml {file=values.yaml}\nx: 1\n```\n";
+        let t = parse(src).unwrap();
+        assert_eq!(t.front.title.as_deref(), Some("Demo"));
+        assert_eq!(t.stem, "t");
+        assert_eq!(t.steps.len(), 2);
+        let s1 = &t.steps[0];
+        assert_eq!((s1.number, s1.title.as_str(), s1.slug.as_str(), s1.line), (1, "First step", "first-step", 6));
+        assert_eq!(s1.blocks.len(), 1, "yaml prose block is not kept");
+        let b = &s1.blocks[0];
+        assert_eq!((b.id.as_str(), b.line, b.body_line, b.body.as_str()), ("first-step-1", 8, 9, "echo hi\n"));
+        assert_eq!(&t.source[b.body_span.clone()], "echo hi\n");
+        let s2 = &t.steps[1];
+        assert_eq!(s2.slug, "second-kubectl");
+        let c = &s2.blocks[0];
+        assert_eq!(c.id, "routes");
+        assert_eq!(c.attrs.on, Target::Node("kind-worker".into()));
+        match &c.kind {
+            BlockKind::Console(cmds) => {
+                assert_eq!(cmds[0].line, 21);
+                assert_eq!(cmds[0].expected, "default via 172.18.0.1 dev eth0");
+            }
+            k => panic!("{k:?}"),
+        }
+        assert!(matches!(&s2.blocks[1].kind, BlockKind::File(n) if n == "values.yaml"));
+        assert_eq!(s2.blocks[1].id, "second-kubectl-file-1");
+    }
+
+    #[test]
+    fn preamble_blocks_get_a_step() {
+        let t = parse("# Title\n\n```sh\ntrue\n```\n").unwrap();
+        assert_eq!(t.steps[0].title, "Title");
+        assert_eq!(t.steps[0].blocks[0].id, "title-1");
+    }
+
+    #[test]
+    fn tilde_fences_and_empty_bodies() {
+        let t = parse("## S\n~~~sh\n~~~\n").unwrap();
+        let b = &t.steps[0].blocks[0];
+        assert_eq!(b.body, "");
+        assert_eq!(b.body_span.start, b.body_span.end);
+    }
+
+    fn err(src: &str) -> String {
+        parse(src).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        assert_eq!(err("## S\n\n```sh {colour=red}\nx\n```\n"), "t.md:3: unknown attribute `colour` (known: id, on, retry, timeout, exit, bg, backend, skip, file)");
+        assert!(err("## S\n```sh {on=x\n```\n").starts_with("t.md:2: attribute list"));
+        assert!(err("## S\n\n```sh\necho\n").starts_with("t.md:3: code fence `" ));
+        assert!(err("## S\n```console\nhello\n```\n").starts_with("t.md:3: console block: output before"));
+        assert!(err("## S\n```console\n```\n").contains("no `$ command`"));
+        assert!(err("## S\n```sh {retry=abc}\n```\n").starts_with("t.md:2: invalid duration `abc`"));
+        assert_eq!(err("## S\n```sh {id=a}\n```\n```sh {id=a}\n```\n"), "t.md:4: duplicate block id `a` (first used on line 2)");
+        assert!(err("## S\n```yaml {on=x}\n```\n").contains("blocks are prose"));
+        assert!(err("## S\n```yaml {file=a on=x}\n```\n").contains("`on` does not apply"));
+        assert!(err("## S\n```yaml {file=../a}\n```\n").contains("relative path"));
+        assert!(err("---\nfoo: 1\n---\n").starts_with("t.md:2: front matter"));
+    }
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slugify("Cilium & native routing!"), "cilium-native-routing");
+        assert_eq!(slugify("  --  "), "");
+    }
+}
