@@ -44,7 +44,7 @@ pub fn in_scratch_netns<T: Send>(f: impl FnOnce(u32) -> T + Send) -> Result<T> {
         s.spawn(|| {
             nix::sched::unshare(CloneFlags::CLONE_NEWNET)
                 .map_err(|e| LbError::Io { what: "creating a network namespace".into(), cause: e.into() })?;
-            let steps: [&[&str]; 8] = [
+            let steps: [&[&str]; 7] = [
                 &["ip", "link", "set", "lo", "up"],
                 &["ip", "link", "add", "lbin", "address", "02:00:00:00:00:01", "type", "veth", "peer", "name", "lbout"],
                 &["ip", "link", "set", "lbin", "up"],
@@ -52,7 +52,6 @@ pub fn in_scratch_netns<T: Send>(f: impl FnOnce(u32) -> T + Send) -> Result<T> {
                 &["ip", "addr", "add", "192.168.50.1/24", "dev", "lbin"],
                 &["ip", "neigh", "add", "192.168.50.2", "lladdr", "02:00:00:00:00:02", "dev", "lbin", "nud", "permanent"],
                 &["ip", "route", "add", "10.1.0.0/16", "via", "192.168.50.2", "dev", "lbin"],
-                &["sysctl", "-qw", "net.ipv4.ip_forward=1"],
             ];
             for args in steps {
                 let out = std::process::Command::new(args[0])
@@ -67,9 +66,17 @@ pub fn in_scratch_netns<T: Send>(f: impl FnOnce(u32) -> T + Send) -> Result<T> {
                     )));
                 }
             }
+            enable_forwarding()?;
             Ok(f(super::iface::ifindex("lbin")?))
         })
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p))
     })
+}
+
+/// Turns IPv4 forwarding on in the calling thread's network namespace (/proc/sys/net follows
+/// the namespace of the thread that opens it).
+pub fn enable_forwarding() -> Result<()> {
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+        .map_err(|cause| LbError::Io { what: "enabling IPv4 forwarding".into(), cause })
 }

@@ -97,7 +97,7 @@ impl Topology {
         self.exec("lb", &["ip", "link", "set", "lo", "up"])?;
         self.exec("lb", &["ip", "addr", "add", "10.0.0.1/24", "dev", "lbc"])?;
         self.exec("lb", &["ip", "link", "set", "lbc", "up"])?;
-        self.exec("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        in_netns(&self.ns_path("lb"), super::netns::enable_forwarding)??;
         for i in 1..=self.backends {
             let b = self.ns(&format!("b{i}"));
             let lbb = format!("lbb{i}");
