@@ -17,29 +17,11 @@ fn xdp_on(topo: &Topology) -> bool {
     String::from_utf8_lossy(&out.stdout).contains("xdp")
 }
 
-/// A private bpf filesystem for the pins, unmounted at the end (the machine's /sys/fs/bpf is
-/// left alone).
-struct Bpffs(tempfile::TempDir);
-
-impl Bpffs {
-    fn mount() -> Bpffs {
-        let dir = tempfile::tempdir().unwrap();
-        nix::mount::mount(Some("bpf"), dir.path(), Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>).unwrap();
-        Bpffs(dir)
-    }
-}
-
-impl Drop for Bpffs {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount(self.0.path());
-    }
-}
-
 #[test]
 fn attach_manage_and_detach_across_processes() {
     lb_support::require_bpf!();
     let topo = Topology::create(&format!("tutor-lbcli-{}", std::process::id()), 2).expect("namespaces");
-    let fs = Bpffs::mount();
+    let fs = lb_support::Bpffs::mount();
     let dir = fs.0.path().join("lbc").to_string_lossy().into_owned();
     let pin = ["--pin-dir", dir.as_str()];
     let lb_ns = topo.ns("lb");

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use lb_support::*;
 use tutor::lb::hash::flow_hash;
 use tutor::lb::maps::FlowKey;
-use tutor::lb::{LoadBalancer, Service, action};
+use tutor::lb::{LoadBalancer, LoadOptions, Service, action};
 
 const VIP: &str = "172.18.255.200:80";
 
@@ -263,4 +263,46 @@ fn unhandled_traffic_passes_unchanged() {
         }
         assert_eq!(lb.stats().unwrap().counter("new_flow"), 0);
     });
+}
+
+#[test]
+fn instances_sharing_pins_share_services_and_translate_each_others_replies() {
+    require_bpf!();
+    let fs = Bpffs::mount();
+    let opts = |node: &str| LoadOptions {
+        maglev_size: 251,
+        max_services: 4,
+        pin_dir: Some(fs.0.path().join(node)),
+        shared_pin_dir: Some(fs.0.path().join("shared")),
+        ..Default::default()
+    };
+    in_test_netns(|lbin| {
+        let mut a = LoadBalancer::load(&opts("node-a")).unwrap();
+        let b = LoadBalancer::load(&opts("node-b")).unwrap();
+        a.upsert_service(&svc("172.18.255.200:80/tcp", &["10.1.0.5:8080"])).unwrap();
+        assert_eq!(b.services().unwrap(), a.services().unwrap());
+        // Node A balances the request, the reply leaves through node B.
+        let client = sa("172.18.0.1:40000");
+        assert_eq!(a.test_run(&tcp(client, sa(VIP), true, b""), Some(lbin)).unwrap().0, action::TX);
+        let reply = tcp(sa("10.1.0.5:8080"), client, false, b"ok");
+        assert_eq!(b.test_run_rev(&reply).unwrap(), (0, rewritten(&reply, sa(VIP), true, false, None)));
+        // Announcements and counters stay per node.
+        a.announce_vip(Ipv4Addr::new(172, 18, 255, 200)).unwrap();
+        assert!(b.announced().unwrap().is_empty());
+        assert_eq!((a.stats().unwrap().counter("new_flow"), b.stats().unwrap().counter("new_flow")), (1, 0));
+        // Another process sees all of node B's maps in its own directory.
+        let reopened = LoadBalancer::open(&fs.0.path().join("node-b")).unwrap();
+        assert_eq!(reopened.services().unwrap().len(), 1);
+        drop((a, b, reopened));
+    });
+    for node in ["node-a", "node-b"] {
+        tutor::lb::detach_pinned(&fs.0.path().join(node)).unwrap();
+    }
+    tutor::lb::remove_shared_pins(&fs.0.path().join("shared")).unwrap();
+    let left: Vec<_> = std::fs::read_dir(fs.0.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".debug")) // bpffs's own iterators
+        .collect();
+    assert!(left.is_empty(), "pins left behind: {left:?}");
 }

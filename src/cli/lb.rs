@@ -124,7 +124,7 @@ pub async fn execute(args: LbArgs) -> anyhow::Result<Exit> {
             if pin_dir.join("config").exists() {
                 bail!("a load balancer is already attached with pins in {} (run `tutor lb detach` first)", pin_dir.display());
             }
-            let opts = LoadOptions { maglev_size, max_services, max_flows, pin_dir: Some(pin_dir.clone()) };
+            let opts = LoadOptions { maglev_size, max_services, max_flows, pin_dir: Some(pin_dir.clone()), shared_pin_dir: None };
             let mut balancer = LoadBalancer::load(&opts).context("loading the load balancer")?;
             let mode = match mode {
                 Mode::Native => AttachMode::Native,

@@ -30,6 +30,10 @@ pub const MAP_NAMES: [&str; 11] = [
     "backend_stats",
     "global_stats",
 ];
+/// The maps several instances can share through `LoadOptions::shared_pin_dir`: the service
+/// tables and the flow state. The rest (device, announcements, counters, next-hop cache) stays
+/// per instance.
+pub const SHARED_MAPS: [&str; 5] = ["services", "backends", "maglev", "conn", "backend_vips"];
 const LINK_XDP: &str = "link_xdp";
 const LINK_TC: &str = "link_tc";
 
@@ -48,11 +52,16 @@ pub struct LoadOptions {
     pub max_flows: u32,
     /// Pin every map here (created, or reused when already pinned) so other processes find them.
     pub pin_dir: Option<PathBuf>,
+    /// Take the `SHARED_MAPS` from (or create and pin them in) this directory, so instances on
+    /// several devices of one kernel — the lab's nodes — share services and flows: the reply of
+    /// a flow balanced on node A is translated back by the tc program of node B, whose device
+    /// the reply leaves through. All sharing instances must use the same sizes.
+    pub shared_pin_dir: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { maglev_size: 65537, max_services: 16, max_flows: 65536, pin_dir: None }
+        LoadOptions { maglev_size: 65537, max_services: 16, max_flows: 65536, pin_dir: None, shared_pin_dir: None }
     }
 }
 
@@ -82,36 +91,21 @@ pub(crate) struct LbMaps {
     pub config: Array<MapData, ConfigValue>,
     pub svc_stats: PerCpuArray<MapData, Counters>,
     pub backend_stats: PerCpuArray<MapData, Counters>,
-    pub global: PerCpuArray<MapData, GlobalValue>,
+    pub global_stats: PerCpuArray<MapData, GlobalValue>,
 }
 
 impl LbMaps {
+    /// Each field is the map of the same name.
     fn from_maps(mut take: impl FnMut(&str) -> Result<Map>) -> Result<Self> {
         fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(map: Map, name: &str) -> Result<T> {
             T::try_from(map).map_err(map_err(format!("map {name}")))
         }
-        let mut get = |name: &str| -> Result<(Map, String)> { Ok((take(name)?, name.to_string())) };
-        let (m, n) = get("services")?;
-        let services = typed(m, &n)?;
-        let (m, n) = get("backends")?;
-        let backends = typed(m, &n)?;
-        let (m, n) = get("maglev")?;
-        let maglev = typed(m, &n)?;
-        let (m, n) = get("conn")?;
-        let conn = typed(m, &n)?;
-        let (m, n) = get("backend_vips")?;
-        let backend_vips = typed(m, &n)?;
-        let (m, n) = get("announce")?;
-        let announce = typed(m, &n)?;
-        let (m, n) = get("config")?;
-        let config = typed(m, &n)?;
-        let (m, n) = get("svc_stats")?;
-        let svc_stats = typed(m, &n)?;
-        let (m, n) = get("backend_stats")?;
-        let backend_stats = typed(m, &n)?;
-        let (m, n) = get("global_stats")?;
-        let global = typed(m, &n)?;
-        Ok(LbMaps { services, backends, maglev, conn, backend_vips, announce, config, svc_stats, backend_stats, global })
+        macro_rules! maps {
+            ($($name:ident),+) => {
+                LbMaps { $($name: typed(take(stringify!($name))?, stringify!($name))?),+ }
+            };
+        }
+        Ok(maps!(services, backends, maglev, conn, backend_vips, announce, config, svc_stats, backend_stats, global_stats))
     }
 }
 
@@ -147,18 +141,36 @@ impl LoadBalancer {
             .map_max_entries("services", opts.max_services)
             .map_max_entries("svc_stats", opts.max_services)
             .map_max_entries("conn", opts.max_flows.max(1));
-        let pin_paths: Vec<(&str, PathBuf)> = match &opts.pin_dir {
-            Some(dir) => {
-                ensure_bpffs(dir)?;
-                fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
-                MAP_NAMES.iter().map(|n| (*n, dir.join(n))).collect()
+        for dir in opts.pin_dir.iter().chain(&opts.shared_pin_dir) {
+            ensure_bpffs(dir)?;
+            fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        }
+        let shared = |name: &str| opts.shared_pin_dir.is_some() && SHARED_MAPS.contains(&name);
+        let mut pin_paths: Vec<(&str, PathBuf)> = Vec::new();
+        for name in MAP_NAMES {
+            match (&opts.shared_pin_dir, &opts.pin_dir) {
+                (Some(dir), _) if shared(name) => pin_paths.push((name, dir.join(name))),
+                (_, Some(dir)) => pin_paths.push((name, dir.join(name))),
+                _ => {}
             }
-            None => Vec::new(),
-        };
+        }
         for (name, path) in &pin_paths {
             loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader.load(OBJECT)?;
+        // Shared maps are pinned in the instance's directory too, so `open(pin_dir)` finds all.
+        if let Some(dir) = &opts.pin_dir {
+            for name in MAP_NAMES.iter().filter(|n| shared(n)) {
+                let path = dir.join(name);
+                if !path.exists() {
+                    let map = ebpf.map(name).ok_or_else(|| LbError::Invalid(format!("object has no map {name}")))?;
+                    map.pin(&path).map_err(|e| LbError::Io {
+                        what: format!("pinning {}", path.display()),
+                        cause: std::io::Error::other(e.to_string()),
+                    })?;
+                }
+            }
+        }
         for name in ["lb_xdp", "lb_bench_pass"] {
             xdp_program(&mut ebpf, name)?.load().map_err(prog_err(format!("verifying {name}")))?;
         }
@@ -386,6 +398,17 @@ fn ensure_bpffs(dir: &Path) -> Result<()> {
         "{} is not on a bpf filesystem: mount one (mount -t bpf bpf DIR) or pin under /sys/fs/bpf",
         dir.display()
     )))
+}
+
+/// Removes the shared maps pinned in `dir` (after every instance using them is detached).
+pub fn remove_shared_pins(dir: &Path) -> Result<()> {
+    for name in SHARED_MAPS {
+        let path = dir.join(name);
+        if path.exists() {
+            fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
+        }
+    }
+    fs::remove_dir(dir).map_err(io_err(format!("removing {}", dir.display())))
 }
 
 /// Removes the pinned links (which detaches the programs) and maps of `pin_dir`.

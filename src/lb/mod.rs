@@ -33,6 +33,11 @@
 //!   process (kernel ≥ 5.9 links otherwise die with it) until `detach`/`detach_pinned`.
 //!   Without one, the attachment ends when the `LoadBalancer` is dropped.
 //! - `services()` reads everything back from the maps; no side table exists.
+//! - One instance per device (each node's eth0 in the lab), each with its own `pin_dir`, and
+//!   all with the same `shared_pin_dir`: they share services, backends and the connection
+//!   table, so a reply leaving through another node than the one that balanced the request is
+//!   still translated back to the VIP; ARP announcements and counters stay per node. Remove
+//!   the shared pins with `remove_shared_pins` once every instance is detached.
 //! - Senders into a veth carrying the program should not leave TCP/UDP checksums to offload
 //!   (`ethtool -K <peer> tx off`): XDP cannot see that a checksum is only partial.
 
@@ -48,7 +53,9 @@ mod service;
 mod stats;
 pub mod topology;
 
-pub use balancer::{AttachMode, Attached, LoadBalancer, LoadOptions, MAP_NAMES, default_pin_dir, detach_pinned};
+pub use balancer::{
+    AttachMode, Attached, LoadBalancer, LoadOptions, MAP_NAMES, SHARED_MAPS, default_pin_dir, detach_pinned, remove_shared_pins,
+};
 pub use error::LbError;
 pub use service::{BackendView, Frontend, Proto, Service, ServiceKind, ServiceView};
 pub use stats::Stats;

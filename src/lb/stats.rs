@@ -23,7 +23,7 @@ impl Stats {
 
 impl LoadBalancer {
     pub fn stats(&self) -> Result<Stats> {
-        let per_cpu = self.maps.global.get(&0, 0).map_err(map_err("reading global_stats"))?;
+        let per_cpu = self.maps.global_stats.get(&0, 0).map_err(map_err("reading global_stats"))?;
         let mut totals = [0u64; COUNTER_NAMES.len()];
         for cpu in per_cpu.iter() {
             for (t, c) in totals.iter_mut().zip(cpu.c) {

@@ -116,3 +116,21 @@ pub fn destination(frame: &[u8]) -> SocketAddrV4 {
     let ip = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
     SocketAddrV4::new(ip, u16::from_be_bytes([frame[36], frame[37]]))
 }
+
+/// A private bpf filesystem for pins, unmounted at the end (the machine's /sys/fs/bpf is left
+/// alone).
+pub struct Bpffs(pub tempfile::TempDir);
+
+impl Bpffs {
+    pub fn mount() -> Bpffs {
+        let dir = tempfile::tempdir().unwrap();
+        nix::mount::mount(Some("bpf"), dir.path(), Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>).unwrap();
+        Bpffs(dir)
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount(self.0.path());
+    }
+}
