@@ -434,9 +434,10 @@ int lb_rev(struct __sk_buff *skb)
 	return TC_ACT_OK;
 }
 
-/* The harness-overhead baseline of `tutor lb bench`. */
+/* XDP_PASS and nothing else: on the peer of a veth carrying lb_xdp it makes XDP_TX frames
+ * deliver (DESIGN §8); also the harness-overhead baseline of `tutor lb bench`. */
 SEC("xdp")
-int lb_bench_pass(struct xdp_md *ctx)
+int lb_pass(struct xdp_md *ctx)
 {
 	return XDP_PASS;
 }

@@ -80,7 +80,7 @@ fn connections_spread_over_backends_and_survive_adding_one() {
     assert!(stats.counter("rev_nat") > 0, "replies were translated back to the VIP");
     assert_eq!(stats.counter("drop"), 0);
     assert!(stats.counter("redirect") > 0, "{:?}", stats.global);
-    let served: u64 = topo.served.iter().map(|s| s.load(Ordering::Relaxed)).sum();
+    let served: u64 = topo.servers.iter().map(|s| s.served.load(Ordering::Relaxed)).sum();
     assert_eq!(served as usize, 400 + during.len() + 600);
     drop(lb);
     // Detached: the VIP is unreachable again.

@@ -171,7 +171,7 @@ impl LoadBalancer {
                 }
             }
         }
-        for name in ["lb_xdp", "lb_bench_pass"] {
+        for name in ["lb_xdp", "lb_pass"] {
             xdp_program(&mut ebpf, name)?.load().map_err(prog_err(format!("verifying {name}")))?;
         }
         tc_program(&mut ebpf)?.load().map_err(prog_err("verifying lb_rev"))?;
@@ -288,18 +288,49 @@ impl LoadBalancer {
             .try_into()
             .map_err(|e| LbError::Invalid(format!("tc attachment is not a bpf_link: {e}")))?;
         self.set_device(ifindex, mac)?;
-        match self.pin_dir.clone() {
-            Some(dir) => {
-                for (link, name) in [(xdp_link, LINK_XDP), (tc_link, LINK_TC)] {
-                    link.pin(dir.join(name)).map_err(|e| LbError::Io {
-                        what: format!("pinning {}", dir.join(name).display()),
-                        cause: std::io::Error::other(e.to_string()),
-                    })?;
-                }
-            }
-            None => self.links.extend([xdp_link, tc_link]),
-        }
+        self.keep_link(xdp_link, LINK_XDP)?;
+        self.keep_link(tc_link, LINK_TC)?;
         Ok(Attached { ifindex, mode: used, fallback })
+    }
+
+    /// Attaches the XDP_PASS program to `iface`: on a veth, frames the load balancer sends
+    /// back with XDP_TX are only delivered when the peer device has an XDP program (DESIGN §8),
+    /// so call this for the peer of the device given to `attach`. Pinned as `link_pass_<iface>`
+    /// with a pin directory, otherwise ends with `self`.
+    pub fn attach_peer_pass(&mut self, iface_name: &str) -> Result<()> {
+        let ifindex = iface::ifindex(iface_name)?;
+        let ebpf = self.ebpf.as_mut().ok_or(LbError::NoProgram)?;
+        let prog = xdp_program(ebpf, "lb_pass")?;
+        let id = attach_xdp(prog, ifindex, XdpMode::Driver, iface_name)
+            .or_else(|_| attach_xdp(prog, ifindex, XdpMode::Skb, iface_name))?;
+        let link: FdLink = prog
+            .take_link(id)
+            .map_err(prog_err("taking the XDP link"))?
+            .try_into()
+            .map_err(|e| LbError::Invalid(format!("XDP attachment is not a bpf_link: {e}")))?;
+        self.keep_link(link, &format!("link_pass_{iface_name}"))
+    }
+
+    /// `attach_peer_pass` inside the network namespace at `netns`.
+    pub fn attach_peer_pass_in_netns(&mut self, netns: &Path, iface_name: &str) -> Result<()> {
+        netns::in_netns(netns, || self.attach_peer_pass(iface_name))?
+    }
+
+    /// Pins `link` as `name` in the pin directory, or keeps it for the lifetime of `self`.
+    fn keep_link(&mut self, link: FdLink, name: &str) -> Result<()> {
+        match &self.pin_dir {
+            Some(dir) => {
+                let path = dir.join(name);
+                link.pin(&path).map(drop).map_err(|e| LbError::Io {
+                    what: format!("pinning {}", path.display()),
+                    cause: std::io::Error::other(e.to_string()),
+                })
+            }
+            None => {
+                self.links.push(link);
+                Ok(())
+            }
+        }
     }
 
     /// `attach` inside the network namespace at `netns` (e.g. `/run/netns/NAME`).
@@ -416,8 +447,15 @@ pub fn detach_pinned(pin_dir: &Path) -> Result<()> {
     if !pin_dir.exists() {
         return Err(LbError::NotAttached(pin_dir.to_path_buf()));
     }
-    for name in [LINK_XDP, LINK_TC] {
-        let path = pin_dir.join(name);
+    let mut links = vec![pin_dir.join(LINK_XDP), pin_dir.join(LINK_TC)];
+    if let Ok(entries) = fs::read_dir(pin_dir) {
+        links.extend(
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("link_pass_"))),
+        );
+    }
+    for path in links {
         if path.exists() {
             let pinned = PinnedLink::from_pin(&path).map_err(|e| LbError::Io {
                 what: format!("opening {}", path.display()),

@@ -145,10 +145,10 @@ fn micro(calls: u32, lbin: u32, max_flows: u32) -> Result<(f64, f64, f64)> {
         }
         Ok(trimmed_mean(ns))
     };
-    let before = timed("lb_bench_pass", &mut std::iter::repeat_n(&established, calls as usize))?;
+    let before = timed("lb_pass", &mut std::iter::repeat_n(&established, calls as usize))?;
     let est = timed("lb_xdp", &mut std::iter::repeat_n(&established, calls as usize))?;
     let new = timed("lb_xdp", &mut fresh.iter())?;
-    let after = timed("lb_bench_pass", &mut std::iter::repeat_n(&established, calls as usize))?;
+    let after = timed("lb_pass", &mut std::iter::repeat_n(&established, calls as usize))?;
     Ok(((before + after) / 2.0, est, new))
 }
 

@@ -13,6 +13,8 @@
 //! // plus the reply translation on the same device's egress.
 //! let attached = lb.attach_in_netns("/run/netns/kind-worker".as_ref(), "eth0", AttachMode::Native)?;
 //! if let Some(why) = attached.fallback { eprintln!("warning: {why}"); }
+//! // XDP_TX out of a veth is delivered only if its peer runs XDP: give it the XDP_PASS program.
+//! lb.attach_peer_pass_in_netns("/run/netns/tutor-1-host".as_ref(), "veth-kind-worker")?;
 //! lb.upsert_service(&Service {
 //!     frontend: "172.18.255.200:80/tcp".parse()?,
 //!     backends: vec!["10.244.1.5:8080".parse().unwrap(), "10.244.2.7:8080".parse().unwrap()],

@@ -29,10 +29,39 @@ pub const LB_IFACE: &str = "lbc";
 pub struct Topology {
     prefix: String,
     backends: usize,
+    /// One per backend namespace, in order.
+    pub servers: Vec<Server>,
+}
+
+/// A tiny TCP server on `0.0.0.0:BACKEND_PORT` of a network namespace, answering a `GET` with
+/// its number; stopped on drop.
+pub struct Server {
     stop: Arc<AtomicBool>,
-    servers: Vec<JoinHandle<()>>,
-    /// Connections served, per backend.
-    pub served: Vec<Arc<AtomicU64>>,
+    handle: Option<JoinHandle<()>>,
+    /// Connections served.
+    pub served: Arc<AtomicU64>,
+}
+
+impl Server {
+    pub fn start(netns: &std::path::Path, number: usize) -> Result<Server> {
+        let listener = in_netns(netns, || TcpListener::bind((Ipv4Addr::UNSPECIFIED, BACKEND_PORT)))?
+            .map_err(|cause| LbError::Io { what: format!("listening in {}", netns.display()), cause })?;
+        listener.set_nonblocking(true).map_err(|cause| LbError::Io { what: "nonblocking".into(), cause })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicU64::new(0));
+        let (s, n) = (stop.clone(), served.clone());
+        let handle = std::thread::spawn(move || serve(listener, number, &s, &n));
+        Ok(Server { stop, handle: Some(handle), served })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 fn run(args: &[&str]) -> Result<()> {
@@ -50,16 +79,10 @@ impl Topology {
     /// Creates the namespaces (name prefix `prefix`) with `backends` backend namespaces, each
     /// running a tiny TCP server that answers `GET` with its number.
     pub fn create(prefix: &str, backends: usize) -> Result<Topology> {
-        let mut t = Topology {
-            prefix: prefix.to_string(),
-            backends,
-            stop: Arc::new(AtomicBool::new(false)),
-            servers: Vec::new(),
-            served: Vec::new(),
-        };
+        let mut t = Topology { prefix: prefix.to_string(), backends, servers: Vec::new() };
         t.build()?;
         for i in 1..=backends {
-            t.start_server(i)?;
+            t.servers.push(Server::start(&t.ns_path(&format!("b{i}")), i)?);
         }
         Ok(t)
     }
@@ -116,19 +139,6 @@ impl Topology {
         Ok(())
     }
 
-    fn start_server(&mut self, i: usize) -> Result<()> {
-        let listener = in_netns(&self.ns_path(&format!("b{i}")), || {
-            TcpListener::bind((Ipv4Addr::UNSPECIFIED, BACKEND_PORT))
-        })?
-        .map_err(|cause| LbError::Io { what: format!("listening in backend {i}"), cause })?;
-        listener.set_nonblocking(true).map_err(|cause| LbError::Io { what: "nonblocking".into(), cause })?;
-        let stop = self.stop.clone();
-        let served = Arc::new(AtomicU64::new(0));
-        self.served.push(served.clone());
-        self.servers.push(std::thread::spawn(move || serve(listener, i, &stop, &served)));
-        Ok(())
-    }
-
     /// The DNAT baseline: an nftables rule in the LB namespace spreading the VIP over
     /// `backends` (random, like the XDP program's hash), the same job as the XDP LB.
     pub fn nft_dnat(&self, backends: &[usize]) -> Result<()> {
@@ -164,10 +174,7 @@ impl Topology {
 
 impl Drop for Topology {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for s in self.servers.drain(..) {
-            let _ = s.join();
-        }
+        self.servers.clear();
         let mut names = vec![self.ns("cl"), self.ns("lb")];
         names.extend((1..=self.backends).map(|i| self.ns(&format!("b{i}"))));
         for n in names {
