@@ -84,7 +84,7 @@ enum LbCommand {
         #[arg(long, default_value_t = 200_000)]
         calls: u32,
         /// Seconds of HTTP-like requests per datapath in the namespace comparison (0: skip it).
-        #[arg(long, default_value_t = 3.0)]
+        #[arg(long, default_value_t = 2.0)]
         seconds: f64,
     },
 }

@@ -16,7 +16,7 @@ use super::balancer::{AttachMode, LoadBalancer, LoadOptions};
 use super::error::{LbError, Result};
 use super::netns::in_scratch_netns;
 use super::service::{Service, ServiceKind};
-use super::topology::{self, LB_IFACE, Topology, VIP};
+use super::topology::{self, LB_IFACE, Topology, VIP, Workload};
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -42,11 +42,21 @@ pub struct BenchReport {
 #[derive(Debug, Clone)]
 pub struct RpsReport {
     pub seconds: f64,
+    pub rounds: usize,
     pub clients: usize,
+    pub figures: Vec<RpsFigure>,
+}
+
+/// Medians over the rounds; failures summed.
+#[derive(Debug, Clone)]
+pub struct RpsFigure {
+    pub workload: Workload,
+    /// XDP in native (driver) mode, as `tutor lb attach` does by default.
     pub xdp_rps: f64,
-    pub xdp_failed: u64,
+    /// The same program in SKB (generic) mode.
+    pub xdp_skb_rps: f64,
     pub nft_rps: f64,
-    pub nft_failed: u64,
+    pub failed: u64,
 }
 
 impl fmt::Display for BenchReport {
@@ -78,18 +88,26 @@ impl fmt::Display for BenchReport {
             verdict(self.new_flow_small_table_ns < 240.0)
         )?;
         if let Some(r) = &self.rps {
-            writeln!(
-                f,
-                "requests/s through the VIP ({} clients, {:.1} s each, one TCP connection per request): \
-                 xdp_lb={:.0} nft_dnat={:.0} ratio={:.2} (failed: xdp {} nft {})",
-                r.clients,
-                r.seconds,
-                r.xdp_rps,
-                r.nft_rps,
-                r.xdp_rps / r.nft_rps.max(1e-9),
-                r.xdp_failed,
-                r.nft_failed
-            )?;
+            for fig in &r.figures {
+                let how = match fig.workload {
+                    Workload::ConnectionPerRequest => "one TCP connection per request",
+                    Workload::KeepAlive => "requests on kept-alive connections",
+                };
+                writeln!(
+                    f,
+                    "requests/s through the VIP, {how} ({} clients, median of {} alternating rounds, {:.1} s each): \
+                     xdp_lb={:.0} nft_dnat={:.0} ratio={:.2}; xdp_lb in SKB mode {:.0} (ratio {:.2}); failed requests: {}",
+                    r.clients,
+                    r.rounds,
+                    r.seconds,
+                    fig.xdp_rps,
+                    fig.nft_rps,
+                    fig.xdp_rps / fig.nft_rps.max(1e-9),
+                    fig.xdp_skb_rps,
+                    fig.xdp_skb_rps / fig.nft_rps.max(1e-9),
+                    fig.failed
+                )?;
+            }
         }
         Ok(())
     }
@@ -159,34 +177,63 @@ fn trimmed_mean(mut ns: Vec<u64>) -> f64 {
     kept.iter().sum::<u64>() as f64 / kept.len() as f64
 }
 
+/// The machine is shared: datapaths take turns in short rounds and each figure is a median.
 fn requests_per_second(seconds: f64) -> Result<RpsReport> {
     const CLIENTS: usize = 2;
-    let duration = Duration::from_secs_f64(seconds);
+    const ROUNDS: usize = 5;
+    const WORKLOADS: [Workload; 2] = [Workload::ConnectionPerRequest, Workload::KeepAlive];
+    let round = Duration::from_secs_f64(seconds / ROUNDS as f64);
     let topo = Topology::create(&format!("tutor-lbbench-{}", std::process::id()), 2)?;
     let service = Service {
         frontend: format!("{VIP}/tcp").parse()?,
         backends: vec![Topology::backend(1), Topology::backend(2)],
         kind: ServiceKind::LoadBalancer,
     };
-    let (xdp_ok, xdp_failed, xdp_rps) = {
-        let mut lb = LoadBalancer::load(&LoadOptions { maglev_size: 65537, max_services: 1, ..Default::default() })?;
-        lb.upsert_service(&service)?;
-        lb.attach_in_netns(&topo.ns_path("lb"), LB_IFACE, AttachMode::Native)?;
-        topology::load(&topo, VIP, CLIENTS, duration / 10)?; // warm-up: neighbours, caches
-        let r = topology::load(&topo, VIP, CLIENTS, duration)?;
-        drop(lb); // detaches
-        r
+    // rps[datapath][workload] over rounds; datapaths: XDP native, XDP SKB, nftables.
+    let mut rps = vec![vec![Vec::new(); WORKLOADS.len()]; 3];
+    let mut failed = vec![0u64; WORKLOADS.len()];
+    let mut measure = |datapath: usize, rps: &mut Vec<Vec<Vec<f64>>>| -> Result<()> {
+        for (w, &workload) in WORKLOADS.iter().enumerate() {
+            topology::load(&topo, VIP, workload, CLIENTS, round / 10)?; // warm-up
+            let (_, f, r) = topology::load(&topo, VIP, workload, CLIENTS, round)?;
+            rps[datapath][w].push(r);
+            failed[w] += f;
+        }
+        Ok(())
     };
-    topo.nft_dnat(&[1, 2])?;
-    topology::load(&topo, VIP, CLIENTS, duration / 10)?;
-    let (nft_ok, nft_failed, nft_rps) = topology::load(&topo, VIP, CLIENTS, duration)?;
-    topo.nft_flush()?;
-    if xdp_ok == 0 || nft_ok == 0 {
-        return Err(LbError::Invalid(format!(
-            "no request completed (xdp {xdp_ok} ok / {xdp_failed} failed, nft {nft_ok} ok / {nft_failed} failed)"
-        )));
+    for _ in 0..ROUNDS {
+        for (datapath, mode) in [(0, AttachMode::Native), (1, AttachMode::Skb)] {
+            let mut lb = LoadBalancer::load(&LoadOptions { max_services: 1, ..Default::default() })?;
+            lb.upsert_service(&service)?;
+            lb.attach_in_netns(&topo.ns_path("lb"), LB_IFACE, mode)?;
+            measure(datapath, &mut rps)?;
+            drop(lb); // detaches
+        }
+        topo.nft_dnat(&[1, 2])?;
+        measure(2, &mut rps)?;
+        topo.nft_flush()?;
     }
-    Ok(RpsReport { seconds, clients: CLIENTS, xdp_rps, xdp_failed, nft_rps, nft_failed })
+    let figures = WORKLOADS
+        .iter()
+        .enumerate()
+        .map(|(w, &workload)| RpsFigure {
+            workload,
+            xdp_rps: median(&rps[0][w]),
+            xdp_skb_rps: median(&rps[1][w]),
+            nft_rps: median(&rps[2][w]),
+            failed: failed[w],
+        })
+        .collect::<Vec<_>>();
+    if let Some(f) = figures.iter().find(|f| f.xdp_rps == 0.0 || f.nft_rps == 0.0 || f.xdp_skb_rps == 0.0) {
+        return Err(LbError::Invalid(format!("{:?}: a datapath completed no request", f.workload)));
+    }
+    Ok(RpsReport { seconds: round.as_secs_f64(), rounds: ROUNDS, clients: CLIENTS, figures })
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 const SYN: u8 = 0x02;

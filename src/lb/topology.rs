@@ -183,25 +183,17 @@ impl Drop for Topology {
     }
 }
 
-fn serve(listener: TcpListener, i: usize, stop: &AtomicBool, served: &AtomicU64) {
-    let reply = format!("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{i}\n");
+fn serve(listener: TcpListener, i: usize, stop: &Arc<AtomicBool>, served: &Arc<AtomicU64>) {
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
-            Ok((mut s, _)) => {
-                let _ = s.set_nonblocking(false);
-                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut buf = [0u8; 512];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
+            Ok((s, _)) => {
+                if answer(&s, i, served) {
+                    // A keep-alive client gets its own thread for the rest of its requests.
+                    let (stop, served) = (stop.clone(), served.clone());
+                    std::thread::spawn(move || while !stop.load(Ordering::SeqCst) && answer(&s, i, &served) {});
                 }
-                if s.write_all(reply.as_bytes()).is_ok() {
-                    served.fetch_add(1, Ordering::Relaxed);
-                }
-                // The server closes first: the TIME_WAIT stays here, the client's ports free up.
+                // Otherwise the server closes first: the TIME_WAIT stays here, the client's
+                // ports free up.
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_micros(200)),
             Err(_) => std::thread::sleep(Duration::from_millis(1)),
@@ -209,7 +201,28 @@ fn serve(listener: TcpListener, i: usize, stop: &AtomicBool, served: &AtomicU64)
     }
 }
 
-/// One request through `to`; returns the backend number that answered.
+/// Reads one request and answers it; true when the client asked to keep the connection.
+fn answer(mut s: &TcpStream, i: usize, served: &AtomicU64) -> bool {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 512];
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let keep = got.windows(10).any(|w| w == b"keep-alive");
+    let reply = format!("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{i}\n");
+    if s.write_all(reply.as_bytes()).is_err() {
+        return false;
+    }
+    served.fetch_add(1, Ordering::Relaxed);
+    keep
+}
+
+/// One request through `to` on a new connection; returns the backend number that answered.
 pub fn request(to: SocketAddrV4) -> std::io::Result<usize> {
     let mut s = TcpStream::connect_timeout(&SocketAddr::V4(to), Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
@@ -222,9 +235,29 @@ pub fn request(to: SocketAddrV4) -> std::io::Result<usize> {
         .ok_or_else(|| std::io::Error::other(format!("unexpected answer {body:?}")))
 }
 
+/// A request on a kept-alive connection (the server's answers are 40 bytes).
+fn request_on(s: &mut TcpStream) -> std::io::Result<()> {
+    s.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")?;
+    let mut answer = [0u8; 40];
+    s.read_exact(&mut answer)?;
+    if !answer.starts_with(b"HTTP/1.0 200") {
+        return Err(std::io::Error::other("unexpected answer"));
+    }
+    Ok(())
+}
+
+/// How the load generator talks to the VIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// A new TCP connection per request: the handshake dominates.
+    ConnectionPerRequest,
+    /// One connection per client, requests back to back: every packet is an established flow.
+    KeepAlive,
+}
+
 /// Requests/s through `to` from `clients` concurrent loops for `duration` (inside the client
 /// namespace). Returns (completed, failed, requests per second).
-pub fn load(topo: &Topology, to: SocketAddrV4, clients: usize, duration: Duration) -> Result<(u64, u64, f64)> {
+pub fn load(topo: &Topology, to: SocketAddrV4, workload: Workload, clients: usize, duration: Duration) -> Result<(u64, u64, f64)> {
     topo.in_client(|| {
         let start = Instant::now();
         let results: Vec<(u64, u64)> = std::thread::scope(|s| {
@@ -232,9 +265,26 @@ pub fn load(topo: &Topology, to: SocketAddrV4, clients: usize, duration: Duratio
                 .map(|_| {
                     s.spawn(|| {
                         let (mut ok, mut failed) = (0u64, 0u64);
+                        let mut conn: Option<TcpStream> = None;
                         while start.elapsed() < duration {
-                            match request(to) {
-                                Ok(_) => ok += 1,
+                            let result = match workload {
+                                Workload::ConnectionPerRequest => request(to).map(drop),
+                                Workload::KeepAlive => {
+                                    if conn.is_none() {
+                                        conn = TcpStream::connect_timeout(&SocketAddr::V4(to), Duration::from_secs(2)).ok();
+                                        if let Some(c) = &conn {
+                                            let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                                            let _ = c.set_nodelay(true);
+                                        }
+                                    }
+                                    match conn.as_mut() {
+                                        Some(c) => request_on(c).inspect_err(|_| conn = None),
+                                        None => Err(std::io::Error::other("connect failed")),
+                                    }
+                                }
+                            };
+                            match result {
+                                Ok(()) => ok += 1,
                                 Err(_) => failed += 1,
                             }
                         }
