@@ -379,6 +379,12 @@ impl LoadBalancer {
     }
 
 
+    /// Removes `flow` from the connection table (its next packet picks a backend afresh);
+    /// returns whether it was there.
+    pub fn forget_connection(&mut self, flow: &FlowKey) -> bool {
+        self.maps.conn.remove(flow).is_ok()
+    }
+
     /// One BPF_PROG_TEST_RUN call of the named XDP program; also returns the kernel's duration.
     pub(crate) fn run_program(
         &self,
