@@ -47,7 +47,7 @@ pub fn parse(body: &str, first_line: usize) -> Result<Vec<ConsoleCommand>, (usiz
             i += 1;
         }
         // Heredoc bodies are part of the command, not output.
-        for (delim, strip_tabs) in heredoc_delimiters(&command) {
+        for (delim, strip_tabs) in open_heredocs(&command) {
             loop {
                 let Some(next) = lines.get(i) else {
                     return Err((line_no, format!("console block: heredoc `{delim}` is never closed")));
@@ -84,6 +84,23 @@ fn prompt(line: &str) -> Option<&str> {
         return Some("");
     }
     line.strip_prefix("$ ")
+}
+
+/// Heredocs opened in `command` whose closing delimiter is not in it yet (a heredoc typed
+/// on `> ` continuation lines is already complete).
+fn open_heredocs(command: &str) -> Vec<(String, bool)> {
+    let mut pending: std::collections::VecDeque<(String, bool)> = Default::default();
+    for line in command.lines() {
+        if let Some((delim, strip_tabs)) = pending.front() {
+            let candidate = if *strip_tabs { line.trim_start_matches('\t') } else { line };
+            if candidate == delim {
+                pending.pop_front();
+            }
+            continue;
+        }
+        pending.extend(heredoc_delimiters(line));
+    }
+    pending.into()
 }
 
 /// `<<EOF`, `<<'EOF'`, `<<"EOF"`, `<<-EOF` in a command (not `<<<`, a here-string).
@@ -128,6 +145,15 @@ mod tests {
         assert_eq!(c[1].command, "echo a \\\n  b");
         assert_eq!(c[2].command, "for i in 1; do\necho $i\ndone");
         assert_eq!(c[2].expected, "1");
+    }
+
+    #[test]
+    fn heredocs_on_continuation_lines() {
+        let c = parse("$ cat <<EOF\n> a\n> EOF\na\n$ echo b\nb\n", 1).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].command, "cat <<EOF\na\nEOF");
+        assert_eq!(c[0].expected, "a");
+        assert_eq!(c[1].expected, "b");
     }
 
     #[test]

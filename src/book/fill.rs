@@ -1,0 +1,167 @@
+//! What the reader sees under a command that passed: the expected output with every wildcard
+//! line (`[..]`, `[NAME]`, ` (re)`, `{{ expr }}`) replaced by the line the run actually printed.
+//! A `...` line stays: the author elided those lines on purpose.
+
+use crate::snapshot::Matcher;
+use crate::tutorial::ConsoleCommand;
+
+enum Line {
+    /// `...`: any number of lines.
+    Elided,
+    /// A blank line of a console block's layout (before a `$` prompt, or at either end): the
+    /// parser drops it from the expectation and the run's transcript never has it, so it
+    /// matches nothing and stays on the page as the author put it.
+    Layout,
+    /// A line pattern; `literal` when it has no wildcard and plain equality decides.
+    Pattern { text: String, literal: bool },
+}
+
+/// Above this many (pattern, line) pairs the alignment is not worth its cost: the page then
+/// shows the expectation as written.
+const MAX_CELLS: usize = 2_000_000;
+
+/// `None` when `actual` does not match `expected` (the caller then shows `expected`).
+pub fn fill(matcher: &Matcher, expected: &str, actual: &str) -> Option<String> {
+    fill_lines(matcher, expected.lines().map(line_pattern).collect(), actual)
+}
+
+/// A console block's body (starting on `body_line`) filled from the run's transcript.
+pub fn fill_console(matcher: &Matcher, body: &str, body_line: usize, commands: &[ConsoleCommand], actual: &str) -> Option<String> {
+    let rows: Vec<&str> = body.lines().collect();
+    let blank = |r: usize| rows[r].trim().is_empty();
+    let mut layout = vec![false; rows.len()];
+    let mut ends: Vec<usize> = commands.iter().map(|c| c.line.saturating_sub(body_line)).collect();
+    ends.push(rows.len());
+    for end in ends {
+        let mut r = end.min(rows.len());
+        while r > 0 && blank(r - 1) {
+            r -= 1;
+            layout[r] = true;
+        }
+    }
+    let pats = rows.iter().zip(layout).map(|(row, is_layout)| if is_layout { Line::Layout } else { line_pattern(row) });
+    fill_lines(matcher, pats.collect(), actual)
+}
+
+fn fill_lines(matcher: &Matcher, pats: Vec<Line>, actual: &str) -> Option<String> {
+    let acts: Vec<&str> = actual.lines().map(str::trim_end).collect();
+    let (n, m) = (pats.len(), acts.len());
+    if (n + 1).saturating_mul(m + 1) > MAX_CELLS {
+        return None;
+    }
+    let matches = |i: usize, j: usize| match &pats[i] {
+        Line::Elided | Line::Layout => true,
+        Line::Pattern { text, literal: true } => text == acts[j],
+        Line::Pattern { text, literal: false } => matcher.is_match(text, acts[j]),
+    };
+    // reach[i][j]: patterns i.. match lines j.. (filled from the end).
+    let mut reach = vec![vec![false; m + 1]; n + 1];
+    reach[n][m] = true;
+    for i in (0..n).rev() {
+        for j in (0..=m).rev() {
+            reach[i][j] = match pats[i] {
+                Line::Elided => reach[i + 1][j] || (j < m && reach[i][j + 1]),
+                Line::Layout => reach[i + 1][j],
+                Line::Pattern { .. } => j < m && reach[i + 1][j + 1] && matches(i, j),
+            };
+        }
+    }
+    if !reach[0][0] {
+        return None;
+    }
+    let mut out: Vec<&str> = Vec::with_capacity(n);
+    let mut j = 0;
+    for (i, p) in pats.iter().enumerate() {
+        match p {
+            Line::Elided => {
+                out.push("...");
+                while !reach[i + 1][j] {
+                    j += 1;
+                }
+            }
+            Line::Layout => out.push(""),
+            Line::Pattern { .. } => {
+                out.push(acts[j]);
+                j += 1;
+            }
+        }
+    }
+    let mut text = out.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    Some(text)
+}
+
+fn line_pattern(line: &str) -> Line {
+    let line = line.trim_end();
+    if line == "..." {
+        return Line::Elided;
+    }
+    // The run rendered `{{ expr }}` before matching; its value is unknown here, so it matches
+    // like `[..]`.
+    let text = template_holes().replace_all(line, "[..]").into_owned();
+    let literal = !text.contains('[') && !text.ends_with(" (re)");
+    Line::Pattern { text, literal }
+}
+
+fn template_holes() -> &'static regex::Regex {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| regex::Regex::new(r"\{\{.*?\}\}").expect("valid regex"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn matcher() -> Matcher {
+        let mut r = BTreeMap::new();
+        r.insert("POD".to_string(), "cilium-[a-z0-9]{5}".to_string());
+        Matcher::new(&r).unwrap()
+    }
+
+    #[test]
+    fn wildcards_take_the_actual_line() {
+        let exp = "NAME STATUS\n[POD] Running\nip [..] dev eth0\nnode {{ nodes.w.ip }}\nuptime [0-9]+s (re)\n";
+        let act = "NAME STATUS\ncilium-ab12c Running\nip 10.0.0.1 dev eth0\nnode 172.18.0.3\nuptime 42s\n";
+        assert_eq!(fill(&matcher(), exp, act).unwrap(), act);
+    }
+
+    #[test]
+    fn elided_lines_stay_elided() {
+        let exp = "first\n...\nlast [..]\n";
+        let act = "first\nnoise 1\nnoise 2\nlast line\n";
+        assert_eq!(fill(&matcher(), exp, act).unwrap(), "first\n...\nlast line\n");
+        assert_eq!(fill(&matcher(), "...\n", "").unwrap(), "...\n");
+    }
+
+    #[test]
+    fn trailing_space_is_not_significant() {
+        assert_eq!(fill(&matcher(), "a  \nb\n", "a\nb  ").unwrap(), "a\nb\n");
+    }
+
+    #[test]
+    fn mismatch_gives_none() {
+        assert!(fill(&matcher(), "a\nb\n", "a\nc\n").is_none());
+        assert!(fill(&matcher(), "a\n", "a\nb\n").is_none());
+        assert!(fill(&matcher(), "[POD]\n", "kube-proxy-x\n").is_none());
+    }
+
+    #[test]
+    fn console_layout_blank_lines_stay_without_being_matched() {
+        let body = "\n$ echo a\n[..]\n\n\n$ echo b\n\n$ true\n\n";
+        let t = crate::tutorial::parse_str(std::path::Path::new("t.md"), &format!("## S\n```console\n{body}```\n")).unwrap();
+        let b = &t.steps[0].blocks[0];
+        let crate::tutorial::BlockKind::Console(cmds) = &b.kind else { panic!() };
+        let transcript = "$ echo a\na\n$ echo b\n$ true\n";
+        let filled = fill_console(&matcher(), &b.body, b.body_line, cmds, transcript).unwrap();
+        assert_eq!(filled, "\n$ echo a\na\n\n\n$ echo b\n\n$ true\n\n");
+        assert!(fill_console(&matcher(), &b.body, b.body_line, cmds, "$ echo a\na\n$ echo c\n$ true\n").is_none());
+    }
+
+    #[test]
+    fn empty_output() {
+        assert_eq!(fill(&matcher(), "", "").unwrap(), "");
+    }
+}
