@@ -11,7 +11,7 @@ use std::process::Command;
 
 use lb_support::Bpffs;
 use tutor::lb::topology::{BACKEND_PORT, Server, request};
-use tutor::lb::{AttachMode, LoadBalancer, LoadOptions, Service, netns::in_netns};
+use tutor::lb::{AttachMode, LoadBalancer, Service, netns::in_netns};
 
 const VIP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 100), 80);
 
@@ -57,13 +57,7 @@ fn announced_vip_balanced_with_xdp_tx_and_answered_from_another_node() {
     let _server = Server::start(&path("n"), 7).unwrap();
 
     let fs = Bpffs::mount();
-    let opts = |node: &str| LoadOptions {
-        maglev_size: 251,
-        max_services: 2,
-        pin_dir: Some(fs.0.path().join(node)),
-        shared_pin_dir: Some(fs.0.path().join("shared")),
-        ..Default::default()
-    };
+    let opts = |node: &str| fs.node_options(node);
     let mut l = LoadBalancer::load(&opts("l")).unwrap();
     let mut n = LoadBalancer::load(&opts("n")).unwrap();
     l.attach_in_netns(&path("l"), "eth0", AttachMode::Native).unwrap();
@@ -89,8 +83,5 @@ fn announced_vip_balanced_with_xdp_tx_and_answered_from_another_node() {
     assert!(ns.counter("rev_nat") > 0, "replies translated on the other node: {:?}", ns.global);
     assert_eq!(ls.counter("rev_nat"), 0, "no reply left through the balancing node");
     drop((l, n));
-    for node in ["l", "n"] {
-        tutor::lb::detach_pinned(&fs.0.path().join(node)).unwrap();
-    }
-    tutor::lb::remove_shared_pins(&fs.0.path().join("shared")).unwrap();
+    fs.clean(&["l", "n"]);
 }

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use lb_support::*;
 use tutor::lb::hash::flow_hash;
 use tutor::lb::maps::FlowKey;
-use tutor::lb::{LoadBalancer, LoadOptions, Service, action};
+use tutor::lb::{LoadBalancer, Service, action};
 
 const VIP: &str = "172.18.255.200:80";
 
@@ -269,13 +269,7 @@ fn unhandled_traffic_passes_unchanged() {
 fn instances_sharing_pins_share_services_and_translate_each_others_replies() {
     require_bpf!();
     let fs = Bpffs::mount();
-    let opts = |node: &str| LoadOptions {
-        maglev_size: 251,
-        max_services: 4,
-        pin_dir: Some(fs.0.path().join(node)),
-        shared_pin_dir: Some(fs.0.path().join("shared")),
-        ..Default::default()
-    };
+    let opts = |node: &str| fs.node_options(node);
     in_test_netns(|lbin| {
         let mut a = LoadBalancer::load(&opts("node-a")).unwrap();
         let b = LoadBalancer::load(&opts("node-b")).unwrap();
@@ -295,10 +289,7 @@ fn instances_sharing_pins_share_services_and_translate_each_others_replies() {
         assert_eq!(reopened.services().unwrap().len(), 1);
         drop((a, b, reopened));
     });
-    for node in ["node-a", "node-b"] {
-        tutor::lb::detach_pinned(&fs.0.path().join(node)).unwrap();
-    }
-    tutor::lb::remove_shared_pins(&fs.0.path().join("shared")).unwrap();
+    fs.clean(&["node-a", "node-b"]);
     let left: Vec<_> = std::fs::read_dir(fs.0.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -129,6 +129,27 @@ impl Bpffs {
     }
 }
 
+impl Bpffs {
+    /// Options of node `node`'s instance: its own pins, and the maps shared by every node.
+    pub fn node_options(&self, node: &str) -> LoadOptions {
+        LoadOptions {
+            maglev_size: 251,
+            max_services: 4,
+            pin_dir: Some(self.0.path().join(node)),
+            shared_pin_dir: Some(self.0.path().join("shared")),
+            ..Default::default()
+        }
+    }
+
+    /// Detaches the nodes' instances and removes the shared pins.
+    pub fn clean(&self, nodes: &[&str]) {
+        for node in nodes {
+            tutor::lb::detach_pinned(&self.0.path().join(node)).unwrap();
+        }
+        tutor::lb::remove_shared_pins(&self.0.path().join("shared")).unwrap();
+    }
+}
+
 impl Drop for Bpffs {
     fn drop(&mut self) {
         let _ = nix::mount::umount(self.0.path());
