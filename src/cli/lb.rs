@@ -142,7 +142,7 @@ pub async fn execute(args: LbArgs) -> anyhow::Result<Exit> {
                     if let Some(why) = attached.fallback {
                         eprintln!("{} {why}", console::style("warning:").yellow().bold());
                     }
-                    println!("attached to {iface} ({:?} mode), pinned in {}", attached.mode, pin_dir.display());
+                    out(&format!("attached to {iface} ({:?} mode), pinned in {}\n", attached.mode, pin_dir.display()));
                     Ok(Exit::Pass)
                 }
                 Err(e) => {
@@ -155,7 +155,7 @@ pub async fn execute(args: LbArgs) -> anyhow::Result<Exit> {
         LbCommand::Detach { target } => {
             let dir = target.pin_dir()?;
             lb::detach_pinned(&dir)?;
-            println!("detached, removed {}", dir.display());
+            out(&format!("detached, removed {}\n", dir.display()));
             Ok(Exit::Pass)
         }
         LbCommand::Service { command } => service(command),
@@ -171,13 +171,13 @@ pub async fn execute(args: LbArgs) -> anyhow::Result<Exit> {
             Ok(Exit::Pass)
         }
         LbCommand::Stats { target } => {
-            print!("{}", render_stats(&target.open()?.stats()?));
+            out(&render_stats(&target.open()?.stats()?));
             Ok(Exit::Pass)
         }
         LbCommand::Bench { calls, seconds } => {
             let opts = lb::bench::BenchOptions { calls, seconds };
             let report = tokio::task::spawn_blocking(move || lb::bench::run(&opts)).await??;
-            print!("{report}");
+            out(&report.to_string());
             Ok(Exit::Pass)
         }
     }
@@ -190,7 +190,7 @@ fn service(command: ServiceCommand) -> anyhow::Result<Exit> {
             let kind: ServiceKind = kind.parse()?;
             let mut balancer = target.open()?;
             let view = balancer.upsert_service(&Service { frontend, backends, kind })?;
-            println!("{} ({} backends)", view.frontend, view.backends.len());
+            out(&format!("{} ({} backends)\n", view.frontend, view.backends.len()));
         }
         ServiceCommand::Del { frontend, target } => {
             let frontend: Frontend = frontend.parse()?;
@@ -199,7 +199,7 @@ fn service(command: ServiceCommand) -> anyhow::Result<Exit> {
             }
         }
         ServiceCommand::List { target } => {
-            print!("{}", render_services(&target.open()?.services()?));
+            out(&render_services(&target.open()?.services()?));
         }
     }
     Ok(Exit::Pass)
@@ -227,6 +227,12 @@ impl Target {
     fn open(&self) -> anyhow::Result<LoadBalancer> {
         Ok(LoadBalancer::open(&self.pin_dir()?)?)
     }
+}
+
+/// Writes to stdout; a closed pipe (`tutor lb stats | head -1`) is not an error.
+fn out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(text.as_bytes());
 }
 
 /// The layout of `cilium-dbg service list`.
