@@ -5,13 +5,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
-use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::links::FdLink;
 use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode};
-use aya::{Ebpf, EbpfLoader, TestRun, TestRunOptions};
+use aya::{Ebpf, EbpfLoader};
 
 use super::error::{LbError, Result, io_err, map_err, prog_err};
 use super::maglev::is_prime;
 use super::maps::*;
+use super::pins::{detach_pinned, ensure_bpffs};
 use super::{iface, netns};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb.bpf.o"));
@@ -34,8 +35,8 @@ pub const MAP_NAMES: [&str; 11] = [
 /// tables and the flow state. The rest (device, announcements, counters, next-hop cache) stays
 /// per instance.
 pub const SHARED_MAPS: [&str; 5] = ["services", "backends", "maglev", "conn", "backend_vips"];
-const LINK_XDP: &str = "link_xdp";
-const LINK_TC: &str = "link_tc";
+pub(crate) const LINK_XDP: &str = "link_xdp";
+pub(crate) const LINK_TC: &str = "link_tc";
 
 /// Where `tutor lb` pins the maps and links of the load balancer attached to `iface`.
 pub fn default_pin_dir(iface: &str) -> PathBuf {
@@ -349,149 +350,16 @@ impl LoadBalancer {
             None => Ok(()),
         }
     }
-
-    /// Runs `lb_xdp` once on `frame` with BPF_PROG_TEST_RUN; `ingress_ifindex` names the device
-    /// the frame "arrived" on (default: loopback). Returns the action and the output frame.
-    pub fn test_run(&self, frame: &[u8], ingress_ifindex: Option<u32>) -> Result<(u32, Vec<u8>)> {
-        let (action, out, _) = self.run_program("lb_xdp", frame, ingress_ifindex)?;
-        Ok((action, out))
-    }
-
-    /// Runs the reply translation (`lb_rev`, tc) once on `frame`; returns the tc action and the
-    /// output frame.
-    pub fn test_run_rev(&self, frame: &[u8]) -> Result<(u32, Vec<u8>)> {
-        let ebpf = self.ebpf.as_ref().ok_or(LbError::NoProgram)?;
-        let prog: &SchedClassifier = ebpf
-            .program("lb_rev")
-            .ok_or_else(|| LbError::Invalid("object has no program lb_rev".into()))?
-            .try_into()
-            .map_err(prog_err("lb_rev"))?;
-        let mut out = vec![0u8; frame.len() + 256];
-        let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), repeat: 1, ..Default::default() };
-        let r = prog.test_run(opts).map_err(prog_err("BPF_PROG_TEST_RUN of lb_rev"))?;
-        out.truncate(r.data_size_out as usize);
-        Ok((r.return_value, out))
-    }
-
-    /// The backend id and service id the connection table pins `flow` (client → VIP) to.
-    pub fn connection(&self, flow: &FlowKey) -> Option<ConnValue> {
-        self.maps.conn.get(flow, 0).ok()
-    }
-
-
-    /// Removes `flow` from the connection table (its next packet picks a backend afresh);
-    /// returns whether it was there.
-    pub fn forget_connection(&mut self, flow: &FlowKey) -> bool {
-        self.maps.conn.remove(flow).is_ok()
-    }
-
-    /// One BPF_PROG_TEST_RUN call of the named XDP program; also returns the kernel's duration.
-    pub(crate) fn run_program(
-        &self,
-        program: &str,
-        frame: &[u8],
-        ingress_ifindex: Option<u32>,
-    ) -> Result<(u32, Vec<u8>, std::time::Duration)> {
-        let ebpf = self.ebpf.as_ref().ok_or(LbError::NoProgram)?;
-        let prog: &Xdp = ebpf
-            .program(program)
-            .ok_or_else(|| LbError::Invalid(format!("object has no program {program}")))?
-            .try_into()
-            .map_err(prog_err(program))?;
-        let mut out = vec![0u8; frame.len() + 256];
-        let ctx: Vec<u8> = ingress_ifindex.map(|i| xdp_md(frame.len() as u32, i)).unwrap_or_default();
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ctx_in: ingress_ifindex.map(|_| ctx.as_slice()),
-            repeat: 1,
-            ..Default::default()
-        };
-        let r = prog.test_run(opts).map_err(prog_err(format!("BPF_PROG_TEST_RUN of {program}")))?;
-        out.truncate(r.data_size_out as usize);
-        Ok((r.return_value, out, r.duration))
-    }
 }
 
-/// Pins need a bpf filesystem. Under /sys/fs/bpf, mount it there when missing (as bpftool and
-/// Cilium do; some containers do not have it); elsewhere the caller must have mounted one.
-fn ensure_bpffs(dir: &Path) -> Result<()> {
-    use nix::sys::statfs::{BPF_FS_MAGIC, statfs};
-    let mut probe = dir;
-    while !probe.exists() {
-        probe = probe.parent().unwrap_or(Path::new("/"));
-    }
-    let on_bpffs = |p: &Path| statfs(p).map(|s| s.filesystem_type() == BPF_FS_MAGIC).unwrap_or(false);
-    if on_bpffs(probe) {
-        return Ok(());
-    }
-    let root = Path::new("/sys/fs/bpf");
-    if dir.starts_with(root) && !on_bpffs(root) {
-        nix::mount::mount(Some("bpf"), root, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
-            .map_err(|e| LbError::Io { what: format!("mounting a bpf filesystem on {}", root.display()), cause: e.into() })?;
-        return Ok(());
-    }
-    Err(LbError::Invalid(format!(
-        "{} is not on a bpf filesystem: mount one (mount -t bpf bpf DIR) or pin under /sys/fs/bpf",
-        dir.display()
-    )))
-}
-
-/// Removes the shared maps pinned in `dir` (after every instance using them is detached).
-pub fn remove_shared_pins(dir: &Path) -> Result<()> {
-    for name in SHARED_MAPS {
-        let path = dir.join(name);
-        if path.exists() {
-            fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
-        }
-    }
-    fs::remove_dir(dir).map_err(io_err(format!("removing {}", dir.display())))
-}
-
-/// Removes the pinned links (which detaches the programs) and maps of `pin_dir`.
-pub fn detach_pinned(pin_dir: &Path) -> Result<()> {
-    if !pin_dir.exists() {
-        return Err(LbError::NotAttached(pin_dir.to_path_buf()));
-    }
-    let mut links = vec![pin_dir.join(LINK_XDP), pin_dir.join(LINK_TC)];
-    if let Ok(entries) = fs::read_dir(pin_dir) {
-        links.extend(
-            entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("link_pass_"))),
-        );
-    }
-    for path in links {
-        if path.exists() {
-            let pinned = PinnedLink::from_pin(&path).map_err(|e| LbError::Io {
-                what: format!("opening {}", path.display()),
-                cause: std::io::Error::other(e.to_string()),
-            })?;
-            drop(pinned.unpin().map_err(io_err(format!("unpinning {}", path.display())))?);
-        }
-    }
-    for name in MAP_NAMES {
-        let path = pin_dir.join(name);
-        if path.exists() {
-            fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
-        }
-    }
-    fs::remove_dir(pin_dir).map_err(io_err(format!("removing {}", pin_dir.display())))?;
-    // Leave /sys/fs/bpf/tutor when it is the last user of it; ignore "not empty".
-    if let Some(parent) = pin_dir.parent().filter(|p| p.file_name().is_some_and(|n| n == "tutor")) {
-        let _ = fs::remove_dir(parent);
-    }
-    Ok(())
-}
-
-fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
+pub(crate) fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
     ebpf.program_mut(name)
         .ok_or_else(|| LbError::Invalid(format!("object has no program {name}")))?
         .try_into()
         .map_err(prog_err(name))
 }
 
-fn tc_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
+pub(crate) fn tc_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
     ebpf.program_mut("lb_rev")
         .ok_or_else(|| LbError::Invalid("object has no program lb_rev".into()))?
         .try_into()
@@ -501,9 +369,4 @@ fn tc_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
 fn attach_xdp(xdp: &mut Xdp, ifindex: u32, mode: XdpMode, iface_name: &str) -> Result<aya::programs::xdp::XdpLinkId> {
     xdp.attach_to_if_index(ifindex, mode)
         .map_err(prog_err(format!("attaching lb_xdp to {iface_name} ({mode:?} mode)")))
-}
-
-/// `struct xdp_md` as BPF_PROG_TEST_RUN takes it: data 0, data_end = length, the ingress device.
-fn xdp_md(len: u32, ingress_ifindex: u32) -> Vec<u8> {
-    [0u32, len, 0, ingress_ifindex, 0, 0].iter().flat_map(|w| w.to_ne_bytes()).collect()
 }

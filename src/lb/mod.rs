@@ -51,13 +51,14 @@ mod iface;
 pub mod maglev;
 pub mod maps;
 pub mod netns;
+mod pins;
 mod service;
 mod stats;
 pub mod topology;
+mod testrun;
 
-pub use balancer::{
-    AttachMode, Attached, LoadBalancer, LoadOptions, MAP_NAMES, SHARED_MAPS, default_pin_dir, detach_pinned, remove_shared_pins,
-};
+pub use balancer::{AttachMode, Attached, LoadBalancer, LoadOptions, MAP_NAMES, SHARED_MAPS, default_pin_dir};
+pub use pins::{detach_pinned, remove_shared_pins};
 pub use error::LbError;
 pub use service::{BackendView, Frontend, Proto, Service, ServiceKind, ServiceView};
 pub use stats::Stats;
