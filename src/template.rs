@@ -12,7 +12,11 @@ use minijinja::{Environment, UndefinedBehavior};
 use crate::tutorial::FrontMatter;
 
 /// Top-level names a backend may provide in [`crate::backend::Backend::facts`].
-pub const FACT_NAMES: &[&str] = &["backend", "workdir", "run_name", "nodes", "cluster"];
+pub const FACT_NAMES: &[&str] = &[
+    "backend", "workdir", "run_name", "nodes", "cluster",
+    // kind / kube backends
+    "cluster_alias", "context", "kubeconfig", "artifacts",
+];
 
 #[derive(Debug, thiserror::Error)]
 #[error("{}:{line}: template error: {message}", path.display())]

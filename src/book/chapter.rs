@@ -126,7 +126,7 @@ impl<'a> Page<'a> {
     }
 
     fn hidden(&self, block: &Block) -> bool {
-        block.attrs.backend.is_some_and(|b| self.opts.hide_backends.contains(&b))
+        block.attrs.hidden || block.attrs.backend.is_some_and(|b| self.opts.hide_backends.contains(&b))
     }
 
     /// Template values from the front matter's `vars`; values that need the environment's facts
@@ -422,6 +422,15 @@ docker ps
     }
 
     #[test]
+    fn hidden_blocks_are_left_out() {
+        let p = Project::new();
+        let text = "## S\n\n```console {hidden}\n$ echo secret-setup\nsecret-setup\n```\n\n```console\n$ echo shown\nshown\n```\n";
+        let out = transform(&p.tutorial_path("h.md"), text, None, &Options::default()).unwrap().unwrap();
+        assert!(!out.contains("secret-setup"), "{out}");
+        assert!(out.contains("echo shown"), "{out}");
+    }
+
+    #[test]
     fn prose_chapters_are_left_alone() {
         let p = Project::new();
         let text = "# Intro\n\n```yaml\na: 1\n```\n";
@@ -441,6 +450,6 @@ docker ps
     fn tutorial_errors_name_file_and_line() {
         let p = Project::new();
         let e = transform(&p.tutorial_path("t.md"), "## S\n```sh {colour=red}\n```\n", None, &Options::default()).unwrap_err();
-        assert!(e.to_string().ends_with("t.md:2: unknown attribute `colour` (known: id, on, retry, timeout, exit, bg, backend, skip, file)"), "{e}");
+        assert!(e.to_string().ends_with("t.md:2: unknown attribute `colour` (known: id, on, retry, timeout, exit, bg, backend, skip, hidden, file)"), "{e}");
     }
 }

@@ -86,7 +86,10 @@ pub async fn run(
     match up {
         Err(e) => {
             result.usage_error = e.is_usage();
-            result.errors.push(format!("{} backend: {e}", plan.backend));
+            // Name the backend once: some errors (pre-flight) already do.
+            let message = e.to_string();
+            let prefix = format!("{} backend", plan.backend);
+            result.errors.push(if message.starts_with(&prefix) { message } else { format!("{prefix}: {message}") });
         }
         Ok(()) => {
             let task = tokio::spawn(steps::run(

@@ -96,12 +96,13 @@ fn apply(attrs: &mut Attributes, token: &str) -> Result<(), String> {
         }
         "bg" => attrs.bg = flag(value)?,
         "skip" => attrs.skip = flag(value)?,
+        "hidden" => attrs.hidden = flag(value)?,
         "backend" => attrs.backend = Some(need(value)?.parse()?),
         "file" => attrs.file = Some(need(value)?),
         "" => return Err("malformed attribute list: empty attribute name".into()),
         other => {
             return Err(format!(
-                "unknown attribute `{other}` (known: id, on, retry, timeout, exit, bg, backend, skip, file)"
+                "unknown attribute `{other}` (known: id, on, retry, timeout, exit, bg, backend, skip, hidden, file)"
             ));
         }
     }
@@ -124,7 +125,7 @@ mod tests {
     #[test]
     fn every_attribute() {
         let (lang, a, _) = parse_info(
-            "sh {id=x on=kind-worker retry=60s timeout=2m exit=3 bg backend=lab skip file=\"a b.yaml\"}",
+            "sh {id=x on=kind-worker retry=60s timeout=2m exit=3 bg backend=lab skip hidden file=\"a b.yaml\"}",
         )
         .unwrap();
         assert_eq!(lang, "sh");
@@ -133,7 +134,7 @@ mod tests {
         assert_eq!(a.retry, Some(Duration::from_secs(60)));
         assert_eq!(a.timeout, Some(Duration::from_secs(120)));
         assert_eq!(a.exit, 3);
-        assert!(a.bg && a.skip);
+        assert!(a.bg && a.skip && a.hidden);
         assert_eq!(a.backend, Some(BackendKind::Lab));
         assert_eq!(a.file.as_deref(), Some("a b.yaml"));
     }

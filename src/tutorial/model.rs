@@ -100,6 +100,8 @@ pub struct Attributes {
     pub bg: bool,
     pub backend: Option<BackendKind>,
     pub skip: bool,
+    /// Runs like any block but is left out of the book (setup a reader need not see).
+    pub hidden: bool,
     pub file: Option<String>,
 }
 
@@ -114,6 +116,7 @@ impl Default for Attributes {
             bg: false,
             backend: None,
             skip: false,
+            hidden: false,
             file: None,
         }
     }

@@ -261,7 +261,7 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_the_line() {
-        assert_eq!(err("## S\n\n```sh {colour=red}\nx\n```\n"), "t.md:3: unknown attribute `colour` (known: id, on, retry, timeout, exit, bg, backend, skip, file)");
+        assert_eq!(err("## S\n\n```sh {colour=red}\nx\n```\n"), "t.md:3: unknown attribute `colour` (known: id, on, retry, timeout, exit, bg, backend, skip, hidden, file)");
         assert!(err("## S\n```sh {on=x\n```\n").starts_with("t.md:2: attribute list"));
         assert!(err("## S\n\n```sh\necho\n").starts_with("t.md:3: code fence `" ));
         assert!(err("## S\n```console\nhello\n```\n").starts_with("t.md:3: console block: output before"));
