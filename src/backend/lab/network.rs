@@ -29,6 +29,7 @@ pub fn bridge_name(lab: &str) -> String {
 pub fn setup_host(host: &NsThread, lab: &str) -> Result<(), LabError> {
     let br = bridge_name(lab);
     host.ip(&[
+        "link set lo up".into(),
         format!("link add {br} type bridge"),
         format!("link set {br} address 02:42:{}", colon_hex(&hex_id(&[lab, "br"], 8))),
         format!("addr add {GATEWAY}/{BRIDGE_PREFIX} dev {br}"),
@@ -49,6 +50,7 @@ pub fn attach_node(host: &NsThread, node: &NsThread, lab: &str, plan: &NodePlan)
         format!("link set {veth} master {} up", bridge_name(lab)),
     ])?;
     node.ip(&[
+        "link set lo up".into(),
         format!("link set eth0 address {}", plan.mac),
         format!("addr add {}/{BRIDGE_PREFIX} dev eth0", plan.ip),
         "link set eth0 up".into(),
@@ -93,6 +95,7 @@ pub fn attach_pod(node: &NsThread, pod: &NsThread, lxc: &str, ip: Ipv4Addr, rout
     node.sysctl(&format!("net.ipv4.conf.{lxc}.proxy_arp"), "1")?;
     node.sysctl(&format!("net.ipv4.conf.{lxc}.rp_filter"), "0")?;
     pod.ip(&[
+        "link set lo up".into(),
         format!("addr add {ip}/32 dev eth0"),
         "link set eth0 up".into(),
         format!("route add {router} dev eth0 scope link"),

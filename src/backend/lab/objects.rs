@@ -208,8 +208,8 @@ impl ClusterRt {
                 )));
             }
         };
+        // Services are synced once per kubectl command by the caller, not per object.
         self.reconcile(dir)?;
-        self.sync_services()?;
         Ok(format!("{shown} {verb}"))
     }
 
@@ -309,7 +309,6 @@ impl ClusterRt {
             "Namespace" => true,
             other => return Err(LabError::Unsupported(format!("kind {other} is not supported on the lab backend: mark the block backend=kind"))),
         };
-        self.sync_services()?;
         Ok(found.then(|| format!("{} \"{name}\" deleted", resource_name(kind))))
     }
 

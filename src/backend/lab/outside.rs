@@ -50,6 +50,7 @@ pub fn build(host: &NsThread, lab: &str) -> Result<Outside, LabError> {
         "link del docker0-tmp".into(),
     ])?;
     router.ip(&[
+        "link set lo up".into(),
         format!("addr add {ROUTER}/24 dev eth0"),
         "link set eth0 up".into(),
         format!("addr add {API}/32 dev lo"),

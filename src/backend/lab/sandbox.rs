@@ -30,7 +30,7 @@ pub struct NsThread {
 }
 
 impl NsThread {
-    /// Start the thread, unshare, set up mounts and hostname, bring `lo` up.
+    /// Start the thread, unshare, set up mounts and hostname.
     pub fn new(label: &str, hostname: Option<&str>, mounts: Mounts) -> Result<NsThread, LabError> {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<i32, String>>();
         let (jobs, rx) = mpsc::channel::<Job>();
@@ -143,8 +143,7 @@ fn enter_new(hostname: Option<&str>, mounts: &Mounts) -> Result<(), String> {
             return Err(format!("sethostname: {}", std::io::Error::last_os_error()));
         }
     }
-    run_command(&["ip".into(), "link".into(), "set".into(), "lo".into(), "up".into()], "")
-        .map_err(|e| e.to_string())?;
+    // `lo` comes up with each target's first `ip -batch` (one process fewer per namespace).
     Ok(())
 }
 

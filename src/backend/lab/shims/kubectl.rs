@@ -75,48 +75,9 @@ pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabErr
     match verb.as_str() {
         "get" => get(c, &a, &ns, argv),
         "apply" | "create" | "delete" => {
-            let files = a.all(&["-f", "--filename"]);
-            if files.is_empty() {
-                return match (verb.as_str(), &a.positional[1..]) {
-                    ("delete", [kind, names @ ..]) if !names.is_empty() => {
-                        let k = Kind::parse(kind).ok_or_else(|| unsupported("kubectl", argv))?;
-                        let mut out = String::new();
-                        for n in names {
-                            match c.delete(k.api(), &ns, n)? {
-                                Some(line) => out.push_str(&format!("{line}\n")),
-                                None => return Ok(fail(format!("Error from server (NotFound): {} \"{n}\" not found\n", k.plural()))),
-                            }
-                        }
-                        Ok(Outcome::out(out))
-                    }
-                    _ => Err(unsupported("kubectl", argv)),
-                };
-            }
-            let mut out = String::new();
-            for f in files {
-                for obj in objects::load(&resolve(cwd, f), f)? {
-                    if verb == "delete" {
-                        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
-                        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-                        let ons = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(&ns);
-                        match c.delete(kind, ons, name)? {
-                            Some(line) => out.push_str(&format!("{line}\n")),
-                            None => {
-                                return Ok(Outcome::Print {
-                                    stdout: out,
-                                    stderr: format!("Error from server (NotFound): error when deleting \"{f}\": {}s \"{name}\" not found\n", kind.to_lowercase()),
-                                    code: 1,
-                                });
-                            }
-                        }
-                    } else {
-                        let line = c.apply(&obj, &ns, &dir)?;
-                        out.push_str(&line.replace(" unchanged", if verb == "create" { " created" } else { " unchanged" }));
-                        out.push('\n');
-                    }
-                }
-            }
-            Ok(Outcome::out(out))
+            let out = change(c, &a, &verb, &ns, &dir, cwd, argv);
+            c.sync_services()?;
+            out
         }
         "exec" => exec(c, &a, &ns, argv),
         "rollout" => {
@@ -168,6 +129,52 @@ pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabErr
         }
         _ => Err(unsupported("kubectl", argv)),
     }
+}
+
+/// `kubectl apply|create|delete` (services are synced by the caller).
+fn change(c: &mut ClusterRt, a: &Args, verb: &str, ns: &str, dir: &Path, cwd: &Path, argv: &[String]) -> Result<Outcome, LabError> {
+    let files = a.all(&["-f", "--filename"]);
+    if files.is_empty() {
+        return match (verb, &a.positional[1..]) {
+            ("delete", [kind, names @ ..]) if !names.is_empty() => {
+                let k = Kind::parse(kind).ok_or_else(|| unsupported("kubectl", argv))?;
+                let mut out = String::new();
+                for n in names {
+                    match c.delete(k.api(), ns, n)? {
+                        Some(line) => out.push_str(&format!("{line}\n")),
+                        None => return Ok(fail(format!("Error from server (NotFound): {} \"{n}\" not found\n", k.plural()))),
+                    }
+                }
+                Ok(Outcome::out(out))
+            }
+            _ => Err(unsupported("kubectl", argv)),
+        };
+    }
+    let mut out = String::new();
+    for f in files {
+        for obj in objects::load(&resolve(cwd, f), f)? {
+            if verb == "delete" {
+                let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+                let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+                let ons = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(ns);
+                match c.delete(kind, ons, name)? {
+                    Some(line) => out.push_str(&format!("{line}\n")),
+                    None => {
+                        return Ok(Outcome::Print {
+                            stdout: out,
+                            stderr: format!("Error from server (NotFound): error when deleting \"{f}\": {}s \"{name}\" not found\n", kind.to_lowercase()),
+                            code: 1,
+                        });
+                    }
+                }
+            } else {
+                let line = c.apply(&obj, ns, dir)?;
+                out.push_str(&line.replace(" unchanged", if verb == "create" { " created" } else { " unchanged" }));
+                out.push('\n');
+            }
+        }
+    }
+    Ok(Outcome::out(out))
 }
 
 fn parse_selector(s: &str) -> super::super::store::Labels {
