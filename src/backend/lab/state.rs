@@ -61,6 +61,8 @@ pub struct ClusterRt {
     pub scheduled: usize,
     /// `<svc>.<ns>.svc.cluster.local` → ClusterIP, shared with the CoreDNS stand-ins.
     pub zone: Zone,
+    /// LoadBalancer services' datapath (XDP LB, announcements).
+    pub lb: super::xdp_lb::LbState,
 }
 
 pub struct Lab {
@@ -216,6 +218,7 @@ impl Lab {
             created: now,
             scheduled: 0,
             zone: Zone::default(),
+            lb: super::xdp_lb::LbState::new(&self.name, self.host.tid()),
         };
         let kube_dns: Labels = [("k8s-app".to_string(), "kube-dns".to_string())].into();
         rt.seed_deployment("kube-system", "coredns", 2, kube_dns, "registry.k8s.io/coredns/coredns:v1.11.1");
@@ -535,6 +538,7 @@ impl ClusterRt {
             ports: vec![port("https", 443, 6443, "TCP")],
             selector: Labels::new(),
             created: now,
+            load_balancer_ip: None,
         });
         self.store.services.push(Service {
             namespace: "kube-system".into(),
@@ -545,6 +549,7 @@ impl ClusterRt {
             ports: vec![port("dns", 53, 53, "UDP"), port("dns-tcp", 53, 53, "TCP"), port("metrics", 9153, 9153, "TCP")],
             selector: [("k8s-app".to_string(), "kube-dns".to_string())].into(),
             created: now,
+            load_balancer_ip: None,
         });
     }
 }

@@ -11,7 +11,7 @@ use super::super::store::{age, selects};
 use super::{Args, Outcome, jsonpath, resolve, table, unsupported};
 
 const WITH_VALUE: &[&str] = &["-n", "--namespace", "-o", "--output", "-f", "--filename", "-c", "--container", "--context", "-l", "--selector", "--for", "--timeout"];
-const BOOLEANS: &[&str] = &["-A", "--all-namespaces", "-t", "-i", "--tty", "--stdin", "--all", "-q", "--quiet"];
+const BOOLEANS: &[&str] = &["-A", "--all-namespaces", "-t", "-i", "--tty", "--stdin", "--all", "-q", "--quiet", "--overwrite"];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -80,6 +80,14 @@ pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabErr
             out
         }
         "exec" => exec(c, &a, &ns, argv),
+        "label" => match &a.positional[1..] {
+            [kind, name, changes @ ..] if Kind::parse(kind) == Some(Kind::Node) && !changes.is_empty() => {
+                let out = c.label_node(name, changes, a.flag(&["--overwrite"]));
+                c.sync_services()?;
+                Ok(out.map(Outcome::out).unwrap_or_else(fail))
+            }
+            _ => Err(unsupported("kubectl", argv)),
+        },
         "rollout" => {
             let rest: Vec<&str> = a.positional[1..].iter().map(String::as_str).collect();
             let (action, kind, name) = match rest.as_slice() {
@@ -281,8 +289,20 @@ fn objects_of(c: &ClusterRt, kind: Kind, ns: Option<&str>, wide: bool) -> (Vec<&
                 .iter()
                 .filter(|s| in_ns(&s.namespace))
                 .map(|s| {
-                    let ports: Vec<String> = s.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol)).collect();
-                    let mut r = vec![s.name.clone(), s.type_.clone(), s.cluster_ip.to_string(), "<none>".into(), ports.join(","), age(s.created)];
+                    let ports: Vec<String> = s
+                        .ports
+                        .iter()
+                        .map(|p| match p.node_port {
+                            Some(np) => format!("{}:{np}/{}", p.port, p.protocol),
+                            None => format!("{}/{}", p.port, p.protocol),
+                        })
+                        .collect();
+                    let external = match s.load_balancer_ip {
+                        Some(ip) => ip.to_string(),
+                        None if s.type_ == "LoadBalancer" => "<pending>".into(),
+                        None => "<none>".into(),
+                    };
+                    let mut r = vec![s.name.clone(), s.type_.clone(), s.cluster_ip.to_string(), external, ports.join(","), age(s.created)];
                     if wide {
                         let sel: Vec<String> = s.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
                         r.push(if sel.is_empty() { "<none>".into() } else { sel.join(",") });
