@@ -49,6 +49,7 @@ pub fn resource_name(kind: &str) -> &'static str {
         "ConfigMap" => "configmap",
         "DaemonSet" => "daemonset.apps",
         "Namespace" => "namespace",
+        "Node" => "node",
         "CiliumLoadBalancerIPPool" => "ciliumloadbalancerippool.cilium.io",
         "CiliumL2AnnouncementPolicy" => "ciliuml2announcementpolicy.cilium.io",
         _ => "object",
