@@ -149,11 +149,16 @@ static __always_inline int nat_port(struct snat_fwd_key *fk, __u16 *out)
 	return -1;
 }
 
+static __always_inline struct snat_config *config(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&snat_config, &zero);
+}
+
 SEC("classifier")
 int from_pod(struct __sk_buff *skb)
 {
-	__u32 zero = 0;
-	struct snat_config *cfg = bpf_map_lookup_elem(&snat_config, &zero);
+	struct snat_config *cfg = config();
 	struct iphdr *iph;
 	struct flow f;
 
@@ -180,8 +185,7 @@ int from_pod(struct __sk_buff *skb)
 SEC("classifier")
 int to_node(struct __sk_buff *skb)
 {
-	__u32 zero = 0;
-	struct snat_config *cfg = bpf_map_lookup_elem(&snat_config, &zero);
+	struct snat_config *cfg = config();
 	struct iphdr *iph;
 	struct flow f;
 

@@ -71,15 +71,11 @@ fn dns_through_coredns_docker_dns_and_the_lan() {
 fn iptables_masquerade_seen_by_the_external_server() {
     require_lab!();
     let lab = Lab::article("masq");
-    let node_ip = |pod: &str| {
-        let pods = lab.sh("host", "kubectl get pods -o wide").ok();
-        let node = pods.lines().find(|l| l.starts_with(pod)).unwrap().split_whitespace().nth(6).unwrap().to_string();
-        let nodes = lab.sh("host", "kubectl get nodes -o wide").ok();
-        nodes.lines().find(|l| l.starts_with(&format!("{node} "))).unwrap().split_whitespace().nth(5).unwrap().to_string()
-    };
-    let out = lab.sh("host", "kubectl exec tiefighter -- curl --connect-timeout 10 -s http://swapi.dev/api/starships").ok();
-    assert!(out.starts_with(r#"{"count":36,"next":"https://swapi.dev/api/starships/?page=2","previous":null,"results":[...]"#), "{out}");
-    assert!(out.contains(&format!("\"origin\":\"{}\"", node_ip("tiefighter"))), "{out}");
+    // The article's request, over TLS (the lab CA is trusted inside the lab).
+    let out = lab.sh("host", "kubectl exec tiefighter -- curl --connect-timeout 10 -s https://swapi.dev/api/starships").ok();
+    assert_eq!(out, "{\"count\":36,\"next\":\"https://swapi.dev/api/starships/?page=2\",\"previous\":null,\"results\":[...]}\n");
+    let out = lab.sh("host", "kubectl exec tiefighter -- curl --connect-timeout 10 -s https://swapi.dev/ip").ok();
+    assert_eq!(out, format!("{{\"origin\":\"{}\"}}\n", lab.node_ip_of("tiefighter")));
     let chain = lab.sh("kind-worker", "iptables -t nat -S CILIUM_POST_nat").ok();
     let want = r#"-N CILIUM_POST_nat
 -A CILIUM_POST_nat -s 10.244.2.0/24 -m set --match-set cilium_node_set_v4 dst -m comment --comment "exclude traffic to cluster nodes from masquerade" -j ACCEPT
@@ -115,9 +111,7 @@ fn bpf_masquerade_breaks_docker_dns_until_coredns_forwards_to_the_lan() {
     // The iptables chain is gone: what masquerades below is the BPF program.
     assert_ne!(lab.sh("kind-worker", "iptables -t nat -S CILIUM_POST_nat").code, 0);
     // SNAT by BPF: the external server sees the node's address.
-    let pods = lab.sh("host", "kubectl get pods -o wide").ok();
-    let node = pods.lines().find(|l| l.starts_with("tiefighter")).unwrap().split_whitespace().nth(6).unwrap().to_string();
-    let node_ip = lab.sh("host", &format!("kubectl get node {node} -o jsonpath='{{.status.addresses[0].address}}'")).ok();
+    let node_ip = lab.node_ip_of("tiefighter");
     let out = lab.sh("pod/tiefighter", "curl -s --connect-timeout 5 http://203.0.113.10/").ok();
     assert_eq!(out, format!("{{\"origin\":\"{node_ip}\"}}\n"));
     // Cluster traffic is untouched by it.
@@ -129,6 +123,6 @@ fn bpf_masquerade_breaks_docker_dns_until_coredns_forwards_to_the_lan() {
     // The article's fix.
     lab.sh("host", "kubectl -n kube-system get cm coredns -o yaml | sed 's|forward . /etc/resolv.conf|forward . 192.168.1.1|' > cm.bpf.tmp && kubectl apply -f cm.bpf.tmp; rm -f cm.bpf.tmp").ok();
     lab.sh("host", "kubectl -n kube-system rollout restart deployment coredns").ok();
-    let fixed = lab.sh("host", "kubectl exec tiefighter -- curl --connect-timeout 10 -s http://swapi.dev/api/starships").ok();
-    assert!(fixed.contains(&format!("\"origin\":\"{node_ip}\"")), "{fixed}");
+    let fixed = lab.sh("host", "kubectl exec tiefighter -- curl --connect-timeout 10 -s https://swapi.dev/ip").ok();
+    assert_eq!(fixed, format!("{{\"origin\":\"{node_ip}\"}}\n"));
 }

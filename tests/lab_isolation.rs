@@ -85,3 +85,37 @@ fn exec_errors() {
     assert_eq!(o.code, 2);
     assert_eq!(lab.sh("kind-worker", "exit 7").code, 7);
 }
+
+#[test]
+fn sigterm_tears_the_lab_down() {
+    require_lab!();
+    let lab = Lab::article("term");
+    let (pid, inodes) = (lab.pid(), lab.netns_inodes());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(!std::path::Path::new(&format!("/run/tutor/labs/{}", lab.name)).exists(), "SIGTERM left the registry entry");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(!netns_in_use(&inodes));
+}
+
+#[test]
+fn preflight_errors_are_usage_errors() {
+    require_lab!();
+    // Without ip/nft/nsenter on PATH.
+    let o = Command::new(lab_support::TUTOR).args(["lab", "up", "--name", "nopath"]).env("PATH", "/nonexistent").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("the lab needs ip, nft, nsenter, iptables-restore on PATH"), "{err}");
+    // Not root.
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", lab_support::TUTOR, "lab", "up", "--name", "noroot"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("the lab needs root"), "{err}");
+    assert!(!std::path::Path::new("/run/tutor/labs/nopath").exists() && !std::path::Path::new("/run/tutor/labs/noroot").exists());
+}

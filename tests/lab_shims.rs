@@ -101,3 +101,18 @@ fn kubectl_edit_with_kube_editor_and_nmcli() {
     let o = lab.sh("host", "unset KUBE_EDITOR EDITOR; kubectl -n kube-system edit cm coredns");
     assert_eq!(o.code, 2, "{}", o.stderr);
 }
+
+#[test]
+fn cluster_info_and_the_demo_app_by_url() {
+    require_lab!();
+    let lab = Lab::up("url", Some("kind-config.yaml"));
+    assert_eq!(lab.sh("host", "kubectl cluster-info dump | grep -m 1 cluster-cidr").ok(), "              \"--cluster-cidr=10.244.0.0/16\",\n");
+    assert!(lab.sh("host", "kubectl cluster-info").ok().starts_with("Kubernetes control plane is running at https://"));
+    let o = lab.sh("host", "kubectl apply -f https://raw.githubusercontent.com/cilium/cilium/HEAD/examples/minikube/http-sw-app.yaml").ok();
+    assert_eq!(o, "service/deathstar created\ndeployment.apps/deathstar created\npod/tiefighter created\npod/xwing created\n");
+    let o = lab.sh("host", "kubectl apply -f http-sw-app.yaml").ok();
+    assert_eq!(o, "service/deathstar unchanged\ndeployment.apps/deathstar unchanged\npod/tiefighter unchanged\npod/xwing unchanged\n");
+    let o = lab.sh("host", "kubectl apply -f https://example.com/app.yaml");
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("not supported on the lab backend"), "{}", o.stderr);
+}

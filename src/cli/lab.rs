@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
 
 use super::Exit;
 use crate::backend::Target;
@@ -147,8 +148,21 @@ pub async fn execute(args: LabArgs) -> anyhow::Result<Exit> {
             Ok(Exit::Pass)
         }
         LabCommand::Supervise { name, owner, config } => {
-            let opts = supervisor::Options { name, owner, config, exe: lab::tutor_exe() };
-            tokio::task::spawn_blocking(move || supervise(opts)).await?
+            let opts = supervisor::Options { name: name.clone(), owner, config, exe: lab::tutor_exe() };
+            let serving = tokio::task::spawn_blocking(move || supervise(opts));
+            // SIGTERM, SIGINT or SIGHUP: tear down in order (the supervisor exits from there).
+            let mut term = signal(SignalKind::terminate()).context("installing signal handlers")?;
+            let mut int = signal(SignalKind::interrupt()).context("installing signal handlers")?;
+            let mut hup = signal(SignalKind::hangup()).context("installing signal handlers")?;
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                    _ = hup.recv() => {}
+                }
+                let _ = tokio::task::spawn_blocking(move || protocol::call(&name, &protocol::Request::Down)).await;
+            });
+            serving.await?
         }
     }
 }

@@ -91,6 +91,12 @@ impl Lab {
         info["netns_inodes"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect()
     }
 
+    /// The eth0 address of the node `pod` (default namespace) runs on.
+    pub fn node_ip_of(&self, pod: &str) -> String {
+        let node = self.sh("host", &format!("kubectl get pod {pod} -o jsonpath='{{.spec.nodeName}}'")).ok();
+        self.sh("host", &format!("kubectl get node {node} -o jsonpath='{{.status.addresses[0].address}}'")).ok()
+    }
+
     /// Cluster with Cilium and the http-sw-app pods, as the article sets it up.
     pub fn article(tag: &str) -> Lab {
         let lab = Lab::up(tag, Some("kind-config.yaml"));

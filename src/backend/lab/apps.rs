@@ -3,7 +3,7 @@
 //! process to leak, and they die with the lab.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -40,6 +40,15 @@ pub type Handler = fn(&Request, &str) -> (u16, &'static str, String);
 
 /// Serve HTTP on `port` inside `ns`; `name` is passed to the handler (e.g. the pod name).
 pub fn http(ns: &NsThread, port: u16, name: &str, handler: Handler) -> Result<Server, LabError> {
+    listen(ns, port, name, handler, None)
+}
+
+/// The same over TLS, with the certificate of `tls`.
+pub fn https(ns: &NsThread, port: u16, name: &str, handler: Handler) -> Result<Server, LabError> {
+    listen(ns, port, name, handler, Some(super::tls::server_config()?))
+}
+
+fn listen(ns: &NsThread, port: u16, name: &str, handler: Handler, tls: Option<Arc<rustls::ServerConfig>>) -> Result<Server, LabError> {
     let listener = ns
         .run(move || TcpListener::bind(("0.0.0.0", port)))?
         .map_err(|e| LabError::System(format!("binding port {port}: {e}")))?;
@@ -55,7 +64,16 @@ pub fn http(ns: &NsThread, port: u16, name: &str, handler: Handler) -> Result<Se
                 match listener.accept() {
                     Ok((conn, peer)) => {
                         let name = name.clone();
-                        std::thread::spawn(move || serve_one(conn, peer, &name, handler));
+                        let tls = tls.clone();
+                        std::thread::spawn(move || {
+                            let _ = conn.set_nonblocking(false);
+                            let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                            match tls.map(rustls::ServerConnection::new) {
+                                None => serve_one(conn, peer, &name, handler),
+                                Some(Ok(session)) => serve_one(rustls::StreamOwned::new(session, conn), peer, &name, handler),
+                                Some(Err(_)) => {}
+                            }
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -65,10 +83,8 @@ pub fn http(ns: &NsThread, port: u16, name: &str, handler: Handler) -> Result<Se
     Ok(Server { stop, addr })
 }
 
-fn serve_one(conn: TcpStream, peer: SocketAddr, name: &str, handler: Handler) {
-    let _ = conn.set_nonblocking(false);
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut reader = BufReader::new(&conn);
+fn serve_one(mut conn: impl Read + Write, peer: SocketAddr, name: &str, handler: Handler) {
+    let mut reader = BufReader::new(&mut conn);
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
         return;
@@ -89,6 +105,7 @@ fn serve_one(conn: TcpStream, peer: SocketAddr, name: &str, handler: Handler) {
     }
     let mut body = vec![0u8; length.min(1 << 20)];
     let _ = reader.read_exact(&mut body);
+    drop(reader);
     let (status, ctype, text) = handler(&Request { method, path, peer }, name);
     let reason = match status {
         200 => "OK",
@@ -100,8 +117,8 @@ fn serve_one(conn: TcpStream, peer: SocketAddr, name: &str, handler: Handler) {
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nX-Served-By: {name}\r\nConnection: close\r\n\r\n{text}",
         text.len()
     );
-    let mut w = &conn;
-    let _ = w.write_all(resp.as_bytes());
+    let _ = conn.write_all(resp.as_bytes());
+    let _ = conn.flush();
 }
 
 /// Cilium's `cilium/starwars` image, as far as its http-sw-app demo uses it.
@@ -118,15 +135,13 @@ pub fn deathstar(req: &Request, _pod: &str) -> (u16, &'static str, String) {
     }
 }
 
-/// The outside world's API: tells the client which address it came from, which is what shows
-/// whether (and how) the cluster masqueraded the request.
+/// The outside world's API. `/api/starships` answers what the article prints; every other path
+/// (`/ip`, `/`) tells the client which address it came from, which shows whether (and how) the
+/// cluster masqueraded the request.
 pub fn echo(req: &Request, _name: &str) -> (u16, &'static str, String) {
-    let origin = req.peer.ip();
     if req.path.starts_with("/api/starships") {
-        (200, "application/json", format!(
-            "{{\"count\":36,\"next\":\"https://swapi.dev/api/starships/?page=2\",\"previous\":null,\"results\":[...],\"origin\":\"{origin}\"}}\n"
-        ))
+        (200, "application/json", "{\"count\":36,\"next\":\"https://swapi.dev/api/starships/?page=2\",\"previous\":null,\"results\":[...]}\n".into())
     } else {
-        (200, "application/json", format!("{{\"origin\":\"{origin}\"}}\n"))
+        (200, "application/json", format!("{{\"origin\":\"{}\"}}\n", req.peer.ip()))
     }
 }

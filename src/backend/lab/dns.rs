@@ -149,7 +149,7 @@ fn response_to(req: &Message, q: Query) -> Message {
 
 fn forward(query: &[u8], upstream: SocketAddr) -> Option<Vec<u8>> {
     let sock = UdpSocket::bind("0.0.0.0:0").ok()?;
-    sock.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    sock.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
     sock.send_to(query, upstream).ok()?;
     let mut buf = [0u8; 4096];
     let (n, _) = sock.recv_from(&mut buf).ok()?;

@@ -20,6 +20,7 @@ pub mod protocol;
 pub mod registry;
 pub mod sandbox;
 mod services;
+mod tls;
 pub mod shims;
 mod state;
 pub mod store;
@@ -174,7 +175,7 @@ impl LabBackend {
 
     fn command(&self, req: &ExecRequest<'_>) -> Result<Command, BackendError> {
         let info = self.info()?;
-        let argv = vec!["bash".to_string(), "-c".to_string(), req.script.to_string()];
+        let argv: Vec<String> = ["bash", "--noprofile", "--norc", "-c", req.script].map(str::to_string).to_vec();
         let mut cmd = Command::from(target_command(&info, req.target, &self.workdir, &argv)?);
         for (k, v) in req.env {
             cmd.env(k, v);

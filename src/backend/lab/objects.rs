@@ -14,9 +14,27 @@ use super::network::hex_id;
 use super::state::{ClusterRt, suffix};
 use super::store::{App, ConfigMap, Container, Deployment, Labels, Pod, Service, ServicePort};
 
-/// Parse a (multi-document) manifest file into JSON objects.
+/// Manifests the lab knows by URL (it has no internet): Cilium's demo app.
+const KNOWN_URLS: &[(&str, &str)] = &[(
+    "/cilium/cilium/HEAD/examples/minikube/http-sw-app.yaml",
+    include_str!("manifests/http-sw-app.yaml"),
+)];
+
+/// Parse a (multi-document) manifest file, or a known URL, into JSON objects.
 pub fn load(path: &Path, shown: &str) -> Result<Vec<Value>, LabError> {
-    let text = std::fs::read_to_string(path).map_err(|e| LabError::Input(format!("error: the path \"{shown}\" does not exist ({e})")))?;
+    let text = if shown.starts_with("https://") || shown.starts_with("http://") {
+        KNOWN_URLS
+            .iter()
+            .find(|(suffix, _)| shown.ends_with(suffix))
+            .map(|(_, text)| text.to_string())
+            .ok_or_else(|| {
+                LabError::Unsupported(format!(
+                    "fetching {shown} is not supported on the lab backend (no internet): save the manifest with a file= block, or mark the block backend=kind"
+                ))
+            })?
+    } else {
+        std::fs::read_to_string(path).map_err(|e| LabError::Input(format!("error: the path \"{shown}\" does not exist ({e})")))?
+    };
     let mut docs = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let v: Value = serde::Deserialize::deserialize(doc).map_err(|e| {
@@ -174,6 +192,13 @@ impl ClusterRt {
             "Service" => {
                 let svc = self.service_from(obj, &ns, &name)?;
                 match self.store.services.iter().position(|s| s.namespace == ns && s.name == name) {
+                    Some(i)
+                        if self.store.services[i].ports == svc.ports
+                            && self.store.services[i].selector == svc.selector
+                            && self.store.services[i].labels == svc.labels =>
+                    {
+                        "unchanged"
+                    }
                     Some(i) => {
                         let old = &mut self.store.services[i];
                         old.ports = svc.ports;

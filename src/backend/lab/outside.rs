@@ -1,6 +1,6 @@
 //! The world outside the cluster, as the article's laptop sees it: the lab host's uplink
 //! (`wlp2s0`, 192.168.1.63/24) to a LAN router (192.168.1.1) that also plays "the internet".
-//! The router serves an HTTP API on every address that echoes the client's source address —
+//! The router serves an HTTP(S) API on every address that echoes the client's source address —
 //! which shows whether and how the cluster masqueraded a request — and holds public-looking
 //! addresses from TEST-NET-3 (203.0.113.0/24), which exist only inside the lab.
 //!
@@ -57,7 +57,7 @@ pub fn build(host: &NsThread, lab: &str) -> Result<Outside, LabError> {
         format!("route add {BRIDGE_NET}/{BRIDGE_PREFIX} via {UPLINK} dev eth0"),
     ])?;
     router.sysctl("net.ipv4.ip_forward", "1")?;
-    let servers = vec![apps::http(&router, 80, "swapi", apps::echo)?];
+    let servers = vec![apps::http(&router, 80, "swapi", apps::echo)?, apps::https(&router, 443, "swapi", apps::echo)?];
     let zone = PUBLIC_NAMES.iter().map(|(n, ip)| (n.to_string(), *ip)).collect();
     let policy = Policy { zone: Arc::new(RwLock::new(zone)), authoritative_suffix: None, upstream: None };
     let dns = dns::serve(&router, SocketAddr::from((ROUTER, 53)), policy)?;

@@ -153,12 +153,21 @@ pub fn claim(name: &str) -> Result<PathBuf, LabError> {
             if read_info(name).is_ok() {
                 return Err(LabError::Input(format!("a lab named `{name}` is already up")));
             }
-            std::fs::remove_dir_all(&d).map_err(|e| io(&d, e))?;
+            remove_entry(&d)?;
             std::fs::create_dir(&d).map_err(|e| io(&d, e))?;
             Ok(d)
         }
         Err(e) => Err(io(&d, e)),
     }
+}
+
+/// Remove a dead lab's entry, ending first whatever a block left running inside its namespaces
+/// (which keeps them alive).
+fn remove_entry(p: &Path) -> Result<(), LabError> {
+    if let Some(info) = std::fs::read_to_string(p.join("lab.json")).ok().and_then(|t| serde_json::from_str::<LabInfo>(&t).ok()) {
+        super::supervisor::kill_inside(&info.netns_inodes);
+    }
+    if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) }.map_err(|e| io(p, e))
 }
 
 /// What `gc` removed.
@@ -189,15 +198,7 @@ pub fn gc() -> Result<GcReport, LabError> {
         if young && !entry.path().join("lab.json").exists() {
             continue;
         }
-        // Whatever a block left running inside the dead lab's namespaces keeps them alive.
-        if let Some(info) = std::fs::read_to_string(entry.path().join("lab.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<LabInfo>(&t).ok())
-        {
-            super::supervisor::kill_inside(&info.netns_inodes);
-        }
-        let p = entry.path();
-        if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }.map_err(|e| io(&p, e))?;
+        remove_entry(&entry.path())?;
         report.entries.push(name);
     }
     let owned = |obj: &str| live.iter().any(|l| obj.starts_with(&format!("{PREFIX}{l}-")));

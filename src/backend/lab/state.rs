@@ -81,11 +81,17 @@ fn write(path: &Path, text: &str) -> Result<(), LabError> {
     std::fs::write(path, text).map_err(|e| LabError::System(format!("{}: {e}", path.display())))
 }
 
-/// A per-target /etc/resolv.conf, bind-mounted over the real one inside the target.
+/// A per-target /etc/resolv.conf, and the lab's CA bundle, bind-mounted over the real ones
+/// inside the target.
 fn resolv_mount(dir: &Path, slug: &str, text: &str) -> Result<Mounts, LabError> {
     let file = dir.join("etc").join(slug).join("resolv.conf");
     write(&file, text)?;
-    Ok(Mounts { binds: vec![(file, PathBuf::from("/etc/resolv.conf"))] })
+    let mut binds = vec![(file, PathBuf::from("/etc/resolv.conf"))];
+    let bundle = dir.join("etc").join("ca-certificates.crt");
+    if bundle.exists() {
+        binds.push((bundle, PathBuf::from(super::tls::SYSTEM_BUNDLE)));
+    }
+    Ok(Mounts { binds })
 }
 
 /// Kubernetes' random name suffix alphabet (no vowels, no confusable digits).
@@ -105,6 +111,7 @@ impl Lab {
             std::os::unix::fs::symlink(exe, bin.join(tool))
                 .map_err(|e| LabError::System(format!("{}: {e}", bin.display())))?;
         }
+        super::tls::write_bundle(&dir)?;
         // The user's machine resolves through its LAN router, as the article's laptop does.
         let mounts = resolv_mount(&dir, "host", "nameserver 192.168.1.1\n")?;
         let host = NsThread::new("host", None, mounts)?;

@@ -60,7 +60,7 @@ pub struct Deployment {
     pub generation: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicePort {
     pub name: Option<String>,
     pub port: u16,

@@ -13,11 +13,10 @@ pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabErr
     let name = a.value(&["--name", "-n"]);
     match pos.as_slice() {
         ["create", "cluster"] => {
-            let (config, origin) = match a.value(&["--config"]) {
-                Some(f) => (Cluster::load(&resolve(cwd, f))?, f.to_string()),
-                None => (Cluster::default(), String::new()),
+            let config = match a.value(&["--config"]) {
+                Some(f) => Cluster::load(&resolve(cwd, f))?,
+                None => Cluster::default(),
             };
-            let _ = origin;
             let no_cni = config.networking.disable_default_cni;
             let c = lab.create_cluster(config, name)?;
             let cname = c.plan.cluster.clone();

@@ -88,6 +88,7 @@ pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabErr
             }
             _ => Err(unsupported("kubectl", argv)),
         },
+        "cluster-info" => cluster_info(c, &a.positional[1..], argv),
         "rollout" => {
             let rest: Vec<&str> = a.positional[1..].iter().map(String::as_str).collect();
             let (action, kind, name) = match rest.as_slice() {
@@ -184,6 +185,46 @@ fn change(c: &mut ClusterRt, a: &Args, verb: &str, ns: &str, dir: &Path, cwd: &P
     }
     Ok(Outcome::out(out))
 }
+
+/// `kubectl cluster-info [dump]`: the API endpoints, or nodes and kube-system pods as JSON (with
+/// the controller manager's flags, where `--cluster-cidr` is found).
+fn cluster_info(c: &ClusterRt, rest: &[String], argv: &[String]) -> Result<Outcome, LabError> {
+    match rest {
+        [] => Ok(Outcome::out(format!(
+            "Kubernetes control plane is running at https://{API}\nCoreDNS is running at https://{API}/api/v1/namespaces/kube-system/services/kube-dns:dns/proxy\n\nTo further debug and diagnose cluster problems, use 'kubectl cluster-info dump'.\n"
+        ))),
+        [d] if d == "dump" => {
+            let nodes: Vec<Value> = c.store.nodes.iter().map(|n| n.to_json(c.store.cni)).collect();
+            let pods: Vec<Value> = c
+                .store
+                .pods
+                .iter()
+                .filter(|p| p.namespace == "kube-system")
+                .map(|p| {
+                    let mut j = p.to_json();
+                    if p.name.starts_with("kube-controller-manager-") {
+                        j["spec"]["containers"][0]["command"] = json!([
+                            "kube-controller-manager",
+                            "--allocate-node-cidrs=true",
+                            format!("--cluster-cidr={}", c.plan.pod_subnet),
+                            format!("--cluster-name={}", c.plan.cluster),
+                            format!("--service-cluster-ip-range={}", c.plan.service_subnet),
+                        ]);
+                    }
+                    j
+                })
+                .collect();
+            let list = |kind: &str, items: Vec<Value>| {
+                serde_json::to_string_pretty(&json!({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": ""}, "items": items})).unwrap()
+            };
+            Ok(Outcome::out(format!("{}\n{}\n", list("NodeList", nodes), list("PodList", pods))))
+        }
+        _ => Err(unsupported("kubectl", argv)),
+    }
+}
+
+/// Where kind publishes the API server on the user's machine.
+const API: &str = "127.0.0.1:6443";
 
 fn parse_selector(s: &str) -> super::super::store::Labels {
     s.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
