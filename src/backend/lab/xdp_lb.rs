@@ -138,6 +138,14 @@ impl ClusterRt {
                 })
             })
             .collect();
+        // BPF masquerade must leave the backends' replies to the LB's reply translation.
+        let backends: Vec<(Ipv4Addr, u16, u8)> =
+            wanted.iter().flat_map(|s| s.backends.iter().map(move |b| (*b.ip(), b.port(), s.frontend.proto.number()))).collect();
+        for n in &self.nodes {
+            if let Some(bpf) = &n.bpf {
+                bpf.set_lb_backends(&backends)?;
+            }
+        }
         if wanted.is_empty() {
             self.lb.teardown();
             return Ok(());
