@@ -151,11 +151,15 @@ impl ClusterRt {
             return Ok(());
         }
         let mode = acceleration(&values);
-        if self.lb.mode != Some(mode) || self.lb.nodes.len() != self.nodes.len() {
-            self.build_lb(mode)?;
+        if self.lb.mode != Some(mode) {
+            self.lb.teardown();
         }
+        // A node that left the cluster (`kubectl delete node`) no longer serves the VIP.
+        let members: BTreeSet<String> = self.store.nodes.iter().map(|n| n.name.clone()).collect();
+        self.lb.nodes.retain(|n, _| members.contains(n));
+        self.build_lb(mode, &members)?;
         self.prepare_pods()?;
-        let lb = self.lb.nodes.values_mut().next().expect("built");
+        let Some(lb) = self.lb.nodes.values_mut().next() else { return Ok(()) };
         let have: Vec<ServiceView> = lb.services().map_err(err("reading services"))?;
         for svc in &wanted {
             let current = have.iter().find(|v| v.frontend == svc.frontend);
@@ -174,9 +178,8 @@ impl ClusterRt {
         self.sync_announcements(l2_enabled(&values))
     }
 
-    /// (Re)load one instance per node and attach it to the node's eth0 in `mode`.
-    fn build_lb(&mut self, mode: AttachMode) -> Result<(), LabError> {
-        self.lb.teardown();
+    /// Load an instance for each member node without one and attach it to its eth0 in `mode`.
+    fn build_lb(&mut self, mode: AttachMode, members: &BTreeSet<String>) -> Result<(), LabError> {
         if self.lb.pins.is_none() {
             self.lb.pins = Some(NsThread::new("lb-pins", None, Mounts::default())?);
         }
@@ -188,7 +191,7 @@ impl ClusterRt {
         let pins = self.lb.pins.as_ref().expect("created above");
         let (lab, host) = (self.lb.lab.clone(), self.lb.host_tid);
         let mut built = BTreeMap::new();
-        for n in &self.nodes {
+        for n in self.nodes.iter().filter(|n| members.contains(&n.plan.name) && !self.lb.nodes.contains_key(&n.plan.name)) {
             // A flow balanced to a pod of the node itself is redirected into the pod past the
             // node's conntrack, which would then pick the pod's replies up mid-stream as new
             // connections and masquerade them before the LB's reply translation sees them.
@@ -204,7 +207,7 @@ impl ClusterRt {
             lb.attach_peer_pass_in_netns(&netns(host), &peer).map_err(err(&format!("attaching to {peer}")))?;
             built.insert(n.plan.name.clone(), lb);
         }
-        self.lb.nodes = built;
+        self.lb.nodes.extend(built);
         self.lb.mode = Some(mode);
         Ok(())
     }
