@@ -37,9 +37,9 @@ pub fn node_mac(lab: &Lab, node: &str) -> String {
     lab.sh(node, "cat /sys/class/net/eth0/address").ok().trim().to_string()
 }
 
-/// The lab host's bridge (`br-…`).
+/// The lab host's bridge of the kind network (`br-…`; the host also has docker0).
 pub fn bridge(lab: &Lab) -> String {
-    lab.sh("host", "ip -br link show type bridge | cut -d' ' -f1").ok().trim().to_string()
+    lab.sh("host", "ip -br link show type bridge | cut -d' ' -f1 | grep '^br-'").ok().trim().to_string()
 }
 
 fn host_netns(lab: &Lab) -> PathBuf {
