@@ -43,6 +43,11 @@ fn external_ip_pending_allocated_released_exhausted_and_conflicting() {
     // A pool overlapping the older one is conflicting: it gives nothing.
     lab.sh("host", "kubectl apply -f cilium-lbsvc-pool-overlap.yaml").ok();
     assert_eq!(external_ip(&lab, "deathstar-lb2"), "<pending>", "conflicting pool used");
+    let pools = lab.sh("host", "kubectl get ippools").ok();
+    let rows: Vec<Vec<&str>> = pools.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["NAME", "DISABLED", "CONFLICTING", "IPS", "AVAILABLE", "AGE"], "{pools}");
+    assert_eq!(rows[1][..4], ["one", "false", "False", "0"], "{pools}");
+    assert_eq!(rows[2][..4], ["overlap", "false", "True", "0"], "{pools}");
     // Deleting the first service releases its address to the waiting one.
     lab.sh("host", "kubectl delete svc deathstar-lb").ok();
     assert_eq!(external_ip(&lab, "deathstar-lb2"), "192.168.250.10");

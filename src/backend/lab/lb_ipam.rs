@@ -127,6 +127,30 @@ impl IpPool {
     }
 }
 
+/// `kubectl get ippools`: header and (namespace, name, API object, cells) per pool.
+#[allow(clippy::type_complexity)]
+pub fn table(store: &Store) -> (Vec<&'static str>, Vec<(String, String, Value, Vec<String>)>) {
+    let rows = store
+        .ip_pools
+        .iter()
+        .map(|p| {
+            let blocks: Vec<Value> = p
+                .blocks
+                .iter()
+                .map(|b| serde_json::json!({ "start": Ipv4Addr::from(b.first).to_string(), "stop": Ipv4Addr::from(b.last).to_string() }))
+                .collect();
+            let j = serde_json::json!({
+                "apiVersion": "cilium.io/v2alpha1", "kind": "CiliumLoadBalancerIPPool",
+                "metadata": { "name": p.name, "creationTimestamp": super::store::rfc3339(p.created) },
+                "spec": { "blocks": blocks, "disabled": p.disabled },
+                "status": { "conditions": [{ "type": "cilium.io/PoolConflict", "status": if p.conflicting { "True" } else { "False" } }] }
+            });
+            (String::new(), p.name.clone(), j, p.row(used_in(store, p)))
+        })
+        .collect();
+    (vec!["NAME", "DISABLED", "CONFLICTING", "IPS AVAILABLE", "AGE"], rows)
+}
+
 /// Whether a service asks LB IPAM for an address.
 pub fn wants_address(svc: &Service) -> bool {
     svc.type_ == "LoadBalancer"

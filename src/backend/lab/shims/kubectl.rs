@@ -21,6 +21,7 @@ enum Kind {
     ConfigMap,
     Deployment,
     DaemonSet,
+    IpPool,
 }
 
 impl Kind {
@@ -32,6 +33,7 @@ impl Kind {
             "configmaps" | "configmap" | "cm" => Kind::ConfigMap,
             "deployments" | "deployment" | "deploy" | "deployments.apps" | "deployment.apps" => Kind::Deployment,
             "daemonsets" | "daemonset" | "ds" | "daemonsets.apps" | "daemonset.apps" => Kind::DaemonSet,
+            "ippools" | "ippool" | "ciliumloadbalancerippools" | "ciliumloadbalancerippool" | "ciliumloadbalancerippools.cilium.io" => Kind::IpPool,
             _ => return None,
         })
     }
@@ -44,6 +46,7 @@ impl Kind {
             Kind::ConfigMap => "ConfigMap",
             Kind::Deployment => "Deployment",
             Kind::DaemonSet => "DaemonSet",
+            Kind::IpPool => "CiliumLoadBalancerIPPool",
         }
     }
 
@@ -55,6 +58,7 @@ impl Kind {
             Kind::ConfigMap => "configmaps",
             Kind::Deployment => "deployments.apps",
             Kind::DaemonSet => "daemonsets.apps",
+            Kind::IpPool => "ciliumloadbalancerippools.cilium.io",
         }
     }
 }
@@ -393,6 +397,7 @@ fn objects_of(c: &ClusterRt, kind: Kind, ns: Option<&str>, wide: bool) -> (Vec<&
                 .collect();
             (vec!["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"], rows)
         }
+        Kind::IpPool => super::super::lb_ipam::table(&c.store),
     }
 }
 
@@ -405,7 +410,7 @@ fn get(c: &ClusterRt, a: &Args, ns: &str, argv: &[String]) -> Result<Outcome, La
     let kind = Kind::parse(kind_s).ok_or_else(|| unsupported("kubectl", argv))?;
     names.retain(|n| !n.is_empty());
     let all_ns = a.flag(&["-A", "--all-namespaces"]);
-    let scope = if kind == Kind::Node || all_ns { None } else { Some(ns) };
+    let scope = if matches!(kind, Kind::Node | Kind::IpPool) || all_ns { None } else { Some(ns) };
     let output = a.value(&["-o", "--output"]).unwrap_or("");
     let wide = output == "wide";
     let (head, mut rows) = objects_of(c, kind, scope, wide);
@@ -446,12 +451,12 @@ fn get(c: &ClusterRt, a: &Args, ns: &str, argv: &[String]) -> Result<Outcome, La
             }
             let mut table_rows = vec![];
             let mut h: Vec<String> = head.iter().map(|s| s.to_string()).collect();
-            if all_ns && kind != Kind::Node {
+            if all_ns && !matches!(kind, Kind::Node | Kind::IpPool) {
                 h.insert(0, "NAMESPACE".into());
             }
             table_rows.push(h);
             for (rns, _, _, mut cells) in rows {
-                if all_ns && kind != Kind::Node {
+                if all_ns && !matches!(kind, Kind::Node | Kind::IpPool) {
                     cells.insert(0, rns);
                 }
                 table_rows.push(cells);
