@@ -12,13 +12,9 @@ enum Line {
     /// parser drops it from the expectation and the run's transcript never has it, so it
     /// matches nothing and stays on the page as the author put it.
     Layout,
-    /// A line pattern; `literal` when it has no wildcard and plain equality decides.
-    Pattern { text: String, literal: bool },
+    /// A line pattern, as the matcher reads it.
+    Pattern { text: String },
 }
-
-/// Above this many (pattern, line) pairs the alignment is not worth its cost: the page then
-/// shows the expectation as written.
-const MAX_CELLS: usize = 2_000_000;
 
 /// `None` when `actual` does not match `expected` (the caller then shows `expected`).
 pub fn fill(matcher: &Matcher, expected: &str, actual: &str) -> Option<String> {
@@ -44,46 +40,27 @@ pub fn fill_console(matcher: &Matcher, body: &str, body_line: usize, commands: &
 }
 
 fn fill_lines(matcher: &Matcher, pats: Vec<Line>, actual: &str) -> Option<String> {
+    // The matcher aligns the pattern lines; layout lines take no part and are put back after.
+    let expected: Vec<&str> = pats
+        .iter()
+        .filter_map(|p| match p {
+            Line::Elided => Some("..."),
+            Line::Layout => None,
+            Line::Pattern { text, .. } => Some(text.as_str()),
+        })
+        .collect();
+    let cover = matcher.cover(&expected.join("\n"), actual)?;
     let acts: Vec<&str> = actual.lines().map(str::trim_end).collect();
-    let (n, m) = (pats.len(), acts.len());
-    if (n + 1).saturating_mul(m + 1) > MAX_CELLS {
-        return None;
-    }
-    let matches = |i: usize, j: usize| match &pats[i] {
-        Line::Elided | Line::Layout => true,
-        Line::Pattern { text, literal: true } => text == acts[j],
-        Line::Pattern { text, literal: false } => matcher.is_match(text, acts[j]),
-    };
-    // reach[i][j]: patterns i.. match lines j.. (filled from the end).
-    let mut reach = vec![vec![false; m + 1]; n + 1];
-    reach[n][m] = true;
-    for i in (0..n).rev() {
-        for j in (0..=m).rev() {
-            reach[i][j] = match pats[i] {
-                Line::Elided => reach[i + 1][j] || (j < m && reach[i][j + 1]),
-                Line::Layout => reach[i + 1][j],
-                Line::Pattern { .. } => j < m && reach[i + 1][j + 1] && matches(i, j),
-            };
-        }
-    }
-    if !reach[0][0] {
-        return None;
-    }
-    let mut out: Vec<&str> = Vec::with_capacity(n);
-    let mut j = 0;
-    for (i, p) in pats.iter().enumerate() {
+    let mut taken = cover.into_iter();
+    let mut out: Vec<&str> = Vec::with_capacity(pats.len());
+    for p in &pats {
         match p {
-            Line::Elided => {
-                out.push("...");
-                while !reach[i + 1][j] {
-                    j += 1;
-                }
-            }
             Line::Layout => out.push(""),
-            Line::Pattern { .. } => {
-                out.push(acts[j]);
-                j += 1;
+            Line::Elided => {
+                taken.next();
+                out.push("...");
             }
+            Line::Pattern { .. } => out.push(acts[taken.next()?.start]),
         }
     }
     let mut text = out.join("\n");
@@ -101,8 +78,7 @@ fn line_pattern(line: &str) -> Line {
     // The run rendered `{{ expr }}` before matching; its value is unknown here, so it matches
     // like `[..]`.
     let text = template_holes().replace_all(line, "[..]").into_owned();
-    let literal = !text.contains('[') && !text.ends_with(" (re)");
-    Line::Pattern { text, literal }
+    Line::Pattern { text }
 }
 
 fn template_holes() -> &'static regex::Regex {

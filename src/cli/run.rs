@@ -63,8 +63,8 @@ pub struct RunArgs {
     /// Folder holding `<tutorial>/<id>.snap` (default: the nearest `snapshots/` above the tutorial).
     #[arg(long, value_name = "DIR")]
     snapshots: Option<PathBuf>,
-    /// Where to write the run record the book reads.
-    #[arg(long, value_name = "PATH", default_value = "target/tutor/last-run.json")]
+    /// Where to write the run record the book reads (`tutor book` reads the same variable).
+    #[arg(long, value_name = "PATH", env = "TUTOR_RECORD", default_value = "target/tutor/last-run.json")]
     record: PathBuf,
 }
 

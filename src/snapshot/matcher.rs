@@ -92,6 +92,37 @@ impl Matcher {
         matches_all(&pats, &acts)
     }
 
+    /// For a matching pair, the actual lines each expected line covers, in order: one line for
+    /// a pattern line, any number (possibly none) for `...`. `None` when they do not match, or
+    /// when the texts are too large to align (more than [`MAX_CELLS`] line pairs).
+    pub fn cover(&self, expected: &str, actual: &str) -> Option<Vec<std::ops::Range<usize>>> {
+        let pats = self.patterns(expected);
+        let acts: Vec<&str> = lines(actual).map(str::trim_end).collect();
+        let (n, m) = (pats.len(), acts.len());
+        if (n + 1).saturating_mul(m + 1) > MAX_CELLS {
+            return None;
+        }
+        let reach = reach_table(&pats, &acts);
+        if !reach[0][0] {
+            return None;
+        }
+        let mut out = Vec::with_capacity(n);
+        let mut j = 0;
+        for (i, p) in pats.iter().enumerate() {
+            let start = j;
+            if matches!(p, Pattern::AnyLines) {
+                // Take as few lines as still lets the rest match.
+                while !reach[i + 1][j] {
+                    j += 1;
+                }
+            } else {
+                j += 1;
+            }
+            out.push(start..j);
+        }
+        Some(out)
+    }
+
     /// `actual`, with each line that an expected pattern covers shown as that pattern, and runs
     /// of lines swallowed by `...` shown as `...`. Diffing `expected` against this shows only
     /// real differences; writing it in update mode keeps the wildcards that still hold.
@@ -164,11 +195,30 @@ fn matches_all(pats: &[Pattern], acts: &[&str]) -> bool {
     next[0]
 }
 
+/// Largest alignment table [`Matcher::cover`] builds (cells of booleans).
+pub const MAX_CELLS: usize = 4_000_000;
+
+/// `reach[i][j]`: patterns `i..` match lines `j..`.
+fn reach_table(pats: &[Pattern], acts: &[&str]) -> Vec<Vec<bool>> {
+    let (n, m) = (pats.len(), acts.len());
+    let mut reach = vec![vec![false; m + 1]; n + 1];
+    reach[n][m] = true;
+    for i in (0..n).rev() {
+        for j in (0..=m).rev() {
+            reach[i][j] = match &pats[i] {
+                Pattern::AnyLines => reach[i + 1][j] || (j < m && reach[i][j + 1]),
+                p => j < m && reach[i + 1][j + 1] && line_matches(p, acts[j]),
+            };
+        }
+    }
+    reach
+}
+
 /// Longest common subsequence of (pattern, line) pairs that match, `...` excluded, as
 /// increasing index pairs. Large outputs fall back to a positional pairing to bound the cost.
 fn align(pats: &[Pattern], acts: &[&str]) -> Vec<(usize, usize)> {
     let (n, m) = (pats.len(), acts.len());
-    if n.saturating_mul(m) > 4_000_000 {
+    if n.saturating_mul(m) > MAX_CELLS {
         return (0..n.min(m))
             .filter(|&i| !matches!(pats[i], Pattern::AnyLines) && line_matches(&pats[i], acts[i]))
             .map(|i| (i, i))
@@ -253,6 +303,13 @@ mod tests {
         assert!(!m().is_match("pod [POD] ready", "pod cilium-AB12C ready"));
         assert!(m().is_match("[UNKNOWN]", "[UNKNOWN]"), "undefined names are literal");
         assert!(Matcher::new(&[("X".to_string(), "(".to_string())].into()).is_err());
+    }
+
+    #[test]
+    fn cover_says_which_lines_each_pattern_took() {
+        assert_eq!(m().cover("a\n...\nz [..]", "a\nb\nc\nz 1"), Some(vec![0..1, 1..3, 3..4]));
+        assert_eq!(m().cover("...", ""), Some(vec![0..0]));
+        assert_eq!(m().cover("a", "b"), None);
     }
 
     #[test]

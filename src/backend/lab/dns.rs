@@ -179,7 +179,7 @@ mod tests {
     #[test]
     fn corefile_forward_targets() {
         let gw = Ipv4Addr::new(172, 18, 0, 1);
-        let cf = super::super::state::COREFILE;
+        let cf = super::super::seed::COREFILE;
         assert_eq!(corefile_upstream(cf, gw).unwrap(), gw);
         let fixed = cf.replace("forward . /etc/resolv.conf", "forward . 192.168.1.1");
         assert_eq!(corefile_upstream(&fixed, gw).unwrap(), Ipv4Addr::new(192, 168, 1, 1));

@@ -3,6 +3,7 @@
 //! answered from its state.
 
 mod apps;
+mod cni;
 mod bpf_masq;
 mod cilium_dbg;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod preflight;
 pub mod protocol;
 pub mod registry;
 pub mod sandbox;
+mod seed;
 mod services;
 mod tls;
 pub mod shims;

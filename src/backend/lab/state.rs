@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, RwLock};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use rand::Rng;
@@ -13,12 +13,13 @@ use rand::Rng;
 use super::LabError;
 use super::apps::{self, Server};
 use super::bpf_masq::BpfMasq;
-use super::config::{Cluster, Role};
+use super::config::Cluster;
 use super::dns::{self, DnsServer, Policy, Zone};
 use super::network;
 use super::registry::{self, LabInfo, NodeInfo, PodInfo};
 use super::sandbox::{Mounts, NsThread};
-use super::store::{App, ConfigMap, Container, Labels, NodeObj, Pod, Store};
+use super::seed::seed_system_objects;
+use super::store::{App, Labels, NodeObj, Store};
 use super::topology::{self, GATEWAY, NodePlan, Plan};
 use super::values::CiliumValues;
 
@@ -258,186 +259,14 @@ impl Lab {
     }
 }
 
-/// What kubeadm and kind put in a fresh cluster.
-fn seed_system_objects(store: &mut Store, plan: &Plan, config: &Cluster, now: SystemTime) {
-    let cp = plan.nodes.iter().find(|n| n.role == Role::ControlPlane).expect("checked by the config").name.clone();
-    let ks = "kube-system";
-    for comp in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
-        store.pods.push(Pod {
-            namespace: ks.into(),
-            name: format!("{comp}-{cp}"),
-            labels: [("component".to_string(), comp.to_string()), ("tier".into(), "control-plane".into())].into(),
-            node: cp.clone(),
-            host_network: true,
-            needs_cni: false,
-            app: App::Sleeper,
-            containers: vec![Container { name: comp.into(), image: format!("registry.k8s.io/{comp}:v3.5.10-0"), ports: vec![] }],
-            owner: Some(format!("Node/{cp}")),
-            created: now,
-            ip: plan.nodes.iter().find(|n| n.name == cp).map(|n| n.ip),
-            running: true,
-        });
-    }
-    if config.networking.kube_proxy_mode.as_deref() != Some("none") {
-        store.daemonsets.push((ks.into(), "kube-proxy".into()));
-        for n in &plan.nodes {
-            store.pods.push(Pod {
-                namespace: ks.into(),
-                name: format!("kube-proxy-{}", suffix(5)),
-                labels: [("k8s-app".to_string(), "kube-proxy".to_string())].into(),
-                node: n.name.clone(),
-                host_network: true,
-                needs_cni: false,
-                app: App::Sleeper,
-                containers: vec![Container { name: "kube-proxy".into(), image: "registry.k8s.io/kube-proxy:v1.29.2".into(), ports: vec![] }],
-                owner: Some("DaemonSet/kube-proxy".into()),
-                created: now,
-                ip: Some(n.ip),
-                running: true,
-            });
-        }
-    }
-    let pod_subnet = plan.pod_subnet.to_string();
-    let svc_subnet = plan.service_subnet.to_string();
-    store.configmaps.push(ConfigMap {
-        namespace: ks.into(),
-        name: "kubeadm-config".into(),
-        data: [(
-            "ClusterConfiguration".to_string(),
-            format!(
-                "apiServer:\n  certSANs:\n  - localhost\n  - 127.0.0.1\n  extraArgs:\n    runtime-config: \"\"\n  timeoutForControlPlane: 4m0s\napiVersion: kubeadm.k8s.io/v1beta3\ncertificatesDir: /etc/kubernetes/pki\nclusterName: {}\ncontrolPlaneEndpoint: {cp}:6443\ncontrollerManager:\n  extraArgs:\n    enable-hostpath-provisioner: \"true\"\ndns: {{}}\netcd:\n  local:\n    dataDir: /var/lib/etcd\nimageRepository: registry.k8s.io\nkind: ClusterConfiguration\nkubernetesVersion: v1.29.2\nnetworking:\n  dnsDomain: cluster.local\n  podSubnet: {pod_subnet}\n  serviceSubnet: {svc_subnet}\nscheduler: {{}}\n",
-                plan.cluster
-            ),
-        )]
-        .into(),
-        created: now,
-    });
-    store.configmaps.push(ConfigMap {
-        namespace: ks.into(),
-        name: "coredns".into(),
-        data: [("Corefile".to_string(), COREFILE.to_string())].into(),
-        created: now,
-    });
-}
-
-pub const COREFILE: &str = ".:53 {\n    errors\n    health {\n       lameduck 5s\n    }\n    ready\n    kubernetes cluster.local in-addr.arpa ip6.arpa {\n       pods insecure\n       fallthrough in-addr.arpa ip6.arpa\n       ttl 30\n    }\n    prometheus :9153\n    forward . /etc/resolv.conf {\n       max_concurrent 1000\n    }\n    cache 30\n    loop\n    reload\n    loadbalance\n}\n";
 
 impl ClusterRt {
     pub fn node(&self, name: &str) -> Option<&NodeRt> {
         self.nodes.iter().find(|n| n.plan.name == name)
     }
 
-    fn plans(&self) -> Vec<NodePlan> {
+    pub fn plans(&self) -> Vec<NodePlan> {
         self.nodes.iter().map(|n| n.plan.clone()).collect()
-    }
-
-    /// kind's default CNI (kindnet): pod routes to every node, no Cilium devices.
-    fn install_kindnet(&mut self) -> Result<(), LabError> {
-        let plans = self.plans();
-        let values = CiliumValues {
-            routing_mode: Some("native".into()),
-            auto_direct_node_routes: true,
-            ..Default::default()
-        };
-        for n in &self.nodes {
-            super::datapath::install_node(&n.ns, &n.plan)?;
-            super::datapath::sync_node_routes(&n.ns, &n.plan, &plans, &values)?;
-        }
-        self.store.cni = true;
-        Ok(())
-    }
-
-    /// Apply Cilium's Helm values: devices and routes on every node, then the pods that were
-    /// waiting for a network.
-    pub fn apply_cilium(&mut self, values: CiliumValues, dir: &Path) -> Result<(), LabError> {
-        let plans = self.plans();
-        let first = self.values.is_none();
-        for n in &self.nodes {
-            if first {
-                super::datapath::install_node(&n.ns, &n.plan)?;
-            }
-            super::datapath::sync_node_routes(&n.ns, &n.plan, &plans, &values)?;
-        }
-        self.sync_masquerade(&values)?;
-        if first {
-            let now = SystemTime::now();
-            self.store.daemonsets.push(("kube-system".into(), "cilium".into()));
-            for n in &self.nodes {
-                self.store.pods.push(system_pod("cilium", &n.plan, "DaemonSet/cilium", "quay.io/cilium/cilium:v1.15.1", now));
-            }
-            let cp = self.nodes.iter().find(|n| n.plan.role == Role::Worker).unwrap_or(&self.nodes[0]);
-            let mut op = system_pod("cilium-operator", &cp.plan, "Deployment/cilium-operator", "quay.io/cilium/operator-generic:v1.15.1", now);
-            op.name = format!("cilium-operator-{}-{}", "5d9f8c8b7", suffix(5));
-            self.store.pods.push(op);
-            // Hubble's pods need the pod network, as in a real install.
-            let enabled = |path: [&str; 3]| {
-                values.raw.get(path[0]).and_then(|v| v.get(path[1])).and_then(|v| v.get(path[2])).and_then(serde_yaml::Value::as_bool)
-                    == Some(true)
-            };
-            for (name, on, image) in [
-                ("hubble-relay", enabled(["hubble", "relay", "enabled"]), "quay.io/cilium/hubble-relay:v1.15.1"),
-                ("hubble-ui", enabled(["hubble", "ui", "enabled"]), "quay.io/cilium/hubble-ui:v0.13.0"),
-            ] {
-                if on {
-                    self.seed_deployment("kube-system", name, 1, [("k8s-app".to_string(), name.to_string())].into(), image);
-                    self.roll("kube-system", name);
-                }
-            }
-        }
-        self.store.cni = true;
-        self.values = Some(values);
-        self.reconcile(dir)?;
-        self.sync_services()
-    }
-
-    /// `kubectl rollout restart`: new pods (names, addresses, apps) for a Deployment; for a
-    /// DaemonSet (cilium) new agent pods that re-apply the datapath.
-    pub fn restart(&mut self, deployment: bool, ns: &str, name: &str, dir: &Path) -> Result<(), LabError> {
-        if deployment {
-            self.roll(ns, name);
-        } else {
-            let owner = format!("DaemonSet/{name}");
-            let now = SystemTime::now();
-            for p in self.store.pods.iter_mut().filter(|p| p.namespace == ns && p.owner.as_deref() == Some(owner.as_str())) {
-                let base = p.name.rsplit_once('-').map(|(b, _)| b.to_string()).unwrap_or_else(|| p.name.clone());
-                p.name = format!("{base}-{}", suffix(5));
-                p.created = now;
-            }
-            if name == "cilium"
-                && let Some(v) = self.values.clone()
-            {
-                let plans = self.plans();
-                for n in &self.nodes {
-                    super::datapath::sync_node_routes(&n.ns, &n.plan, &plans, &v)?;
-                }
-                self.sync_masquerade(&v)?;
-            }
-        }
-        self.reconcile(dir)?;
-        self.sync_services()
-    }
-
-    /// iptables or BPF masquerade on every node, as `values` say.
-    fn sync_masquerade(&mut self, values: &CiliumValues) -> Result<(), LabError> {
-        let plans = self.plans();
-        let native = values.native_routing_cidr.unwrap_or(self.plan.pod_subnet);
-        let non_masq = super::masquerade::non_masquerade(values);
-        for i in 0..self.nodes.len() {
-            let n = &self.nodes[i];
-            super::masquerade::sync(&n.ns, &n.plan, &plans, values)?;
-            let want = values.ipv4_masquerade && values.bpf_masquerade;
-            // Reload on every change, so the ipmasq map always holds the current CIDRs.
-            self.nodes[i].bpf = None;
-            if want {
-                let n = &self.nodes[i];
-                let bpf = BpfMasq::load(&n.ns, n.plan.ip, native, self.plan.service_subnet, &non_masq)?;
-                for p in self.pods.values().filter(|p| p.node == n.plan.name) {
-                    bpf.attach_pod(&n.ns, &p.lxc)?;
-                }
-                self.nodes[i].bpf = Some(bpf);
-            }
-        }
-        Ok(())
     }
 
     /// Start every pod that can run and does not yet.
@@ -520,60 +349,5 @@ impl ClusterRt {
         {
             let _ = network::detach_pod(&node.ns, &rt.lxc, rt.ip);
         }
-    }
-}
-
-impl ClusterRt {
-    /// `kubernetes` and `kube-dns`, at the addresses kubeadm gives them.
-    fn seed_services(&mut self) {
-        use super::store::{Service, ServicePort};
-        let sub = self.plan.service_subnet;
-        let port = |name: &str, port: u16, target: u16, proto: &str| ServicePort {
-            name: Some(name.into()),
-            port,
-            target_port: target,
-            protocol: proto.into(),
-            node_port: None,
-        };
-        let now = SystemTime::now();
-        self.store.services.push(Service {
-            namespace: "default".into(),
-            name: "kubernetes".into(),
-            labels: [("component".to_string(), "apiserver".to_string()), ("provider".into(), "kubernetes".into())].into(),
-            type_: "ClusterIP".into(),
-            cluster_ip: sub.nth(1),
-            ports: vec![port("https", 443, 6443, "TCP")],
-            selector: Labels::new(),
-            created: now,
-            load_balancer_ip: None,
-        });
-        self.store.services.push(Service {
-            namespace: "kube-system".into(),
-            name: "kube-dns".into(),
-            labels: [("k8s-app".to_string(), "kube-dns".to_string())].into(),
-            type_: "ClusterIP".into(),
-            cluster_ip: sub.nth(10),
-            ports: vec![port("dns", 53, 53, "UDP"), port("dns-tcp", 53, 53, "TCP"), port("metrics", 9153, 9153, "TCP")],
-            selector: [("k8s-app".to_string(), "kube-dns".to_string())].into(),
-            created: now,
-            load_balancer_ip: None,
-        });
-    }
-}
-
-fn system_pod(base: &str, node: &NodePlan, owner: &str, image: &str, now: SystemTime) -> Pod {
-    Pod {
-        namespace: "kube-system".into(),
-        name: format!("{base}-{}", suffix(5)),
-        labels: Labels::from([("k8s-app".to_string(), base.to_string())]),
-        node: node.name.clone(),
-        host_network: true,
-        needs_cni: false,
-        app: App::Sleeper,
-        containers: vec![Container { name: base.into(), image: image.into(), ports: vec![] }],
-        owner: Some(owner.into()),
-        created: now,
-        ip: Some(node.ip),
-        running: true,
     }
 }
