@@ -77,7 +77,12 @@ fn cilium_dbg_service_list_reads_the_xdp_lb_maps() {
     lab.sh("host", "kubectl apply -f deathstar-extra.yaml").ok();
     let list = lab.sh("host", "kubectl -n kube-system exec ds/cilium -- cilium-dbg service list").ok();
     assert!(list.contains("3 => 10.244."), "{list}");
-    lab.sh("host", "kubectl delete pod deathstar-extra && kubectl delete svc deathstar-lb").ok();
+    // No endpoints left: the frontend stays, without backends.
+    lab.sh("host", "kubectl delete pod deathstar-extra && kubectl delete deployment deathstar").ok();
+    let list = lab.sh("host", "kubectl -n kube-system exec ds/cilium -- cilium-dbg service list").ok();
+    let line = list.lines().find(|l| l.contains("172.18.250.1:80")).unwrap_or_else(|| panic!("{list}"));
+    assert!(line.trim_end().ends_with("LoadBalancer"), "{list}");
+    lab.sh("host", "kubectl delete svc deathstar-lb").ok();
     let list = lab.sh("host", "kubectl -n kube-system exec ds/cilium -- cilium-dbg service list").ok();
     assert!(!list.contains("172.18.250.1"), "{list}");
 }

@@ -203,7 +203,7 @@ impl ClusterRt {
             if let Some(why) = attached.fallback {
                 return Err(LabError::System(format!("XDP load balancer: native mode refused on {} eth0: {why}", n.plan.name)));
             }
-            let peer = format!("veth{}", network::hex_id(&[&lab, &n.plan.name], 7));
+            let peer = network::node_veth(&lab, &n.plan.name);
             lb.attach_peer_pass_in_netns(&netns(host), &peer).map_err(err(&format!("attaching to {peer}")))?;
             built.insert(n.plan.name.clone(), lb);
         }
