@@ -50,6 +50,13 @@ struct {
 	__type(value, struct snat_rev_val);
 } snat_rev SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct lb_backend_key);
+	__type(value, __u8);
+} lb_backends SEC(".maps");
+
 #define IP_OFF ETH_HLEN
 #define IP_CSUM_OFF (IP_OFF + offsetof(struct iphdr, check))
 #define IP_SRC_OFF (IP_OFF + offsetof(struct iphdr, saddr))
@@ -167,6 +174,9 @@ int from_pod(struct __sk_buff *skb)
 	__u32 saddr = iph->saddr, daddr = iph->daddr;
 	if (in_net(daddr, cfg->native_net, cfg->native_mask) || in_net(daddr, cfg->service_net, cfg->service_mask) ||
 	    daddr == cfg->node_ip)
+		return TC_ACT_OK;
+	struct lb_backend_key bk = { .addr = saddr, .port = f.sport, .proto = f.proto };
+	if (bpf_map_lookup_elem(&lb_backends, &bk))
 		return TC_ACT_OK;
 
 	struct ipmasq_key mk = { .prefixlen = 32, .addr = daddr };

@@ -46,4 +46,15 @@ struct snat_rev_val {
 	__u16 pad;
 };
 
+/* Backends of the lab's LoadBalancer services (hash "lb_backends", value unused): what they send
+ * from their service port answers a flow the XDP LB balanced, which its tc program on eth0's
+ * egress translates back to the VIP; masquerading it first would hide it from that program
+ * (Cilium's datapath reverse-NATs service replies before SNAT for the same reason). */
+struct lb_backend_key {
+	__u32 addr;
+	__u16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
 #endif

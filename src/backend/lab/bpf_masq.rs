@@ -46,6 +46,19 @@ fn err(what: &str) -> impl Fn(String) -> LabError + '_ {
     move |e| LabError::System(format!("BPF masquerade: {what}: {e}"))
 }
 
+/// Mirror of `struct lb_backend_key` (ebpf/snat.h); address and port in network byte order.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LbBackendKey {
+    pub addr: u32,
+    pub port: u16,
+    pub proto: u8,
+    pub pad: u8,
+}
+
+// SAFETY: plain old data, no padding (u32 + u16 + 2 × u8).
+unsafe impl aya::Pod for LbBackendKey {}
+
 pub struct BpfMasq {
     // The Ebpf object moves into the node's namespace thread for each attachment (aya resolves
     // interface names in the calling thread's network namespace).
@@ -97,6 +110,25 @@ impl BpfMasq {
         })?;
         *slot = Some(ebpf);
         result
+    }
+
+    /// Make the `lb_backends` map hold exactly `backends` (address, port, IP protocol).
+    pub fn set_lb_backends(&self, backends: &[(Ipv4Addr, u16, u8)]) -> Result<(), LabError> {
+        use aya::maps::HashMap;
+        let mut slot = self.ebpf.lock().unwrap_or_else(|e| e.into_inner());
+        let ebpf = slot.as_mut().ok_or_else(|| err("lb_backends")("program lost".into()))?;
+        let mut map: HashMap<&mut MapData, LbBackendKey, u8> =
+            HashMap::try_from(ebpf.map_mut("lb_backends").expect("map in object")).map_err(|e| err("lb_backends")(e.to_string()))?;
+        let want: Vec<LbBackendKey> =
+            backends.iter().map(|(a, p, proto)| LbBackendKey { addr: be(*a), port: p.to_be(), proto: *proto, pad: 0 }).collect();
+        let stale: Vec<LbBackendKey> = map.keys().filter_map(Result::ok).filter(|k| !want.contains(k)).collect();
+        for k in stale {
+            map.remove(&k).map_err(|e| err("lb_backends")(e.to_string()))?;
+        }
+        for k in want {
+            map.insert(k, 1, 0).map_err(|e| err("lb_backends")(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// The `ipmasq` map's prefixes, as `cilium-dbg bpf ipmasq list` prints them.

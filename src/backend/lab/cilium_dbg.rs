@@ -22,16 +22,18 @@ pub fn run(c: &ClusterRt, node: &str, args: &[String]) -> Result<String, LabErro
             let n = c.node(node).ok_or_else(|| LabError::System(format!("no node {node}")))?;
             let pods = c.pods.values().filter(|p| p.node == node).count();
             Ok(format!(
-                "KVStore:                 Ok   Disabled\nKubernetes:              Ok   1.29 (v1.29.2) [linux/amd64]\nKubeProxyReplacement:    {}   [eth0   {} (Direct Routing)]\nHost firewall:           Disabled\nCNI Chaining:            none\nCilium:                  Ok   1.15.1\nNodeMonitor:             Disabled\nIPAM:                    IPv4: {}/254 allocated from {}, \nIPv4 BIG TCP:            Disabled\nIPv6 BIG TCP:            Disabled\nBandwidthManager:        Disabled\nHost Routing:            {}\nMasquerading:            {masq}\nRouting:                 {routing}\nController Status:       ok\nProxy Status:            OK\nCluster health:          {}/{} reachable\n",
+                "KVStore:                 Ok   Disabled\nKubernetes:              Ok   1.29 (v1.29.2) [linux/amd64]\nKubeProxyReplacement:    {}   [eth0   {} (Direct Routing)]\nHost firewall:           Disabled\nCNI Chaining:            none\nCilium:                  Ok   1.15.1\nNodeMonitor:             Disabled\nIPAM:                    IPv4: {}/254 allocated from {}, \nIPv4 BIG TCP:            Disabled\nIPv6 BIG TCP:            Disabled\nBandwidthManager:        Disabled\nHost Routing:            {}\n{}Masquerading:            {masq}\nRouting:                 {routing}\nController Status:       ok\nProxy Status:            OK\nCluster health:          {}/{} reachable\n",
                 if values.kube_proxy_replacement { "True" } else { "False" },
                 n.plan.ip,
                 pods + 1,
                 n.plan.pod_cidr,
                 if values.bpf_masquerade { "BPF" } else { "Legacy" },
+                super::xdp_lb::status_lines(c, rest.contains(&"--verbose")),
                 c.nodes.len(),
                 c.nodes.len(),
             ))
         }
+        ["service", "list"] => c.service_list(node),
         ["bpf", "ipmasq", "list"] => {
             if !(values.bpf_masquerade && values.ip_masq_agent) {
                 return Ok("IP PREFIX/ADDRESS\n".into());

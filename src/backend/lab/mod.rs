@@ -9,6 +9,9 @@ mod cilium_dbg;
 pub mod config;
 mod datapath;
 mod dns;
+mod l2_announce;
+mod lb_ipam;
+mod lb_objects;
 mod masquerade;
 mod network;
 mod objects;
@@ -26,6 +29,7 @@ pub mod store;
 pub mod supervisor;
 pub mod topology;
 mod values;
+mod xdp_lb;
 
 use std::path::PathBuf;
 use std::process::Stdio;

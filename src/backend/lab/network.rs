@@ -42,9 +42,14 @@ fn colon_hex(h: &str) -> String {
     h.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(":")
 }
 
+/// The bridge-side peer of node `node`'s eth0, in the lab host.
+pub fn node_veth(lab: &str, node: &str) -> String {
+    format!("veth{}", hex_id(&[lab, node], 7))
+}
+
 /// A node's eth0 on the bridge, its address and default route.
 pub fn attach_node(host: &NsThread, node: &NsThread, lab: &str, plan: &NodePlan) -> Result<(), LabError> {
-    let veth = format!("veth{}", hex_id(&[lab, &plan.name], 7));
+    let veth = node_veth(lab, &plan.name);
     host.ip(&[
         format!("link add {veth} type veth peer name eth0 netns {}", node.tid()),
         format!("link set {veth} master {} up", bridge_name(lab)),

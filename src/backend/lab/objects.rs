@@ -67,6 +67,9 @@ pub fn resource_name(kind: &str) -> &'static str {
         "ConfigMap" => "configmap",
         "DaemonSet" => "daemonset.apps",
         "Namespace" => "namespace",
+        "Node" => "node",
+        "CiliumLoadBalancerIPPool" => "ciliumloadbalancerippool.cilium.io",
+        "CiliumL2AnnouncementPolicy" => "ciliuml2announcementpolicy.cilium.io",
         _ => "object",
     }
 }
@@ -199,6 +202,7 @@ impl ClusterRt {
                     Some(i) => {
                         let old = &mut self.store.services[i];
                         old.ports = svc.ports;
+                        old.type_ = svc.type_;
                         old.selector = svc.selector;
                         old.labels = svc.labels;
                         "configured"
@@ -227,6 +231,7 @@ impl ClusterRt {
                     }
                 }
             }
+            "CiliumLoadBalancerIPPool" | "CiliumL2AnnouncementPolicy" => self.apply_lb_object(kind, obj, &name)?,
             other => {
                 return Err(LabError::Unsupported(format!(
                     "kind {other} is not supported on the lab backend: mark the block backend=kind"
@@ -240,7 +245,7 @@ impl ClusterRt {
 
     fn service_from(&self, obj: &Value, ns: &str, name: &str) -> Result<Service, LabError> {
         let type_ = str_at(obj, &["spec", "type"]).unwrap_or("ClusterIP").to_string();
-        if type_ != "ClusterIP" {
+        if !matches!(type_.as_str(), "ClusterIP" | "LoadBalancer") {
             return Err(LabError::Unsupported(format!(
                 "Service type {type_} is not supported on the lab backend yet: mark the block backend=kind"
             )));
@@ -253,7 +258,7 @@ impl ClusterRt {
                 port,
                 target_port: p.get("targetPort").and_then(Value::as_u64).map(|t| t as u16).unwrap_or(port),
                 protocol: p.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_string(),
-                node_port: None,
+                node_port: (type_ == "LoadBalancer").then(|| super::lb_ipam::node_port(&self.store, ns, name, port)),
             });
         }
         let cluster_ip = match str_at(obj, &["spec", "clusterIP"]) {
@@ -269,6 +274,7 @@ impl ClusterRt {
             ports,
             selector: labels(obj.pointer("/spec/selector").unwrap_or(&Value::Null)),
             created: SystemTime::now(),
+            load_balancer_ip: None,
         })
     }
 
@@ -332,6 +338,7 @@ impl ClusterRt {
                 before != self.store.configmaps.len()
             }
             "Namespace" => true,
+            "CiliumLoadBalancerIPPool" | "CiliumL2AnnouncementPolicy" | "Node" => self.delete_lb_object(kind, name),
             other => return Err(LabError::Unsupported(format!("kind {other} is not supported on the lab backend: mark the block backend=kind"))),
         };
         Ok(found.then(|| format!("{} \"{name}\" deleted", resource_name(kind))))

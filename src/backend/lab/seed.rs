@@ -94,6 +94,7 @@ impl ClusterRt {
             ports: vec![port("https", 443, 6443, "TCP")],
             selector: Labels::new(),
             created: now,
+            load_balancer_ip: None,
         });
         self.store.services.push(Service {
             namespace: "kube-system".into(),
@@ -104,6 +105,7 @@ impl ClusterRt {
             ports: vec![port("dns", 53, 53, "UDP"), port("dns-tcp", 53, 53, "TCP"), port("metrics", 9153, 9153, "TCP")],
             selector: [("k8s-app".to_string(), "kube-dns".to_string())].into(),
             created: now,
+            load_balancer_ip: None,
         });
     }
 }

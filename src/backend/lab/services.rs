@@ -38,7 +38,7 @@ impl ClusterRt {
     }
 
     /// Bring every node's service table up to date (after any change to services or pods).
-    pub fn sync_services(&self) -> Result<(), LabError> {
+    pub fn sync_services(&mut self) -> Result<(), LabError> {
         if let Ok(mut zone) = self.zone.write() {
             zone.clear();
             for s in &self.store.services {
@@ -52,6 +52,6 @@ impl ClusterRt {
         for n in &self.nodes {
             n.ns.command(&["nft", "-f", "-"], &script)?;
         }
-        Ok(())
+        self.sync_load_balancers()
     }
 }

@@ -62,6 +62,8 @@ pub struct ClusterRt {
     pub scheduled: usize,
     /// `<svc>.<ns>.svc.cluster.local` → ClusterIP, shared with the CoreDNS stand-ins.
     pub zone: Zone,
+    /// LoadBalancer services' datapath (XDP LB, announcements).
+    pub lb: super::xdp_lb::LbState,
 }
 
 pub struct Lab {
@@ -224,6 +226,7 @@ impl Lab {
             created: now,
             scheduled: 0,
             zone: Zone::default(),
+            lb: super::xdp_lb::LbState::new(&self.name, self.host.tid()),
         };
         let kube_dns: Labels = [("k8s-app".to_string(), "kube-dns".to_string())].into();
         rt.seed_deployment("kube-system", "coredns", 2, kube_dns, "registry.k8s.io/coredns/coredns:v1.11.1");

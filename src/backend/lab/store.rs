@@ -79,6 +79,8 @@ pub struct Service {
     pub ports: Vec<ServicePort>,
     pub selector: Labels,
     pub created: SystemTime,
+    /// `type: LoadBalancer`: the address LB IPAM gave it (`status.loadBalancer.ingress`).
+    pub load_balancer_ip: Option<Ipv4Addr>,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +111,12 @@ pub struct Store {
     pub daemonsets: Vec<(String, String)>,
     /// Whether a CNI is installed (nodes Ready, pods get networks).
     pub cni: bool,
+    /// `CiliumLoadBalancerIPPool`s, in creation order (see `lb_ipam`).
+    pub ip_pools: Vec<super::lb_ipam::IpPool>,
+    /// `CiliumL2AnnouncementPolicy`s (see `l2_announce`).
+    pub l2_policies: Vec<super::l2_announce::L2Policy>,
+    /// Labels set with `kubectl label node` (value `None`: removed).
+    pub node_labels: BTreeMap<String, BTreeMap<String, Option<String>>>,
 }
 
 pub fn rfc3339(t: SystemTime) -> String {
@@ -246,7 +254,11 @@ impl Service {
         json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": meta(Some(&self.namespace), &self.name, &self.labels, self.created),
-            "spec": spec, "status": { "loadBalancer": {} }
+            "spec": spec,
+            "status": { "loadBalancer": match self.load_balancer_ip {
+                Some(ip) => json!({ "ingress": [{ "ip": ip.to_string(), "ipMode": "VIP" }] }),
+                None => json!({}),
+            } }
         })
     }
 }

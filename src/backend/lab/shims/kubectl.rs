@@ -11,7 +11,7 @@ use super::super::store::{age, selects};
 use super::{Args, Outcome, jsonpath, resolve, table, unsupported};
 
 const WITH_VALUE: &[&str] = &["-n", "--namespace", "-o", "--output", "-f", "--filename", "-c", "--container", "--context", "-l", "--selector", "--for", "--timeout"];
-const BOOLEANS: &[&str] = &["-A", "--all-namespaces", "-t", "-i", "--tty", "--stdin", "--all", "-q", "--quiet"];
+const BOOLEANS: &[&str] = &["-A", "--all-namespaces", "-t", "-i", "--tty", "--stdin", "--all", "-q", "--quiet", "--overwrite"];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -21,6 +21,7 @@ enum Kind {
     ConfigMap,
     Deployment,
     DaemonSet,
+    IpPool,
 }
 
 impl Kind {
@@ -32,6 +33,7 @@ impl Kind {
             "configmaps" | "configmap" | "cm" => Kind::ConfigMap,
             "deployments" | "deployment" | "deploy" | "deployments.apps" | "deployment.apps" => Kind::Deployment,
             "daemonsets" | "daemonset" | "ds" | "daemonsets.apps" | "daemonset.apps" => Kind::DaemonSet,
+            "ippools" | "ippool" | "ciliumloadbalancerippools" | "ciliumloadbalancerippool" | "ciliumloadbalancerippools.cilium.io" => Kind::IpPool,
             _ => return None,
         })
     }
@@ -44,6 +46,7 @@ impl Kind {
             Kind::ConfigMap => "ConfigMap",
             Kind::Deployment => "Deployment",
             Kind::DaemonSet => "DaemonSet",
+            Kind::IpPool => "CiliumLoadBalancerIPPool",
         }
     }
 
@@ -55,6 +58,7 @@ impl Kind {
             Kind::ConfigMap => "configmaps",
             Kind::Deployment => "deployments.apps",
             Kind::DaemonSet => "daemonsets.apps",
+            Kind::IpPool => "ciliumloadbalancerippools.cilium.io",
         }
     }
 }
@@ -80,6 +84,14 @@ pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabErr
             out
         }
         "exec" => exec(c, &a, &ns, argv),
+        "label" => match &a.positional[1..] {
+            [kind, name, changes @ ..] if Kind::parse(kind) == Some(Kind::Node) && !changes.is_empty() => {
+                let out = c.label_node(name, changes, a.flag(&["--overwrite"]));
+                c.sync_services()?;
+                Ok(out.map(Outcome::out).unwrap_or_else(fail))
+            }
+            _ => Err(unsupported("kubectl", argv)),
+        },
         "cluster-info" => cluster_info(c, &a.positional[1..], argv),
         "rollout" => {
             let rest: Vec<&str> = a.positional[1..].iter().map(String::as_str).collect();
@@ -322,8 +334,20 @@ fn objects_of(c: &ClusterRt, kind: Kind, ns: Option<&str>, wide: bool) -> (Vec<&
                 .iter()
                 .filter(|s| in_ns(&s.namespace))
                 .map(|s| {
-                    let ports: Vec<String> = s.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol)).collect();
-                    let mut r = vec![s.name.clone(), s.type_.clone(), s.cluster_ip.to_string(), "<none>".into(), ports.join(","), age(s.created)];
+                    let ports: Vec<String> = s
+                        .ports
+                        .iter()
+                        .map(|p| match p.node_port {
+                            Some(np) => format!("{}:{np}/{}", p.port, p.protocol),
+                            None => format!("{}/{}", p.port, p.protocol),
+                        })
+                        .collect();
+                    let external = match s.load_balancer_ip {
+                        Some(ip) => ip.to_string(),
+                        None if s.type_ == "LoadBalancer" => "<pending>".into(),
+                        None => "<none>".into(),
+                    };
+                    let mut r = vec![s.name.clone(), s.type_.clone(), s.cluster_ip.to_string(), external, ports.join(","), age(s.created)];
                     if wide {
                         let sel: Vec<String> = s.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
                         r.push(if sel.is_empty() { "<none>".into() } else { sel.join(",") });
@@ -373,6 +397,7 @@ fn objects_of(c: &ClusterRt, kind: Kind, ns: Option<&str>, wide: bool) -> (Vec<&
                 .collect();
             (vec!["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"], rows)
         }
+        Kind::IpPool => super::super::lb_ipam::table(&c.store),
     }
 }
 
@@ -385,7 +410,7 @@ fn get(c: &ClusterRt, a: &Args, ns: &str, argv: &[String]) -> Result<Outcome, La
     let kind = Kind::parse(kind_s).ok_or_else(|| unsupported("kubectl", argv))?;
     names.retain(|n| !n.is_empty());
     let all_ns = a.flag(&["-A", "--all-namespaces"]);
-    let scope = if kind == Kind::Node || all_ns { None } else { Some(ns) };
+    let scope = if matches!(kind, Kind::Node | Kind::IpPool) || all_ns { None } else { Some(ns) };
     let output = a.value(&["-o", "--output"]).unwrap_or("");
     let wide = output == "wide";
     let (head, mut rows) = objects_of(c, kind, scope, wide);
@@ -426,12 +451,12 @@ fn get(c: &ClusterRt, a: &Args, ns: &str, argv: &[String]) -> Result<Outcome, La
             }
             let mut table_rows = vec![];
             let mut h: Vec<String> = head.iter().map(|s| s.to_string()).collect();
-            if all_ns && kind != Kind::Node {
+            if all_ns && !matches!(kind, Kind::Node | Kind::IpPool) {
                 h.insert(0, "NAMESPACE".into());
             }
             table_rows.push(h);
             for (rns, _, _, mut cells) in rows {
-                if all_ns && kind != Kind::Node {
+                if all_ns && !matches!(kind, Kind::Node | Kind::IpPool) {
                     cells.insert(0, rns);
                 }
                 table_rows.push(cells);
