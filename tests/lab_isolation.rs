@@ -53,7 +53,7 @@ fn sigkill_leaves_nothing_that_gc_does_not_clean() {
     require_lab!();
     let lab = Lab::article("kill");
     // A block's leftover process inside a pod keeps that namespace alive...
-    let _ = Command::new(lab_support::TUTOR)
+    let mut sleeper = Command::new(lab_support::TUTOR)
         .args(["lab", "exec", &lab.name, "pod/xwing", "--", "sleep", "600"])
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -72,6 +72,7 @@ fn sigkill_leaves_nothing_that_gc_does_not_clean() {
     assert!(!std::path::Path::new(&format!("/run/tutor/labs/{}", lab.name)).exists());
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(!netns_in_use(&inodes), "gc must end what was left inside the lab's namespaces");
+    let _ = sleeper.wait();
 }
 
 #[test]

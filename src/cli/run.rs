@@ -181,10 +181,10 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<Exit> {
     if let Err(e) = rec.write(&args.record) {
         write_errors.push(e.to_string());
     }
-    if let Some(path) = &args.junit {
-        if let Err(e) = junit::write(&results, path) {
-            write_errors.push(format!("cannot write the JUnit report {}: {e}", path.display()));
-        }
+    if let Some(path) = &args.junit
+        && let Err(e) = junit::write(&results, path)
+    {
+        write_errors.push(format!("cannot write the JUnit report {}: {e}", path.display()));
     }
     print_errors(&write_errors);
     if !write_errors.is_empty() && exit == Exit::Pass {

@@ -19,10 +19,10 @@ pub fn report(results: &[TutorialResult]) -> Report {
                     Status::Failed => TestCaseStatus::non_success(NonSuccessKind::Failure),
                     Status::Error => TestCaseStatus::non_success(NonSuccessKind::Error),
                 };
-                if matches!(b.status, Status::Failed | Status::Error | Status::Skipped) {
-                    if let Some(reason) = &b.reason {
-                        status.set_message(reason.as_str());
-                    }
+                if matches!(b.status, Status::Failed | Status::Error | Status::Skipped)
+                    && let Some(reason) = &b.reason
+                {
+                    status.set_message(reason.as_str());
                 }
                 if let Some(m) = &b.mismatch {
                     status.set_description(diff::unified(m, false));

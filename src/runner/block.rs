@@ -157,15 +157,12 @@ pub async fn run(env: &Env<'_>, session: &mut Session, block: &Block) -> BlockRe
             Err(e) => return result(block, Status::Error, Some(e.to_string()), start),
         };
         let interrupted = env.cancel.is_cancelled();
-        let exit = block.attrs.exit;
-        let matcher = &env.plan.matcher;
+        let rules = judge::Rules { expected_exit: block.attrs.exit, timeout, interrupted, matcher: &env.plan.matcher };
         let attempt = match &work {
-            Work::Shell { expected, .. } => {
-                judge::shell(&obs, expected.as_ref().map(|e| e.0.as_str()), exit, timeout, interrupted, matcher)
-            }
+            Work::Shell { expected, .. } => judge::shell(&obs, expected.as_ref().map(|e| e.0.as_str()), &rules),
             Work::Console { commands, prompts, expected, .. } => {
                 let runs = script::split_console(&obs.output, &session.nonce, commands.len(), obs.exit);
-                judge::console(&obs, commands, prompts, &runs, &expected.0, exit, timeout, interrupted, matcher)
+                judge::console(&obs, commands, prompts, &runs, &expected.0, &rules)
             }
         };
         if attempt.settled(env.update) || interrupted {

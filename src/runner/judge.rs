@@ -50,11 +50,22 @@ fn compare(matcher: &Matcher, expected: Option<&str>, actual: &str) -> (Option<b
     }
 }
 
+/// What a run is judged against, whatever the kind of block.
+pub struct Rules<'a> {
+    /// `exit=` (the last command's, for console blocks).
+    pub expected_exit: i32,
+    /// The block's time-out (named in the verdict).
+    pub timeout: Duration,
+    /// The run was cut short by Ctrl-C or SIGTERM.
+    pub interrupted: bool,
+    pub matcher: &'a Matcher,
+}
+
 /// Timeout, signals: problems of the run as a whole.
-fn run_problem(obs: &Observation, timeout: Duration, interrupted: bool) -> Option<(Status, String)> {
+fn run_problem(obs: &Observation, rules: &Rules<'_>) -> Option<(Status, String)> {
     if obs.timed_out {
-        Some((Status::Error, format!("timed out after {}", humantime::format_duration(timeout))))
-    } else if obs.exit.is_none() && interrupted {
+        Some((Status::Error, format!("timed out after {}", humantime::format_duration(rules.timeout))))
+    } else if obs.exit.is_none() && rules.interrupted {
         Some((Status::Error, "interrupted".to_string()))
     } else if obs.exit.is_none() {
         Some((Status::Error, "killed by a signal".to_string()))
@@ -64,21 +75,15 @@ fn run_problem(obs: &Observation, timeout: Duration, interrupted: bool) -> Optio
 }
 
 /// An `sh`/`bash` block: exit status, then the output against its snapshot.
-pub fn shell(
-    obs: &Observation,
-    expected: Option<&str>,
-    expected_exit: i32,
-    timeout: Duration,
-    interrupted: bool,
-    matcher: &Matcher,
-) -> Attempt {
-    let problem = run_problem(obs, timeout, interrupted).or_else(|| match obs.exit {
+pub fn shell(obs: &Observation, expected: Option<&str>, rules: &Rules<'_>) -> Attempt {
+    let expected_exit = rules.expected_exit;
+    let problem = run_problem(obs, rules).or_else(|| match obs.exit {
         Some(code) if code != expected_exit => {
             Some((Status::Failed, format!("exited with status {code}, expected {expected_exit}")))
         }
         _ => None,
     });
-    let (matched, normalized) = compare(matcher, expected, &obs.output);
+    let (matched, normalized) = compare(rules.matcher, expected, &obs.output);
     Attempt { output: obs.output.clone(), problem, matched, normalized }
 }
 
@@ -90,14 +95,12 @@ pub fn console(
     prompts: &[String],
     runs: &[CommandRun],
     expected: &str,
-    expected_exit: i32,
-    timeout: Duration,
-    interrupted: bool,
-    matcher: &Matcher,
+    rules: &Rules<'_>,
 ) -> Attempt {
+    let expected_exit = rules.expected_exit;
     let output = transcript::build(prompts.iter().zip(runs).map(|(p, r)| (p.as_str(), r.output.as_str())));
     let last = commands.len().saturating_sub(1);
-    let problem = run_problem(obs, timeout, interrupted).or_else(|| {
+    let problem = run_problem(obs, rules).or_else(|| {
         commands.iter().zip(runs).enumerate().find_map(|(i, (cmd, run))| {
             let want = if i == last { expected_exit } else { 0 };
             let what = format!("`{}` (line {})", first_line(&cmd.command), cmd.line);
@@ -111,7 +114,7 @@ pub fn console(
             }
         })
     });
-    let (matched, normalized) = compare(matcher, Some(expected), &output);
+    let (matched, normalized) = compare(rules.matcher, Some(expected), &output);
     Attempt { output, problem, matched, normalized }
 }
 
@@ -126,6 +129,10 @@ mod tests {
 
     fn obs(output: &str, exit: Option<i32>, timed_out: bool) -> Observation {
         Observation { output: output.into(), exit, timed_out, duration: Duration::ZERO }
+    }
+
+    fn rules(expected_exit: i32, interrupted: bool, matcher: &Matcher) -> Rules<'_> {
+        Rules { expected_exit, timeout: T, interrupted, matcher }
     }
 
     fn matcher() -> Matcher {
@@ -149,14 +156,14 @@ mod tests {
 
     #[test]
     fn shell_passes_on_match_ignoring_the_final_newline() {
-        let a = shell(&obs("hi\n", Some(0), false), Some("hi"), 0, T, false, &matcher());
+        let a = shell(&obs("hi\n", Some(0), false), Some("hi"), &rules(0, false, &matcher()));
         assert_eq!((a.problem.clone(), a.matched), (None, Some(true)));
         assert!(a.settled(false));
     }
 
     #[test]
     fn shell_mismatch_carries_the_normalised_actual() {
-        let a = shell(&obs("bye\n", Some(0), false), Some("hi\n"), 0, T, false, &matcher());
+        let a = shell(&obs("bye\n", Some(0), false), Some("hi\n"), &rules(0, false, &matcher()));
         assert_eq!(a.matched, Some(false));
         assert_eq!(a.normalized.as_deref(), Some("bye"));
         assert!(!a.settled(true));
@@ -165,21 +172,21 @@ mod tests {
     #[test]
     fn shell_wrong_exit_timeout_and_signal_are_problems() {
         let m = matcher();
-        let a = shell(&obs("", Some(1), false), Some(""), 0, T, false, &m);
+        let a = shell(&obs("", Some(1), false), Some(""), &rules(0, false, &m));
         assert_eq!(a.problem, Some((Status::Failed, "exited with status 1, expected 0".into())));
-        let a = shell(&obs("", Some(3), false), Some(""), 3, T, false, &m);
+        let a = shell(&obs("", Some(3), false), Some(""), &rules(3, false, &m));
         assert_eq!(a.problem, None);
-        let a = shell(&obs("", None, true), Some(""), 0, T, false, &m);
+        let a = shell(&obs("", None, true), Some(""), &rules(0, false, &m));
         assert_eq!(a.problem, Some((Status::Error, "timed out after 2s".into())));
-        let a = shell(&obs("", None, false), Some(""), 0, T, true, &m);
+        let a = shell(&obs("", None, false), Some(""), &rules(0, true, &m));
         assert_eq!(a.problem, Some((Status::Error, "interrupted".into())));
-        let a = shell(&obs("", None, false), Some(""), 0, T, false, &m);
+        let a = shell(&obs("", None, false), Some(""), &rules(0, false, &m));
         assert_eq!(a.problem, Some((Status::Error, "killed by a signal".into())));
     }
 
     #[test]
     fn shell_without_snapshot_settles_only_in_update_mode() {
-        let a = shell(&obs("x\n", Some(0), false), None, 0, T, false, &matcher());
+        let a = shell(&obs("x\n", Some(0), false), None, &rules(0, false, &matcher()));
         assert_eq!(a.matched, None);
         assert!(!a.settled(false));
         assert!(a.settled(true));
@@ -192,7 +199,7 @@ mod tests {
             CommandRun { output: "a\n".into(), status: Some(0) },
             CommandRun { output: "b".into(), status: Some(0) },
         ];
-        let a = console(&obs("", Some(0), false), &cmds, &prompts(&cmds), &runs, "$ echo a\na\n$ printf b\nb\n", 0, T, false, &matcher());
+        let a = console(&obs("", Some(0), false), &cmds, &prompts(&cmds), &runs, "$ echo a\na\n$ printf b\nb\n", &rules(0, false, &matcher()));
         assert_eq!((a.problem, a.matched), (None, Some(true)));
     }
 
@@ -203,13 +210,13 @@ mod tests {
             CommandRun { output: String::new(), status: Some(1) },
             CommandRun { output: String::new(), status: Some(2) },
         ];
-        let a = console(&obs("", Some(2), false), &cmds, &prompts(&cmds), &runs, "$ false\n$ exit 2\n", 2, T, false, &matcher());
+        let a = console(&obs("", Some(2), false), &cmds, &prompts(&cmds), &runs, "$ false\n$ exit 2\n", &rules(2, false, &matcher()));
         assert_eq!(a.problem, Some((Status::Failed, "`false` (line 3) exited with status 1".into())));
         let runs = [
             CommandRun { output: String::new(), status: Some(0) },
             CommandRun { output: String::new(), status: Some(2) },
         ];
-        let a = console(&obs("", Some(2), false), &cmds, &prompts(&cmds), &runs, "$ false\n$ exit 2\n", 0, T, false, &matcher());
+        let a = console(&obs("", Some(2), false), &cmds, &prompts(&cmds), &runs, "$ false\n$ exit 2\n", &rules(0, false, &matcher()));
         assert_eq!(
             a.problem,
             Some((Status::Failed, "`exit 2` (line 4) exited with status 2, expected 0".into()))
@@ -223,7 +230,7 @@ mod tests {
             CommandRun { output: String::new(), status: Some(0) },
             CommandRun { output: String::new(), status: None },
         ];
-        let a = console(&obs("", Some(0), false), &cmds, &prompts(&cmds), &runs, "", 0, T, false, &matcher());
+        let a = console(&obs("", Some(0), false), &cmds, &prompts(&cmds), &runs, "", &rules(0, false, &matcher()));
         assert_eq!(a.problem, Some((Status::Failed, "`echo never` (line 4) did not run".into())));
     }
 }

@@ -22,7 +22,8 @@ impl StepRange {
     fn resolve(&self, t: &Tutorial) -> Result<RangeInclusive<usize>, String> {
         let last = t.steps.len();
         if last == 0 && self.from.is_none() && self.to.is_none() {
-            return Ok(1..=0);
+            // Nothing to run: an empty range.
+            return Ok(RangeInclusive::new(1, 0));
         }
         let from = self.from.unwrap_or(1);
         let to = self.to.unwrap_or(last);

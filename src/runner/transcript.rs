@@ -11,7 +11,7 @@ pub fn build<'a>(sections: impl IntoIterator<Item = (&'a str, &'a str)>) -> Stri
     for (prompt, output) in sections {
         out.push_str(prompt.trim_end_matches('\n'));
         out.push('\n');
-        let output = output.trim_end_matches(|c: char| c == '\n' || c == ' ' || c == '\t' || c == '\r');
+        let output = output.trim_end_matches(['\n', ' ', '\t', '\r']);
         if !output.is_empty() {
             out.push_str(output);
             out.push('\n');
@@ -48,11 +48,11 @@ pub fn relayout(body: &str, body_line: usize, commands: &[ConsoleCommand], text:
     let mut out: Vec<&str> = Vec::new();
     let mut next = 1;
     for line in text.lines() {
-        if let Some(c) = commands.get(next) {
-            if c.prompt_text.lines().next() == Some(line) {
-                out.extend(std::iter::repeat_n("", seps[next]));
-                next += 1;
-            }
+        if let Some(c) = commands.get(next)
+            && c.prompt_text.lines().next() == Some(line)
+        {
+            out.extend(std::iter::repeat_n("", seps[next]));
+            next += 1;
         }
         out.push(line);
     }
