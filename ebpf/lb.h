@@ -60,7 +60,8 @@ struct lb_flow_key {
  * CPU writes only its own copy and reads the others' when it misses (a flow that changes CPU
  * keeps its backend; the reply translation finds an entry whatever CPU recorded it). A set can
  * evict its least recently used entry while other sets still have room: the price of O(1)
- * inserts without locks (see the README). LB_MAX_FLOWS is the capacity of each CPU's copy. */
+ * inserts without locks (see the README). The loader sizes each CPU's copy for its share of
+ * the flows, max flows / CPUs rounded up to a power of two. */
 #define LB_FLOW_WAYS 4
 #define LB_MAX_CPUS 1024
 

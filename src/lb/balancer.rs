@@ -50,8 +50,9 @@ pub struct LoadOptions {
     pub maglev_size: u32,
     /// Services the maps can hold (the Maglev map takes `maglev_size × max_services × 4` bytes).
     pub max_services: u32,
-    /// Flows each CPU's copy of the connection table holds (rounded up to a power of two);
-    /// beyond, the least recently used flow of a set of 4 is evicted (see `ebpf/lb_flows.h`).
+    /// Flows the connection table holds in all: each CPU's copy holds max_flows / CPUs, rounded
+    /// up to a power of two; beyond, the least recently used flow of a set of 4 is evicted (a
+    /// set can fill before the table does: see `ebpf/lb_flows.h`).
     pub max_flows: u32,
     /// Pin every map here (created, or reused when already pinned) so other processes find them.
     pub pin_dir: Option<PathBuf>,
@@ -137,9 +138,9 @@ impl LoadBalancer {
             .checked_mul(opts.max_services)
             .filter(|&s| s <= 1 << 28)
             .ok_or_else(|| LbError::Invalid("Maglev size × max services is too large".into()))?;
-        let sets = flow_sets(opts.max_flows)?;
-        let flow_mask = sets - 1;
         let cpus = aya::util::nr_cpus().map_err(|(what, cause)| LbError::Io { what: what.into(), cause })? as u32;
+        let sets = flow_sets(opts.max_flows, cpus)?;
+        let flow_mask = sets - 1;
         let mut loader = EbpfLoader::new();
         loader
             .override_global("lb_maglev_size", &opts.maglev_size, true)

@@ -93,14 +93,14 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "targets: established < 80 ns ({}), new flow < 240 ns ({}) with the default connection table ({} flows per CPU)",
+            "targets: established < 80 ns ({}), new flow < 240 ns ({}) with the default connection table ({} flows, split over the CPUs)",
             verdict(self.established_ns < 80.0),
             verdict(self.new_flow_ns < 240.0),
             LoadOptions::default().max_flows
         )?;
         writeln!(
             f,
-            "new_flow_ns with a connection table of {KATRAN_LRU} flows (rounded up to 1024 per CPU): {:.1} ({}); Katran's XDP LB loaded without \
+            "new_flow_ns with a connection table of {KATRAN_LRU} flows (split over the CPUs): {:.1} ({}); Katran's XDP LB loaded without \
              its userspace forwards through its {KATRAN_LRU}-entry fallback LRU",
             self.new_flow_small_table_ns,
             verdict(self.new_flow_small_table_ns < 240.0)

@@ -10,16 +10,19 @@ use super::error::{LbError, Result, io_err, map_err};
 use super::hash::flow_hash;
 use super::maps::{ConnValue, FLOW_WAYS, FlowKey, FlowSet};
 
-/// The most flows per CPU a table may be made for (a set is 128 bytes per CPU).
+/// The most flows a table may be made for.
 const MAX_FLOWS_LIMIT: u32 = 1 << 24;
 
-/// Sets per CPU for `max_flows` flows per CPU: a power of two (the datapath masks the hash),
-/// so `max_flows` is rounded up to one.
-pub(crate) fn flow_sets(max_flows: u32) -> Result<u32> {
+/// Sets per CPU for a table of `max_flows` flows in all over `cpus` CPUs: each CPU's copy
+/// holds its share, max_flows / cpus, rounded up to a power of two (the datapath masks the
+/// hash). In all, not per CPU: the memory (32 bytes a flow) does not grow with the cores, and
+/// it is the capacity the LRU hash with per-CPU lists it replaced had.
+pub(crate) fn flow_sets(max_flows: u32, cpus: u32) -> Result<u32> {
     if max_flows == 0 || max_flows > MAX_FLOWS_LIMIT {
         return Err(LbError::Invalid(format!("max flows must be between 1 and {MAX_FLOWS_LIMIT}, not {max_flows}")));
     }
-    Ok(max_flows.max(FLOW_WAYS as u32).next_power_of_two() / FLOW_WAYS as u32)
+    let per_cpu = max_flows.div_ceil(cpus.max(1));
+    Ok(per_cpu.max(FLOW_WAYS as u32).next_power_of_two() / FLOW_WAYS as u32)
 }
 
 /// `lb_flow_set_index` of `ebpf/lb_flows.h`: the set `flow` lives in, of `sets`.
@@ -74,10 +77,12 @@ mod tests {
 
     #[test]
     fn sizes_round_up_to_whole_power_of_two_sets() {
-        assert_eq!(flow_sets(65536).unwrap(), 16384);
-        assert_eq!(flow_sets(1000).unwrap(), 256);
-        assert_eq!(flow_sets(1).unwrap(), 1);
-        assert!(flow_sets(0).is_err());
-        assert!(flow_sets(MAX_FLOWS_LIMIT + 1).is_err());
+        assert_eq!(flow_sets(65536, 1).unwrap(), 16384);
+        assert_eq!(flow_sets(65536, 2).unwrap(), 8192);
+        assert_eq!(flow_sets(65536, 3).unwrap(), 8192); // 21846 per CPU, rounded up to 32768
+        assert_eq!(flow_sets(1000, 2).unwrap(), 128);
+        assert_eq!(flow_sets(1, 64).unwrap(), 1);
+        assert!(flow_sets(0, 2).is_err());
+        assert!(flow_sets(MAX_FLOWS_LIMIT + 1, 2).is_err());
     }
 }
