@@ -302,9 +302,7 @@ int lb_xdp(struct xdp_md *ctx)
 		be = bpf_map_lookup_elem(&backends, &be_id);
 		if (!be || !be->addr)
 			return verdict(g, XDP_DROP, LB_C_DROP_NO_BACKEND);
-		/* A stale entry of another CPU (service or backend gone) must not pin replies. */
-		if (c && !local)
-			c->key.proto = 0;
+		/* A stale copy on another CPU stays (only its CPU writes it); lb_rev asks every copy. */
 		if (set)
 			lb_flow_write(local ? c : lb_set_victim(set, clock), &fk, be_id, svc_id, clock);
 		fresh = 1;
@@ -373,6 +371,29 @@ int lb_xdp(struct xdp_md *ctx)
 	return verdict(g, bpf_redirect(nh->ifindex, 0), LB_NO_REASON);
 }
 
+/* Whether some CPU's copy of the connection table pins flow `k` to backend `bk`. Every copy
+ * is asked, not just the first holding the flow: after a backend was replaced, a CPU that has
+ * not seen the flow since may still hold the old choice. */
+static __always_inline int pinned_to(const struct lb_flow_key *k, const struct lb_vip_key *bk)
+{
+	__u32 idx = lb_flow_set_index(lb_flow_hash(k));
+	for (__u32 cpu = 0; cpu < LB_MAX_CPUS; cpu++) {
+		if (cpu >= lb_nr_cpus)
+			break;
+		struct lb_flow_set *s = bpf_map_lookup_percpu_elem(&conn, &idx, cpu);
+		if (!s)
+			break;
+		struct lb_flow_entry *e = lb_set_find(s, (const __u64 *)k);
+		if (!e)
+			continue;
+		__u32 id = e->backend_id;
+		struct lb_backend *be = bpf_map_lookup_elem(&backends, &id);
+		if (be && be->addr == bk->addr && be->port == bk->port)
+			return 1;
+	}
+	return 0;
+}
+
 SEC("classifier")
 int lb_rev(struct __sk_buff *skb)
 {
@@ -417,17 +438,7 @@ int lb_rev(struct __sk_buff *skb)
 			.saddr = ip->daddr, .daddr = fr->vip[i].addr,
 			.sport = ports[1], .dport = fr->vip[i].port, .proto = proto,
 		};
-		__u32 set_idx = lb_flow_set_index(lb_flow_hash(&fk));
-		struct lb_flow_set *set = bpf_map_lookup_elem(&conn, &set_idx);
-		struct lb_flow_entry *c = set ? lb_set_find(set, (const __u64 *)&fk) : 0;
-		if (!c)
-			c = lb_flow_find_remote(&conn, &set_idx, (const __u64 *)&fk,
-						bpf_get_smp_processor_id());
-		if (!c)
-			continue;
-		__u32 id = c->backend_id;
-		struct lb_backend *be = bpf_map_lookup_elem(&backends, &id);
-		if (be && be->addr == bk.addr && be->port == bk.port) {
+		if (pinned_to(&fk, &bk)) {
 			new_saddr = fk.daddr;
 			new_sport = fk.dport;
 			break;
