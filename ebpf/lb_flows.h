@@ -5,7 +5,8 @@
  * machines (cache misses behind bucket spinlocks, batch evictions). Here a new flow costs two
  * cold sets (this CPU's and, on a miss, the others') and no lock. The price: a set of
  * LB_FLOW_WAYS evicts its least recently used flow as soon as a fifth flow hashes to it, even
- * while other sets have room, so a table filled to about 80 % by random flows already evicts.
+ * while other sets have room: with random flows the first evictions come about a tenth full,
+ * and after as many flows as its size the table holds about 80 % of them.
  *
  * Each CPU writes only its own copy. Readers on other CPUs may race a write: a way is freed
  * (proto 0) first and gets its proto back last, with compiler barriers between, so on x86
