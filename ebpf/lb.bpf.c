@@ -24,6 +24,7 @@
 
 #include "lb.h"
 #include "lb_hash.h"
+#include "lb_flows.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -58,14 +59,12 @@ struct {
 	__uint(max_entries, LB_MAX_SERVICES_DEFAULT * LB_MAGLEV_SIZE_DEFAULT);
 } maglev SEC(".maps");
 
-/* LRU with per-CPU LRU lists (no lock shared between CPUs on the hot path) but one table, so
- * a flow whose packets land on another CPU still finds its backend. */
+/* The connection table: per-CPU set-associative, LRU within a set (lb_flows.h). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__type(key, struct lb_flow_key);
-	__type(value, struct lb_conn);
-	__uint(max_entries, LB_MAX_FLOWS);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_flow_set);
+	__uint(max_entries, LB_MAX_FLOWS / LB_FLOW_WAYS);
 } conn SEC(".maps");
 
 struct {
@@ -265,7 +264,7 @@ int lb_xdp(struct xdp_md *ctx)
 	if (ip->ttl <= 1)
 		return verdict(g, XDP_PASS, LB_C_PASS_TTL);
 
-	struct lb_flow_key fk = {
+	struct lb_flow_key fk __attribute__((aligned(8))) = {
 		.saddr = ip->saddr, .daddr = ip->daddr,
 		.sport = ports[0], .dport = ports[1], .proto = proto,
 	};
@@ -273,17 +272,29 @@ int lb_xdp(struct xdp_md *ctx)
 	struct lb_backend *be = 0;
 	__u32 be_id = 0;
 	int fresh = 0;
-	struct lb_conn *c = bpf_map_lookup_elem(&conn, &fk);
+	__u32 hash = lb_flow_hash(&fk);
+	__u32 set_idx = lb_flow_set_index(hash);
+	__u32 clock = g ? (__u32)g->c[LB_C_PACKETS] : 0;
+	struct lb_flow_set *set = bpf_map_lookup_elem(&conn, &set_idx);
+	struct lb_flow_entry *c = set ? lb_set_find(set, (const __u64 *)&fk) : 0;
+	int local = c != 0;
+	if (!c)
+		c = lb_flow_find_remote(&conn, &set_idx, (const __u64 *)&fk, bpf_get_smp_processor_id());
 	if (c && c->service_id == svc_id) {
 		be_id = c->backend_id;
 		be = bpf_map_lookup_elem(&backends, &be_id);
 		if (be && !be->addr)
 			be = 0;
 	}
-	if (!be) {
+	if (be) {
+		if (local)
+			c->used = clock;
+		else if (set) /* recorded by another CPU: copy it here, later packets stay local */
+			lb_flow_write(lb_set_victim(set, clock), &fk, be_id, svc_id, clock);
+	} else {
 		if (!svc->backend_count)
 			return verdict(g, XDP_DROP, LB_C_DROP_NO_BACKEND);
-		__u32 slot = svc_id * lb_maglev_size + lb_flow_hash(&fk) % lb_maglev_size;
+		__u32 slot = svc_id * lb_maglev_size + hash % lb_maglev_size;
 		__u32 *idp = bpf_map_lookup_elem(&maglev, &slot);
 		if (!idp)
 			return verdict(g, XDP_DROP, LB_C_DROP_NO_BACKEND);
@@ -291,8 +302,9 @@ int lb_xdp(struct xdp_md *ctx)
 		be = bpf_map_lookup_elem(&backends, &be_id);
 		if (!be || !be->addr)
 			return verdict(g, XDP_DROP, LB_C_DROP_NO_BACKEND);
-		struct lb_conn nc = { .backend_id = be_id, .service_id = svc_id };
-		bpf_map_update_elem(&conn, &fk, &nc, BPF_ANY);
+		/* A stale copy on another CPU stays (only its CPU writes it); lb_rev asks every copy. */
+		if (set)
+			lb_flow_write(local ? c : lb_set_victim(set, clock), &fk, be_id, svc_id, clock);
 		fresh = 1;
 	}
 
@@ -359,6 +371,29 @@ int lb_xdp(struct xdp_md *ctx)
 	return verdict(g, bpf_redirect(nh->ifindex, 0), LB_NO_REASON);
 }
 
+/* Whether some CPU's copy of the connection table pins flow `k` to backend `bk`. Every copy
+ * is asked, not just the first holding the flow: after a backend was replaced, a CPU that has
+ * not seen the flow since may still hold the old choice. */
+static __always_inline int pinned_to(const struct lb_flow_key *k, const struct lb_vip_key *bk)
+{
+	__u32 idx = lb_flow_set_index(lb_flow_hash(k));
+	for (__u32 cpu = 0; cpu < LB_MAX_CPUS; cpu++) {
+		if (cpu >= lb_nr_cpus)
+			break;
+		struct lb_flow_set *s = bpf_map_lookup_percpu_elem(&conn, &idx, cpu);
+		if (!s)
+			break;
+		struct lb_flow_entry *e = lb_set_find(s, (const __u64 *)k);
+		if (!e)
+			continue;
+		__u32 id = e->backend_id;
+		struct lb_backend *be = bpf_map_lookup_elem(&backends, &id);
+		if (be && be->addr == bk->addr && be->port == bk->port)
+			return 1;
+	}
+	return 0;
+}
+
 SEC("classifier")
 int lb_rev(struct __sk_buff *skb)
 {
@@ -399,16 +434,11 @@ int lb_rev(struct __sk_buff *skb)
 	for (int i = 0; i < LB_FRONTENDS_PER_BACKEND; i++) {
 		if (i >= fr->count)
 			break;
-		struct lb_flow_key fk = {
+		struct lb_flow_key fk __attribute__((aligned(8))) = {
 			.saddr = ip->daddr, .daddr = fr->vip[i].addr,
 			.sport = ports[1], .dport = fr->vip[i].port, .proto = proto,
 		};
-		struct lb_conn *c = bpf_map_lookup_elem(&conn, &fk);
-		if (!c)
-			continue;
-		__u32 id = c->backend_id;
-		struct lb_backend *be = bpf_map_lookup_elem(&backends, &id);
-		if (be && be->addr == bk.addr && be->port == bk.port) {
+		if (pinned_to(&fk, &bk)) {
 			new_saddr = fk.daddr;
 			new_sport = fk.dport;
 			break;

@@ -55,10 +55,26 @@ struct lb_flow_key {
 	__u8 pad[3];
 };
 
-/* conn: client -> VIP flow -> backend it is pinned to */
-struct lb_conn {
+/* The connection table: a PERCPU_ARRAY of sets, each CPU with its own copy, a flow in set
+ * (rotl(flow hash, 16) & mask), in one of LB_FLOW_WAYS ways; LRU within the set. Lock-free: a
+ * CPU writes only its own copy and reads the others' when it misses (a flow that changes CPU
+ * keeps its backend; the reply translation finds an entry whatever CPU recorded it). A set can
+ * evict its least recently used entry while other sets still have room: the price of O(1)
+ * inserts without locks (see the README). The loader sizes each CPU's copy for its share of
+ * the flows, max flows / CPUs rounded up to a power of two. */
+#define LB_FLOW_WAYS 4
+#define LB_MAX_CPUS 1024
+
+struct lb_flow_entry {
+	struct lb_flow_key key; /* key.proto == 0: a free way (only TCP and UDP flows are stored) */
 	__u32 backend_id;
 	__u32 service_id;
+	__u32 used;             /* the CPU's packet count at the last use: LRU within the set */
+	__u32 pad;
+};
+
+struct lb_flow_set {
+	struct lb_flow_entry way[LB_FLOW_WAYS];
 };
 
 /* backend_vips: backend (addr, port, proto as a struct lb_vip_key) -> the frontends it serves

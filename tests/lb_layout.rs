@@ -74,12 +74,20 @@ fn mirrors_match_the_c_header() {
     check!(s, "lb_service", ServiceValue, [id, backend_count, kind]);
     check!(s, "lb_backend", BackendValue, [addr, port, refs]);
     check!(s, "lb_flow_key", FlowKey, [saddr, daddr, sport, dport, proto, pad]);
-    check!(s, "lb_conn", ConnValue, [backend_id, service_id]);
+    check!(s, "lb_flow_entry", FlowEntry, [key, backend_id, service_id, used, pad]);
+    check!(s, "lb_flow_set", FlowSet, [way]);
     check!(s, "lb_frontends", FrontendsValue, [count, vip]);
     check!(s, "lb_nexthop", NexthopValue, [daddr, ingress, ifindex, smac, dmac, expires]);
     check!(s, "lb_config", ConfigValue, [mac, pad, ifindex, maglev_size, max_services]);
     check!(s, "lb_counters", Counters, [packets, bytes]);
     check!(s, "lb_global_stats", GlobalValue, [c]);
+}
+
+#[test]
+fn flow_ways_match_the_c_header() {
+    let header = include_str!("../ebpf/lb.h");
+    let line = header.lines().find(|l| l.starts_with("#define LB_FLOW_WAYS ")).expect("LB_FLOW_WAYS");
+    assert_eq!(line.split_whitespace().nth(2), Some(FLOW_WAYS.to_string().as_str()));
 }
 
 #[test]

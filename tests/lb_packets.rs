@@ -187,6 +187,51 @@ fn service_without_backends_drops() {
     });
 }
 
+fn run_on_cpu(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
+}
+
+/// The connection table is one copy per CPU: a flow recorded on one CPU keeps its backend when
+/// its packets land on another (also after the service changed), and its replies are
+/// translated whatever CPU sees them.
+#[test]
+fn a_flow_keeps_its_backend_and_its_replies_on_another_cpu() {
+    require_bpf!();
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("skipped: needs two CPUs");
+        return;
+    }
+    in_test_netns(|lbin| {
+        let mut lb = small_lb();
+        let all = ["10.1.0.5:8080", "10.1.0.6:8080", "10.1.0.7:8080"];
+        lb.upsert_service(&svc("172.18.255.200:80/tcp", &all)).unwrap();
+        let clients: Vec<SocketAddrV4> = (5000..5200).map(|p| sa(&format!("172.18.0.2:{p}"))).collect();
+        run_on_cpu(0);
+        let before: Vec<SocketAddrV4> = clients
+            .iter()
+            .map(|c| destination(&lb.test_run(&tcp(*c, sa(VIP), true, b""), Some(lbin)).unwrap().1))
+            .collect();
+        lb.upsert_service(&svc("172.18.255.200:80/tcp", &[all[0], all[2], "10.1.0.8:8080"])).unwrap();
+        run_on_cpu(1);
+        // Replies first: CPU 1 has not seen these flows, the entries are in CPU 0's copy only.
+        for (c, b) in clients.iter().zip(&before).take(20) {
+            let reply = tcp(*b, *c, false, b"ok");
+            assert_eq!(lb.test_run_rev(&reply).unwrap().1, rewritten(&reply, sa(VIP), true, false, None));
+        }
+        for (c, b) in clients.iter().zip(&before) {
+            let (act, out) = lb.test_run(&tcp(*c, sa(VIP), false, b"x"), Some(lbin)).unwrap();
+            assert_eq!((act, destination(&out)), (action::TX, *b), "flow {c} moved on another CPU");
+        }
+        let s = lb.stats().unwrap();
+        assert_eq!((s.counter("new_flow"), s.counter("established"), s.counter("rev_nat")), (200, 200, 20));
+        // A reply for a flow neither CPU pinned to that backend is left alone.
+        let stranger = tcp(sa(all[0]), sa("172.18.0.2:6000"), false, b"x");
+        assert_eq!(lb.test_run_rev(&stranger).unwrap(), (0, stranger));
+    });
+}
+
 #[test]
 fn reply_is_translated_back_to_the_vip() {
     require_bpf!();

@@ -46,7 +46,7 @@ enum LbCommand {
         maglev_size: u32,
         #[arg(long, default_value_t = 16)]
         max_services: u32,
-        /// Connection table entries.
+        /// Connection table: flows in all (each CPU holds its share, rounded up to a power of two).
         #[arg(long, default_value_t = 65536)]
         max_flows: u32,
         #[arg(long)]

@@ -10,6 +10,7 @@ use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 
 use super::error::{LbError, Result, io_err, map_err, prog_err};
+use super::flowtable::flow_sets;
 use super::maglev::is_prime;
 use super::maps::*;
 use super::pins::{detach_pinned, ensure_bpffs};
@@ -49,7 +50,9 @@ pub struct LoadOptions {
     pub maglev_size: u32,
     /// Services the maps can hold (the Maglev map takes `maglev_size × max_services × 4` bytes).
     pub max_services: u32,
-    /// Entries of the connection table (flows pinned to a backend), LRU-evicted beyond.
+    /// Flows the connection table holds in all: each CPU's copy holds max_flows / CPUs, rounded
+    /// up to a power of two; beyond, the least recently used flow of a set of 4 is evicted (a
+    /// set can fill before the table does: see `ebpf/lb_flows.h`).
     pub max_flows: u32,
     /// Pin every map here (created, or reused when already pinned) so other processes find them.
     pub pin_dir: Option<PathBuf>,
@@ -86,7 +89,7 @@ pub(crate) struct LbMaps {
     pub services: HashMap<MapData, VipKey, ServiceValue>,
     pub backends: Array<MapData, BackendValue>,
     pub maglev: Array<MapData, u32>,
-    pub conn: HashMap<MapData, FlowKey, ConnValue>,
+    pub conn: PerCpuArray<MapData, FlowSet>,
     pub backend_vips: HashMap<MapData, VipKey, FrontendsValue>,
     pub announce: HashMap<MapData, u32, u32>,
     pub config: Array<MapData, ConfigValue>,
@@ -135,13 +138,18 @@ impl LoadBalancer {
             .checked_mul(opts.max_services)
             .filter(|&s| s <= 1 << 28)
             .ok_or_else(|| LbError::Invalid("Maglev size × max services is too large".into()))?;
+        let cpus = aya::util::nr_cpus().map_err(|(what, cause)| LbError::Io { what: what.into(), cause })? as u32;
+        let sets = flow_sets(opts.max_flows, cpus)?;
+        let flow_mask = sets - 1;
         let mut loader = EbpfLoader::new();
         loader
             .override_global("lb_maglev_size", &opts.maglev_size, true)
             .map_max_entries("maglev", slots)
             .map_max_entries("services", opts.max_services)
             .map_max_entries("svc_stats", opts.max_services)
-            .map_max_entries("conn", opts.max_flows.max(1));
+            .override_global("lb_flow_mask", &flow_mask, true)
+            .override_global("lb_nr_cpus", &cpus, true)
+            .map_max_entries("conn", sets);
         for dir in opts.pin_dir.iter().chain(&opts.shared_pin_dir) {
             ensure_bpffs(dir)?;
             fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
@@ -179,6 +187,14 @@ impl LoadBalancer {
         let maps = LbMaps::from_maps(|name| {
             ebpf.take_map(name).ok_or_else(|| LbError::Invalid(format!("object has no map {name}")))
         })?;
+        // A reused pinned table keeps its size; the datapath's set mask must be made for it.
+        if maps.conn.len() != sets {
+            return Err(LbError::Invalid(format!(
+                "the pinned connection table holds {} flows per CPU, not {}",
+                maps.conn.len() as usize * FLOW_WAYS,
+                sets as usize * FLOW_WAYS
+            )));
+        }
         let mut lb = LoadBalancer {
             ebpf: Some(ebpf),
             maps,

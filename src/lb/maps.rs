@@ -32,7 +32,7 @@ pub struct BackendValue {
     pub refs: u16,
 }
 
-/// `struct lb_flow_key`: a 5-tuple as seen on the wire (`conn` key).
+/// `struct lb_flow_key`: a 5-tuple as seen on the wire (the key of a connection-table entry).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct FlowKey {
@@ -44,12 +44,32 @@ pub struct FlowKey {
     pub pad: [u8; 3],
 }
 
-/// `struct lb_conn`.
-#[repr(C)]
+/// What the connection table pins a flow to (read from its `FlowEntry`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ConnValue {
     pub backend_id: u32,
     pub service_id: u32,
+}
+
+/// `LB_FLOW_WAYS`: entries per set of the connection table.
+pub const FLOW_WAYS: usize = 4;
+
+/// `struct lb_flow_entry`: one way of a connection-table set; `key.proto == 0` marks it free.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlowEntry {
+    pub key: FlowKey,
+    pub backend_id: u32,
+    pub service_id: u32,
+    pub used: u32,
+    pub pad: u32,
+}
+
+/// `struct lb_flow_set`: value of the per-CPU `conn` array (see `ebpf/lb_flows.h`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlowSet {
+    pub way: [FlowEntry; FLOW_WAYS],
 }
 
 /// `LB_FRONTENDS_PER_BACKEND`.
@@ -127,7 +147,8 @@ unsafe impl aya::Pod for VipKey {}
 unsafe impl aya::Pod for ServiceValue {}
 unsafe impl aya::Pod for BackendValue {}
 unsafe impl aya::Pod for FlowKey {}
-unsafe impl aya::Pod for ConnValue {}
+unsafe impl aya::Pod for FlowEntry {}
+unsafe impl aya::Pod for FlowSet {}
 unsafe impl aya::Pod for FrontendsValue {}
 unsafe impl aya::Pod for NexthopValue {}
 unsafe impl aya::Pod for ConfigValue {}

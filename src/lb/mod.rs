@@ -46,6 +46,7 @@
 mod balancer;
 pub mod bench;
 mod error;
+pub mod flowtable;
 pub mod hash;
 mod iface;
 pub mod maglev;

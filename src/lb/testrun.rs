@@ -1,12 +1,10 @@
-//! Running the programs once on a frame with BPF_PROG_TEST_RUN (packet tests, benchmark), and
-//! looking at the connection table the runs leave behind.
+//! Running the programs once on a frame with BPF_PROG_TEST_RUN (packet tests, benchmark).
 
 use aya::programs::{SchedClassifier, Xdp};
 use aya::{TestRun, TestRunOptions};
 
 use super::balancer::LoadBalancer;
 use super::error::{LbError, Result, prog_err};
-use super::maps::{ConnValue, FlowKey};
 
 impl LoadBalancer {
     /// Runs `lb_xdp` once on `frame` with BPF_PROG_TEST_RUN; `ingress_ifindex` names the device
@@ -30,18 +28,6 @@ impl LoadBalancer {
         let r = prog.test_run(opts).map_err(prog_err("BPF_PROG_TEST_RUN of lb_rev"))?;
         out.truncate(r.data_size_out as usize);
         Ok((r.return_value, out))
-    }
-
-    /// The backend id and service id the connection table pins `flow` (client → VIP) to.
-    pub fn connection(&self, flow: &FlowKey) -> Option<ConnValue> {
-        self.maps.conn.get(flow, 0).ok()
-    }
-
-
-    /// Removes `flow` from the connection table (its next packet picks a backend afresh);
-    /// returns whether it was there.
-    pub fn forget_connection(&mut self, flow: &FlowKey) -> bool {
-        self.maps.conn.remove(flow).is_ok()
     }
 
     /// One BPF_PROG_TEST_RUN call of the named XDP program; also returns the kernel's duration.
