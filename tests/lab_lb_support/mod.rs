@@ -3,11 +3,11 @@
 #![allow(dead_code)]
 
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::lab_support::Lab;
+use tutor::backend::lab::arp;
 
 pub const VIP: &str = "172.18.250.1";
 
@@ -62,41 +62,15 @@ pub fn arp_answers(lab: &Lab, ip: Ipv4Addr, wait: Duration) -> Vec<String> {
 }
 
 fn probe(dev: &str, mac: [u8; 6], ip: Ipv4Addr, wait: Duration) -> Vec<String> {
-    let proto = (libc::ETH_P_ARP as u16).to_be();
-    let c = std::ffi::CString::new(dev).unwrap();
-    // SAFETY: plain libc calls on values we own; the fd is wrapped at once.
-    let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    assert!(ifindex > 0, "no {dev}");
-    let sock = unsafe { OwnedFd::from_raw_fd(libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto as i32)) };
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = proto;
-    sll.sll_ifindex = ifindex as i32;
-    sll.sll_halen = 6;
-    sll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-    let len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-    assert_eq!(unsafe { libc::bind(sock.as_raw_fd(), (&sll as *const libc::sockaddr_ll).cast(), len) }, 0);
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&[172, 18, 0, 1]);
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&ip.octets());
-    let sent = unsafe { libc::sendto(sock.as_raw_fd(), f.as_ptr().cast(), f.len(), 0, (&sll as *const libc::sockaddr_ll).cast(), len) };
-    assert_eq!(sent, f.len() as isize);
-    let tv = libc::timeval { tv_sec: 0, tv_usec: 50_000 };
-    unsafe {
-        libc::setsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, (&tv as *const libc::timeval).cast(), std::mem::size_of::<libc::timeval>() as u32)
-    };
+    let sock = arp::ArpSocket::open(dev).unwrap_or_else(|e| panic!("ARP socket on {dev}: {e}"));
+    sock.send(&arp::request(mac, Ipv4Addr::new(172, 18, 0, 1), ip)).unwrap();
     let mut macs = Vec::new();
     let end = Instant::now() + wait;
     let mut buf = [0u8; 128];
     while Instant::now() < end {
-        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        // An ARP reply (op 2) whose sender address is `ip`.
-        if n >= 42 && buf[12..14] == [0x08, 0x06] && buf[20..22] == [0, 2] && buf[28..32] == ip.octets() {
-            macs.push(buf[22..28].iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"));
+        let n = sock.recv(&mut buf, Duration::from_millis(50)).unwrap();
+        if let Some(m) = arp::reply_from(&buf[..n], ip) {
+            macs.push(m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"));
         }
     }
     macs

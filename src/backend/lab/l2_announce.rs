@@ -171,52 +171,8 @@ pub fn gratuitous_arp(netns: &Path, ip: Ipv4Addr, mac: [u8; 6]) -> Result<(), La
 }
 
 fn send_garp(ip: Ipv4Addr, mac: [u8; 6]) -> Result<(), LabError> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let sys = |what: &str| LabError::System(format!("gratuitous ARP: {what}: {}", std::io::Error::last_os_error()));
-    let name = std::ffi::CString::new(DEVICE).expect("no NUL");
-    // SAFETY: a valid NUL-terminated string.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if ifindex == 0 {
-        return Err(sys(DEVICE));
-    }
-    let proto = (libc::ETH_P_ARP as u16).to_be();
-    // SAFETY: plain socket(2); the fd is owned right away.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto as i32) };
-    if fd < 0 {
-        return Err(sys("socket"));
-    }
-    // SAFETY: fd is a fresh, valid descriptor.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut frame = Vec::with_capacity(42);
-    frame.extend_from_slice(&[0xff; 6]);
-    frame.extend_from_slice(&mac);
-    frame.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
-    frame.extend_from_slice(&mac);
-    frame.extend_from_slice(&ip.octets());
-    frame.extend_from_slice(&[0; 6]);
-    frame.extend_from_slice(&ip.octets());
-    // SAFETY: sockaddr_ll is plain data; zeroed is valid.
-    let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    to.sll_family = libc::AF_PACKET as u16;
-    to.sll_protocol = proto;
-    to.sll_ifindex = ifindex as i32;
-    to.sll_halen = 6;
-    to.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-    // SAFETY: frame and to are live for the call; lengths match.
-    let n = unsafe {
-        libc::sendto(
-            sock.as_raw_fd(),
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            (&to as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    if n < 0 {
-        return Err(sys("sendto"));
-    }
-    Ok(())
+    let sys = |e: std::io::Error| LabError::System(format!("gratuitous ARP on {DEVICE}: {e}"));
+    super::arp::ArpSocket::open(DEVICE).map_err(sys)?.send(&super::arp::request(mac, ip, ip)).map_err(sys)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! answered from its state.
 
 mod apps;
+pub mod arp;
 mod cni;
 mod bpf_masq;
 mod cilium_dbg;
