@@ -7,14 +7,6 @@ mod lab_support;
 #[test]
 fn the_load_balancing_part_of_the_article_runs_on_the_lab() {
     require_lab!();
-    let record = tempfile::NamedTempFile::new().unwrap();
-    let o = std::process::Command::new(lab_support::TUTOR)
-        .args(["run", "loadbalancer.md", "--record"])
-        .arg(record.path())
-        .current_dir(lab_support::fixtures())
-        .output()
-        .unwrap();
-    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert_eq!(o.status.code(), Some(0), "{out}");
+    let out = lab_support::run_fixture_tutorial("loadbalancer.md");
     assert!(out.contains("6 passed, 0 failed"), "{out}");
 }

@@ -56,6 +56,17 @@ pub fn tutor(args: &[&str], cwd: &Path) -> Out {
     }
 }
 
+/// `tutor run NAME` on a fixture tutorial (lab backend, run record in a temporary file); asserts
+/// it passed and returns stdout and stderr together.
+pub fn run_fixture_tutorial(name: &str) -> String {
+    let record = tempfile::NamedTempFile::new().unwrap();
+    let record = record.path().to_str().expect("UTF-8 temp path");
+    let o = tutor(&["run", name, "--record", record], &fixtures());
+    let out = format!("{}{}", o.stdout, o.stderr);
+    assert_eq!(o.code, 0, "{out}");
+    out
+}
+
 pub struct Lab {
     pub name: String,
     pub cwd: PathBuf,
