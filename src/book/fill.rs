@@ -24,17 +24,15 @@ pub fn fill(matcher: &Matcher, expected: &str, actual: &str) -> Option<String> {
 /// A console block's body (starting on `body_line`) filled from the run's transcript.
 pub fn fill_console(matcher: &Matcher, body: &str, body_line: usize, commands: &[ConsoleCommand], actual: &str) -> Option<String> {
     let rows: Vec<&str> = body.lines().collect();
-    let blank = |r: usize| rows[r].trim().is_empty();
     let mut layout = vec![false; rows.len()];
-    let mut ends: Vec<usize> = commands.iter().map(|c| c.line.saturating_sub(body_line)).collect();
-    ends.push(rows.len());
-    for end in ends {
-        let mut r = end.min(rows.len());
-        while r > 0 && blank(r - 1) {
-            r -= 1;
-            layout[r] = true;
-        }
+    // The parser counted the blank lines before each prompt; those at the very end of the block
+    // are layout too.
+    for c in commands {
+        let at = c.line.saturating_sub(body_line).min(rows.len());
+        layout[at.saturating_sub(c.blank_before)..at].iter_mut().for_each(|l| *l = true);
     }
+    let trailing = rows.iter().rev().take_while(|r| r.trim().is_empty()).count();
+    layout[rows.len() - trailing..].iter_mut().for_each(|l| *l = true);
     let pats = rows.iter().zip(layout).map(|(row, is_layout)| if is_layout { Line::Layout } else { line_pattern(row) });
     fill_lines(matcher, pats.collect(), actual)
 }

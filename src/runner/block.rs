@@ -264,7 +264,7 @@ fn record(env: &Env<'_>, session: &mut Session, block: &Block, work: &Work<'_>, 
         }
         Work::Console { commands, expected: (rendered, raw), .. } => {
             let text = update::restore_templates(raw, rendered, recorded);
-            let body = transcript::relayout(&block.body, block.body_line, commands, &update::as_body(&text));
+            let body = transcript::relayout(commands, &update::as_body(&text));
             let changed = body != block.body;
             if changed {
                 session.edits.push((block.body_span.clone(), body));

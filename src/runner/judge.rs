@@ -145,6 +145,7 @@ mod tests {
             prompt_text: format!("$ {command}"),
             command: command.into(),
             expected: String::new(),
+            blank_before: 0,
         }
     }
 

@@ -21,6 +21,7 @@ pub fn console(id: &str, commands: &[(&str, &str)]) -> Block {
                 prompt_text: format!("$ {c}"),
                 command: c.to_string(),
                 expected: e.to_string(),
+                blank_before: 0,
             }
         })
         .collect();

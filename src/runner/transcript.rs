@@ -25,33 +25,17 @@ pub fn expected(commands: &[ConsoleCommand]) -> String {
     build(commands.iter().map(|c| (c.prompt_text.as_str(), c.expected.as_str())))
 }
 
-/// Blank lines the author put before each command's prompt (0 for the first command).
-fn separators(body: &str, body_line: usize, commands: &[ConsoleCommand]) -> Vec<usize> {
-    let lines: Vec<&str> = body.lines().collect();
-    commands
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            if i == 0 {
-                return 0;
-            }
-            let at = c.line.saturating_sub(body_line).min(lines.len());
-            lines[..at].iter().rev().take_while(|l| l.trim().is_empty()).count()
-        })
-        .collect()
-}
-
-/// `text` (a transcript) laid out like `body`: the blank lines that preceded each prompt there
-/// are inserted before the same prompt here.
-pub fn relayout(body: &str, body_line: usize, commands: &[ConsoleCommand], text: &str) -> String {
-    let seps = separators(body, body_line, commands);
+/// `text` (a transcript) laid out like the block's body: the blank lines the author put before
+/// each prompt after the first (`ConsoleCommand::blank_before`) are inserted before the same
+/// prompt here.
+pub fn relayout(commands: &[ConsoleCommand], text: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
     let mut next = 1;
     for line in text.lines() {
         if let Some(c) = commands.get(next)
             && c.prompt_text.lines().next() == Some(line)
         {
-            out.extend(std::iter::repeat_n("", seps[next]));
+            out.extend(std::iter::repeat_n("", c.blank_before));
             next += 1;
         }
         out.push(line);
@@ -67,12 +51,13 @@ pub fn relayout(body: &str, body_line: usize, commands: &[ConsoleCommand], text:
 mod tests {
     use super::*;
 
-    fn cmd(line: usize, prompt: &str, expected: &str) -> ConsoleCommand {
+    fn cmd(line: usize, prompt: &str, expected: &str, blank_before: usize) -> ConsoleCommand {
         ConsoleCommand {
             line,
             prompt_text: prompt.into(),
             command: prompt.trim_start_matches("$ ").into(),
             expected: expected.into(),
+            blank_before,
         }
     }
 
@@ -84,9 +69,9 @@ mod tests {
     #[test]
     fn relayout_restores_the_authors_blank_lines() {
         let body = "$ a\nx\n\n$ b\ny\n\n\n$ c\n";
-        let cmds = [cmd(10, "$ a", "x"), cmd(13, "$ b", "y"), cmd(17, "$ c", "")];
+        let cmds = [cmd(10, "$ a", "x", 0), cmd(13, "$ b", "y", 1), cmd(17, "$ c", "", 2)];
         let text = "$ a\nX\n$ b\nY\n$ c\nZ\n";
-        assert_eq!(relayout(body, 10, &cmds, text), "$ a\nX\n\n$ b\nY\n\n\n$ c\nZ\n");
-        assert_eq!(relayout(body, 10, &cmds, &expected(&cmds)), body);
+        assert_eq!(relayout(&cmds, text), "$ a\nX\n\n$ b\nY\n\n\n$ c\nZ\n");
+        assert_eq!(relayout(&cmds, &expected(&cmds)), body);
     }
 }

@@ -63,16 +63,22 @@ pub fn parse(body: &str, first_line: usize) -> Result<Vec<ConsoleCommand>, (usiz
                 }
             }
         }
-        commands.push(ConsoleCommand { line: line_no, prompt_text, command, expected: String::new() });
+        commands.push(ConsoleCommand { line: line_no, prompt_text, command, expected: String::new(), blank_before: 0 });
         outputs.push(Vec::new());
     }
     if commands.is_empty() {
         return Err((first_line.saturating_sub(1), "console block has no `$ command` line".into()));
     }
+    // Blank lines before the first `$` and between a command's output and the next `$` are
+    // layout, not output.
+    let leading = lines.iter().take_while(|l| l.trim().is_empty()).count();
+    let mut blank_before = leading;
     for (c, mut out) in commands.iter_mut().zip(outputs) {
-        // Blank lines between a command's output and the next `$` are layout, not output.
+        c.blank_before = blank_before;
+        blank_before = 0;
         while out.last().is_some_and(|l| l.trim().is_empty()) {
             out.pop();
+            blank_before += 1;
         }
         c.expected = out.join("\n");
     }
@@ -154,6 +160,14 @@ mod tests {
         assert_eq!(c[0].command, "cat <<EOF\na\nEOF");
         assert_eq!(c[0].expected, "a");
         assert_eq!(c[1].expected, "b");
+    }
+
+    #[test]
+    fn blank_lines_before_prompts_are_layout() {
+        let c = parse("\n$ a\nx\n\n\n$ b\n$ c\n\n", 1).unwrap();
+        let blanks: Vec<usize> = c.iter().map(|c| c.blank_before).collect();
+        assert_eq!(blanks, [1, 2, 0]);
+        assert_eq!(c[0].expected, "x");
     }
 
     #[test]

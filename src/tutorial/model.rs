@@ -87,6 +87,9 @@ pub struct ConsoleCommand {
     pub command: String,
     /// The expected output lines that follow it (joined with `\n`, no trailing newline).
     pub expected: String,
+    /// Blank lines between the previous command's output (or the opening fence) and this
+    /// prompt: the author's layout, not output. Update mode and the book put them back.
+    pub blank_before: usize,
 }
 
 /// Attributes in braces after the language (DESIGN §4 table).
