@@ -6,6 +6,7 @@
 
 pub mod host;
 pub mod kind;
+pub mod kind_names;
 pub mod lab;
 pub mod process;
 

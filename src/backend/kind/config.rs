@@ -39,19 +39,13 @@ impl KindConfig {
     /// (kind numbers the second and later nodes of a role: `worker`, `worker2`, …, and adds a
     /// load balancer in front of several control planes).
     pub fn node_names(&self, cluster: &str) -> Vec<String> {
-        let nodes: Vec<&str> = if self.nodes.is_empty() {
+        let roles: Vec<&str> = if self.nodes.is_empty() {
             vec!["control-plane"]
         } else {
             self.nodes.iter().map(|n| n.role.as_str()).collect()
         };
-        let mut names = Vec::new();
-        let mut counts = std::collections::HashMap::new();
-        for role in &nodes {
-            let n = counts.entry(*role).or_insert(0);
-            *n += 1;
-            names.push(if *n == 1 { format!("{cluster}-{role}") } else { format!("{cluster}-{role}{n}") });
-        }
-        if counts.get("control-plane").copied().unwrap_or(0) > 1 {
+        let mut names = crate::backend::kind_names::node_names(cluster, roles.iter().copied());
+        if roles.iter().filter(|r| **r == "control-plane").count() > 1 {
             names.push(format!("{cluster}-external-load-balancer"));
         }
         names

@@ -99,20 +99,13 @@ pub fn plan(cluster: &Cluster, name: Option<&str>) -> Result<Plan, LabError> {
             cluster.nodes.len()
         )));
     }
-    // kind names nodes <cluster>-control-plane, -control-plane2, …, -worker, -worker2, …
-    let (mut cp, mut wk) = (0, 0);
-    let names: Vec<(String, Role)> = cluster
-        .nodes
-        .iter()
-        .map(|n| {
-            let (base, count) = match n.role {
-                Role::ControlPlane => ("control-plane", &mut cp),
-                Role::Worker => ("worker", &mut wk),
-            };
-            *count += 1;
-            let suffix = if *count == 1 { String::new() } else { count.to_string() };
-            (format!("{cname}-{base}{suffix}"), n.role)
-        })
+    let roles = cluster.nodes.iter().map(|n| match n.role {
+        Role::ControlPlane => "control-plane",
+        Role::Worker => "worker",
+    });
+    let names: Vec<(String, Role)> = crate::backend::kind_names::node_names(&cname, roles)
+        .into_iter()
+        .zip(cluster.nodes.iter().map(|n| n.role))
         .collect();
     // Pod CIDRs go to nodes in the order they register with the API server: control planes
     // first, then the workers, which kind joins concurrently. The lab fixes that order as the
