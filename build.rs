@@ -11,9 +11,8 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CLANG");
     println!("cargo:rerun-if-changed=ebpf");
 
-    let mut sources: Vec<PathBuf> = std::fs::read_dir("ebpf")
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let mut sources: Vec<PathBuf> =
+        std::fs::read_dir("ebpf").map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
     sources.sort();
     for path in &sources {
         println!("cargo:rerun-if-changed={}", path.display());
@@ -29,10 +28,14 @@ fn compile(clang: &str, src: &Path, out: &Path) {
     let arch_include = format!("/usr/include/{}-linux-gnu", std::env::consts::ARCH);
     let result = Command::new(clang)
         .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
-        .arg("-I").arg(&arch_include)
-        .arg("-I").arg("ebpf")
-        .arg("-c").arg(src)
-        .arg("-o").arg(&obj)
+        .arg("-I")
+        .arg(&arch_include)
+        .arg("-I")
+        .arg("ebpf")
+        .arg("-c")
+        .arg(src)
+        .arg("-o")
+        .arg(&obj)
         .output();
     match result {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(

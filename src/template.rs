@@ -13,9 +13,16 @@ use crate::tutorial::FrontMatter;
 
 /// Top-level names a backend may provide in [`crate::backend::Backend::facts`].
 pub const FACT_NAMES: &[&str] = &[
-    "backend", "workdir", "run_name", "nodes", "cluster",
+    "backend",
+    "workdir",
+    "run_name",
+    "nodes",
+    "cluster",
     // kind / kube backends
-    "cluster_alias", "context", "kubeconfig", "artifacts",
+    "cluster_alias",
+    "context",
+    "kubeconfig",
+    "artifacts",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -37,10 +44,7 @@ impl Templates {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
         // Shell uses `{#` (`${#array[@]}`): move Jinja comments out of its way.
-        let syntax = SyntaxConfig::builder()
-            .comment_delimiters("{##", "##}")
-            .build()
-            .expect("valid delimiters");
+        let syntax = SyntaxConfig::builder().comment_delimiters("{##", "##}").build().expect("valid delimiters");
         env.set_syntax(syntax);
         let vars = front.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         Templates { env, vars }
@@ -51,7 +55,13 @@ impl Templates {
     }
 
     /// Render `text` (which starts on `line` of `path`) with vars and `facts`.
-    pub fn render(&self, text: &str, facts: &serde_json::Value, path: &Path, line: usize) -> Result<String, TemplateError> {
+    pub fn render(
+        &self,
+        text: &str,
+        facts: &serde_json::Value,
+        path: &Path,
+        line: usize,
+    ) -> Result<String, TemplateError> {
         if !Self::has_template(text) {
             return Ok(text.to_string());
         }
@@ -60,9 +70,7 @@ impl Templates {
             _ => serde_json::Map::new(),
         };
         ctx.extend(self.vars.clone());
-        self.env
-            .render_str(text, serde_json::Value::Object(ctx))
-            .map_err(|e| error(path, line, &e))
+        self.env.render_str(text, serde_json::Value::Object(ctx)).map_err(|e| error(path, line, &e))
     }
 
     /// Syntax errors and names that are neither vars nor facts (`fact_names`), without rendering.

@@ -166,7 +166,14 @@ fn the_projects_book_index_loads() {
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dest = Path::new(env!("CARGO_TARGET_TMPDIR")).join("project-book-browser");
-    let out = book_fixture::tutor().args(["book", "--root"]).arg(root).arg("--dest").arg(&dest).env_remove("TUTOR_RECORD").output().unwrap();
+    let out = book_fixture::tutor()
+        .args(["book", "--root"])
+        .arg(root)
+        .arg("--dest")
+        .arg(&dest)
+        .env_remove("TUTOR_RECORD")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let profile = tempfile::tempdir().unwrap();
     let dom = dump_dom(profile.path(), &dest.join("index.html"));

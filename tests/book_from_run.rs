@@ -65,7 +65,8 @@ fn the_book_shows_what_tutor_run_recorded() {
     let root = dir.path();
     std::fs::create_dir_all(root.join("tutorials")).unwrap();
     std::fs::create_dir_all(root.join("snapshots")).unwrap();
-    std::fs::write(root.join("book.toml"), "[book]\ntitle = \"Run\"\nsrc = \"tutorials\"\n[preprocessor.tutor]\n").unwrap();
+    std::fs::write(root.join("book.toml"), "[book]\ntitle = \"Run\"\nsrc = \"tutorials\"\n[preprocessor.tutor]\n")
+        .unwrap();
     std::fs::write(root.join("tutorials/SUMMARY.md"), "# Summary\n\n- [Run](run.md)\n").unwrap();
     std::fs::write(root.join("tutorials/run.md"), TUTORIAL).unwrap();
 
@@ -81,7 +82,10 @@ fn the_book_shows_what_tutor_run_recorded() {
     has(", 2/2 blocks (2 skipped on host)");
     assert!(!html.contains("Changed since the last run") && !html.contains("not run"), "{html}");
     assert!(!html.contains("[PID]") && !html.contains("[..]"), "wildcards are filled:\n{html}");
-    assert!(regex::Regex::new(r"pid \d+\n\n\$ echo").unwrap().is_match(&html), "the author's blank line stays:\n{html}");
+    assert!(
+        regex::Regex::new(r"pid \d+\n\n\$ echo").unwrap().is_match(&html),
+        "the author's blank line stays:\n{html}"
+    );
     has("hello at 1");
     has("1\n...\n5");
     has("<code class=\"nohighlight\">shell 42</code>");

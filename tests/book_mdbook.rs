@@ -31,11 +31,19 @@ fn book_shows_verified_outputs_and_verdicts() {
     has("<div class=\"tutor-chapter\" data-status=\"failed\"");
     has("failed on lab, 2026-11-26: 4/5 blocks passed (1 skipped on lab)");
     assert_eq!(html.matches("<div class=\"tutor-step\"").count(), 5, "{html}");
-    has("<span class=\"tutor-badge tutor-passed\">✓ passed</span> <span class=\"tutor-meta\">1.2 s · lab · 2026-11-26</span>");
-    has("<span class=\"tutor-badge tutor-failed\">✗ failed</span> <span class=\"tutor-meta\">5.0 s · lab · 2026-11-26</span>");
-    has("<span class=\"tutor-badge tutor-skipped\">skipped</span> <span class=\"tutor-meta\">on lab · 2026-11-26</span>");
+    has(
+        "<span class=\"tutor-badge tutor-passed\">✓ passed</span> <span class=\"tutor-meta\">1.2 s · lab · 2026-11-26</span>",
+    );
+    has(
+        "<span class=\"tutor-badge tutor-failed\">✗ failed</span> <span class=\"tutor-meta\">5.0 s · lab · 2026-11-26</span>",
+    );
+    has(
+        "<span class=\"tutor-badge tutor-skipped\">skipped</span> <span class=\"tutor-meta\">on lab · 2026-11-26</span>",
+    );
     // Outputs: wildcards and redactions filled from the run, `...` kept.
-    has("<pre class=\"tutor-output\"><code class=\"nohighlight\">Creating cluster \"kind\" ...\n ✓ Ensuring node image (kindest/node:v1.31.0) 🖼");
+    has(
+        "<pre class=\"tutor-output\"><code class=\"nohighlight\">Creating cluster \"kind\" ...\n ✓ Ensuring node image (kindest/node:v1.31.0) 🖼",
+    );
     has("cilium-4xk2p   1/1     Running   0          52s");
     has("10.244.0.0/24 via 172.18.0.2 dev eth0 proto kernel\n...");
     lacks("10.244.1.0/24");
@@ -49,7 +57,9 @@ fn book_shows_verified_outputs_and_verdicts() {
     // Hidden lab plumbing, files shown as files, the failed block's diff collapsed.
     lacks("LAB_ONLY_PLUMBING");
     has("<div class=\"tutor-file-name\">kind-config.yaml</div>");
-    has("<details class=\"tutor-diff\"><summary>Failed on lab: output does not match (diff: expected vs actual)</summary>");
+    has(
+        "<details class=\"tutor-diff\"><summary>Failed on lab: output does not match (diff: expected vs actual)</summary>",
+    );
     has("+;; connection timed out; no servers could be reached");
     has("Not run on lab: backend=kind.");
     has("docker ps --format 'table {{.Names}}'");
@@ -80,7 +90,11 @@ fn plain_mdbook_build_runs_tutor_from_path() {
     need_mdbook!();
     let book = Book::new(true);
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_tutor")).parent().unwrap();
-    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()))).unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin_dir.to_path_buf())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .unwrap();
     let out = std::process::Command::new(mdbook().unwrap())
         .arg("build")
         .current_dir(book.root())
@@ -92,7 +106,10 @@ fn plain_mdbook_build_runs_tutor_from_path() {
     let html = read(&book.root().join("book/native-routing.html"));
     assert!(html.contains("tutor-badge tutor-failed"), "{html}");
     let intro = read(&book.root().join("book/index.html"));
-    assert!(intro.contains("Tutorials, verified.") && !intro.contains("tutor-chapter"), "prose chapters stay as written");
+    assert!(
+        intro.contains("Tutorials, verified.") && !intro.contains("tutor-chapter"),
+        "prose chapters stay as written"
+    );
 }
 
 #[test]
@@ -100,7 +117,8 @@ fn a_broken_tutorial_fails_the_build_naming_file_and_line() {
     need_mdbook!();
     let book = Book::new(false);
     book.add("tutorials/native-routing.md", "# X\n\n## S\n\n```sh {colour=red}\ntrue\n```\n");
-    let out = tutor().args(["book", "--root"]).arg(book.root()).arg("--dest").arg(book.root().join("out")).output().unwrap();
+    let out =
+        tutor().args(["book", "--root"]).arg(book.root()).arg("--dest").arg(book.root().join("out")).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tutorials/native-routing.md:5: unknown attribute `colour`"), "{err}");
@@ -111,7 +129,14 @@ fn the_projects_own_book_builds() {
     need_mdbook!();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dest = Path::new(env!("CARGO_TARGET_TMPDIR")).join("project-book");
-    let out = tutor().args(["book", "--root"]).arg(root).arg("--dest").arg(&dest).env_remove("TUTOR_RECORD").output().unwrap();
+    let out = tutor()
+        .args(["book", "--root"])
+        .arg(root)
+        .arg("--dest")
+        .arg(&dest)
+        .env_remove("TUTOR_RECORD")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let index = read(&dest.join("index.html"));
     assert!(index.contains("tutor: tested tutorials"), "{index}");
@@ -138,5 +163,8 @@ fn without_mdbook_the_error_says_how_to_install_it() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("mdbook is not installed") && err.contains("cargo install mdbook --locked --version ^0.5"), "{err}");
+    assert!(
+        err.contains("mdbook is not installed") && err.contains("cargo install mdbook --locked --version ^0.5"),
+        "{err}"
+    );
 }

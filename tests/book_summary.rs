@@ -16,7 +16,10 @@ fn summary_and_tutorials_agree() {
     let entries = summary_entries(&summary);
     assert!(!entries.is_empty(), "SUMMARY.md lists no chapter");
     for (title, link) in entries.iter().filter(|(_, l)| !l.is_empty()) {
-        assert!(dir.join(link).is_file(), "SUMMARY.md links [{title}]({link}) but tutorials/{link} does not exist: make it a draft, `[{title}]()`");
+        assert!(
+            dir.join(link).is_file(),
+            "SUMMARY.md links [{title}]({link}) but tutorials/{link} does not exist: make it a draft, `[{title}]()`"
+        );
     }
     let linked: Vec<&str> = entries.iter().map(|(_, l)| l.as_str()).collect();
     let mut files: Vec<String> = std::fs::read_dir(&dir)
@@ -26,12 +29,18 @@ fn summary_and_tutorials_agree() {
         .collect();
     files.sort();
     for file in files {
-        assert!(linked.contains(&file.as_str()), "tutorials/{file} is not in the book: link it in tutorials/SUMMARY.md (turn its draft `[…]()` into `[…]({file})`)");
+        assert!(
+            linked.contains(&file.as_str()),
+            "tutorials/{file} is not in the book: link it in tutorials/SUMMARY.md (turn its draft `[…]()` into `[…]({file})`)"
+        );
     }
 }
 
 #[test]
 fn summary_parsing_sees_links_and_drafts() {
     let e = summary_entries("# Summary\n\n[Intro](README.md)\n\n- [A b](a.md)\n- [Later]()\n");
-    assert_eq!(e, [("Intro".into(), "README.md".into()), ("A b".into(), "a.md".into()), ("Later".into(), String::new())]);
+    assert_eq!(
+        e,
+        [("Intro".into(), "README.md".into()), ("A b".into(), "a.md".into()), ("Later".into(), String::new())]
+    );
 }

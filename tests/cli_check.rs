@@ -52,7 +52,11 @@ fn check_reports_every_bad_input() {
 #[test]
 fn an_invalid_regex_line_is_an_input_error() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("re.md"), "---\nbackend: host\n---\n\n## One\n\n```console\n$ echo x\n([a- (re)\n```\n").unwrap();
+    std::fs::write(
+        tmp.path().join("re.md"),
+        "---\nbackend: host\n---\n\n## One\n\n```console\n$ echo x\n([a- (re)\n```\n",
+    )
+    .unwrap();
     let out = run_in(tmp.path(), &["check", "re.md"]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("re.md:9: expected output line"), "{out:?}");

@@ -14,10 +14,7 @@ fn every_feature_passes_and_leaves_no_process_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("work");
     let record = tmp.path().join("record.json");
-    let out = run_in(
-        tmp.path(),
-        &["run", s(&fixture("features.md")), "--workdir", s(&work), "--record", s(&record)],
-    );
+    let out = run_in(tmp.path(), &["run", s(&fixture("features.md")), "--workdir", s(&work), "--record", s(&record)]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("9 passed, 0 failed, 2 skipped"), "{out:?}");
     // The bg server was running during the tutorial (a later block checked) and is gone now.
@@ -34,7 +31,8 @@ fn every_feature_passes_and_leaves_no_process_behind() {
     let t = &rec["tutorials"][0];
     assert_eq!((t["stem"].as_str(), t["status"].as_str()), (Some("features"), Some("passed")));
     assert_eq!(t["title"], "Every feature");
-    let blocks: Vec<&Value> = t["steps"].as_array().unwrap().iter().flat_map(|s| s["blocks"].as_array().unwrap()).collect();
+    let blocks: Vec<&Value> =
+        t["steps"].as_array().unwrap().iter().flat_map(|s| s["blocks"].as_array().unwrap()).collect();
     let state = blocks.iter().find(|b| b["id"] == "notebook-state-2").unwrap();
     assert_eq!(state["output"], "$ echo \"$COLOR in ${PWD##*/}\"\nblue in sub\n$ cd ..\n");
     let skipped = blocks.iter().filter(|b| b["status"] == "skipped").count();

@@ -43,7 +43,8 @@ fn update_mode_records_only_what_changed_and_never_a_failing_block() {
 fn an_sh_block_without_snapshot_fails_until_recorded() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir(tmp.path().join("snapshots")).unwrap();
-    std::fs::write(tmp.path().join("t.md"), "---\nbackend: host\n---\n\n## One\n\n```sh {id=hi}\necho hi\n```\n").unwrap();
+    std::fs::write(tmp.path().join("t.md"), "---\nbackend: host\n---\n\n## One\n\n```sh {id=hi}\necho hi\n```\n")
+        .unwrap();
     let out = run_in(tmp.path(), &["run", "t.md", "--record", "r.json"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains("no snapshot (run with --update)"), "{out:?}");

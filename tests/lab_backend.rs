@@ -20,12 +20,17 @@ async fn backend_runs_blocks_on_host_nodes_and_pods() {
         std::fs::copy(lab_support::fixtures().join(f), work.path().join(f)).unwrap();
     }
     let mut b = backend::create(BackendKind::Lab, None).unwrap();
-    let ctx = UpContext { workdir: work.path().to_path_buf(), run_name: format!("be{}", std::process::id()), keep: false };
+    let ctx =
+        UpContext { workdir: work.path().to_path_buf(), run_name: format!("be{}", std::process::id()), keep: false };
     b.up(&ctx).await.unwrap();
     let host = Target::Host;
     let o = b.exec(req(&host, "kind create cluster --config kind-config.yaml 2>/dev/null && helm install -n kube-system cilium cilium/cilium -f cilium-medium.yaml >/dev/null && kubectl apply -f http-sw-app.yaml && pwd")).await.unwrap();
     assert_eq!(o.exit, Some(0), "{}", o.output);
-    assert!(o.output.ends_with(&format!("{}\n", work.path().display())), "host blocks start in the work directory: {}", o.output);
+    assert!(
+        o.output.ends_with(&format!("{}\n", work.path().display())),
+        "host blocks start in the work directory: {}",
+        o.output
+    );
     let facts = b.facts();
     assert_eq!(facts["nodes"]["kind-worker"]["ip"], "172.18.0.3");
     assert_eq!(facts["nodes"]["kind-worker2"]["podCIDR"], "10.244.1.0/24");
@@ -33,7 +38,10 @@ async fn backend_runs_blocks_on_host_nodes_and_pods() {
     let o = b.exec(req(&node, "hostname; ip -br link show cilium_host | cut -d' ' -f1")).await.unwrap();
     assert_eq!(o.output, "kind-worker\ncilium_host@cilium_net\n");
     let pod = Target::Pod { namespace: "default".into(), name: "tiefighter".into() };
-    let o = b.exec(req(&pod, "curl -s -XPOST deathstar.default.svc.cluster.local/v1/request-landing; exit 3")).await.unwrap();
+    let o = b
+        .exec(req(&pod, "curl -s -XPOST deathstar.default.svc.cluster.local/v1/request-landing; exit 3"))
+        .await
+        .unwrap();
     assert_eq!((o.output.as_str(), o.exit), ("Ship landed\n", Some(3)));
     let missing = Target::Pod { namespace: "default".into(), name: "nope".into() };
     let e = b.exec(req(&missing, "true")).await.unwrap_err();

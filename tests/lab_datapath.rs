@@ -9,7 +9,9 @@ fn pods_reach_each_other_across_nodes() {
     require_lab!();
     let lab = Lab::article("p2p");
     let pods = lab.sh("host", "kubectl get pods -o wide").ok();
-    let row = |name: &str| pods.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    let row = |name: &str| {
+        pods.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().map(str::to_string).collect::<Vec<_>>()
+    };
     let (tie, xwing) = (row("tiefighter"), row("xwing"));
     assert_ne!(tie[6], xwing[6], "round-robin puts them on different workers:\n{pods}");
     for ds in pods.lines().filter(|l| l.starts_with("deathstar-")) {
@@ -56,12 +58,25 @@ fn dns_through_coredns_docker_dns_and_the_lan() {
     let rules = lab.sh("host", "docker exec -ti kind-worker iptables -t nat -S DOCKER_OUTPUT").ok();
     let lines: Vec<&str> = rules.lines().collect();
     assert_eq!(lines[0], "-N DOCKER_OUTPUT");
-    assert!(lines[1].starts_with("-A DOCKER_OUTPUT -d 172.18.0.1/32 -p tcp -m tcp --dport 53 -j DNAT --to-destination 127.0.0.11:"), "{rules}");
-    assert!(lines[2].starts_with("-A DOCKER_OUTPUT -d 172.18.0.1/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.11:"), "{rules}");
+    assert!(
+        lines[1].starts_with(
+            "-A DOCKER_OUTPUT -d 172.18.0.1/32 -p tcp -m tcp --dport 53 -j DNAT --to-destination 127.0.0.11:"
+        ),
+        "{rules}"
+    );
+    assert!(
+        lines[2].starts_with(
+            "-A DOCKER_OUTPUT -d 172.18.0.1/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.11:"
+        ),
+        "{rules}"
+    );
     // The CoreDNS fix of the article: forward straight to the LAN resolver, restart coredns.
     lab.sh("host", "kubectl -n kube-system get cm coredns -o yaml | sed 's|forward . /etc/resolv.conf|forward . 192.168.1.1|' > cm.yaml.tmp && kubectl apply -f cm.yaml.tmp; rm -f cm.yaml.tmp").ok();
     let before = lab.sh("host", "kubectl -n kube-system get pods -l k8s-app=kube-dns -o name").ok();
-    assert_eq!(lab.sh("host", "kubectl -n kube-system rollout restart deployment coredns").ok(), "deployment.apps/coredns restarted\n");
+    assert_eq!(
+        lab.sh("host", "kubectl -n kube-system rollout restart deployment coredns").ok(),
+        "deployment.apps/coredns restarted\n"
+    );
     let after = lab.sh("host", "kubectl -n kube-system get pods -l k8s-app=kube-dns -o name").ok();
     assert_ne!(before, after);
     assert_eq!(lab.sh("pod/tiefighter", "getent hosts swapi.dev").ok(), "203.0.113.10    swapi.dev\n");
@@ -72,8 +87,12 @@ fn iptables_masquerade_seen_by_the_external_server() {
     require_lab!();
     let lab = Lab::article("masq");
     // The article's request, over TLS (the lab CA is trusted inside the lab).
-    let out = lab.sh("host", "kubectl exec tiefighter -- curl --connect-timeout 10 -s https://swapi.dev/api/starships").ok();
-    assert_eq!(out, "{\"count\":36,\"next\":\"https://swapi.dev/api/starships/?page=2\",\"previous\":null,\"results\":[...]}\n");
+    let out =
+        lab.sh("host", "kubectl exec tiefighter -- curl --connect-timeout 10 -s https://swapi.dev/api/starships").ok();
+    assert_eq!(
+        out,
+        "{\"count\":36,\"next\":\"https://swapi.dev/api/starships/?page=2\",\"previous\":null,\"results\":[...]}\n"
+    );
     let out = lab.sh("host", "kubectl exec tiefighter -- curl --connect-timeout 10 -s https://swapi.dev/ip").ok();
     assert_eq!(out, format!("{{\"origin\":\"{}\"}}\n", lab.node_ip_of("tiefighter")));
     let chain = lab.sh("kind-worker", "iptables -t nat -S CILIUM_POST_nat").ok();
@@ -92,7 +111,11 @@ fn iptables_masquerade_seen_by_the_external_server() {
     assert_eq!(status, "Masquerading:            IPTables [IPv4: Enabled, IPv6: Disabled]\n");
     // Without masquerade the request leaves with the pod's address, which the outside cannot
     // route back: the request fails, as it would on the internet.
-    lab.sh("host", "helm upgrade -n kube-system cilium cilium/cilium -f cilium-medium.yaml --set enableIPv4Masquerade=false").ok();
+    lab.sh(
+        "host",
+        "helm upgrade -n kube-system cilium cilium/cilium -f cilium-medium.yaml --set enableIPv4Masquerade=false",
+    )
+    .ok();
     assert_eq!(lab.sh("kind-worker", "iptables -t nat -S CILIUM_POST_nat 2>&1").code, 1);
     let o = lab.sh("pod/tiefighter", "curl --connect-timeout 2 -s http://203.0.113.10/");
     assert_ne!(o.code, 0, "{}", o.stdout);
@@ -105,7 +128,10 @@ fn bpf_masquerade_breaks_docker_dns_until_coredns_forwards_to_the_lan() {
     let up = lab.sh("host", "helm upgrade -n kube-system cilium cilium/cilium -f cilium-bpf-masq.yaml").ok();
     assert!(up.starts_with("Release \"cilium\" has been upgraded. Happy Helming!\n"), "{up}");
     let status = lab.sh("host", "kubectl -n kube-system exec ds/cilium -- cilium-dbg status | grep Masquerading").ok();
-    assert_eq!(status, "Masquerading:            BPF (ip-masq-agent)   [eth0]   10.244.0.0/16 [IPv4: Enabled, IPv6: Disabled]\n");
+    assert_eq!(
+        status,
+        "Masquerading:            BPF (ip-masq-agent)   [eth0]   10.244.0.0/16 [IPv4: Enabled, IPv6: Disabled]\n"
+    );
     let list = lab.sh("host", "kubectl -n kube-system exec ds/cilium -- cilium-dbg bpf ipmasq list").ok();
     assert_eq!(list, "IP PREFIX/ADDRESS\n10.244.0.0/16\n169.254.0.0/16\n");
     // The iptables chain is gone: what masquerades below is the BPF program.
@@ -115,7 +141,10 @@ fn bpf_masquerade_breaks_docker_dns_until_coredns_forwards_to_the_lan() {
     let out = lab.sh("pod/tiefighter", "curl -s --connect-timeout 5 http://203.0.113.10/").ok();
     assert_eq!(out, format!("{{\"origin\":\"{node_ip}\"}}\n"));
     // Cluster traffic is untouched by it.
-    assert_eq!(lab.sh("pod/tiefighter", "curl -s -XPOST deathstar.default.svc.cluster.local/v1/request-landing").ok(), "Ship landed\n");
+    assert_eq!(
+        lab.sh("pod/tiefighter", "curl -s -XPOST deathstar.default.svc.cluster.local/v1/request-landing").ok(),
+        "Ship landed\n"
+    );
     // CoreDNS's upstream queries to 172.18.0.1 now skip the node's DOCKER_OUTPUT DNAT: external
     // names fail while cluster names still resolve.
     let broken = lab.sh("pod/tiefighter", "getent hosts swapi.dev");

@@ -10,7 +10,8 @@ fn gc_removes_orphaned_prefixed_netns() {
     let name = format!("tutor-gcprobe{}-x", std::process::id());
     assert!(Command::new("ip").args(["netns", "add", &name]).status().unwrap().success());
     let out = lab_support::tutor(&["lab", "gc"], &lab_support::fixtures()).ok();
-    let listed = String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).into_owned();
+    let listed =
+        String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).into_owned();
     if listed.contains(&name) {
         let _ = Command::new("ip").args(["netns", "delete", &name]).status();
         panic!("gc left {name}:\n{out}");

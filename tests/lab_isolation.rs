@@ -7,10 +7,18 @@ use std::process::Command;
 use lab_support::{Lab, netns_in_use, tutor};
 
 fn root_state() -> String {
-    let sh = |c: &str| String::from_utf8_lossy(&Command::new("sh").arg("-c").arg(c).output().unwrap().stdout).into_owned();
+    let sh =
+        |c: &str| String::from_utf8_lossy(&Command::new("sh").arg("-c").arg(c).output().unwrap().stdout).into_owned();
     // Counters change with unrelated traffic; the rules do not.
     let ipt = sh("iptables-save | grep -v '^#' | sed 's/\\[[0-9]*:[0-9]*\\]//'");
-    format!("{}{}{}{}{}", sh("ip -o link | sed 's/ state [A-Z]*//'"), sh("ip route"), sh("nft list ruleset"), ipt, sh("ip netns list"))
+    format!(
+        "{}{}{}{}{}",
+        sh("ip -o link | sed 's/ state [A-Z]*//'"),
+        sh("ip route"),
+        sh("nft list ruleset"),
+        ipt,
+        sh("ip netns list")
+    )
 }
 
 #[test]
@@ -20,7 +28,11 @@ fn root_namespace_untouched_and_nothing_left() {
     let inodes;
     {
         let lab = Lab::article("root");
-        lab.sh("host", "kubectl exec tiefighter -- curl -s -XPOST deathstar.default.svc.cluster.local/v1/request-landing").ok();
+        lab.sh(
+            "host",
+            "kubectl exec tiefighter -- curl -s -XPOST deathstar.default.svc.cluster.local/v1/request-landing",
+        )
+        .ok();
         inodes = lab.netns_inodes();
         assert!(inodes.len() >= 9, "host, router, 3 nodes, pods: {inodes:?}");
     }
@@ -97,7 +109,10 @@ fn sigterm_tears_the_lab_down() {
     while std::path::Path::new(&format!("/proc/{pid}")).exists() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    assert!(!std::path::Path::new(&format!("/run/tutor/labs/{}", lab.name)).exists(), "SIGTERM left the registry entry");
+    assert!(
+        !std::path::Path::new(&format!("/run/tutor/labs/{}", lab.name)).exists(),
+        "SIGTERM left the registry entry"
+    );
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert!(!netns_in_use(&inodes));
 }
@@ -106,7 +121,11 @@ fn sigterm_tears_the_lab_down() {
 fn preflight_errors_are_usage_errors() {
     require_lab!();
     // Without ip/nft/nsenter on PATH.
-    let o = Command::new(lab_support::TUTOR).args(["lab", "up", "--name", "nopath"]).env("PATH", "/nonexistent").output().unwrap();
+    let o = Command::new(lab_support::TUTOR)
+        .args(["lab", "up", "--name", "nopath"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("the lab needs ip, nft, nsenter, iptables-restore on PATH"), "{err}");
@@ -118,5 +137,8 @@ fn preflight_errors_are_usage_errors() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("the lab needs root"), "{err}");
-    assert!(!std::path::Path::new("/run/tutor/labs/nopath").exists() && !std::path::Path::new("/run/tutor/labs/noroot").exists());
+    assert!(
+        !std::path::Path::new("/run/tutor/labs/nopath").exists()
+            && !std::path::Path::new("/run/tutor/labs/noroot").exists()
+    );
 }

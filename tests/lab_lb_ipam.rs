@@ -3,8 +3,8 @@
 //! are exhausted, and never get one from a pool that overlaps an older one. `cilium-dbg service
 //! list` shows what the XDP LB's maps hold.
 
-mod lab_support;
 mod lab_lb_support;
+mod lab_support;
 
 use lab_support::Lab;
 
@@ -20,7 +20,10 @@ fn external_ip_pending_allocated_released_exhausted_and_conflicting() {
     lab.sh("host", "helm install -n kube-system cilium cilium/cilium -f cilium-medium.yaml && kubectl apply -f http-sw-app.yaml -f deathstar-svc.yaml").ok();
     let table = lab.sh("host", "kubectl get service deathstar-lb").ok();
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]);
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    );
     let cells: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(&cells[..2], ["deathstar-lb", "LoadBalancer"]);
     assert!(cells[2].starts_with("10.96."), "{table}");
@@ -30,7 +33,8 @@ fn external_ip_pending_allocated_released_exhausted_and_conflicting() {
 
     lab.sh("host", "kubectl apply -f cilium-lbsvc-pool.yaml").ok();
     assert_eq!(external_ip(&lab, "deathstar-lb"), "172.18.250.1");
-    let ingress = lab.sh("host", "kubectl get svc deathstar-lb -o jsonpath='{.status.loadBalancer.ingress[0].ip}'").ok();
+    let ingress =
+        lab.sh("host", "kubectl get svc deathstar-lb -o jsonpath='{.status.loadBalancer.ingress[0].ip}'").ok();
     assert_eq!(ingress, "172.18.250.1");
     assert!(lab.sh("host", "kubectl get svc deathstar-lb").ok().contains(&format!("80:{np}/TCP")), "node port kept");
 
@@ -62,14 +66,22 @@ fn cilium_dbg_service_list_reads_the_xdp_lb_maps() {
     require_lab!();
     let lab = lab_lb_support::lb_lab("svclist", "-f cilium-l2.yaml", true);
     let pods = lab.sh("host", "kubectl get pods -o wide").ok();
-    let mut ips: Vec<String> = pods.lines().filter(|l| l.starts_with("deathstar-")).map(|l| l.split_whitespace().nth(5).unwrap().to_string()).collect();
+    let mut ips: Vec<String> = pods
+        .lines()
+        .filter(|l| l.starts_with("deathstar-"))
+        .map(|l| l.split_whitespace().nth(5).unwrap().to_string())
+        .collect();
     ips.sort();
     let list = lab.sh("host", "kubectl -n kube-system exec ds/cilium -- cilium-dbg service list").ok();
     let lines: Vec<&str> = list.lines().collect();
     assert!(lines[0].starts_with("ID   Frontend") && lines[0].contains("Service Type   Backend"), "{list}");
-    let at = lines.iter().position(|l| l.contains("172.18.250.1:80")).unwrap_or_else(|| panic!("no LB frontend:\n{list}"));
+    let at =
+        lines.iter().position(|l| l.contains("172.18.250.1:80")).unwrap_or_else(|| panic!("no LB frontend:\n{list}"));
     assert!(lines[at].contains("LoadBalancer   1 => 10.244."), "{list}");
-    let mut backends: Vec<String> = lines[at..at + 2].iter().map(|l| l.split("=> ").nth(1).unwrap().trim_end_matches(":80 (active)").to_string()).collect();
+    let mut backends: Vec<String> = lines[at..at + 2]
+        .iter()
+        .map(|l| l.split("=> ").nth(1).unwrap().trim_end_matches(":80 (active)").to_string())
+        .collect();
     backends.sort();
     assert_eq!(backends, ips, "{list}");
     assert!(lines[at + 1].trim_start().starts_with("2 => "), "{list}");

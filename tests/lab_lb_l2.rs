@@ -3,8 +3,8 @@
 //! host's neighbour table shows its MAC, and another worker takes over (gratuitous ARP) when
 //! the announcer stops matching the policy or leaves the cluster.
 
-mod lab_support;
 mod lab_lb_support;
+mod lab_support;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -72,7 +72,8 @@ fn another_worker_takes_over_when_the_announcer_stops_matching_or_leaves() {
     let other = if first == "kind-worker" { "kind-worker2" } else { "kind-worker" };
     let other_mac = node_mac(&lab, other);
     // The announcer stops matching the policy (it becomes a control-plane node).
-    let ms = failover_ms(&lab, &format!("kubectl label node {first} node-role.kubernetes.io/control-plane="), &other_mac);
+    let ms =
+        failover_ms(&lab, &format!("kubectl label node {first} node-role.kubernetes.io/control-plane="), &other_mac);
     eprintln!("failover (policy no longer matches): {ms} ms");
     assert_eq!(announcer(&lab).0, other);
     // It matches again but the new holder keeps the lease; then the holder leaves the cluster.

@@ -4,8 +4,8 @@
 //! `loadBalancer.acceleration: native` and generic XDP without, and BPF masquerade leaves the
 //! replies to the LB.
 
-mod lab_support;
 mod lab_lb_support;
+mod lab_support;
 
 use std::collections::BTreeSet;
 
@@ -17,7 +17,13 @@ fn landing(ip: &str) -> String {
 }
 
 fn deathstars(lab: &Lab) -> BTreeSet<String> {
-    lab.sh("host", "kubectl get pods -o name").ok().lines().filter_map(|l| l.strip_prefix("pod/")).filter(|n| n.starts_with("deathstar")).map(str::to_string).collect()
+    lab.sh("host", "kubectl get pods -o name")
+        .ok()
+        .lines()
+        .filter_map(|l| l.strip_prefix("pod/"))
+        .filter(|n| n.starts_with("deathstar"))
+        .map(str::to_string)
+        .collect()
 }
 
 fn xdp_line(lab: &Lab, node: &str) -> String {
@@ -35,7 +41,10 @@ fn native_xdp_serves_the_vip_and_spreads_over_both_deathstars() {
     assert_eq!(lab.sh("host", &format!("curl -s {VIP}/v1/request-landing -XPOST")).ok(), "Ship landed\n");
     for node in ["kind-control-plane", "kind-worker", "kind-worker2"] {
         let line = xdp_line(&lab, node);
-        assert!(line.contains("eth0@if") && line.contains(" xdp/id:") && !line.contains("xdpgeneric"), "{node}: {line}");
+        assert!(
+            line.contains("eth0@if") && line.contains(" xdp/id:") && !line.contains("xdpgeneric"),
+            "{node}: {line}"
+        );
     }
     let status = lab.sh("host", "kubectl -n kube-system exec ds/cilium -- cilium-dbg status --verbose | grep XDP").ok();
     assert_eq!(status, "  XDP Acceleration:       Native\n");
@@ -47,7 +56,10 @@ fn without_acceleration_the_same_program_runs_in_generic_mode() {
     let lab = lb_lab("generic", "-f cilium-l2.yaml", true);
     let line = xdp_line(&lab, "kind-worker");
     assert!(line.contains(" xdpgeneric/id:"), "{line}");
-    assert_eq!(lab.sh("host", "kubectl -n kube-system exec ds/cilium -- cilium-dbg status --verbose | grep XDP").ok(), "  XDP Acceleration:       Disabled\n");
+    assert_eq!(
+        lab.sh("host", "kubectl -n kube-system exec ds/cilium -- cilium-dbg status --verbose | grep XDP").ok(),
+        "  XDP Acceleration:       Disabled\n"
+    );
     assert_eq!(served_by(&lab, &landing(VIP), 20).len(), 20);
     // The article's upgrade: native XDP after the agents restart.
     lab.sh("host", "helm upgrade -n kube-system cilium cilium/cilium -f cilium-lb.yaml && kubectl rollout -n kube-system restart daemonset cilium").ok();
@@ -89,7 +101,10 @@ fn pool_outside_the_bridge_subnet_is_reached_through_the_host_route() {
     lab.sh("host", &format!("ip route add 192.168.250.0/24 dev {br} src 172.18.0.1")).ok();
     let route = lab.sh("host", "ip route | grep 192.168.250").ok();
     assert_eq!(route, format!("192.168.250.0/24 dev {br} scope link src 172.18.0.1 \n"));
-    assert_eq!(lab.sh("host", "curl -s --connect-timeout 2 -XPOST 192.168.250.1/v1/request-landing").ok(), "Ship landed\n");
+    assert_eq!(
+        lab.sh("host", "curl -s --connect-timeout 2 -XPOST 192.168.250.1/v1/request-landing").ok(),
+        "Ship landed\n"
+    );
     let seen: BTreeSet<String> = served_by(&lab, &landing("192.168.250.1"), 30).into_iter().collect();
     assert_eq!(seen, deathstars(&lab));
     let neigh = lab.sh("host", "ip neigh show 192.168.250.1").ok();

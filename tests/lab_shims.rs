@@ -33,7 +33,10 @@ fn kind_create_and_pending_pods_without_cni() {
 fn helm_kubectl_and_docker_after_cilium() {
     require_lab!();
     let lab = Lab::article("tools");
-    assert_eq!(lab.sh("host", "helm repo add cilium https://helm.cilium.io/").ok(), "\"cilium\" has been added to your repositories\n");
+    assert_eq!(
+        lab.sh("host", "helm repo add cilium https://helm.cilium.io/").ok(),
+        "\"cilium\" has been added to your repositories\n"
+    );
     let nodes = lab.sh("host", "kubectl get nodes").ok();
     assert_eq!(nodes.lines().filter(|l| l.contains("   Ready   ")).count(), 3, "{nodes}");
     let pods = lab.sh("host", "kubectl get pods").ok();
@@ -44,7 +47,10 @@ fn helm_kubectl_and_docker_after_cilium() {
     let cms = lab.sh("host", "kubectl get cm -n kube-system").ok();
     assert!(cms.starts_with("NAME             DATA   AGE\ncoredns          1      "), "{cms}");
     let yaml = lab.sh("host", "kubectl get pod tiefighter -o yaml").ok();
-    assert!(yaml.contains("kind: Pod") && yaml.contains("  name: tiefighter") && yaml.contains("podIP: 10.244."), "{yaml}");
+    assert!(
+        yaml.contains("kind: Pod") && yaml.contains("  name: tiefighter") && yaml.contains("podIP: 10.244."),
+        "{yaml}"
+    );
     let names = lab.sh("host", "kubectl get pods -l class=deathstar -o jsonpath='{.items[*].status.phase}'").ok();
     assert_eq!(names, "Running Running");
     assert_eq!(lab.sh("host", "kubectl exec tiefighter -- hostname").ok(), "tiefighter\n");
@@ -53,9 +59,15 @@ fn helm_kubectl_and_docker_after_cilium() {
     assert!(status.contains("KubeProxyReplacement:    True"), "{status}");
     let ds = lab.sh("host", "kubectl -n kube-system rollout restart daemonset cilium").ok();
     assert_eq!(ds, "daemonset.apps/cilium restarted\n");
-    assert_eq!(lab.sh("host", "kubectl rollout status deployment/deathstar").ok(), "deployment \"deathstar\" successfully rolled out\n");
+    assert_eq!(
+        lab.sh("host", "kubectl rollout status deployment/deathstar").ok(),
+        "deployment \"deathstar\" successfully rolled out\n"
+    );
     let del = lab.sh("host", "kubectl delete -f http-sw-app.yaml").ok();
-    assert_eq!(del, "service \"deathstar\" deleted\ndeployment.apps \"deathstar\" deleted\npod \"tiefighter\" deleted\npod \"xwing\" deleted\n");
+    assert_eq!(
+        del,
+        "service \"deathstar\" deleted\ndeployment.apps \"deathstar\" deleted\npod \"tiefighter\" deleted\npod \"xwing\" deleted\n"
+    );
     let empty = lab.sh("host", "kubectl get pods");
     assert_eq!((empty.stdout.as_str(), empty.stderr.as_str()), ("", "No resources found in default namespace.\n"));
     let missing = lab.sh("host", "kubectl get pod nope");
@@ -92,12 +104,23 @@ fn outside_the_subset_is_one_clear_error() {
 fn kubectl_edit_with_kube_editor_and_nmcli() {
     require_lab!();
     let lab = Lab::up("edit", Some("kind-config.yaml"));
-    assert_eq!(lab.sh("host", "nmcli dev show | grep 'IP4.DNS'").ok(), "IP4.DNS[1]:                             192.168.1.1\n");
-    let o = lab.sh("host", "KUBE_EDITOR='sed -i s|/etc/resolv.conf|192.168.1.1|' kubectl edit configmaps -n kube-system coredns").ok();
+    assert_eq!(
+        lab.sh("host", "nmcli dev show | grep 'IP4.DNS'").ok(),
+        "IP4.DNS[1]:                             192.168.1.1\n"
+    );
+    let o = lab
+        .sh(
+            "host",
+            "KUBE_EDITOR='sed -i s|/etc/resolv.conf|192.168.1.1|' kubectl edit configmaps -n kube-system coredns",
+        )
+        .ok();
     assert_eq!(o, "configmap/coredns edited\n");
     let cf = lab.sh("host", "kubectl -n kube-system get cm coredns -o jsonpath='{.data.Corefile}' | grep forward").ok();
     assert_eq!(cf, "    forward . 192.168.1.1 {\n");
-    assert_eq!(lab.sh("host", "KUBE_EDITOR=true kubectl -n kube-system edit cm coredns").ok(), "Edit cancelled, no changes made.\n");
+    assert_eq!(
+        lab.sh("host", "KUBE_EDITOR=true kubectl -n kube-system edit cm coredns").ok(),
+        "Edit cancelled, no changes made.\n"
+    );
     let o = lab.sh("host", "unset KUBE_EDITOR EDITOR; kubectl -n kube-system edit cm coredns");
     assert_eq!(o.code, 2, "{}", o.stderr);
 }
@@ -106,12 +129,26 @@ fn kubectl_edit_with_kube_editor_and_nmcli() {
 fn cluster_info_and_the_demo_app_by_url() {
     require_lab!();
     let lab = Lab::up("url", Some("kind-config.yaml"));
-    assert_eq!(lab.sh("host", "kubectl cluster-info dump | grep -m 1 cluster-cidr").ok(), "              \"--cluster-cidr=10.244.0.0/16\",\n");
+    assert_eq!(
+        lab.sh("host", "kubectl cluster-info dump | grep -m 1 cluster-cidr").ok(),
+        "              \"--cluster-cidr=10.244.0.0/16\",\n"
+    );
     assert!(lab.sh("host", "kubectl cluster-info").ok().starts_with("Kubernetes control plane is running at https://"));
-    let o = lab.sh("host", "kubectl apply -f https://raw.githubusercontent.com/cilium/cilium/HEAD/examples/minikube/http-sw-app.yaml").ok();
-    assert_eq!(o, "service/deathstar created\ndeployment.apps/deathstar created\npod/tiefighter created\npod/xwing created\n");
+    let o = lab
+        .sh(
+            "host",
+            "kubectl apply -f https://raw.githubusercontent.com/cilium/cilium/HEAD/examples/minikube/http-sw-app.yaml",
+        )
+        .ok();
+    assert_eq!(
+        o,
+        "service/deathstar created\ndeployment.apps/deathstar created\npod/tiefighter created\npod/xwing created\n"
+    );
     let o = lab.sh("host", "kubectl apply -f http-sw-app.yaml").ok();
-    assert_eq!(o, "service/deathstar unchanged\ndeployment.apps/deathstar unchanged\npod/tiefighter unchanged\npod/xwing unchanged\n");
+    assert_eq!(
+        o,
+        "service/deathstar unchanged\ndeployment.apps/deathstar unchanged\npod/tiefighter unchanged\npod/xwing unchanged\n"
+    );
     let o = lab.sh("host", "kubectl apply -f https://example.com/app.yaml");
     assert_eq!(o.code, 2);
     assert!(o.stderr.contains("not supported on the lab backend"), "{}", o.stderr);

@@ -18,7 +18,8 @@ const AFTER: &str = "default via 172.18.0.1 dev eth0
 172.18.0.0/16 dev eth0 proto kernel scope link src 172.18.0.3 
 ";
 
-const NODE_CIDRS: &str = r#"kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name}{"\t"}{.spec.podCIDR}{"\n"}'"#;
+const NODE_CIDRS: &str =
+    r#"kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name}{"\t"}{.spec.podCIDR}{"\n"}'"#;
 
 #[test]
 fn article_three_nodes_routes_before_and_after_direct_routes() {
@@ -57,7 +58,10 @@ fn one_node_default_cluster_through_kind() {
     let pods = lab.sh("host", "kubectl get pods -n kube-system").ok();
     assert!(pods.lines().filter(|l| l.starts_with("coredns-")).all(|l| l.contains("Running")), "{pods}");
     let o = lab.sh("host", "kind delete cluster 2>&1; kind get clusters 2>&1");
-    assert_eq!(o.ok(), "Deleting cluster \"kind\" ...\nDeleted nodes: [\"kind-control-plane\"]\nNo kind clusters found.\n");
+    assert_eq!(
+        o.ok(),
+        "Deleting cluster \"kind\" ...\nDeleted nodes: [\"kind-control-plane\"]\nNo kind clusters found.\n"
+    );
 }
 
 #[test]
@@ -72,7 +76,11 @@ fn five_nodes_custom_pod_subnet_and_name() {
     assert!(wide.lines().nth(5).unwrap().starts_with("dev-worker4 "), "{wide}");
     assert!(wide.contains("172.18.0.6"), "{wide}");
     // Every node reaches every other over the bridge.
-    lab.sh("dev-worker4", "for i in 2 3 4 5; do bash -c \"</dev/tcp/172.18.0.$i/1\" 2>&1 | grep -q refused || exit 1; done").ok();
+    lab.sh(
+        "dev-worker4",
+        "for i in 2 3 4 5; do bash -c \"</dev/tcp/172.18.0.$i/1\" 2>&1 | grep -q refused || exit 1; done",
+    )
+    .ok();
     let cm = lab.sh("host", "kubectl get configmaps -n kube-system kubeadm-config -o yaml | grep Subnet").ok();
     assert_eq!(cm, "      podSubnet: 10.100.0.0/16\n      serviceSubnet: 10.96.0.0/12\n");
 }
@@ -80,7 +88,8 @@ fn five_nodes_custom_pod_subnet_and_name() {
 #[test]
 fn bad_config_is_an_input_error_with_line() {
     require_lab!();
-    let o = lab_support::tutor(&["lab", "up", "--name", "never", "--config", "kind-bad.yaml"], &lab_support::fixtures());
+    let o =
+        lab_support::tutor(&["lab", "up", "--name", "never", "--config", "kind-bad.yaml"], &lab_support::fixtures());
     assert_eq!(o.code, 2, "{}", o.stderr);
     assert!(o.stderr.contains("kind-bad.yaml:7:"), "{}", o.stderr);
     assert!(!std::path::Path::new("/run/tutor/labs/never").exists());

@@ -53,7 +53,9 @@ fn attach_manage_and_detach_across_processes() {
         .code(2)
         .stderr(predicates::str::contains("is not IPV4:PORT"));
     tutor(&[&["service", "del", &frontend][..], &pin[..]].concat()).success();
-    tutor(&[&["service", "del", &frontend][..], &pin[..]].concat()).code(2).stderr(predicates::str::contains("no service"));
+    tutor(&[&["service", "del", &frontend][..], &pin[..]].concat())
+        .code(2)
+        .stderr(predicates::str::contains("no service"));
 
     tutor(&[&["detach"][..], &pin[..]].concat()).success();
     assert!(!std::path::Path::new(&dir).exists());

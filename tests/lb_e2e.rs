@@ -44,7 +44,8 @@ fn assert_shares(counts: &BTreeMap<usize, usize>, backends: &[usize]) {
 fn connections_spread_over_backends_and_survive_adding_one() {
     lb_support::require_bpf!();
     let topo = Topology::create(&format!("tutor-lbe2e-{}", std::process::id()), 3).expect("namespaces");
-    let mut lb = LoadBalancer::load(&LoadOptions { maglev_size: 65537, max_services: 2, ..Default::default() }).unwrap();
+    let mut lb =
+        LoadBalancer::load(&LoadOptions { maglev_size: 65537, max_services: 2, ..Default::default() }).unwrap();
     lb.upsert_service(&service(&[1, 2])).unwrap();
     let attached = lb.attach_in_netns(&topo.ns_path("lb"), LB_IFACE, AttachMode::Native).unwrap();
     assert_eq!(attached.mode, AttachMode::Native, "{:?}", attached.fallback);
@@ -72,7 +73,13 @@ fn connections_spread_over_backends_and_survive_adding_one() {
     });
     let failed: Vec<&String> = during.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(during.len() > 50, "only {} requests during the change", during.len());
-    assert!(failed.is_empty(), "{} of {} connections failed: {:?}", failed.len(), during.len(), &failed[..failed.len().min(5)]);
+    assert!(
+        failed.is_empty(),
+        "{} of {} connections failed: {:?}",
+        failed.len(),
+        during.len(),
+        &failed[..failed.len().min(5)]
+    );
 
     assert_shares(&requests(&topo, 600), &[1, 2, 3]);
 

@@ -51,7 +51,8 @@ fn announced_vip_balanced_with_xdp_tx_and_answered_from_another_node() {
         ip(&["-n", &name(x), "link", "set", "lo", "up"]);
     }
     // XDP sees full checksums only if the client does not offload them.
-    let out = Command::new("ip").args(["netns", "exec", &name("c"), "ethtool", "-K", "eth0", "tx", "off"]).output().unwrap();
+    let out =
+        Command::new("ip").args(["netns", "exec", &name("c"), "ethtool", "-K", "eth0", "tx", "off"]).output().unwrap();
     assert!(out.status.success());
     in_netns(&path("l"), tutor::lb::netns::enable_forwarding).unwrap().unwrap();
     let _server = Server::start(&path("n"), 7).unwrap();

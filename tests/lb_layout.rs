@@ -31,10 +31,10 @@ fn btf_structs() -> HashMap<String, (u32, HashMap<String, u32>)> {
         let (kind, vlen, kflag) = ((info >> 24) & 0x1f, (info & 0xffff) as usize, info >> 31);
         p += 12;
         let extra = match kind {
-            1 | 14 | 17 => 4,          // INT, VAR, DECL_TAG
-            3 => 12,                   // ARRAY
+            1 | 14 | 17 => 4,             // INT, VAR, DECL_TAG
+            3 => 12,                      // ARRAY
             4 | 5 | 15 | 19 => 12 * vlen, // STRUCT, UNION, DATASEC, ENUM64
-            6 | 13 => 8 * vlen,        // ENUM, FUNC_PROTO
+            6 | 13 => 8 * vlen,           // ENUM, FUNC_PROTO
             _ => 0,
         };
         if kind == 4 {

@@ -12,7 +12,11 @@ use tutor::lb::{LoadBalancer, Service, action};
 const VIP: &str = "172.18.255.200:80";
 
 fn svc(frontend: &str, backends: &[&str]) -> Service {
-    Service { frontend: frontend.parse().unwrap(), backends: backends.iter().map(|b| sa(b)).collect(), kind: Default::default() }
+    Service {
+        frontend: frontend.parse().unwrap(),
+        backends: backends.iter().map(|b| sa(b)).collect(),
+        kind: Default::default(),
+    }
 }
 
 /// The backend the Maglev table (read back from the map) gives `flow`, as the datapath computes it.
@@ -65,7 +69,8 @@ fn same_flow_keeps_its_backend_and_other_flows_spread() {
         assert_eq!((s.counter("new_flow"), s.counter("established")), (1, 5));
         let mut seen = std::collections::BTreeSet::new();
         for port in 1000..1100 {
-            let (_, out) = lb.test_run(&tcp(sa(&format!("172.18.0.1:{port}")), sa(VIP), true, b""), Some(lbin)).unwrap();
+            let (_, out) =
+                lb.test_run(&tcp(sa(&format!("172.18.0.1:{port}")), sa(VIP), true, b""), Some(lbin)).unwrap();
             seen.insert(destination(&out));
         }
         assert_eq!(seen.len(), 2, "100 flows use both backends");

@@ -57,7 +57,7 @@ fn mutate(rng: &mut StdRng, templates: &[Vec<u8>]) -> Vec<u8> {
             2 => f.truncate(rng.random_range(14..=f.len())),
             3 => f.extend((0..rng.random_range(1..40)).map(|_| rng.random::<u8>())),
             4 if f.len() > 14 => f[14] = 0x40 | rng.random_range(0..16), // IHL
-            5 if f.len() > 21 => f[20] = rng.random::<u8>() & 0x3f,         // fragment bits
+            5 if f.len() > 21 => f[20] = rng.random::<u8>() & 0x3f,      // fragment bits
             _ => {}
         }
     }
@@ -123,7 +123,15 @@ fn a_million_random_and_mutated_frames() {
         assert_eq!(c("packets"), u64::from(FRAMES));
         assert_eq!(c("pass") + c("tx") + c("redirect") + c("drop"), c("packets"));
         assert_eq!([c("drop"), c("pass"), c("tx"), c("redirect")], [seen[1], seen[2], seen[3], seen[4]]);
-        let reasons = ["pass_not_ipv4", "pass_malformed", "pass_fragment", "pass_ip_options", "pass_not_vip", "pass_ttl", "pass_nat"];
+        let reasons = [
+            "pass_not_ipv4",
+            "pass_malformed",
+            "pass_fragment",
+            "pass_ip_options",
+            "pass_not_vip",
+            "pass_ttl",
+            "pass_nat",
+        ];
         assert_eq!(reasons.iter().map(|r| c(r)).sum::<u64>(), c("pass"));
         assert_eq!(c("drop"), c("drop_no_backend"));
         assert_eq!(changed_pass, c("pass_nat"), "only translated packets pass changed");
@@ -132,7 +140,17 @@ fn a_million_random_and_mutated_frames() {
         let by_service: u64 = s.services.iter().map(|(_, k)| k.packets).sum();
         let by_backend: u64 = s.backends.iter().map(|(_, k)| k.packets).sum();
         assert_eq!((by_service, by_backend), (forwarded, forwarded));
-        for (name, min) in [("arp_reply", 1000), ("new_flow", 1000), ("established", 100), ("drop", 100), ("pass_nat", 100), ("redirect", 1000), ("pass_malformed", 1000), ("pass_fragment", 1000), ("pass_ip_options", 1000)] {
+        for (name, min) in [
+            ("arp_reply", 1000),
+            ("new_flow", 1000),
+            ("established", 100),
+            ("drop", 100),
+            ("pass_nat", 100),
+            ("redirect", 1000),
+            ("pass_malformed", 1000),
+            ("pass_fragment", 1000),
+            ("pass_ip_options", 1000),
+        ] {
             assert!(c(name) >= min, "the mix exercised {name} only {} times", c(name));
         }
         eprintln!("{:?}", s.global);

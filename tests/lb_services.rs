@@ -6,7 +6,11 @@ use lb_support::*;
 use tutor::lb::{Frontend, LbError, Service, ServiceKind};
 
 fn svc(frontend: &str, backends: &[&str]) -> Service {
-    Service { frontend: frontend.parse().unwrap(), backends: backends.iter().map(|b| sa(b)).collect(), kind: ServiceKind::ClusterIp }
+    Service {
+        frontend: frontend.parse().unwrap(),
+        backends: backends.iter().map(|b| sa(b)).collect(),
+        kind: ServiceKind::ClusterIp,
+    }
 }
 
 #[test]
@@ -17,7 +21,10 @@ fn services_read_back_from_the_maps() {
     let b = lb.upsert_service(&svc("10.96.0.1:443/tcp", &["10.1.0.1:6443"])).unwrap();
     assert_ne!(a.id, b.id);
     let all = lb.services().unwrap();
-    assert_eq!(all.iter().map(|s| s.frontend.to_string()).collect::<Vec<_>>(), ["10.96.0.1:443/TCP", "10.96.0.10:53/UDP"]);
+    assert_eq!(
+        all.iter().map(|s| s.frontend.to_string()).collect::<Vec<_>>(),
+        ["10.96.0.1:443/TCP", "10.96.0.10:53/UDP"]
+    );
     assert_eq!(all[1].kind, ServiceKind::ClusterIp);
     let slots: u32 = all[1].backends.iter().map(|b| b.slots).sum();
     assert_eq!(slots, lb.maglev_size(), "every slot holds a backend");

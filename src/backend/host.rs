@@ -5,8 +5,7 @@ use async_trait::async_trait;
 use tokio::process::Command;
 
 use super::{
-    Backend, BackendError, BackendKind, BgTask, ExecRequest, Observation, Target, UpContext,
-    local_state_path, process,
+    Backend, BackendError, BackendKind, BgTask, ExecRequest, Observation, Target, UpContext, local_state_path, process,
 };
 
 #[derive(Debug, Default)]
@@ -17,10 +16,7 @@ pub struct HostBackend {
 impl HostBackend {
     fn command(&self, req: &ExecRequest<'_>) -> Result<Command, BackendError> {
         if *req.target != Target::Host {
-            return Err(BackendError::UnknownTarget {
-                backend: BackendKind::Host,
-                target: req.target.to_string(),
-            });
+            return Err(BackendError::UnknownTarget { backend: BackendKind::Host, target: req.target.to_string() });
         }
         let mut cmd = Command::new("bash");
         cmd.arg("--noprofile").arg("--norc").arg("-c").arg(req.script);

@@ -87,21 +87,16 @@ impl FromStr for Target {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = s.split('/').collect();
-        let valid = |p: &str| {
-            !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
-        };
+        let valid =
+            |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
         match parts.as_slice() {
             ["host"] => Ok(Target::Host),
             [node] if valid(node) => Ok(Target::Node(node.to_string())),
-            ["pod", name] if valid(name) => {
-                Ok(Target::Pod { namespace: "default".into(), name: name.to_string() })
-            }
+            ["pod", name] if valid(name) => Ok(Target::Pod { namespace: "default".into(), name: name.to_string() }),
             ["ns", ns, "pod", name] if valid(ns) && valid(name) => {
                 Ok(Target::Pod { namespace: ns.to_string(), name: name.to_string() })
             }
-            _ => Err(format!(
-                "invalid target `{s}` (expected host, a node name, pod/NAME or ns/NS/pod/NAME)"
-            )),
+            _ => Err(format!("invalid target `{s}` (expected host, a node name, pod/NAME or ns/NS/pod/NAME)")),
         }
     }
 }

@@ -101,12 +101,7 @@ pub async fn run(mut cmd: Command, timeout: Duration) -> Result<Observation, Bac
         let _ = child.wait().await;
     }
     let bytes = read.await.unwrap_or_default();
-    Ok(Observation {
-        output: String::from_utf8_lossy(&bytes).into_owned(),
-        exit,
-        timed_out,
-        duration: start.elapsed(),
-    })
+    Ok(Observation { output: String::from_utf8_lossy(&bytes).into_owned(), exit, timed_out, duration: start.elapsed() })
 }
 
 /// A `bg` block: runs until stopped; output goes to a temporary file so that a chatty server
@@ -142,12 +137,7 @@ impl BgTask for LocalBg {
         };
         let mut output = String::new();
         let _ = std::fs::File::open(self.log.path()).and_then(|mut f| f.read_to_string(&mut output));
-        Observation {
-            output,
-            exit: status.and_then(|s| s.code()),
-            timed_out: false,
-            duration: self.start.elapsed(),
-        }
+        Observation { output, exit: status.and_then(|s| s.code()), timed_out: false, duration: self.start.elapsed() }
     }
 }
 

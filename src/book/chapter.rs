@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use pulldown_cmark::HeadingLevel;
 use serde_json::json;
 
+use super::BookError;
 use super::fill::{fill, fill_console};
 use super::markdown::{self, Layout};
 use super::record::{RunIndex, TutorialRun};
 use super::render;
 use super::verdict::{self, Tally, Verdict};
-use super::BookError;
 use crate::backend::BackendKind;
 use crate::snapshot::{Matcher, snapshot_dir, snapshot_path};
 use crate::template::Templates;
@@ -34,7 +34,12 @@ pub struct Options {
 
 /// Rewrite one chapter. `path` is the chapter's file (it names the snapshot folder and errors);
 /// `content` is its Markdown as mdBook hands it over. `Ok(None)`: not a tutorial, leave it.
-pub fn transform(path: &Path, content: &str, run: Option<&RunIndex>, opts: &Options) -> Result<Option<String>, BookError> {
+pub fn transform(
+    path: &Path,
+    content: &str,
+    run: Option<&RunIndex>,
+    opts: &Options,
+) -> Result<Option<String>, BookError> {
     let tutorial = parse_str(path, content)?;
     let layout = markdown::scan(content);
     if tutorial.steps.iter().all(|s| s.blocks.is_empty()) && layout.front_matter.is_none() {
@@ -63,7 +68,12 @@ struct Shown {
 }
 
 impl<'a> Page<'a> {
-    fn new(tutorial: &'a Tutorial, layout: &'a Layout, index: Option<&'a RunIndex<'a>>, opts: &'a Options) -> Result<Self, BookError> {
+    fn new(
+        tutorial: &'a Tutorial,
+        layout: &'a Layout,
+        index: Option<&'a RunIndex<'a>>,
+        opts: &'a Options,
+    ) -> Result<Self, BookError> {
         let matcher = Matcher::new(&tutorial.front.redact)
             .map_err(|source| BookError::Pattern { path: tutorial.path.clone(), source })?;
         Ok(Page {
@@ -89,7 +99,11 @@ impl<'a> Page<'a> {
             let mut verdicts = Vec::new();
             for block in &step.blocks {
                 let fence = self.layout.fence_at(block.line).ok_or_else(|| {
-                    crate::tutorial::TutorialError::at(&self.tutorial.path, block.line, "code fence not found again in the chapter".to_string())
+                    crate::tutorial::TutorialError::at(
+                        &self.tutorial.path,
+                        block.line,
+                        "code fence not found again in the chapter".to_string(),
+                    )
                 })?;
                 let shown = self.block(block)?;
                 if block.is_command() {
@@ -151,7 +165,8 @@ impl<'a> Page<'a> {
             }
             BlockKind::Console(commands) => {
                 let expected = self.with_vars(&block.body, block.body_line);
-                let filled = passed_output.map(|out| fill_console(&self.matcher, &block.body, block.body_line, commands, out));
+                let filled =
+                    passed_output.map(|out| fill_console(&self.matcher, &block.body, block.body_line, commands, out));
                 let shown = match filled {
                     Some(Some(filled)) => filled,
                     Some(None) => {
@@ -194,7 +209,9 @@ impl<'a> Page<'a> {
         }
         if verdict == Verdict::NotRun && passed_output.is_some() {
             html.push_str("\n\n");
-            html.push_str(&render::note("Changed since the last run: this output is the expectation, not yet verified."));
+            html.push_str(&render::note(
+                "Changed since the last run: this output is the expectation, not yet verified.",
+            ));
         }
         if let Some(r) = record {
             let backend = self.backend();
@@ -207,7 +224,9 @@ impl<'a> Page<'a> {
                     html.push_str("\n\n");
                     match r.diff.as_deref().filter(|d| !d.is_empty()) {
                         Some(d) => html.push_str(&render::diff(&format!("{what} (diff: expected vs actual)"), d)),
-                        None if !r.output.is_empty() => html.push_str(&render::diff(&format!("{what} (output)"), &r.output)),
+                        None if !r.output.is_empty() => {
+                            html.push_str(&render::diff(&format!("{what} (output)"), &r.output))
+                        }
                         None => html.push_str(&render::note(&what)),
                     }
                 }
@@ -262,15 +281,23 @@ impl<'a> Page<'a> {
         let (passed, ran) = (t.passed, t.ran());
         let (verdict, text) = match (t.verdict(), &run.tutorial.error) {
             // The tutorial as a whole did not get to run its blocks (backend failed to come up, …).
-            (Verdict::NotRun | Verdict::Skipped, Some(e)) => (Verdict::Failed, format!("failed on {backend}, {date}: {e}")),
-            (Verdict::Passed, _) => (Verdict::Passed, format!("verified on {backend}, {date}, {passed}/{ran} blocks{skipped}")),
-            (Verdict::Failed, _) => (Verdict::Failed, format!("failed on {backend}, {date}: {passed}/{ran} blocks passed{skipped}")),
+            (Verdict::NotRun | Verdict::Skipped, Some(e)) => {
+                (Verdict::Failed, format!("failed on {backend}, {date}: {e}"))
+            }
+            (Verdict::Passed, _) => {
+                (Verdict::Passed, format!("verified on {backend}, {date}, {passed}/{ran} blocks{skipped}"))
+            }
+            (Verdict::Failed, _) => {
+                (Verdict::Failed, format!("failed on {backend}, {date}: {passed}/{ran} blocks passed{skipped}"))
+            }
             (Verdict::Skipped, None) => {
                 (Verdict::Skipped, format!("not run on {backend}, {date}: every block is for another backend"))
             }
             (Verdict::NotRun, None) => (
                 Verdict::NotRun,
-                format!("partly verified on {backend}, {date}: {passed}/{ran} blocks (the others were not in that run, or changed since){skipped}"),
+                format!(
+                    "partly verified on {backend}, {date}: {passed}/{ran} blocks (the others were not in that run, or changed since){skipped}"
+                ),
             ),
         };
         let title = format!(
@@ -286,8 +313,8 @@ impl<'a> Page<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::record::Status;
     use crate::book::testing::{Project, record_with};
+    use crate::report::record::Status;
 
     const TUTORIAL: &str = r#"---
 title: Demo
@@ -344,7 +371,10 @@ docker ps
         assert!(!out.contains("title: Demo"), "front matter removed:\n{out}");
         assert!(!out.contains("retry=") && !out.contains("{on="), "attributes stripped:\n{out}");
         assert!(out.contains("```sh\necho hello world\n```"), "vars filled, attributes gone:\n{out}");
-        assert!(out.contains("<pre class=\"tutor-output\"><code class=\"nohighlight\">hello world</code></pre>"), "{out}");
+        assert!(
+            out.contains("<pre class=\"tutor-output\"><code class=\"nohighlight\">hello world</code></pre>"),
+            "{out}"
+        );
         assert!(out.contains("```console\n$ ip route\ndefault via [..] dev eth0\n```"), "{out}");
         assert!(!out.contains("secret-lab-setup"), "backend=lab blocks are hidden:\n{out}");
         assert!(out.contains("<div class=\"tutor-file\">\n<div class=\"tutor-file-name\">kind-config.yaml</div>\n\n```yaml\nkind: Cluster\n```\n\n</div>"), "{out}");
@@ -449,7 +479,8 @@ docker ps
     #[test]
     fn tutorial_errors_name_file_and_line() {
         let p = Project::new();
-        let e = transform(&p.tutorial_path("t.md"), "## S\n```sh {colour=red}\n```\n", None, &Options::default()).unwrap_err();
+        let e = transform(&p.tutorial_path("t.md"), "## S\n```sh {colour=red}\n```\n", None, &Options::default())
+            .unwrap_err();
         assert!(e.to_string().ends_with("t.md:2: unknown attribute `colour` (known: id, on, retry, timeout, exit, bg, backend, skip, hidden, file)"), "{e}");
     }
 }

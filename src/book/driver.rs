@@ -121,7 +121,8 @@ mod tests {
     #[test]
     fn command_runs_this_tutor_as_the_preprocessor() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("book.toml"), "[book]\nsrc = \"tutorials\"\n[build]\nbuild-dir = \"out\"\n").unwrap();
+        std::fs::write(d.path().join("book.toml"), "[book]\nsrc = \"tutorials\"\n[build]\nbuild-dir = \"out\"\n")
+            .unwrap();
         let req = BuildRequest {
             root: d.path().into(),
             dest: None,
@@ -132,9 +133,14 @@ mod tests {
         let (cmd, dest) = build_command(&fake_mdbook(), &req).unwrap();
         assert_eq!(dest, d.path().join("out"));
         let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        assert_eq!(args, ["build", &d.path().display().to_string(), "--dest-dir", &dest.display().to_string(), "--open"]);
-        let env: std::collections::HashMap<_, _> =
-            cmd.get_envs().map(|(k, v)| (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned()))).collect();
+        assert_eq!(
+            args,
+            ["build", &d.path().display().to_string(), "--dest-dir", &dest.display().to_string(), "--open"]
+        );
+        let env: std::collections::HashMap<_, _> = cmd
+            .get_envs()
+            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned())))
+            .collect();
         assert_eq!(env[COMMAND_VAR].as_deref(), Some("'/opt/my tools/tutor' book preprocess"));
         assert_eq!(env[RECORD_VAR].as_deref(), Some(d.path().join("r.json").to_str().unwrap()));
     }

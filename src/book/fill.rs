@@ -22,7 +22,13 @@ pub fn fill(matcher: &Matcher, expected: &str, actual: &str) -> Option<String> {
 }
 
 /// A console block's body (starting on `body_line`) filled from the run's transcript.
-pub fn fill_console(matcher: &Matcher, body: &str, body_line: usize, commands: &[ConsoleCommand], actual: &str) -> Option<String> {
+pub fn fill_console(
+    matcher: &Matcher,
+    body: &str,
+    body_line: usize,
+    commands: &[ConsoleCommand],
+    actual: &str,
+) -> Option<String> {
     let rows: Vec<&str> = body.lines().collect();
     let mut layout = vec![false; rows.len()];
     // The parser counted the blank lines before each prompt; those at the very end of the block
@@ -125,7 +131,8 @@ mod tests {
     #[test]
     fn console_layout_blank_lines_stay_without_being_matched() {
         let body = "\n$ echo a\n[..]\n\n\n$ echo b\n\n$ true\n\n";
-        let t = crate::tutorial::parse_str(std::path::Path::new("t.md"), &format!("## S\n```console\n{body}```\n")).unwrap();
+        let t = crate::tutorial::parse_str(std::path::Path::new("t.md"), &format!("## S\n```console\n{body}```\n"))
+            .unwrap();
         let b = &t.steps[0].blocks[0];
         let crate::tutorial::BlockKind::Console(cmds) = &b.kind else { panic!() };
         let transcript = "$ echo a\na\n$ echo b\n$ true\n";

@@ -16,9 +16,9 @@ use std::path::PathBuf;
 use mdbook_preprocessor::PreprocessorContext;
 use mdbook_preprocessor::book::Book;
 
+use super::BookError;
 use super::chapter::{Options, transform};
 use super::record::{self, DEFAULT_RECORD, RunIndex};
-use super::BookError;
 use crate::backend::BackendKind;
 
 /// The mdBook minor version whose JSON shape this build speaks.
@@ -100,11 +100,11 @@ fn parse(input: &str) -> Result<(PreprocessorContext, Book), BookError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
     use crate::book::testing::{Project, record_with};
     use crate::report::record::Status;
     use mdbook_preprocessor::book::{BookItem, Chapter};
     use mdbook_preprocessor::config::Config;
+    use std::path::Path;
 
     fn input(root: &Path, config: &str, chapters: &[(&str, &str)]) -> String {
         let config: Config = config.parse().unwrap();
@@ -126,7 +126,8 @@ mod tests {
     fn rewrites_tutorials_and_leaves_other_chapters() {
         let p = Project::new();
         p.snapshot("hello", "greet", "echo hi", "hi\n");
-        let text = input(p.root(), "[book]\nsrc = \"tutorials\"\n", &[("intro", "# Intro\n\nWelcome.\n"), ("hello", HELLO)]);
+        let text =
+            input(p.root(), "[book]\nsrc = \"tutorials\"\n", &[("intro", "# Intro\n\nWelcome.\n"), ("hello", HELLO)]);
         let book = preprocess(&text, &Settings::default()).unwrap();
         let c = contents(&book);
         assert_eq!(c[0], "# Intro\n\nWelcome.\n");

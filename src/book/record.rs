@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::report::record::{BlockRecord, RunRecord, StepRecord, TutorialRecord};
 use super::BookError;
+use crate::report::record::{BlockRecord, RunRecord, StepRecord, TutorialRecord};
 
 /// Where `tutor run` writes the record unless told otherwise (relative to the book root).
 pub const DEFAULT_RECORD: &str = "target/tutor/last-run.json";
@@ -45,11 +45,7 @@ impl<'r> RunIndex<'r> {
             .iter()
             .map(|t| {
                 let blocks = t.steps.iter().flat_map(|s| &s.blocks).map(|b| (b.id.as_str(), b)).collect();
-                let steps = t
-                    .steps
-                    .iter()
-                    .flat_map(|s| s.blocks.iter().map(move |b| (b.id.as_str(), s)))
-                    .collect();
+                let steps = t.steps.iter().flat_map(|s| s.blocks.iter().map(move |b| (b.id.as_str(), s))).collect();
                 (t.stem.as_str(), TutorialRun { tutorial: t, blocks, steps })
             })
             .collect();

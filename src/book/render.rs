@@ -27,11 +27,7 @@ pub fn fence(lang: &str, body: &str) -> String {
     let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let ticks = "`".repeat(longest.max(2) + 1);
     let body = body.trim_end_matches('\n');
-    if body.is_empty() {
-        format!("{ticks}{lang}\n{ticks}")
-    } else {
-        format!("{ticks}{lang}\n{body}\n{ticks}")
-    }
+    if body.is_empty() { format!("{ticks}{lang}\n{ticks}") } else { format!("{ticks}{lang}\n{body}\n{ticks}") }
 }
 
 /// A command's output, beneath the command.
@@ -44,7 +40,10 @@ pub fn output(text: &str) -> String {
 
 /// A `file=NAME` block: the file's name as a tab over its (fenced) contents.
 pub fn file(name: &str, fenced: &str) -> String {
-    format!("<div class=\"tutor-file\">\n<div class=\"tutor-file-name\">{}</div>\n\n{fenced}{BLOCK_CLOSE}", escape(name))
+    format!(
+        "<div class=\"tutor-file\">\n<div class=\"tutor-file-name\">{}</div>\n\n{fenced}{BLOCK_CLOSE}",
+        escape(name)
+    )
 }
 
 /// Collapsed: the reader came for the tutorial, the author for the diff.
@@ -123,7 +122,10 @@ mod tests {
 
     #[test]
     fn html_is_escaped() {
-        assert_eq!(output("<b>&</b>\n"), "<pre class=\"tutor-output\"><code class=\"nohighlight\">&lt;b&gt;&amp;&lt;/b&gt;</code></pre>");
+        assert_eq!(
+            output("<b>&</b>\n"),
+            "<pre class=\"tutor-output\"><code class=\"nohighlight\">&lt;b&gt;&amp;&lt;/b&gt;</code></pre>"
+        );
         assert!(diff("x", "-</pre>").contains("-&lt;/pre&gt;"));
     }
 

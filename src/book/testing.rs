@@ -29,7 +29,12 @@ impl Project {
     }
 
     pub fn snapshot(&self, stem: &str, id: &str, command: &str, body: &str) {
-        let snap = Snapshot { tutorial: format!("tutorials/{stem}.md"), id: id.into(), command: command.into(), body: body.into() };
+        let snap = Snapshot {
+            tutorial: format!("tutorials/{stem}.md"),
+            id: id.into(),
+            command: command.into(),
+            body: body.into(),
+        };
         crate::snapshot::write(&self.root().join("snapshots").join(stem).join(format!("{id}.snap")), &snap).unwrap();
     }
 }

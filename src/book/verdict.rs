@@ -107,7 +107,8 @@ pub fn duration(ms: u64) -> String {
 
 /// The day of an RFC 3339 timestamp (`2026-11-26`); anything else is shown as given.
 pub fn date(started_at: &str) -> &str {
-    let is_day = |d: &str| d.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    let is_day =
+        |d: &str| d.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
     match started_at.get(..10) {
         Some(d) if is_day(d) => d,
         _ => started_at,

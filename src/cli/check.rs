@@ -28,9 +28,11 @@ pub async fn execute(args: CheckArgs) -> anyhow::Result<Exit> {
         let lint = preflight::lint(t, &Templates::new(&t.front), args.snapshots.as_deref());
         problems.extend(lint.errors);
         problems.extend(lint.missing);
-        problems.extend(lint.orphans.iter().map(|p| {
-            format!("{}: orphan snapshot: no `sh` block of {} has this id", p.display(), t.path.display())
-        }));
+        problems.extend(
+            lint.orphans.iter().map(|p| {
+                format!("{}: orphan snapshot: no `sh` block of {} has this id", p.display(), t.path.display())
+            }),
+        );
     }
     for p in &problems {
         eprintln!("{} {p}", style("error:").red().bold());

@@ -137,7 +137,9 @@ pub async fn execute(args: LabArgs) -> anyhow::Result<Exit> {
         }
         LabCommand::Gc => {
             let r = registry::gc()?;
-            for (what, items) in [("lab entry", &r.entries), ("netns", &r.netns), ("link", &r.links), ("bpf pin", &r.pins)] {
+            for (what, items) in
+                [("lab entry", &r.entries), ("netns", &r.netns), ("link", &r.links), ("bpf pin", &r.pins)]
+            {
                 for i in items {
                     println!("removed {what} {i}");
                 }
@@ -174,7 +176,9 @@ fn supervise(opts: supervisor::Options) -> anyhow::Result<Exit> {
     let result = supervisor::serve(opts, |ready| {
         let line = match ready {
             Ok(info) => format!("ready {}\n", serde_json::to_string(&info).unwrap_or_default()),
-            Err(e) => format!("error {}\n", serde_json::to_string(&protocol::Response::from_error(&e)).unwrap_or_default()),
+            Err(e) => {
+                format!("error {}\n", serde_json::to_string(&protocol::Response::from_error(&e)).unwrap_or_default())
+            }
         };
         let _ = std::io::stdout().write_all(line.as_bytes());
         let _ = std::io::stdout().flush();

@@ -4,9 +4,9 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
+use crate::lb::{self, AttachMode, Frontend, LoadBalancer, LoadOptions, Service, ServiceKind};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use crate::lb::{self, AttachMode, Frontend, LoadBalancer, LoadOptions, Service, ServiceKind};
 
 use super::Exit;
 
@@ -122,9 +122,18 @@ pub async fn execute(args: LbArgs) -> anyhow::Result<Exit> {
         LbCommand::Attach { iface, mode, maglev_size, max_services, max_flows, pin_dir, netns } => {
             let pin_dir = pin_dir.unwrap_or_else(|| lb::default_pin_dir(&iface));
             if pin_dir.join("config").exists() {
-                bail!("a load balancer is already attached with pins in {} (run `tutor lb detach` first)", pin_dir.display());
+                bail!(
+                    "a load balancer is already attached with pins in {} (run `tutor lb detach` first)",
+                    pin_dir.display()
+                );
             }
-            let opts = LoadOptions { maglev_size, max_services, max_flows, pin_dir: Some(pin_dir.clone()), shared_pin_dir: None };
+            let opts = LoadOptions {
+                maglev_size,
+                max_services,
+                max_flows,
+                pin_dir: Some(pin_dir.clone()),
+                shared_pin_dir: None,
+            };
             let mut balancer = LoadBalancer::load(&opts).context("loading the load balancer")?;
             let mode = match mode {
                 Mode::Native => AttachMode::Native,
@@ -219,7 +228,10 @@ impl Target {
             .unwrap_or_default();
         match attached.as_slice() {
             [one] => Ok(one.clone()),
-            [] => bail!("no load balancer is attached (nothing in {}): run `tutor lb attach --iface IFACE`", root.display()),
+            [] => bail!(
+                "no load balancer is attached (nothing in {}): run `tutor lb attach --iface IFACE`",
+                root.display()
+            ),
             _ => bail!("several load balancers are attached under {}: say which with --iface", root.display()),
         }
     }

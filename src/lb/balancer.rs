@@ -109,7 +109,18 @@ impl LbMaps {
                 LbMaps { $($name: typed(take(stringify!($name))?, stringify!($name))?),+ }
             };
         }
-        Ok(maps!(services, backends, maglev, conn, backend_vips, announce, config, svc_stats, backend_stats, global_stats))
+        Ok(maps!(
+            services,
+            backends,
+            maglev,
+            conn,
+            backend_vips,
+            announce,
+            config,
+            svc_stats,
+            backend_stats,
+            global_stats
+        ))
     }
 }
 
@@ -282,7 +293,11 @@ impl LoadBalancer {
                 Ok(id) => (id, AttachMode::Native, None),
                 Err(native) => {
                     let id = attach_xdp(xdp, ifindex, XdpMode::Skb, iface_name)?;
-                    (id, AttachMode::Skb, Some(format!("native XDP refused on {iface_name} ({native}); running in SKB mode")))
+                    (
+                        id,
+                        AttachMode::Skb,
+                        Some(format!("native XDP refused on {iface_name} ({native}); running in SKB mode")),
+                    )
                 }
             },
         };
@@ -383,6 +398,5 @@ pub(crate) fn tc_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
 }
 
 fn attach_xdp(xdp: &mut Xdp, ifindex: u32, mode: XdpMode, iface_name: &str) -> Result<aya::programs::xdp::XdpLinkId> {
-    xdp.attach_to_if_index(ifindex, mode)
-        .map_err(prog_err(format!("attaching lb_xdp to {iface_name} ({mode:?} mode)")))
+    xdp.attach_to_if_index(ifindex, mode).map_err(prog_err(format!("attaching lb_xdp to {iface_name} ({mode:?} mode)")))
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use super::balancer::{AttachMode, LoadBalancer, LoadOptions};
 use super::error::{LbError, Result};
-use super::netns::in_scratch_netns;
 use super::maps::FlowKey;
+use super::netns::in_scratch_netns;
 use super::service::{Service, ServiceKind};
 use super::topology::{self, LB_IFACE, Topology, VIP, Workload};
 
@@ -190,7 +190,11 @@ fn micro(calls: u32, lbin: u32, max_flows: u32) -> Result<Micro> {
     }
     let mut lb = LoadBalancer::load(&LoadOptions { max_services: 1, max_flows, ..Default::default() })?;
     let backends = (1..=10).map(|i| SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, i), 8080)).collect();
-    lb.upsert_service(&Service { frontend: "172.18.255.200:80/tcp".parse()?, backends, kind: ServiceKind::LoadBalancer })?;
+    lb.upsert_service(&Service {
+        frontend: "172.18.255.200:80/tcp".parse()?,
+        backends,
+        kind: ServiceKind::LoadBalancer,
+    })?;
     let vip = SocketAddrV4::new(Ipv4Addr::new(172, 18, 255, 200), 80);
 
     let established = tcp_frame(SocketAddrV4::new(Ipv4Addr::new(172, 18, 0, 1), 40000), vip, ACK);

@@ -46,11 +46,7 @@ pub fn build(size: u32, backends: &[MaglevBackend], previous: Option<&[u32]>) ->
     let before: HashSet<u32> = previous.iter().copied().filter(|&id| id != EMPTY).collect();
     let now: HashSet<u32> = backends.iter().map(|b| b.id).collect();
     let survivor = |id: u32| before.contains(&id) && now.contains(&id);
-    fresh
-        .iter()
-        .zip(previous)
-        .map(|(&new, &old)| if survivor(old) && survivor(new) { old } else { new })
-        .collect()
+    fresh.iter().zip(previous).map(|(&new, &old)| if survivor(old) && survivor(new) { old } else { new }).collect()
 }
 
 fn fresh(size: u32, backends: &[MaglevBackend]) -> Vec<u32> {

@@ -55,12 +55,12 @@ pub mod netns;
 mod pins;
 mod service;
 mod stats;
-pub mod topology;
 mod testrun;
+pub mod topology;
 
 pub use balancer::{AttachMode, Attached, LoadBalancer, LoadOptions, MAP_NAMES, SHARED_MAPS, default_pin_dir};
-pub use pins::{detach_pinned, remove_shared_pins};
 pub use error::LbError;
+pub use pins::{detach_pinned, remove_shared_pins};
 pub use service::{BackendView, Frontend, Proto, Service, ServiceKind, ServiceView};
 pub use stats::Stats;
 

@@ -13,10 +13,8 @@ use super::error::{LbError, Result};
 /// Runs `f` on a new thread whose network namespace is the one at `netns` (e.g.
 /// `/run/netns/NAME` or `/proc/PID/ns/net`).
 pub fn in_netns<T: Send>(netns: &Path, f: impl FnOnce() -> T + Send) -> Result<T> {
-    let file = File::open(netns).map_err(|cause| LbError::Io {
-        what: format!("opening network namespace {}", netns.display()),
-        cause,
-    })?;
+    let file = File::open(netns)
+        .map_err(|cause| LbError::Io { what: format!("opening network namespace {}", netns.display()), cause })?;
     std::thread::scope(|s| {
         s.spawn(move || {
             setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| LbError::Io {
@@ -50,7 +48,18 @@ pub fn in_scratch_netns<T: Send>(f: impl FnOnce(u32) -> T + Send) -> Result<T> {
                 &["ip", "link", "set", "lbin", "up"],
                 &["ip", "link", "set", "lbout", "up"],
                 &["ip", "addr", "add", "192.168.50.1/24", "dev", "lbin"],
-                &["ip", "neigh", "add", "192.168.50.2", "lladdr", "02:00:00:00:00:02", "dev", "lbin", "nud", "permanent"],
+                &[
+                    "ip",
+                    "neigh",
+                    "add",
+                    "192.168.50.2",
+                    "lladdr",
+                    "02:00:00:00:00:02",
+                    "dev",
+                    "lbin",
+                    "nud",
+                    "permanent",
+                ],
                 &["ip", "route", "add", "10.1.0.0/16", "via", "192.168.50.2", "dev", "lbin"],
             ];
             for args in steps {

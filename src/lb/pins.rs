@@ -22,8 +22,9 @@ pub(crate) fn ensure_bpffs(dir: &Path) -> Result<()> {
     }
     let root = Path::new("/sys/fs/bpf");
     if dir.starts_with(root) && !on_bpffs(root) {
-        nix::mount::mount(Some("bpf"), root, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
-            .map_err(|e| LbError::Io { what: format!("mounting a bpf filesystem on {}", root.display()), cause: e.into() })?;
+        nix::mount::mount(Some("bpf"), root, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>).map_err(|e| {
+            LbError::Io { what: format!("mounting a bpf filesystem on {}", root.display()), cause: e.into() }
+        })?;
         return Ok(());
     }
     Err(LbError::Invalid(format!(
@@ -78,4 +79,3 @@ pub fn detach_pinned(pin_dir: &Path) -> Result<()> {
     }
     Ok(())
 }
-

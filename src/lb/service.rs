@@ -56,7 +56,8 @@ pub enum ServiceKind {
 }
 
 impl ServiceKind {
-    const ALL: [ServiceKind; 4] = [ServiceKind::ClusterIp, ServiceKind::NodePort, ServiceKind::LoadBalancer, ServiceKind::ExternalIps];
+    const ALL: [ServiceKind; 4] =
+        [ServiceKind::ClusterIp, ServiceKind::NodePort, ServiceKind::LoadBalancer, ServiceKind::ExternalIps];
 
     fn from_raw(raw: u32) -> ServiceKind {
         Self::ALL.get(raw as usize).copied().unwrap_or_default()
@@ -81,10 +82,9 @@ impl fmt::Display for ServiceKind {
 impl FromStr for ServiceKind {
     type Err = LbError;
     fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.to_string().eq_ignore_ascii_case(s))
-            .ok_or_else(|| LbError::Invalid(format!("unknown service type {s:?} (ClusterIP, NodePort, LoadBalancer, ExternalIPs)")))
+        Self::ALL.into_iter().find(|k| k.to_string().eq_ignore_ascii_case(s)).ok_or_else(|| {
+            LbError::Invalid(format!("unknown service type {s:?} (ClusterIP, NodePort, LoadBalancer, ExternalIPs)"))
+        })
     }
 }
 
@@ -108,9 +108,8 @@ impl FromStr for Frontend {
             "udp" => Proto::Udp,
             other => return Err(LbError::Invalid(format!("unknown protocol {other:?} in {s:?} (tcp or udp)"))),
         };
-        let sa: SocketAddrV4 = addr
-            .parse()
-            .map_err(|_| LbError::Invalid(format!("{s:?} is not IPV4:PORT[/tcp|/udp]")))?;
+        let sa: SocketAddrV4 =
+            addr.parse().map_err(|_| LbError::Invalid(format!("{s:?} is not IPV4:PORT[/tcp|/udp]")))?;
         Ok(Frontend { vip: *sa.ip(), port: sa.port(), proto })
     }
 }
@@ -183,7 +182,11 @@ impl LoadBalancer {
 
         let mut members = Vec::new();
         for addr in &unique {
-            members.push(MaglevBackend { id: self.backend_id(*addr, &old_ids)?, addr: addr_be(*addr.ip()), port: port_be(addr.port()) });
+            members.push(MaglevBackend {
+                id: self.backend_id(*addr, &old_ids)?,
+                addr: addr_be(*addr.ip()),
+                port: port_be(addr.port()),
+            });
         }
         let table = maglev::build(self.maglev_size, &members, previous.as_deref());
         self.write_row(id, &table, previous.as_deref())?;
@@ -330,9 +333,9 @@ impl LoadBalancer {
         for item in self.maps.services.iter() {
             used.insert(item.map_err(map_err("reading services"))?.1.id);
         }
-        (0..self.max_services)
-            .find(|id| !used.contains(id))
-            .ok_or_else(|| LbError::Full(format!("all {} service slots are used (see --max-services)", self.max_services)))
+        (0..self.max_services).find(|id| !used.contains(id)).ok_or_else(|| {
+            LbError::Full(format!("all {} service slots are used (see --max-services)", self.max_services))
+        })
     }
 
     /// The id of backend `addr`: its existing one, else a never-used one, else one whose

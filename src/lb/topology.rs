@@ -65,12 +65,16 @@ impl Drop for Server {
 }
 
 fn run(args: &[&str]) -> Result<()> {
-    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|cause| LbError::Io {
-        what: format!("running {}", args[0]),
-        cause,
-    })?;
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|cause| LbError::Io { what: format!("running {}", args[0]), cause })?;
     if !out.status.success() {
-        return Err(LbError::Invalid(format!("`{}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(LbError::Invalid(format!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     Ok(())
 }
@@ -142,11 +146,8 @@ impl Topology {
     /// The DNAT baseline: an nftables rule in the LB namespace spreading the VIP over
     /// `backends` (random, like the XDP program's hash), the same job as the XDP LB.
     pub fn nft_dnat(&self, backends: &[usize]) -> Result<()> {
-        let map: Vec<String> = backends
-            .iter()
-            .enumerate()
-            .map(|(k, &i)| format!("{k} : {}", Self::backend(i).ip()))
-            .collect();
+        let map: Vec<String> =
+            backends.iter().enumerate().map(|(k, &i)| format!("{k} : {}", Self::backend(i).ip())).collect();
         let rules = format!(
             "table ip tutor_lb_bench {{\n chain pre {{\n  type nat hook prerouting priority dstnat;\n  ip daddr {} tcp dport {} dnat to numgen random mod {} map {{ {} }} : {}\n }}\n}}\n",
             VIP.ip(),
@@ -257,7 +258,13 @@ pub enum Workload {
 
 /// Requests/s through `to` from `clients` concurrent loops for `duration` (inside the client
 /// namespace). Returns (completed, failed, requests per second).
-pub fn load(topo: &Topology, to: SocketAddrV4, workload: Workload, clients: usize, duration: Duration) -> Result<(u64, u64, f64)> {
+pub fn load(
+    topo: &Topology,
+    to: SocketAddrV4,
+    workload: Workload,
+    clients: usize,
+    duration: Duration,
+) -> Result<(u64, u64, f64)> {
     topo.in_client(|| {
         let start = Instant::now();
         let results: Vec<(u64, u64)> = std::thread::scope(|s| {
@@ -271,7 +278,8 @@ pub fn load(topo: &Topology, to: SocketAddrV4, workload: Workload, clients: usiz
                                 Workload::ConnectionPerRequest => request(to).map(drop),
                                 Workload::KeepAlive => {
                                     if conn.is_none() {
-                                        conn = TcpStream::connect_timeout(&SocketAddr::V4(to), Duration::from_secs(2)).ok();
+                                        conn = TcpStream::connect_timeout(&SocketAddr::V4(to), Duration::from_secs(2))
+                                            .ok();
                                         if let Some(c) = &conn {
                                             let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
                                             let _ = c.set_nodelay(true);

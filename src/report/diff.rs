@@ -16,12 +16,8 @@ fn with_newline(s: &str) -> String {
 /// `--- expected (source)` / `+++ actual`, then hunks whose lines carry `old new │` numbers.
 pub fn unified(m: &Mismatch, colour: bool) -> String {
     let style = |s: Style| if colour { s.force_styling(true) } else { Style::new() };
-    let (del, ins, head, dim) = (
-        style(Style::new().red()),
-        style(Style::new().green()),
-        style(Style::new().cyan()),
-        style(Style::new().dim()),
-    );
+    let (del, ins, head, dim) =
+        (style(Style::new().red()), style(Style::new().green()), style(Style::new().cyan()), style(Style::new().dim()));
     let (expected, actual) = (with_newline(&m.expected), with_newline(&m.actual));
     let diff = TextDiff::from_lines(&expected, &actual);
     let mut out = String::new();

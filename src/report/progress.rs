@@ -97,7 +97,11 @@ impl Reporter for Human {
         match event {
             Event::TutorialStarted { tutorial, backend } => {
                 let title = tutorial.front.title.as_deref().unwrap_or(&tutorial.stem);
-                let text = format!("{} {}", style(title).bold(), style(format!("({}, {backend} backend)", tutorial.path.display())).dim());
+                let text = format!(
+                    "{} {}",
+                    style(title).bold(),
+                    style(format!("({}, {backend} backend)", tutorial.path.display())).dim()
+                );
                 self.print(tutorial, &text);
             }
             Event::StepStarted { tutorial, step } => {

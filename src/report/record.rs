@@ -107,8 +107,7 @@ impl RunRecord {
     pub fn read(path: &Path) -> Result<RunRecord, RecordError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| RecordError::Read { path: path.display().to_string(), source })?;
-        serde_json::from_str(&text)
-            .map_err(|source| RecordError::Parse { path: path.display().to_string(), source })
+        serde_json::from_str(&text).map_err(|source| RecordError::Parse { path: path.display().to_string(), source })
     }
 }
 

@@ -7,13 +7,7 @@ use crate::runner::Counts;
 /// `N passed, N failed, N skipped` (errors count as failed and are named when present).
 pub fn closing_line(c: Counts, took: Duration) -> String {
     let errors = if c.errors > 0 { format!(" ({} errored)", c.errors) } else { String::new() };
-    format!(
-        "{} passed, {} failed{errors}, {} skipped in {}",
-        c.passed,
-        c.failed + c.errors,
-        c.skipped,
-        duration(took)
-    )
+    format!("{} passed, {} failed{errors}, {} skipped in {}", c.passed, c.failed + c.errors, c.skipped, duration(took))
 }
 
 /// `12ms`, `3.4s`, `2m05s`.

@@ -102,13 +102,7 @@ fn render<'b>(env: &Env<'_>, block: &'b Block) -> Result<Work<'b>, String> {
 }
 
 fn result(block: &Block, status: Status, reason: Option<String>, start: Instant) -> BlockResult {
-    BlockResult {
-        status,
-        reason,
-        duration: start.elapsed(),
-        tries: 1,
-        ..BlockResult::skipped(block, "")
-    }
+    BlockResult { status, reason, duration: start.elapsed(), tries: 1, ..BlockResult::skipped(block, "") }
 }
 
 /// Run `block` to its verdict.
@@ -240,7 +234,13 @@ fn verdict(
 }
 
 /// Update mode: make what the block printed its new expectation. Returns whether it changed.
-fn record(env: &Env<'_>, session: &mut Session, block: &Block, work: &Work<'_>, attempt: &Attempt) -> Result<bool, String> {
+fn record(
+    env: &Env<'_>,
+    session: &mut Session,
+    block: &Block,
+    work: &Work<'_>,
+    attempt: &Attempt,
+) -> Result<bool, String> {
     let recorded = attempt.normalized.as_deref().unwrap_or(&attempt.output);
     match work {
         Work::Shell { expected, .. } => {

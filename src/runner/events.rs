@@ -6,14 +6,38 @@ use crate::backend::BackendKind;
 use crate::tutorial::{Block, Step, Tutorial};
 
 pub enum Event<'a> {
-    TutorialStarted { tutorial: &'a Tutorial, backend: BackendKind },
-    StepStarted { tutorial: &'a Tutorial, step: &'a Step },
-    BlockStarted { tutorial: &'a Tutorial, step: &'a Step, block: &'a Block },
+    TutorialStarted {
+        tutorial: &'a Tutorial,
+        backend: BackendKind,
+    },
+    StepStarted {
+        tutorial: &'a Tutorial,
+        step: &'a Step,
+    },
+    BlockStarted {
+        tutorial: &'a Tutorial,
+        step: &'a Step,
+        block: &'a Block,
+    },
     /// A `retry=` block did not match yet and runs again.
-    BlockRetrying { tutorial: &'a Tutorial, block: &'a Block, tries: u32 },
-    BlockFinished { tutorial: &'a Tutorial, step: &'a Step, result: &'a BlockResult },
-    StepFinished { tutorial: &'a Tutorial, result: &'a StepResult },
-    TutorialFinished { tutorial: &'a Tutorial, result: &'a TutorialResult },
+    BlockRetrying {
+        tutorial: &'a Tutorial,
+        block: &'a Block,
+        tries: u32,
+    },
+    BlockFinished {
+        tutorial: &'a Tutorial,
+        step: &'a Step,
+        result: &'a BlockResult,
+    },
+    StepFinished {
+        tutorial: &'a Tutorial,
+        result: &'a StepResult,
+    },
+    TutorialFinished {
+        tutorial: &'a Tutorial,
+        result: &'a TutorialResult,
+    },
 }
 
 pub trait Reporter: Send + Sync {

@@ -196,11 +196,16 @@ mod tests {
     #[test]
     fn console_transcript_interleaves_prompts_and_outputs() {
         let cmds = [cmd(3, "echo a"), cmd(5, "printf b")];
-        let runs = [
-            CommandRun { output: "a\n".into(), status: Some(0) },
-            CommandRun { output: "b".into(), status: Some(0) },
-        ];
-        let a = console(&obs("", Some(0), false), &cmds, &prompts(&cmds), &runs, "$ echo a\na\n$ printf b\nb\n", &rules(0, false, &matcher()));
+        let runs =
+            [CommandRun { output: "a\n".into(), status: Some(0) }, CommandRun { output: "b".into(), status: Some(0) }];
+        let a = console(
+            &obs("", Some(0), false),
+            &cmds,
+            &prompts(&cmds),
+            &runs,
+            "$ echo a\na\n$ printf b\nb\n",
+            &rules(0, false, &matcher()),
+        );
         assert_eq!((a.problem, a.matched), (None, Some(true)));
     }
 
@@ -211,26 +216,35 @@ mod tests {
             CommandRun { output: String::new(), status: Some(1) },
             CommandRun { output: String::new(), status: Some(2) },
         ];
-        let a = console(&obs("", Some(2), false), &cmds, &prompts(&cmds), &runs, "$ false\n$ exit 2\n", &rules(2, false, &matcher()));
+        let a = console(
+            &obs("", Some(2), false),
+            &cmds,
+            &prompts(&cmds),
+            &runs,
+            "$ false\n$ exit 2\n",
+            &rules(2, false, &matcher()),
+        );
         assert_eq!(a.problem, Some((Status::Failed, "`false` (line 3) exited with status 1".into())));
         let runs = [
             CommandRun { output: String::new(), status: Some(0) },
             CommandRun { output: String::new(), status: Some(2) },
         ];
-        let a = console(&obs("", Some(2), false), &cmds, &prompts(&cmds), &runs, "$ false\n$ exit 2\n", &rules(0, false, &matcher()));
-        assert_eq!(
-            a.problem,
-            Some((Status::Failed, "`exit 2` (line 4) exited with status 2, expected 0".into()))
+        let a = console(
+            &obs("", Some(2), false),
+            &cmds,
+            &prompts(&cmds),
+            &runs,
+            "$ false\n$ exit 2\n",
+            &rules(0, false, &matcher()),
         );
+        assert_eq!(a.problem, Some((Status::Failed, "`exit 2` (line 4) exited with status 2, expected 0".into())));
     }
 
     #[test]
     fn console_command_that_never_ran() {
         let cmds = [cmd(3, "exit 0"), cmd(4, "echo never")];
-        let runs = [
-            CommandRun { output: String::new(), status: Some(0) },
-            CommandRun { output: String::new(), status: None },
-        ];
+        let runs =
+            [CommandRun { output: String::new(), status: Some(0) }, CommandRun { output: String::new(), status: None }];
         let a = console(&obs("", Some(0), false), &cmds, &prompts(&cmds), &runs, "", &rules(0, false, &matcher()));
         assert_eq!(a.problem, Some((Status::Failed, "`echo never` (line 4) did not run".into())));
     }

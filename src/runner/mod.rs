@@ -14,12 +14,12 @@ pub mod outcome;
 pub mod preflight;
 pub mod script;
 mod steps;
-mod transcript;
-mod update;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]
 mod tests;
+mod transcript;
+mod update;
 
 use std::path::PathBuf;
 use std::sync::Arc;

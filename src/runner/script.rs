@@ -109,11 +109,7 @@ mod tests {
     use std::process::Command;
 
     fn bash(script: &str, cwd: &std::path::Path) -> (String, Option<i32>) {
-        let out = Command::new("bash")
-            .args(["--noprofile", "--norc", "-c", script])
-            .current_dir(cwd)
-            .output()
-            .unwrap();
+        let out = Command::new("bash").args(["--noprofile", "--norc", "-c", script]).current_dir(cwd).output().unwrap();
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
         (text, out.status.code())
@@ -146,7 +142,8 @@ mod tests {
     fn state_is_saved_even_when_the_block_fails() {
         let dir = tempfile::tempdir().unwrap();
         let state_file = dir.path().join("s/host.sh").display().to_string();
-        let (_, code) = bash(&shell("export A=1\nfalse\necho never", &State { path: &state_file, fresh: true }), dir.path());
+        let (_, code) =
+            bash(&shell("export A=1\nfalse\necho never", &State { path: &state_file, fresh: true }), dir.path());
         assert_eq!(code, Some(1), "set -e stops at `false` and keeps its status");
         let (out, _) = bash(&shell("echo $A", &State { path: &state_file, fresh: false }), dir.path());
         assert_eq!(out, "1\n");

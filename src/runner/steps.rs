@@ -63,13 +63,8 @@ pub async fn run(
     cancel: Cancel,
 ) -> StepsOutcome {
     let guard = backend.read().await;
-    let env = Env {
-        plan: &plan,
-        backend: guard.as_ref(),
-        update: opts.update,
-        cancel: &cancel,
-        reporter: reporter.as_ref(),
-    };
+    let env =
+        Env { plan: &plan, backend: guard.as_ref(), update: opts.update, cancel: &cancel, reporter: reporter.as_ref() };
     let tutorial = &plan.tutorial;
     let mut session = Session::new();
     let mut stop: Option<&str> = None;

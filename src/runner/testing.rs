@@ -78,10 +78,7 @@ pub fn tutorial(steps: &[&[&str]]) -> Tutorial {
             .iter()
             .enumerate()
             .map(|(s, cmds)| {
-                cmds.iter()
-                    .enumerate()
-                    .map(|(b, c)| console(&format!("s{}-{}", s + 1, b + 1), &[(c, "")]))
-                    .collect()
+                cmds.iter().enumerate().map(|(b, c)| console(&format!("s{}-{}", s + 1, b + 1), &[(c, "")])).collect()
             })
             .collect(),
     )

@@ -120,7 +120,9 @@ async fn timeout_kills_the_process_group_and_is_an_error() {
 async fn retry_runs_until_the_output_matches() {
     let counter = tempfile::NamedTempFile::new().unwrap();
     let path = counter.path().display();
-    let cmd = format!("n=$(( $(cat {path} 2>/dev/null || echo 0) + 1 )); echo $n > {path}; [ $n -ge 3 ] && echo ready || echo 'not yet'");
+    let cmd = format!(
+        "n=$(( $(cat {path} 2>/dev/null || echo 0) + 1 )); echo $n > {path}; [ $n -ge 3 ] && echo ready || echo 'not yet'"
+    );
     let mut t = with_steps(vec![vec![console("converge", &[(&cmd, "ready")])]]);
     t.steps[0].blocks[0].attrs.retry = Some(Duration::from_secs(20));
     let r = go(t, RunOptions::default()).await;
@@ -146,7 +148,10 @@ async fn bg_blocks_run_alongside_and_are_stopped_at_the_end() {
     let pidfile = dir.path().join("pid");
     let mut server = shell("server", &format!("echo $$ > {}; exec sleep 1000", pidfile.display()));
     server.attrs.bg = true;
-    let wait = format!("for i in $(seq 100); do [ -s {0} ] && break; sleep 0.05; done; kill -0 $(cat {0}) && echo up", pidfile.display());
+    let wait = format!(
+        "for i in $(seq 100); do [ -s {0} ] && break; sleep 0.05; done; kill -0 $(cat {0}) && echo up",
+        pidfile.display()
+    );
     let t = with_steps(vec![vec![server, console("check", &[(&wait, "up")])]]);
     let r = go(t, RunOptions::default()).await;
     assert_eq!(statuses(&r), vec![("server".into(), Status::Passed), ("check".into(), Status::Passed)], "{r:#?}");
@@ -282,9 +287,10 @@ async fn down_is_called_even_when_the_backend_panics() {
     for at in ["up", "exec"] {
         let downs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let snaps = tempfile::tempdir().unwrap();
-        let mut p = prepare(tutorial(&[&["true"]]), Some(BackendKind::Host), None, StepRange::default(), Some(snaps.path()))
-            .ok()
-            .unwrap();
+        let mut p =
+            prepare(tutorial(&[&["true"]]), Some(BackendKind::Host), None, StepRange::default(), Some(snaps.path()))
+                .ok()
+                .unwrap();
         p.backend = Box::new(Panicky { at, downs: downs.clone() });
         let r = run_all(vec![p], RunOptions { jobs: 1, ..Default::default() }, Arc::new(Silent), Cancel::default())
             .await

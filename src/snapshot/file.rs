@@ -41,9 +41,8 @@ pub fn read(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
 
 pub fn parse(path: &Path, text: &str) -> Result<Snapshot, SnapshotError> {
     let corrupt = |line: usize, message: String| SnapshotError::Corrupt { path: path.to_path_buf(), line, message };
-    let rest = text
-        .strip_prefix("---\n")
-        .ok_or_else(|| corrupt(1, "expected a `---` line opening the header".into()))?;
+    let rest =
+        text.strip_prefix("---\n").ok_or_else(|| corrupt(1, "expected a `---` line opening the header".into()))?;
     let close = rest
         .match_indices("---\n")
         .find(|(i, _)| *i == 0 || rest.as_bytes()[i - 1] == b'\n')
@@ -93,7 +92,9 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for (body, cmd) in [("hello\n", "echo hello"), ("", "true"), ("no newline", "a\nb: c\n"), ("---\nx\n", "echo '---'")] {
+        for (body, cmd) in
+            [("hello\n", "echo hello"), ("", "true"), ("no newline", "a\nb: c\n"), ("---\nx\n", "echo '---'")]
+        {
             let s = snap(body, cmd);
             let text = render(&s);
             assert_eq!(parse(Path::new("x.snap"), &text).unwrap(), Snapshot { body: body.into(), ..s });

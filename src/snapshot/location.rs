@@ -13,10 +13,7 @@ pub fn snapshot_dir(tutorial: &Tutorial, override_dir: Option<&Path>) -> PathBuf
     }
     let abs = std::path::absolute(&tutorial.path).unwrap_or_else(|_| tutorial.path.clone());
     let start = abs.parent().unwrap_or(Path::new("."));
-    let root = start
-        .ancestors()
-        .find(|dir| dir.join("snapshots").is_dir())
-        .unwrap_or(start);
+    let root = start.ancestors().find(|dir| dir.join("snapshots").is_dir()).unwrap_or(start);
     root.join("snapshots").join(&tutorial.stem)
 }
 

@@ -236,7 +236,10 @@ fn align(pats: &[Pattern], acts: &[&str]) -> Vec<(usize, usize)> {
     }
     let (mut i, mut j, mut out) = (0, 0, Vec::new());
     while i < n && j < m {
-        if !matches!(pats[i], Pattern::AnyLines) && line_matches(&pats[i], acts[j]) && len[i][j] == len[i + 1][j + 1] + 1 {
+        if !matches!(pats[i], Pattern::AnyLines)
+            && line_matches(&pats[i], acts[j])
+            && len[i][j] == len[i + 1][j + 1] + 1
+        {
             out.push((i, j));
             i += 1;
             j += 1;

@@ -19,9 +19,7 @@ pub fn parse_info(info: &str) -> Result<(String, Attributes, bool), String> {
     let inner = rest
         .strip_prefix('{')
         .ok_or_else(|| format!("expected `{{` to open the attribute list after `{lang}`, found `{rest}`"))?;
-    let inner = inner
-        .strip_suffix('}')
-        .ok_or_else(|| format!("attribute list `{rest}` is not closed with `}}`"))?;
+    let inner = inner.strip_suffix('}').ok_or_else(|| format!("attribute list `{rest}` is not closed with `}}`"))?;
     if inner.contains(['{', '}']) {
         return Err(format!("malformed attribute list `{rest}`: nested braces"));
     }

@@ -9,15 +9,16 @@ use super::error::TutorialError;
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, TutorialError> {
     let mut out = Vec::new();
     for path in paths {
-        let meta = std::fs::metadata(path).map_err(|e| TutorialError::Path {
-            path: path.clone(),
-            message: format!("cannot open: {e}"),
-        })?;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| TutorialError::Path { path: path.clone(), message: format!("cannot open: {e}") })?;
         if meta.is_dir() {
             let before = out.len();
             walk(path, &mut out)?;
             if out.len() == before {
-                return Err(TutorialError::Path { path: path.clone(), message: "no Markdown tutorials (*.md) in this folder".into() });
+                return Err(TutorialError::Path {
+                    path: path.clone(),
+                    message: "no Markdown tutorials (*.md) in this folder".into(),
+                });
             }
         } else if is_markdown(path) {
             out.push(path.clone());
@@ -37,7 +38,8 @@ fn is_markdown(p: &Path) -> bool {
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), TutorialError> {
     let io = |e| TutorialError::Io { path: dir.to_path_buf(), source: e };
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).map_err(io)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(dir).map_err(io)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {

@@ -45,9 +45,7 @@ pub fn parse(path: &Path, yaml: &str) -> Result<FrontMatter, TutorialError> {
             TutorialError::at(path, line, format!("front matter: {e}"))
         })?
     };
-    let line_of = |key: &str| {
-        yaml.lines().position(|l| l.starts_with(&format!("{key}:"))).map(|i| i + 2).unwrap_or(1)
-    };
+    let line_of = |key: &str| yaml.lines().position(|l| l.starts_with(&format!("{key}:"))).map(|i| i + 2).unwrap_or(1);
     let backend = match raw.backend {
         Some(b) => Some(b.parse().map_err(|m: String| TutorialError::at(path, line_of("backend"), m))?),
         None => None,

@@ -17,7 +17,7 @@ pub use parse::{parse_str, slugify};
 
 /// Read and parse one tutorial file.
 pub fn parse_file(path: &Path) -> Result<Tutorial, TutorialError> {
-    let source = std::fs::read_to_string(path)
-        .map_err(|e| TutorialError::Io { path: path.to_path_buf(), source: e })?;
+    let source =
+        std::fs::read_to_string(path).map_err(|e| TutorialError::Io { path: path.to_path_buf(), source: e })?;
     parse_str(path, &source)
 }

@@ -133,9 +133,11 @@ fn make_block(path: &Path, src: &str, lines: &Lines, b: OpenBlock) -> Result<Opt
     let line = lines.line(b.start);
     let err = |m: String| TutorialError::at(path, line, m);
     let (lang, attrs, had_braces) = parse_info(&b.info).map_err(&err)?;
-    let body_start = b.span.as_ref().map(|s| s.start).unwrap_or_else(|| {
-        b.start + src[b.start..].find('\n').map(|i| i + 1).unwrap_or(src.len() - b.start)
-    });
+    let body_start = b
+        .span
+        .as_ref()
+        .map(|s| s.start)
+        .unwrap_or_else(|| b.start + src[b.start..].find('\n').map(|i| i + 1).unwrap_or(src.len() - b.start));
     let body_span = b.span.clone().unwrap_or(body_start..body_start);
     let body_line = lines.line(body_start);
     let kind = if let Some(name) = &attrs.file {
@@ -152,8 +154,7 @@ fn make_block(path: &Path, src: &str, lines: &Lines, b: OpenBlock) -> Result<Opt
         }
         return Ok(None);
     } else if lang == "console" {
-        let commands = console::parse(&b.text, body_line)
-            .map_err(|(l, m)| TutorialError::at(path, l.max(line), m))?;
+        let commands = console::parse(&b.text, body_line).map_err(|(l, m)| TutorialError::at(path, l.max(line), m))?;
         BlockKind::Console(commands)
     } else {
         BlockKind::Shell
@@ -261,13 +262,19 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_the_line() {
-        assert_eq!(err("## S\n\n```sh {colour=red}\nx\n```\n"), "t.md:3: unknown attribute `colour` (known: id, on, retry, timeout, exit, bg, backend, skip, hidden, file)");
+        assert_eq!(
+            err("## S\n\n```sh {colour=red}\nx\n```\n"),
+            "t.md:3: unknown attribute `colour` (known: id, on, retry, timeout, exit, bg, backend, skip, hidden, file)"
+        );
         assert!(err("## S\n```sh {on=x\n```\n").starts_with("t.md:2: attribute list"));
-        assert!(err("## S\n\n```sh\necho\n").starts_with("t.md:3: code fence `" ));
+        assert!(err("## S\n\n```sh\necho\n").starts_with("t.md:3: code fence `"));
         assert!(err("## S\n```console\nhello\n```\n").starts_with("t.md:3: console block: output before"));
         assert!(err("## S\n```console\n```\n").contains("no `$ command`"));
         assert!(err("## S\n```sh {retry=abc}\n```\n").starts_with("t.md:2: invalid duration `abc`"));
-        assert_eq!(err("## S\n```sh {id=a}\n```\n```sh {id=a}\n```\n"), "t.md:4: duplicate block id `a` (first used on line 2)");
+        assert_eq!(
+            err("## S\n```sh {id=a}\n```\n```sh {id=a}\n```\n"),
+            "t.md:4: duplicate block id `a` (first used on line 2)"
+        );
         assert!(err("## S\n```yaml {on=x}\n```\n").contains("blocks are prose"));
         assert!(err("## S\n```yaml {file=a on=x}\n```\n").contains("`on` does not apply"));
         assert!(err("## S\n```yaml {file=../a}\n```\n").contains("relative path"));

@@ -26,7 +26,8 @@ const NFT_VIP: &str = "172.18.250.200";
 
 fn host_netns(lab: &Lab) -> PathBuf {
     let info: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("/run/tutor/labs/{}/lab.json", lab.name)).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(format!("/run/tutor/labs/{}/lab.json", lab.name)).unwrap())
+            .unwrap();
     PathBuf::from(format!("/proc/{}/task/{}/ns/net", info["pid"], info["host_tid"]))
 }
 
@@ -78,13 +79,26 @@ fn main() {
     let lab = Lab::up(&format!("lbrps{}", std::process::id()), Some("kind-config.yaml"));
     lab.sh("host", "helm install -n kube-system cilium cilium/cilium -f cilium-lb.yaml >/dev/null && kubectl apply -f http-sw-app.yaml -f deathstar-svc.yaml -f cilium-lbsvc-pool.yaml -f cilium-l2-policy.yaml >/dev/null").ok();
     // The announcing node, from the MAC the lab host resolved the VIP to (02:42:ac:12:00:0N).
-    let neigh = lab.sh("host", &format!("curl -sf -XPOST {VIP}/v1/request-landing >/dev/null && ip neigh show {VIP}")).ok();
-    let last = u8::from_str_radix(neigh.split("lladdr ").nth(1).unwrap().split_whitespace().next().unwrap().rsplit(':').next().unwrap(), 16).unwrap();
+    let neigh =
+        lab.sh("host", &format!("curl -sf -XPOST {VIP}/v1/request-landing >/dev/null && ip neigh show {VIP}")).ok();
+    let last = u8::from_str_radix(
+        neigh.split("lladdr ").nth(1).unwrap().split_whitespace().next().unwrap().rsplit(':').next().unwrap(),
+        16,
+    )
+    .unwrap();
     let node_ip = format!("172.18.0.{last}");
     let nodes = lab.sh("host", "kubectl get nodes -o wide").ok();
-    let node = nodes.lines().find(|l| l.contains(&format!(" {node_ip} "))).unwrap().split_whitespace().next().unwrap().to_string();
+    let node = nodes
+        .lines()
+        .find(|l| l.contains(&format!(" {node_ip} ")))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
     let pods = lab.sh("host", "kubectl get pods -o wide").ok();
-    let ips: Vec<&str> = pods.lines().filter(|l| l.starts_with("deathstar-")).map(|l| l.split_whitespace().nth(5).unwrap()).collect();
+    let ips: Vec<&str> =
+        pods.lines().filter(|l| l.starts_with("deathstar-")).map(|l| l.split_whitespace().nth(5).unwrap()).collect();
     let nft = format!(
         "table ip bench_kube_proxy {{\n chain pre {{ type nat hook prerouting priority dstnat; policy accept;\n  ip daddr {NFT_VIP} tcp dport 80 meta mark set 0x4000 dnat to numgen random mod 2 map {{ 0 : {}, 1 : {} }} : 80\n }}\n chain post {{ type nat hook postrouting priority srcnat; policy accept;\n  meta mark 0x4000 masquerade\n }}\n}}\n",
         ips[0], ips[1]
@@ -95,7 +109,10 @@ fn main() {
     let _ = std::fs::remove_file(&file);
     lab.sh("host", &format!("ip route add {NFT_VIP}/32 via {node_ip}")).ok();
     let mode = lab.sh(&node, "ip addr show eth0 | grep -o 'xdp[a-z]*/id:[0-9]*' || true").ok();
-    println!("lab_lb_rps: announcer {node} ({node_ip}), XDP {}, {CLIENTS} clients, {ROUNDS} rounds of {ROUND:?}", mode.trim());
+    println!(
+        "lab_lb_rps: announcer {node} ({node_ip}), XDP {}, {CLIENTS} clients, {ROUNDS} rounds of {ROUND:?}",
+        mode.trim()
+    );
 
     let mut failed = 0;
     let mut rounds = |ip: &str, nft: &mut Vec<f64>| -> Vec<f64> {
@@ -119,7 +136,8 @@ fn main() {
     let generic = rounds(VIP, &mut kp_generic);
     let show = |v: &[f64]| v.iter().map(|r| r.round()).collect::<Vec<_>>();
     let label = |what: &str, m: &str| format!("{what} ({})", m.trim());
-    let line = |what: String, v: &[f64]| println!("  {what:<44}: {:>8.0} req/s  rounds {:?}", median(v.to_vec()), show(v));
+    let line =
+        |what: String, v: &[f64]| println!("  {what:<44}: {:>8.0} req/s  rounds {:?}", median(v.to_vec()), show(v));
     line(label("XDP LB native", &mode), &native);
     line("nftables DNAT + masquerade, beside native".into(), &kp_native);
     line(label("XDP LB generic", &generic_mode), &generic);

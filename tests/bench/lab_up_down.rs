@@ -14,7 +14,12 @@ const TARGET: Duration = Duration::from_secs(2);
 
 fn run(cmd: &mut Command) {
     let o = cmd.output().expect("spawn");
-    assert!(o.status.success(), "{cmd:?}: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 fn lab_once(tutor: &str, fixtures: &Path, name: &str) -> Duration {
@@ -60,5 +65,9 @@ fn main() {
     println!("lab up + cilium + 4 pods + down (3 nodes), median of {RUNS}: {:.1} ms", l.as_secs_f64() * 1e3);
     println!("baseline: 8 netns + 7 veth by hand with ip, median of {RUNS}:   {:.1} ms", b.as_secs_f64() * 1e3);
     println!("ratio lab / baseline: {:.2}", l.as_secs_f64() / b.as_secs_f64());
-    println!("ratio lab / target (2 s): {:.3}  {}", l.as_secs_f64() / TARGET.as_secs_f64(), if l < TARGET { "OK" } else { "TOO SLOW" });
+    println!(
+        "ratio lab / target (2 s): {:.3}  {}",
+        l.as_secs_f64() / TARGET.as_secs_f64(),
+        if l < TARGET { "OK" } else { "TOO SLOW" }
+    );
 }

@@ -79,8 +79,10 @@ fn main() {
     println!("  tutor run (host backend)      {:>9.1} ms  ({:.2} ms/block)", ms(t), ms(t) / BLOCKS as f64);
     println!("  one bash script (baseline)    {:>9.1} ms", ms(b));
     println!("  {BLOCKS} x bash -c (process floor) {:>9.1} ms  ({:.2} ms/block)", ms(p), ms(p) / BLOCKS as f64);
-    println!("  tutor overhead per block      {overhead:>9.2} ms   (target < {TARGET_MS} ms: {})",
-        if overhead < TARGET_MS { "met" } else { "NOT met" });
+    println!(
+        "  tutor overhead per block      {overhead:>9.2} ms   (target < {TARGET_MS} ms: {})",
+        if overhead < TARGET_MS { "met" } else { "NOT met" }
+    );
     println!("  ratio tutor / one bash script {:>9.1}x", ms(t) / ms(b));
     println!("  ratio tutor / process floor   {:>9.2}x", ms(t) / ms(p));
 }

@@ -84,7 +84,10 @@ impl Book {
             "[book]\ntitle = \"Fixture book\"\nsrc = \"tutorials\"\n[build]\ncreate-missing = false\n\
              [preprocessor.tutor]\ncommand = \"tutor book preprocess\"\nhide-backends = [\"lab\"]\n",
         );
-        write("tutorials/SUMMARY.md", "# Summary\n\n[Introduction](README.md)\n\n- [Native routing](native-routing.md)\n");
+        write(
+            "tutorials/SUMMARY.md",
+            "# Summary\n\n[Introduction](README.md)\n\n- [Native routing](native-routing.md)\n",
+        );
         write("tutorials/README.md", "# Fixture book\n\nTutorials, verified.\n");
         write("tutorials/native-routing.md", CHAPTER);
         write(
@@ -126,7 +129,8 @@ fn block(id: &str, line: usize, status: &str, output: &str) -> serde_json::Value
 
 /// The last run: everything passed but DNS (the article's breakage), the kind-only block skipped.
 pub fn record() -> serde_json::Value {
-    let mut dns = block("dns", 50, "failed", "Server:\t\t10.96.0.10\n;; connection timed out; no servers could be reached\n");
+    let mut dns =
+        block("dns", 50, "failed", "Server:\t\t10.96.0.10\n;; connection timed out; no servers could be reached\n");
     dns["diff"] = " Server:\t\t10.96.0.10\n-Name:\tkubernetes.io\n-Address: [..]\n+;; connection timed out; no servers could be reached\n".into();
     dns["reason"] = "output does not match".into();
     let mut docker = block("docker-ps", 56, "skipped", "");
@@ -181,6 +185,11 @@ pub fn build(book: &Book, extra: &[&str]) -> PathBuf {
         .current_dir(book.root())
         .output()
         .unwrap();
-    assert!(out.status.success(), "tutor book failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tutor book failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     dest
 }

@@ -44,11 +44,7 @@ pub fn alive(pid: i32) -> bool {
 }
 
 pub fn read_pid(path: &Path) -> i32 {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .trim()
-        .parse()
-        .unwrap()
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).trim().parse().unwrap()
 }
 
 /// Copy a directory tree (fixtures that a test modifies).

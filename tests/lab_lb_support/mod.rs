@@ -44,7 +44,8 @@ pub fn bridge(lab: &Lab) -> String {
 
 fn host_netns(lab: &Lab) -> PathBuf {
     let info: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("/run/tutor/labs/{}/lab.json", lab.name)).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(format!("/run/tutor/labs/{}/lab.json", lab.name)).unwrap())
+            .unwrap();
     PathBuf::from(format!("/proc/{}/task/{}/ns/net", info["pid"], info["host_tid"]))
 }
 

@@ -17,7 +17,13 @@ pub fn skip_reason() -> Option<String> {
         return Some("needs root".into());
     }
     for tool in ["ip", "nft", "nsenter", "iptables-restore", "curl"] {
-        if Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| !o.status.success()).unwrap_or(true) {
+        if Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
             return Some(format!("needs {tool}"));
         }
     }
@@ -92,13 +98,15 @@ impl Lab {
 
     pub fn pid(&self) -> i32 {
         let info: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(format!("/run/tutor/labs/{}/lab.json", self.name)).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(format!("/run/tutor/labs/{}/lab.json", self.name)).unwrap())
+                .unwrap();
         info["pid"].as_i64().unwrap() as i32
     }
 
     pub fn netns_inodes(&self) -> Vec<u64> {
         let info: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(format!("/run/tutor/labs/{}/lab.json", self.name)).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(format!("/run/tutor/labs/{}/lab.json", self.name)).unwrap())
+                .unwrap();
         info["netns_inodes"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect()
     }
 
@@ -125,7 +133,8 @@ impl Drop for Lab {
 /// Whether any process still has one of these network namespaces.
 pub fn netns_in_use(inodes: &[u64]) -> bool {
     use std::os::unix::fs::MetadataExt;
-    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        std::fs::metadata(e.path().join("ns/net")).map(|m| inodes.contains(&m.ino())).unwrap_or(false)
-    })
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|e| std::fs::metadata(e.path().join("ns/net")).map(|m| inodes.contains(&m.ino())).unwrap_or(false))
 }

@@ -72,7 +72,13 @@ pub fn arp_request(sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
 
 /// `frame` with its IPv4 destination (or source, `rewrite_src`) set to `to`, TTL decremented
 /// when `forwarded`, the MACs replaced when given, and every checksum recomputed from scratch.
-pub fn rewritten(frame: &[u8], to: SocketAddrV4, rewrite_src: bool, forwarded: bool, macs: Option<([u8; 6], [u8; 6])>) -> Vec<u8> {
+pub fn rewritten(
+    frame: &[u8],
+    to: SocketAddrV4,
+    rewrite_src: bool,
+    forwarded: bool,
+    macs: Option<([u8; 6], [u8; 6])>,
+) -> Vec<u8> {
     let (mut ip, rest) = Ipv4Header::from_slice(&frame[14..]).unwrap();
     if rewrite_src {
         ip.source = to.ip().octets();
@@ -92,14 +98,22 @@ pub fn rewritten(frame: &[u8], to: SocketAddrV4, rewrite_src: bool, forwarded: b
     match ip.protocol {
         etherparse::IpNumber::TCP => {
             let (mut t, payload) = TcpHeader::from_slice(rest).unwrap();
-            if rewrite_src { t.source_port = to.port() } else { t.destination_port = to.port() }
+            if rewrite_src {
+                t.source_port = to.port()
+            } else {
+                t.destination_port = to.port()
+            }
             t.checksum = t.calc_checksum_ipv4(&ip, payload).unwrap();
             out.extend(t.to_bytes());
             out.extend(payload);
         }
         etherparse::IpNumber::UDP => {
             let (mut u, payload) = UdpHeader::from_slice(rest).unwrap();
-            if rewrite_src { u.source_port = to.port() } else { u.destination_port = to.port() }
+            if rewrite_src {
+                u.source_port = to.port()
+            } else {
+                u.destination_port = to.port()
+            }
             if u.checksum != 0 {
                 u.checksum = u.calc_checksum_ipv4(&ip, payload).unwrap();
             }

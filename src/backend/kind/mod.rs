@@ -405,11 +405,7 @@ impl Backend for KindBackend {
         self.run = Some(Run {
             workdir: ctx.workdir.clone(),
             keep: ctx.keep,
-            live: Mutex::new(Live {
-                names: NameMap::new(alias, id.clone()),
-                nodes: Vec::new(),
-                ready: false,
-            }),
+            live: Mutex::new(Live { names: NameMap::new(alias, id.clone()), nodes: Vec::new(), ready: false }),
             id,
             run_name: ctx.run_name.clone(),
             state_dir,

@@ -185,7 +185,9 @@ pub fn docker_socket(docker_host: Option<&str>) -> Result<(), String> {
     } else if host.starts_with("tcp://") || host.starts_with("http://") {
         Ok(())
     } else {
-        Err(format!("DOCKER_HOST={host} is not supported by tutor (use unix:///path/to/docker.sock or tcp://host:port)"))
+        Err(format!(
+            "DOCKER_HOST={host} is not supported by tutor (use unix:///path/to/docker.sock or tcp://host:port)"
+        ))
     }
 }
 

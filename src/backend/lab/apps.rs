@@ -48,7 +48,13 @@ pub fn https(ns: &NsThread, port: u16, name: &str, handler: Handler) -> Result<S
     listen(ns, port, name, handler, Some(super::tls::server_config()?))
 }
 
-fn listen(ns: &NsThread, port: u16, name: &str, handler: Handler, tls: Option<Arc<rustls::ServerConfig>>) -> Result<Server, LabError> {
+fn listen(
+    ns: &NsThread,
+    port: u16,
+    name: &str,
+    handler: Handler,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<Server, LabError> {
     let listener = ns
         .run(move || TcpListener::bind(("0.0.0.0", port)))?
         .map_err(|e| LabError::System(format!("binding port {port}: {e}")))?;
@@ -70,7 +76,9 @@ fn listen(ns: &NsThread, port: u16, name: &str, handler: Handler, tls: Option<Ar
                             let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
                             match tls.map(rustls::ServerConnection::new) {
                                 None => serve_one(conn, peer, &name, handler),
-                                Some(Ok(session)) => serve_one(rustls::StreamOwned::new(session, conn), peer, &name, handler),
+                                Some(Ok(session)) => {
+                                    serve_one(rustls::StreamOwned::new(session, conn), peer, &name, handler)
+                                }
                                 Some(Err(_)) => {}
                             }
                         });
@@ -147,7 +155,12 @@ pub fn deathstar(req: &Request, _pod: &str) -> (u16, &'static str, String) {
 /// cluster masqueraded the request.
 pub fn echo(req: &Request, _name: &str) -> (u16, &'static str, String) {
     if req.path.starts_with("/api/starships") {
-        (200, "application/json", "{\"count\":36,\"next\":\"https://swapi.dev/api/starships/?page=2\",\"previous\":null,\"results\":[...]}\n".into())
+        (
+            200,
+            "application/json",
+            "{\"count\":36,\"next\":\"https://swapi.dev/api/starships/?page=2\",\"previous\":null,\"results\":[...]}\n"
+                .into(),
+        )
     } else {
         (200, "application/json", format!("{{\"origin\":\"{}\"}}\n", req.peer.ip()))
     }

@@ -74,7 +74,9 @@ impl ArpSocket {
     /// Broadcast `frame` on the device.
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         // SAFETY: frame and addr are live for the call; lengths match.
-        let n = unsafe { libc::sendto(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0, self.addr_ptr(), Self::ADDR_LEN) };
+        let n = unsafe {
+            libc::sendto(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0, self.addr_ptr(), Self::ADDR_LEN)
+        };
         match n {
             n if n < 0 => Err(io::Error::last_os_error()),
             n if n as usize != frame.len() => Err(io::Error::other("short send")),

@@ -67,7 +67,13 @@ pub struct BpfMasq {
 
 impl BpfMasq {
     /// Load into `ns` (a node), fill the maps and attach `to_node` to eth0.
-    pub fn load(ns: &NsThread, node_ip: Ipv4Addr, native: Cidr, services: Cidr, non_masq: &[Cidr]) -> Result<BpfMasq, LabError> {
+    pub fn load(
+        ns: &NsThread,
+        node_ip: Ipv4Addr,
+        native: Cidr,
+        services: Cidr,
+        non_masq: &[Cidr],
+    ) -> Result<BpfMasq, LabError> {
         let non_masq = non_masq.to_vec();
         let ebpf = ns.run(move || -> Result<Ebpf, LabError> {
             let mut ebpf = Ebpf::load(OBJECT).map_err(|e| err("loading")(e.to_string()))?;
@@ -79,18 +85,30 @@ impl BpfMasq {
             }
             let (native_net, native_mask) = net_mask(native);
             let (service_net, service_mask) = net_mask(services);
-            let cfg = SnatConfig { node_ip: be(node_ip), eth0_ifindex: ifindex, native_net, native_mask, service_net, service_mask };
+            let cfg = SnatConfig {
+                node_ip: be(node_ip),
+                eth0_ifindex: ifindex,
+                native_net,
+                native_mask,
+                service_net,
+                service_mask,
+            };
             let mut config: Array<&mut MapData, SnatConfig> =
-                Array::try_from(ebpf.map_mut("snat_config").expect("map in object")).map_err(|e| err("snat_config")(e.to_string()))?;
+                Array::try_from(ebpf.map_mut("snat_config").expect("map in object"))
+                    .map_err(|e| err("snat_config")(e.to_string()))?;
             config.set(0, cfg, 0).map_err(|e| err("snat_config")(e.to_string()))?;
             let mut trie: LpmTrie<&mut MapData, u32, u8> =
-                LpmTrie::try_from(ebpf.map_mut("ipmasq").expect("map in object")).map_err(|e| err("ipmasq")(e.to_string()))?;
+                LpmTrie::try_from(ebpf.map_mut("ipmasq").expect("map in object"))
+                    .map_err(|e| err("ipmasq")(e.to_string()))?;
             for c in &non_masq {
                 trie.insert(&Key::new(c.len as u32, be(c.addr)), 1, 0).map_err(|e| err("ipmasq")(e.to_string()))?;
             }
             for name in ["from_pod", "to_node"] {
-                let p: &mut SchedClassifier =
-                    ebpf.program_mut(name).expect("program in object").try_into().map_err(|e: aya::programs::ProgramError| err(name)(e.to_string()))?;
+                let p: &mut SchedClassifier = ebpf
+                    .program_mut(name)
+                    .expect("program in object")
+                    .try_into()
+                    .map_err(|e: aya::programs::ProgramError| err(name)(e.to_string()))?;
                 p.load().map_err(|e| err(name)(e.to_string()))?;
             }
             attach(&mut ebpf, "to_node", "eth0")?;
@@ -118,9 +136,12 @@ impl BpfMasq {
         let mut slot = self.ebpf.lock().unwrap_or_else(|e| e.into_inner());
         let ebpf = slot.as_mut().ok_or_else(|| err("lb_backends")("program lost".into()))?;
         let mut map: HashMap<&mut MapData, LbBackendKey, u8> =
-            HashMap::try_from(ebpf.map_mut("lb_backends").expect("map in object")).map_err(|e| err("lb_backends")(e.to_string()))?;
-        let want: Vec<LbBackendKey> =
-            backends.iter().map(|(a, p, proto)| LbBackendKey { addr: be(*a), port: p.to_be(), proto: *proto, pad: 0 }).collect();
+            HashMap::try_from(ebpf.map_mut("lb_backends").expect("map in object"))
+                .map_err(|e| err("lb_backends")(e.to_string()))?;
+        let want: Vec<LbBackendKey> = backends
+            .iter()
+            .map(|(a, p, proto)| LbBackendKey { addr: be(*a), port: p.to_be(), proto: *proto, pad: 0 })
+            .collect();
         let stale: Vec<LbBackendKey> = map.keys().filter_map(Result::ok).filter(|k| !want.contains(k)).collect();
         for k in stale {
             map.remove(&k).map_err(|e| err("lb_backends")(e.to_string()))?;
@@ -148,8 +169,11 @@ impl BpfMasq {
 }
 
 fn attach(ebpf: &mut Ebpf, prog: &str, iface: &str) -> Result<(), LabError> {
-    let p: &mut SchedClassifier =
-        ebpf.program_mut(prog).expect("program in object").try_into().map_err(|e: aya::programs::ProgramError| err(prog)(e.to_string()))?;
+    let p: &mut SchedClassifier = ebpf
+        .program_mut(prog)
+        .expect("program in object")
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| err(prog)(e.to_string()))?;
     p.attach(iface, TcAttachType::Ingress).map_err(|e| err(&format!("attaching {prog} to {iface}"))(e.to_string()))?;
     Ok(())
 }

@@ -15,11 +15,8 @@ impl ClusterRt {
     /// kind's default CNI (kindnet): pod routes to every node, no Cilium devices.
     pub fn install_kindnet(&mut self) -> Result<(), LabError> {
         let plans = self.plans();
-        let values = CiliumValues {
-            routing_mode: Some("native".into()),
-            auto_direct_node_routes: true,
-            ..Default::default()
-        };
+        let values =
+            CiliumValues { routing_mode: Some("native".into()), auto_direct_node_routes: true, ..Default::default() };
         for n in &self.nodes {
             super::datapath::install_node(&n.ns, &n.plan)?;
             super::datapath::sync_node_routes(&n.ns, &n.plan, &plans, &values)?;
@@ -44,15 +41,32 @@ impl ClusterRt {
             let now = SystemTime::now();
             self.store.daemonsets.push(("kube-system".into(), "cilium".into()));
             for n in &self.nodes {
-                self.store.pods.push(system_pod("cilium", &n.plan, "DaemonSet/cilium", "quay.io/cilium/cilium:v1.15.1", now));
+                self.store.pods.push(system_pod(
+                    "cilium",
+                    &n.plan,
+                    "DaemonSet/cilium",
+                    "quay.io/cilium/cilium:v1.15.1",
+                    now,
+                ));
             }
             let cp = self.nodes.iter().find(|n| n.plan.role == Role::Worker).unwrap_or(&self.nodes[0]);
-            let mut op = system_pod("cilium-operator", &cp.plan, "Deployment/cilium-operator", "quay.io/cilium/operator-generic:v1.15.1", now);
+            let mut op = system_pod(
+                "cilium-operator",
+                &cp.plan,
+                "Deployment/cilium-operator",
+                "quay.io/cilium/operator-generic:v1.15.1",
+                now,
+            );
             op.name = format!("cilium-operator-{}-{}", "5d9f8c8b7", suffix(5));
             self.store.pods.push(op);
             // Hubble's pods need the pod network, as in a real install.
             let enabled = |path: [&str; 3]| {
-                values.raw.get(path[0]).and_then(|v| v.get(path[1])).and_then(|v| v.get(path[2])).and_then(serde_yaml::Value::as_bool)
+                values
+                    .raw
+                    .get(path[0])
+                    .and_then(|v| v.get(path[1]))
+                    .and_then(|v| v.get(path[2]))
+                    .and_then(serde_yaml::Value::as_bool)
                     == Some(true)
             };
             for (name, on, image) in [
@@ -60,7 +74,13 @@ impl ClusterRt {
                 ("hubble-ui", enabled(["hubble", "ui", "enabled"]), "quay.io/cilium/hubble-ui:v0.13.0"),
             ] {
                 if on {
-                    self.seed_deployment("kube-system", name, 1, [("k8s-app".to_string(), name.to_string())].into(), image);
+                    self.seed_deployment(
+                        "kube-system",
+                        name,
+                        1,
+                        [("k8s-app".to_string(), name.to_string())].into(),
+                        image,
+                    );
                     self.roll("kube-system", name);
                 }
             }
@@ -79,7 +99,9 @@ impl ClusterRt {
         } else {
             let owner = format!("DaemonSet/{name}");
             let now = SystemTime::now();
-            for p in self.store.pods.iter_mut().filter(|p| p.namespace == ns && p.owner.as_deref() == Some(owner.as_str())) {
+            for p in
+                self.store.pods.iter_mut().filter(|p| p.namespace == ns && p.owner.as_deref() == Some(owner.as_str()))
+            {
                 let base = p.name.rsplit_once('-').map(|(b, _)| b.to_string()).unwrap_or_else(|| p.name.clone());
                 p.name = format!("{base}-{}", suffix(5));
                 p.created = now;

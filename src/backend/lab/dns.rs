@@ -164,12 +164,16 @@ pub fn corefile_upstream(corefile: &str, resolv: Ipv4Addr) -> Result<Ipv4Addr, L
         .map(str::trim)
         .find(|l| l.starts_with("forward "))
         .ok_or_else(|| LabError::Input("coredns ConfigMap: the Corefile has no `forward` line".into()))?;
-    let target = line.split_whitespace().nth(2).ok_or_else(|| LabError::Input(format!("coredns Corefile: bad line `{line}`")))?;
+    let target = line
+        .split_whitespace()
+        .nth(2)
+        .ok_or_else(|| LabError::Input(format!("coredns Corefile: bad line `{line}`")))?;
     if target == "/etc/resolv.conf" {
         return Ok(resolv);
     }
     let host = target.trim_start_matches("dns://").split(':').next().unwrap_or(target);
-    host.parse().map_err(|_| LabError::Input(format!("coredns Corefile: `{line}`: the lab forwards to IPv4 addresses only")))
+    host.parse()
+        .map_err(|_| LabError::Input(format!("coredns Corefile: `{line}`: the lab forwards to IPv4 addresses only")))
 }
 
 #[cfg(test)]
@@ -188,7 +192,9 @@ mod tests {
 
     #[test]
     fn answers_its_zone_and_refuses_unknown_cluster_names() {
-        let zone: Zone = Arc::new(RwLock::new([("deathstar.default.svc.cluster.local".to_string(), Ipv4Addr::new(10, 96, 0, 20))].into()));
+        let zone: Zone = Arc::new(RwLock::new(
+            [("deathstar.default.svc.cluster.local".to_string(), Ipv4Addr::new(10, 96, 0, 20))].into(),
+        ));
         let policy = Policy { zone, authoritative_suffix: Some("cluster.local".into()), upstream: None };
         let mut q = Message::new();
         q.set_id(7).add_query(hickory_server::proto::op::Query::query(

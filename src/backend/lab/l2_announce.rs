@@ -56,19 +56,30 @@ impl Selector {
             .unwrap_or_default();
         let mut expressions = Vec::new();
         for e in v.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
-            let key = e.get("key").and_then(Value::as_str).ok_or_else(|| bad(policy, format!("{what}: an expression needs `key`")))?;
+            let key = e
+                .get("key")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad(policy, format!("{what}: an expression needs `key`")))?;
             let operator = e.get("operator").and_then(Value::as_str).unwrap_or("");
             if !matches!(operator, "In" | "NotIn" | "Exists" | "DoesNotExist") {
-                return Err(bad(policy, format!("{what}: operator {operator:?} is not one of In, NotIn, Exists, DoesNotExist")));
+                return Err(bad(
+                    policy,
+                    format!("{what}: operator {operator:?} is not one of In, NotIn, Exists, DoesNotExist"),
+                ));
             }
-            let values = e.get("values").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default();
+            let values = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default();
             expressions.push(Requirement { key: key.into(), operator: operator.into(), values });
         }
         Ok(Selector { match_labels, expressions })
     }
 
     pub fn matches(&self, labels: &Labels) -> bool {
-        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v)) && self.expressions.iter().all(|r| r.matches(labels))
+        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+            && self.expressions.iter().all(|r| r.matches(labels))
     }
 }
 
@@ -99,9 +110,10 @@ impl L2Policy {
             let s = i.as_str().ok_or_else(|| bad(name, "interfaces must be strings".into()))?;
             interfaces.push(Regex::new(s).map_err(|e| bad(name, format!("interface regex {s:?}: {e}")))?);
         }
-        let service_selector = obj.pointer("/spec/serviceSelector/matchLabels").and_then(Value::as_object).map(|m| {
-            m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect()
-        });
+        let service_selector = obj
+            .pointer("/spec/serviceSelector/matchLabels")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect());
         Ok(L2Policy {
             name: name.into(),
             node_selector,
@@ -143,7 +155,8 @@ pub fn node_labels(store: &Store, node: &str) -> Labels {
 /// The announcing node of every announced address, given the previous holders (sticky).
 pub fn elect(store: &Store, previous: &BTreeMap<Ipv4Addr, String>) -> BTreeMap<Ipv4Addr, String> {
     let mut out = BTreeMap::new();
-    let nodes: Vec<(String, Labels)> = store.nodes.iter().map(|n| (n.name.clone(), node_labels(store, &n.name))).collect();
+    let nodes: Vec<(String, Labels)> =
+        store.nodes.iter().map(|n| (n.name.clone(), node_labels(store, &n.name))).collect();
     for svc in &store.services {
         let Some(ip) = svc.load_balancer_ip else { continue };
         let eligible: Vec<&String> =
@@ -192,7 +205,11 @@ mod tests {
             created: SystemTime::now(),
         };
         let mut s = Store {
-            nodes: vec![node("kind-control-plane", Role::ControlPlane, 2), node("kind-worker", Role::Worker, 3), node("kind-worker2", Role::Worker, 4)],
+            nodes: vec![
+                node("kind-control-plane", Role::ControlPlane, 2),
+                node("kind-worker", Role::Worker, 3),
+                node("kind-worker2", Role::Worker, 4),
+            ],
             ..Default::default()
         };
         s.services.push(Service {
@@ -224,7 +241,10 @@ mod tests {
         assert!(holder.starts_with("kind-worker"), "{holder}");
         assert_eq!(elect(&s, &first), first, "sticky");
         // The holder stops matching: the other worker takes over.
-        s.node_labels.entry(holder.clone()).or_default().insert("node-role.kubernetes.io/control-plane".into(), Some(String::new()));
+        s.node_labels
+            .entry(holder.clone())
+            .or_default()
+            .insert("node-role.kubernetes.io/control-plane".into(), Some(String::new()));
         let next = elect(&s, &first);
         assert!(next[&vip].starts_with("kind-worker") && next[&vip] != holder, "{next:?}");
         // It matches again, but the new holder keeps the lease.
@@ -241,9 +261,12 @@ mod tests {
         assert!(elect(&s, &BTreeMap::new()).is_empty(), "eth0 does not match");
         s.l2_policies = vec![policy("spec:\n  externalIPs: true\n")];
         assert!(elect(&s, &BTreeMap::new()).is_empty(), "loadBalancerIPs not selected");
-        s.l2_policies = vec![policy("spec:\n  loadBalancerIPs: true\n  nodeSelector:\n    matchLabels:\n      kubernetes.io/hostname: kind-control-plane\n")];
+        s.l2_policies = vec![policy(
+            "spec:\n  loadBalancerIPs: true\n  nodeSelector:\n    matchLabels:\n      kubernetes.io/hostname: kind-control-plane\n",
+        )];
         assert_eq!(elect(&s, &BTreeMap::new()).values().next().unwrap(), "kind-control-plane");
-        let e = L2Policy::from_manifest(&serde_yaml::from_str("spec:\n  interfaces: [\"(\"]\n").unwrap(), "p").unwrap_err();
+        let e =
+            L2Policy::from_manifest(&serde_yaml::from_str("spec:\n  interfaces: [\"(\"]\n").unwrap(), "p").unwrap_err();
         assert!(e.is_usage() && e.to_string().contains("CiliumL2AnnouncementPolicy p"), "{e}");
     }
 }

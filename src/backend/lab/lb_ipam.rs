@@ -60,7 +60,8 @@ impl IpPool {
     pub fn from_manifest(obj: &Value, name: &str) -> Result<IpPool, LabError> {
         let spec = obj.get("spec").ok_or_else(|| bad(name, "no spec".into()))?;
         let allow_first_last = spec.get("allowFirstLastIPs").and_then(Value::as_str) == Some("Yes");
-        let entries = spec.get("blocks").or_else(|| spec.get("cidrs")).and_then(Value::as_array).cloned().unwrap_or_default();
+        let entries =
+            spec.get("blocks").or_else(|| spec.get("cidrs")).and_then(Value::as_array).cloned().unwrap_or_default();
         let mut blocks = Vec::new();
         for b in &entries {
             if let Some(c) = b.get("cidr").and_then(Value::as_str) {
@@ -70,7 +71,11 @@ impl IpPool {
                 let cidr = Cidr::parse(c).map_err(|e| bad(name, format!("cidr {c}: {e}")))?;
                 let first = u32::from(cidr.addr);
                 let last = first + (cidr.size() - 1) as u32;
-                blocks.push(if cidr.len < 31 && !allow_first_last { Block { first: first + 1, last: last - 1 } } else { Block { first, last } });
+                blocks.push(if cidr.len < 31 && !allow_first_last {
+                    Block { first: first + 1, last: last - 1 }
+                } else {
+                    Block { first, last }
+                });
             } else if let Some(start) = b.get("start").and_then(Value::as_str) {
                 let first = u32::from(parse_ip(name, start)?);
                 let last = match b.get("stop").and_then(Value::as_str) {
@@ -88,9 +93,10 @@ impl IpPool {
         if entries.is_empty() {
             return Err(bad(name, "spec.blocks is empty".into()));
         }
-        let service_selector = obj.pointer("/spec/serviceSelector/matchLabels").and_then(Value::as_object).map(|m| {
-            m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect()
-        });
+        let service_selector = obj
+            .pointer("/spec/serviceSelector/matchLabels")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect());
         Ok(IpPool {
             name: name.to_string(),
             blocks,
@@ -162,19 +168,25 @@ pub fn sync(store: &mut Store) -> bool {
     for i in 0..store.ip_pools.len() {
         let (older, rest) = store.ip_pools.split_at_mut(i);
         let pool = &mut rest[0];
-        pool.conflicting = older.iter().filter(|o| !o.conflicting).any(|o| o.blocks.iter().any(|a| pool.blocks.iter().any(|b| a.overlaps(b))));
+        pool.conflicting = older
+            .iter()
+            .filter(|o| !o.conflicting)
+            .any(|o| o.blocks.iter().any(|a| pool.blocks.iter().any(|b| a.overlaps(b))));
     }
     let mut changed = false;
     let pools = &store.ip_pools;
     for svc in store.services.iter_mut() {
-        let keep = wants_address(svc) && svc.load_balancer_ip.is_some_and(|ip| pools.iter().any(|p| !p.conflicting && p.contains(ip)));
+        let keep = wants_address(svc)
+            && svc.load_balancer_ip.is_some_and(|ip| pools.iter().any(|p| !p.conflicting && p.contains(ip)));
         if svc.load_balancer_ip.is_some() && !keep {
             svc.load_balancer_ip = None;
             changed = true;
         }
     }
     let mut used: BTreeSet<u32> = store.services.iter().filter_map(|s| s.load_balancer_ip).map(u32::from).collect();
-    let mut order: Vec<usize> = (0..store.services.len()).filter(|&i| wants_address(&store.services[i]) && store.services[i].load_balancer_ip.is_none()).collect();
+    let mut order: Vec<usize> = (0..store.services.len())
+        .filter(|&i| wants_address(&store.services[i]) && store.services[i].load_balancer_ip.is_none())
+        .collect();
     order.sort_by_key(|&i| store.services[i].created);
     for i in order {
         let svc = &store.services[i];
@@ -262,7 +274,9 @@ mod tests {
     #[test]
     fn ranges_exhaustion_release_and_order() {
         let mut store = Store { services: vec![lb("b", 2), lb("a", 1), lb("c", 3)], ..Default::default() };
-        store.ip_pools.push(pool("metadata:\n  name: small\nspec:\n  blocks:\n  - start: 192.168.250.10\n    stop: 192.168.250.11\n"));
+        store.ip_pools.push(pool(
+            "metadata:\n  name: small\nspec:\n  blocks:\n  - start: 192.168.250.10\n    stop: 192.168.250.11\n",
+        ));
         sync(&mut store);
         let ip = |s: &Store, n: &str| s.services.iter().find(|x| x.name == n).unwrap().load_balancer_ip;
         assert_eq!(ip(&store, "a"), Some(Ipv4Addr::new(192, 168, 250, 10)), "oldest first");

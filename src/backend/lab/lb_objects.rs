@@ -17,7 +17,9 @@ impl ClusterRt {
             return Ok(match self.store.ip_pools.iter_mut().find(|p| p.name == name) {
                 Some(old) => {
                     pool.created = old.created;
-                    let same = old.blocks == pool.blocks && old.disabled == pool.disabled && old.service_selector == pool.service_selector;
+                    let same = old.blocks == pool.blocks
+                        && old.disabled == pool.disabled
+                        && old.service_selector == pool.service_selector;
                     *old = pool;
                     if same { "unchanged" } else { "configured" }
                 }
@@ -66,7 +68,10 @@ impl ClusterRt {
                 edits.push((key.to_string(), None));
             } else if let Some((k, v)) = c.split_once('=') {
                 if !overwrite && current.get(k).is_some_and(|old| old != v) {
-                    return Err(format!("error: '{k}' already has a value ({}), and --overwrite is false\n", current[k]));
+                    return Err(format!(
+                        "error: '{k}' already has a value ({}), and --overwrite is false\n",
+                        current[k]
+                    ));
                 }
                 edits.push((k.to_string(), Some(v.to_string())));
             } else {

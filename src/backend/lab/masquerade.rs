@@ -14,7 +14,9 @@ const NODE_SET: &str = "cilium_node_set_v4";
 pub fn iptables_rules(me: &NodePlan, all: &[NodePlan], native: &str, ipset: bool) -> String {
     let cidr = me.pod_cidr;
     let router = me.router_ip;
-    let mut r = String::from("*nat\n:CILIUM_POST_nat - [0:0]\n-A POSTROUTING -m comment --comment \"cilium-feeder: CILIUM_POST_nat\" -j CILIUM_POST_nat\n");
+    let mut r = String::from(
+        "*nat\n:CILIUM_POST_nat - [0:0]\n-A POSTROUTING -m comment --comment \"cilium-feeder: CILIUM_POST_nat\" -j CILIUM_POST_nat\n",
+    );
     if ipset {
         r.push_str(&format!(
             "-A CILIUM_POST_nat -s {cidr} -m set --match-set {NODE_SET} dst -m comment --comment \"exclude traffic to cluster nodes from masquerade\" -j ACCEPT\n"
@@ -39,7 +41,22 @@ pub fn iptables_rules(me: &NodePlan, all: &[NodePlan], native: &str, ipset: bool
 /// Make a node's masquerade match `values`.
 pub fn sync(ns: &NsThread, me: &NodePlan, all: &[NodePlan], values: &CiliumValues) -> Result<(), LabError> {
     // Start from no Cilium nat rules, so that an upgrade can turn masquerade off.
-    let _ = ns.command(&["iptables", "-t", "nat", "-D", "POSTROUTING", "-m", "comment", "--comment", "cilium-feeder: CILIUM_POST_nat", "-j", "CILIUM_POST_nat"], "");
+    let _ = ns.command(
+        &[
+            "iptables",
+            "-t",
+            "nat",
+            "-D",
+            "POSTROUTING",
+            "-m",
+            "comment",
+            "--comment",
+            "cilium-feeder: CILIUM_POST_nat",
+            "-j",
+            "CILIUM_POST_nat",
+        ],
+        "",
+    );
     let _ = ns.command(&["iptables", "-t", "nat", "-F", "CILIUM_POST_nat"], "");
     let _ = ns.command(&["iptables", "-t", "nat", "-X", "CILIUM_POST_nat"], "");
     if !values.ipv4_masquerade {

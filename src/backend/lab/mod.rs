@@ -4,9 +4,9 @@
 
 mod apps;
 pub mod arp;
-mod cni;
 mod bpf_masq;
 mod cilium_dbg;
+mod cni;
 pub mod config;
 mod datapath;
 mod dns;
@@ -23,11 +23,11 @@ pub mod registry;
 pub mod sandbox;
 mod seed;
 mod services;
-mod tls;
 pub mod shims;
 mod state;
 pub mod store;
 pub mod supervisor;
+mod tls;
 pub mod topology;
 mod values;
 mod xdp_lb;
@@ -104,11 +104,10 @@ pub fn start(name: &str, owner: Option<i32>, config: Option<&std::path::Path>) -
     // Its own session: a Ctrl-C in the terminal reaches the runner, which tears down in order.
     // SAFETY: setsid is async-signal-safe.
     unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from)
-        });
+        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
     }
-    let mut child = cmd.spawn().map_err(|e| LabError::Preflight(format!("cannot start {}: {e}", tutor_exe().display())))?;
+    let mut child =
+        cmd.spawn().map_err(|e| LabError::Preflight(format!("cannot start {}: {e}", tutor_exe().display())))?;
     let mut out = String::new();
     let _ = child.stdout.take().expect("piped").read_to_string(&mut out);
     // The supervisor closes stdout once ready; it keeps running (reaped by init when we exit).
@@ -119,14 +118,18 @@ pub fn start(name: &str, owner: Option<i32>, config: Option<&std::path::Path>) -
     if let Some(json) = line.strip_prefix("ready ") {
         serde_json::from_str(json).map_err(|e| LabError::System(format!("bad supervisor answer: {e}")))
     } else if let Some(err) = line.strip_prefix("error ") {
-        let e: protocol::Response = serde_json::from_str(err).map_err(|e| LabError::System(format!("bad supervisor answer: {e}")))?;
+        let e: protocol::Response =
+            serde_json::from_str(err).map_err(|e| LabError::System(format!("bad supervisor answer: {e}")))?;
         match e {
             protocol::Response::Error { message, usage: true } => Err(LabError::Input(message)),
             protocol::Response::Error { message, .. } => Err(LabError::System(message)),
             _ => Err(LabError::System("bad supervisor answer".into())),
         }
     } else {
-        Err(LabError::System(format!("the lab supervisor failed to start{}", if out.is_empty() { String::new() } else { format!(": {out}") })))
+        Err(LabError::System(format!(
+            "the lab supervisor failed to start{}",
+            if out.is_empty() { String::new() } else { format!(": {out}") }
+        )))
     }
 }
 
@@ -147,12 +150,18 @@ pub fn stop(name: &str) -> Result<(), LabError> {
 }
 
 /// A command that runs `argv` inside `target` of lab `info`, with the shims first on PATH.
-pub fn target_command(info: &registry::LabInfo, target: &Target, workdir: &std::path::Path, argv: &[String]) -> Result<std::process::Command, LabError> {
+pub fn target_command(
+    info: &registry::LabInfo,
+    target: &Target,
+    workdir: &std::path::Path,
+    argv: &[String],
+) -> Result<std::process::Command, LabError> {
     let tid = info.target_tid(target)?;
     let mut cmd = std::process::Command::new("nsenter");
     cmd.args(sandbox::nsenter_args(info.pid, tid, workdir)).args(argv);
     cmd.env("TUTOR_LAB", &info.name);
-    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let path =
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     if *target == Target::Host {
         cmd.env("PATH", format!("{}:{path}", registry::shim_dir(&info.name).display()));
     }
@@ -194,7 +203,8 @@ impl Backend for LabBackend {
     }
 
     async fn up(&mut self, ctx: &UpContext) -> Result<(), BackendError> {
-        let name: String = ctx.run_name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
+        let name: String =
+            ctx.run_name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
         let owner = if ctx.keep { None } else { Some(std::process::id() as i32) };
         let n = name.clone();
         tokio::task::spawn_blocking(move || start(&n, owner, None))
@@ -224,7 +234,9 @@ impl Backend for LabBackend {
         let nodes: serde_json::Map<String, serde_json::Value> = info
             .nodes
             .iter()
-            .map(|n| (n.name.clone(), serde_json::json!({ "ip": n.ip.to_string(), "podCIDR": n.pod_cidr, "role": n.role })))
+            .map(|n| {
+                (n.name.clone(), serde_json::json!({ "ip": n.ip.to_string(), "podCIDR": n.pod_cidr, "role": n.role }))
+            })
             .collect();
         serde_json::json!({ "backend": "lab", "lab": info.name, "cluster": info.cluster, "nodes": nodes })
     }

@@ -15,10 +15,8 @@ use super::state::{ClusterRt, suffix};
 use super::store::{App, ConfigMap, Container, Deployment, Labels, Pod, Service, ServicePort};
 
 /// Manifests the lab knows by URL (it has no internet): Cilium's demo app.
-const KNOWN_URLS: &[(&str, &str)] = &[(
-    "/cilium/cilium/HEAD/examples/minikube/http-sw-app.yaml",
-    include_str!("manifests/http-sw-app.yaml"),
-)];
+const KNOWN_URLS: &[(&str, &str)] =
+    &[("/cilium/cilium/HEAD/examples/minikube/http-sw-app.yaml", include_str!("manifests/http-sw-app.yaml"))];
 
 /// Parse a (multi-document) manifest file, or a known URL, into JSON objects.
 pub fn load(path: &Path, shown: &str) -> Result<Vec<Value>, LabError> {
@@ -33,7 +31,8 @@ pub fn load(path: &Path, shown: &str) -> Result<Vec<Value>, LabError> {
                 ))
             })?
     } else {
-        std::fs::read_to_string(path).map_err(|e| LabError::Input(format!("error: the path \"{shown}\" does not exist ({e})")))?
+        std::fs::read_to_string(path)
+            .map_err(|e| LabError::Input(format!("error: the path \"{shown}\" does not exist ({e})")))?
     };
     let mut docs = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(&text) {
@@ -85,7 +84,12 @@ fn containers(spec: &Value) -> Vec<Container> {
                     ports: c
                         .get("ports")
                         .and_then(Value::as_array)
-                        .map(|ps| ps.iter().filter_map(|p| p.get("containerPort").and_then(Value::as_u64)).map(|p| p as u16).collect())
+                        .map(|ps| {
+                            ps.iter()
+                                .filter_map(|p| p.get("containerPort").and_then(Value::as_u64))
+                                .map(|p| p as u16)
+                                .collect()
+                        })
                         .unwrap_or_default(),
                 })
                 .collect()
@@ -109,7 +113,8 @@ fn app_for(cs: &[Container]) -> App {
 impl ClusterRt {
     /// Nodes pods are scheduled on: workers, or the control plane when there are none.
     fn schedulable(&self) -> Vec<String> {
-        let workers: Vec<String> = self.nodes.iter().filter(|n| n.plan.role == Role::Worker).map(|n| n.plan.name.clone()).collect();
+        let workers: Vec<String> =
+            self.nodes.iter().filter(|n| n.plan.role == Role::Worker).map(|n| n.plan.name.clone()).collect();
         if workers.is_empty() { vec![self.nodes[0].plan.name.clone()] } else { workers }
     }
 
@@ -147,8 +152,13 @@ impl ClusterRt {
 
     /// Apply one object; returns kubectl's line (`pod/tiefighter created`).
     pub fn apply(&mut self, obj: &Value, default_ns: &str, dir: &Path) -> Result<String, LabError> {
-        let kind = obj.get("kind").and_then(Value::as_str).ok_or_else(|| LabError::Input("error: object has no kind".into()))?;
-        let name = str_at(obj, &["metadata", "name"]).ok_or_else(|| LabError::Input(format!("error: {kind} has no metadata.name")))?.to_string();
+        let kind = obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .ok_or_else(|| LabError::Input("error: object has no kind".into()))?;
+        let name = str_at(obj, &["metadata", "name"])
+            .ok_or_else(|| LabError::Input(format!("error: {kind} has no metadata.name")))?
+            .to_string();
         let ns = str_at(obj, &["metadata", "namespace"]).unwrap_or(default_ns).to_string();
         let shown = format!("{}/{name}", resource_name(kind));
         let now = SystemTime::now();
@@ -167,7 +177,12 @@ impl ClusterRt {
                 let replicas = obj.pointer("/spec/replicas").and_then(Value::as_u64).unwrap_or(1) as u32;
                 let template = obj.pointer("/spec/template").cloned().unwrap_or(Value::Null);
                 match self.store.deployments.iter().position(|d| d.namespace == ns && d.name == name) {
-                    Some(i) if self.store.deployments[i].replicas == replicas && self.store.deployments[i].template == template => "unchanged",
+                    Some(i)
+                        if self.store.deployments[i].replicas == replicas
+                            && self.store.deployments[i].template == template =>
+                    {
+                        "unchanged"
+                    }
                     Some(i) => {
                         self.store.deployments[i].replicas = replicas;
                         self.store.deployments[i].template = template;
@@ -217,7 +232,11 @@ impl ClusterRt {
                 let data: BTreeMap<String, String> = obj
                     .get("data")
                     .and_then(Value::as_object)
-                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect())
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 match self.store.configmaps.iter_mut().find(|c| c.namespace == ns && c.name == name) {
                     Some(c) if c.data == data => "unchanged",
@@ -226,7 +245,12 @@ impl ClusterRt {
                         "configured"
                     }
                     None => {
-                        self.store.configmaps.push(ConfigMap { namespace: ns.clone(), name: name.clone(), data, created: now });
+                        self.store.configmaps.push(ConfigMap {
+                            namespace: ns.clone(),
+                            name: name.clone(),
+                            data,
+                            created: now,
+                        });
                         "created"
                     }
                 }
@@ -252,7 +276,11 @@ impl ClusterRt {
         }
         let mut ports = Vec::new();
         for p in obj.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
-            let port = p.get("port").and_then(Value::as_u64).ok_or_else(|| LabError::Input(format!("error: service {name}: a port needs `port`")))? as u16;
+            let port = p
+                .get("port")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| LabError::Input(format!("error: service {name}: a port needs `port`")))?
+                as u16;
             ports.push(ServicePort {
                 name: p.get("name").and_then(Value::as_str).map(str::to_string),
                 port,
@@ -262,7 +290,9 @@ impl ClusterRt {
             });
         }
         let cluster_ip = match str_at(obj, &["spec", "clusterIP"]) {
-            Some(ip) => ip.parse().map_err(|_| LabError::Input(format!("error: service {name}: bad clusterIP {ip}")))?,
+            Some(ip) => {
+                ip.parse().map_err(|_| LabError::Input(format!("error: service {name}: bad clusterIP {ip}")))?
+            }
             None => self.allocate_cluster_ip(ns, name),
         };
         Ok(Service {
@@ -298,7 +328,13 @@ impl ClusterRt {
         d.generation += 1;
         let (replicas, template, generation) = (d.replicas, d.template.clone(), d.generation);
         let owner = format!("Deployment/{name}");
-        let old: Vec<String> = self.store.pods.iter().filter(|p| p.namespace == ns && p.owner.as_deref() == Some(&owner)).map(|p| p.name.clone()).collect();
+        let old: Vec<String> = self
+            .store
+            .pods
+            .iter()
+            .filter(|p| p.namespace == ns && p.owner.as_deref() == Some(&owner))
+            .map(|p| p.name.clone())
+            .collect();
         for p in old {
             self.delete_pod(ns, &p);
         }
@@ -321,7 +357,13 @@ impl ClusterRt {
                 let before = self.store.deployments.len();
                 self.store.deployments.retain(|d| !(d.namespace == ns && d.name == name));
                 let owner = format!("Deployment/{name}");
-                let pods: Vec<String> = self.store.pods.iter().filter(|p| p.namespace == ns && p.owner.as_deref() == Some(&owner)).map(|p| p.name.clone()).collect();
+                let pods: Vec<String> = self
+                    .store
+                    .pods
+                    .iter()
+                    .filter(|p| p.namespace == ns && p.owner.as_deref() == Some(&owner))
+                    .map(|p| p.name.clone())
+                    .collect();
                 for p in pods {
                     self.delete_pod(ns, &p);
                 }
@@ -339,7 +381,11 @@ impl ClusterRt {
             }
             "Namespace" => true,
             "CiliumLoadBalancerIPPool" | "CiliumL2AnnouncementPolicy" | "Node" => self.delete_lb_object(kind, name),
-            other => return Err(LabError::Unsupported(format!("kind {other} is not supported on the lab backend: mark the block backend=kind"))),
+            other => {
+                return Err(LabError::Unsupported(format!(
+                    "kind {other} is not supported on the lab backend: mark the block backend=kind"
+                )));
+            }
         };
         Ok(found.then(|| format!("{} \"{name}\" deleted", resource_name(kind))))
     }

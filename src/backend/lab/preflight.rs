@@ -4,7 +4,9 @@ use super::LabError;
 
 pub fn check() -> Result<(), LabError> {
     if !nix::unistd::Uid::effective().is_root() {
-        return Err(LabError::Preflight("the lab needs root (network namespaces, veth, nftables): run as root or use --backend host".into()));
+        return Err(LabError::Preflight(
+            "the lab needs root (network namespaces, veth, nftables): run as root or use --backend host".into(),
+        ));
     }
     if !std::path::Path::new("/proc/self/ns/net").exists() {
         return Err(LabError::Preflight("this kernel has no network namespaces (/proc/self/ns/net is missing)".into()));

@@ -14,7 +14,11 @@ pub enum Request {
     Info,
     Down,
     /// A shim invocation: `tool` is `kind`, `kubectl`, `helm` or `docker`.
-    Shim { tool: String, args: Vec<String>, cwd: PathBuf },
+    Shim {
+        tool: String,
+        args: Vec<String>,
+        cwd: PathBuf,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -22,11 +26,21 @@ pub enum Response {
     Info(LabInfo),
     Done,
     /// What the tool printed, and its exit status.
-    Output { stdout: String, stderr: String, code: i32 },
+    Output {
+        stdout: String,
+        stderr: String,
+        code: i32,
+    },
     /// Run `argv` inside target thread `tid` of the supervisor, with the caller's stdio
     /// (`kubectl exec`, `docker exec`).
-    Exec { tid: i32, argv: Vec<String> },
-    Error { message: String, usage: bool },
+    Exec {
+        tid: i32,
+        argv: Vec<String>,
+    },
+    Error {
+        message: String,
+        usage: bool,
+    },
 }
 
 impl Response {
@@ -43,9 +57,7 @@ pub fn call(name: &str, req: &Request) -> Result<Response, LabError> {
     line.push('\n');
     stream.write_all(line.as_bytes()).map_err(|e| LabError::System(format!("{}: {e}", path.display())))?;
     let mut answer = String::new();
-    BufReader::new(stream)
-        .read_line(&mut answer)
-        .map_err(|e| LabError::System(format!("{}: {e}", path.display())))?;
+    BufReader::new(stream).read_line(&mut answer).map_err(|e| LabError::System(format!("{}: {e}", path.display())))?;
     if answer.is_empty() {
         return Err(LabError::System(format!("lab {name}: the supervisor closed the connection")));
     }

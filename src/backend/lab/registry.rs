@@ -80,12 +80,12 @@ impl LabInfo {
                 .map(|x| x.tid)
                 .ok_or_else(|| LabError::UnknownTarget(format!("no node `{n}` in lab {}", self.name))),
             Target::Pod { namespace, name } => {
-                let pod = self
-                    .pods
-                    .iter()
-                    .find(|p| &p.namespace == namespace && &p.name == name)
-                    .ok_or_else(|| LabError::UnknownTarget(format!("no pod `{namespace}/{name}` in lab {}", self.name)))?;
-                pod.tid.ok_or_else(|| LabError::UnknownTarget(format!("pod `{namespace}/{name}` is not running (Pending)")))
+                let pod = self.pods.iter().find(|p| &p.namespace == namespace && &p.name == name).ok_or_else(|| {
+                    LabError::UnknownTarget(format!("no pod `{namespace}/{name}` in lab {}", self.name))
+                })?;
+                pod.tid.ok_or_else(|| {
+                    LabError::UnknownTarget(format!("pod `{namespace}/{name}` is not running (Pending)"))
+                })
             }
         }
     }
@@ -116,7 +116,8 @@ pub fn write_info(info: &LabInfo) -> Result<(), LabError> {
 pub fn read_info(name: &str) -> Result<LabInfo, LabError> {
     let path = dir(name).join("lab.json");
     let text = std::fs::read_to_string(&path).map_err(|_| LabError::NoSuchLab(name.to_string()))?;
-    let info: LabInfo = serde_json::from_str(&text).map_err(|e| LabError::System(format!("{}: {e}", path.display())))?;
+    let info: LabInfo =
+        serde_json::from_str(&text).map_err(|e| LabError::System(format!("{}: {e}", path.display())))?;
     if !info.alive() {
         return Err(LabError::NoSuchLab(format!("{name} (its supervisor is gone: run `tutor lab gc`)")));
     }
@@ -164,7 +165,9 @@ pub fn claim(name: &str) -> Result<PathBuf, LabError> {
 /// Remove a dead lab's entry, ending first whatever a block left running inside its namespaces
 /// (which keeps them alive).
 fn remove_entry(p: &Path) -> Result<(), LabError> {
-    if let Some(info) = std::fs::read_to_string(p.join("lab.json")).ok().and_then(|t| serde_json::from_str::<LabInfo>(&t).ok()) {
+    if let Some(info) =
+        std::fs::read_to_string(p.join("lab.json")).ok().and_then(|t| serde_json::from_str::<LabInfo>(&t).ok())
+    {
         super::supervisor::kill_inside(&info.netns_inodes);
     }
     if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) }.map_err(|e| io(p, e))

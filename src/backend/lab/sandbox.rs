@@ -90,7 +90,9 @@ impl NsThread {
     pub fn sysctl(&self, key: &str, value: &str) -> Result<(), LabError> {
         let path = Path::new("/proc/sys").join(key.replace('.', "/"));
         let value = value.to_string();
-        self.run(move || std::fs::write(&path, value).map_err(|e| LabError::System(format!("{}: {e}", path.display()))))?
+        self.run(move || {
+            std::fs::write(&path, value).map_err(|e| LabError::System(format!("{}: {e}", path.display())))
+        })?
     }
 }
 
@@ -150,11 +152,7 @@ fn enter_new(hostname: Option<&str>, mounts: &Mounts) -> Result<(), String> {
 /// The namespace files of a target thread, for `nsenter` from another process.
 pub fn ns_paths(pid: i32, tid: i32) -> [(String, PathBuf); 3] {
     let base = PathBuf::from(format!("/proc/{pid}/task/{tid}/ns"));
-    [
-        ("--net".into(), base.join("net")),
-        ("--mount".into(), base.join("mnt")),
-        ("--uts".into(), base.join("uts")),
-    ]
+    [("--net".into(), base.join("net")), ("--mount".into(), base.join("mnt")), ("--uts".into(), base.join("uts"))]
 }
 
 /// `nsenter` arguments that enter a target and start in `workdir`.

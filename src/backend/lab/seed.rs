@@ -21,7 +21,11 @@ pub fn seed_system_objects(store: &mut Store, plan: &Plan, config: &Cluster, now
             host_network: true,
             needs_cni: false,
             app: App::Sleeper,
-            containers: vec![Container { name: comp.into(), image: format!("registry.k8s.io/{comp}:v3.5.10-0"), ports: vec![] }],
+            containers: vec![Container {
+                name: comp.into(),
+                image: format!("registry.k8s.io/{comp}:v3.5.10-0"),
+                ports: vec![],
+            }],
             owner: Some(format!("Node/{cp}")),
             created: now,
             ip: plan.nodes.iter().find(|n| n.name == cp).map(|n| n.ip),
@@ -39,7 +43,11 @@ pub fn seed_system_objects(store: &mut Store, plan: &Plan, config: &Cluster, now
                 host_network: true,
                 needs_cni: false,
                 app: App::Sleeper,
-                containers: vec![Container { name: "kube-proxy".into(), image: "registry.k8s.io/kube-proxy:v1.29.2".into(), ports: vec![] }],
+                containers: vec![Container {
+                    name: "kube-proxy".into(),
+                    image: "registry.k8s.io/kube-proxy:v1.29.2".into(),
+                    ports: vec![],
+                }],
                 owner: Some("DaemonSet/kube-proxy".into()),
                 created: now,
                 ip: Some(n.ip),
@@ -88,7 +96,8 @@ impl ClusterRt {
         self.store.services.push(Service {
             namespace: "default".into(),
             name: "kubernetes".into(),
-            labels: [("component".to_string(), "apiserver".to_string()), ("provider".into(), "kubernetes".into())].into(),
+            labels: [("component".to_string(), "apiserver".to_string()), ("provider".into(), "kubernetes".into())]
+                .into(),
             type_: "ClusterIP".into(),
             cluster_ip: sub.nth(1),
             ports: vec![port("https", 443, 6443, "TCP")],

@@ -212,7 +212,13 @@ impl Lab {
         let now = SystemTime::now();
         let mut store = Store::default();
         for n in &plan.nodes {
-            store.nodes.push(NodeObj { name: n.name.clone(), role: n.role, ip: n.ip, pod_cidr: n.pod_cidr.to_string(), created: now });
+            store.nodes.push(NodeObj {
+                name: n.name.clone(),
+                role: n.role,
+                ip: n.ip,
+                pod_cidr: n.pod_cidr.to_string(),
+                created: now,
+            });
         }
         seed_system_objects(&mut store, &plan, &config, now);
         let mut rt = ClusterRt {
@@ -232,7 +238,13 @@ impl Lab {
         rt.seed_deployment("kube-system", "coredns", 2, kube_dns, "registry.k8s.io/coredns/coredns:v1.11.1");
         rt.roll("kube-system", "coredns");
         let lpp: Labels = [("app".to_string(), "local-path-provisioner".to_string())].into();
-        rt.seed_deployment("local-path-storage", "local-path-provisioner", 1, lpp, "docker.io/kindest/local-path-provisioner:v20240202-8f1494ea");
+        rt.seed_deployment(
+            "local-path-storage",
+            "local-path-provisioner",
+            1,
+            lpp,
+            "docker.io/kindest/local-path-provisioner:v20240202-8f1494ea",
+        );
         rt.roll("local-path-storage", "local-path-provisioner");
         rt.seed_services();
         if !rt.config.networking.disable_default_cni {
@@ -258,7 +270,6 @@ impl Lab {
         self.cluster.as_mut().ok_or_else(|| LabError::Input("no cluster: run `kind create cluster` first".into()))
     }
 }
-
 
 impl ClusterRt {
     pub fn node(&self, name: &str) -> Option<&NodeRt> {
@@ -299,7 +310,9 @@ impl ClusterRt {
 
     fn start_pod(&self, i: usize, dir: &Path) -> Result<PodRt, LabError> {
         let pod = &self.store.pods[i];
-        let node = self.node(&pod.node).ok_or_else(|| LabError::System(format!("pod {} on unknown node {}", pod.name, pod.node)))?;
+        let node = self
+            .node(&pod.node)
+            .ok_or_else(|| LabError::System(format!("pod {} on unknown node {}", pod.name, pod.node)))?;
         let ip = self.free_ip(&node.plan)?;
         let resolv = match pod.app {
             // dnsPolicy: Default — the node's resolver.

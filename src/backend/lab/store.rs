@@ -205,7 +205,9 @@ impl Pod {
             .map(|c| {
                 let mut v = json!({ "name": c.name, "image": c.image });
                 if !c.ports.is_empty() {
-                    v["ports"] = json!(c.ports.iter().map(|p| json!({"containerPort": p, "protocol": "TCP"})).collect::<Vec<_>>());
+                    v["ports"] = json!(
+                        c.ports.iter().map(|p| json!({"containerPort": p, "protocol": "TCP"})).collect::<Vec<_>>()
+                    );
                 }
                 v
             })
@@ -289,7 +291,9 @@ impl Store {
     /// Ready endpoints of a service: (pod IP, target port).
     pub fn endpoints(&self, svc: &Service) -> Vec<(Ipv4Addr, u16)> {
         let mut eps = Vec::new();
-        for pod in self.pods.iter().filter(|p| p.namespace == svc.namespace && p.running && selects(&svc.selector, &p.labels)) {
+        for pod in
+            self.pods.iter().filter(|p| p.namespace == svc.namespace && p.running && selects(&svc.selector, &p.labels))
+        {
             if let Some(ip) = pod.ip {
                 for port in &svc.ports {
                     eps.push((ip, port.target_port));

@@ -65,7 +65,10 @@ pub fn serve(opts: Options, ready: impl FnOnce(Result<registry::LabInfo, LabErro
             let req = match protocol::read_request(&conn) {
                 Ok(r) => r,
                 Err(e) => {
-                    protocol::write_response(&conn, &Response::Error { message: format!("bad request: {e}"), usage: true });
+                    protocol::write_response(
+                        &conn,
+                        &Response::Error { message: format!("bad request: {e}"), usage: true },
+                    );
                     return;
                 }
             };

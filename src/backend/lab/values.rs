@@ -117,7 +117,8 @@ mod tests {
 
     #[test]
     fn tunnel_mode_is_unsupported() {
-        let e = CiliumValues::from_value(serde_yaml::from_str("ipam:\n  mode: kubernetes\n").unwrap(), "v.yaml").unwrap_err();
+        let e = CiliumValues::from_value(serde_yaml::from_str("ipam:\n  mode: kubernetes\n").unwrap(), "v.yaml")
+            .unwrap_err();
         assert!(e.is_usage() && e.to_string().contains("tunnel"), "{e}");
     }
 }

@@ -19,7 +19,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::lb::{AttachMode, Frontend, LoadBalancer, LoadOptions, Proto, Service as LbService, ServiceKind, ServiceView};
+use crate::lb::{
+    AttachMode, Frontend, LoadBalancer, LoadOptions, Proto, Service as LbService, ServiceKind, ServiceView,
+};
 
 use super::LabError;
 use super::l2_announce;
@@ -130,17 +132,26 @@ impl ClusterRt {
             .flat_map(|(s, ip)| {
                 let eps = self.store.endpoints(s);
                 s.ports.iter().filter_map(move |p| {
-                    let mut backends: Vec<SocketAddrV4> =
-                        eps.iter().filter(|(_, tp)| *tp == p.target_port).map(|(a, tp)| SocketAddrV4::new(*a, *tp)).collect();
+                    let mut backends: Vec<SocketAddrV4> = eps
+                        .iter()
+                        .filter(|(_, tp)| *tp == p.target_port)
+                        .map(|(a, tp)| SocketAddrV4::new(*a, *tp))
+                        .collect();
                     backends.sort();
                     backends.dedup();
-                    Some(LbService { frontend: Frontend { vip: ip, port: p.port, proto: proto(&p.protocol)? }, backends, kind: ServiceKind::LoadBalancer })
+                    Some(LbService {
+                        frontend: Frontend { vip: ip, port: p.port, proto: proto(&p.protocol)? },
+                        backends,
+                        kind: ServiceKind::LoadBalancer,
+                    })
                 })
             })
             .collect();
         // BPF masquerade must leave the backends' replies to the LB's reply translation.
-        let backends: Vec<(Ipv4Addr, u16, u8)> =
-            wanted.iter().flat_map(|s| s.backends.iter().map(move |b| (*b.ip(), b.port(), s.frontend.proto.number()))).collect();
+        let backends: Vec<(Ipv4Addr, u16, u8)> = wanted
+            .iter()
+            .flat_map(|s| s.backends.iter().map(move |b| (*b.ip(), b.port(), s.frontend.proto.number())))
+            .collect();
         for n in &self.nodes {
             if let Some(bpf) = &n.bpf {
                 bpf.set_lb_backends(&backends)?;
@@ -191,17 +202,30 @@ impl ClusterRt {
         let pins = self.lb.pins.as_ref().expect("created above");
         let (lab, host) = (self.lb.lab.clone(), self.lb.host_tid);
         let mut built = BTreeMap::new();
-        for n in self.nodes.iter().filter(|n| members.contains(&n.plan.name) && !self.lb.nodes.contains_key(&n.plan.name)) {
+        for n in
+            self.nodes.iter().filter(|n| members.contains(&n.plan.name) && !self.lb.nodes.contains_key(&n.plan.name))
+        {
             // A flow balanced to a pod of the node itself is redirected into the pod past the
             // node's conntrack, which would then pick the pod's replies up mid-stream as new
             // connections and masquerade them before the LB's reply translation sees them.
             // Without loose pick-up they stay untracked (INVALID) and leave as they are.
             n.ns.sysctl("net.netfilter.nf_conntrack_tcp_loose", "0")?;
-            let opts = LoadOptions { maglev_size: 1021, max_services: 64, max_flows: 65536, pin_dir: None, shared_pin_dir: Some(SHARED_PINS.into()) };
+            let opts = LoadOptions {
+                maglev_size: 1021,
+                max_services: 64,
+                max_flows: 65536,
+                pin_dir: None,
+                shared_pin_dir: Some(SHARED_PINS.into()),
+            };
             let mut lb = pins.run(move || LoadBalancer::load(&opts))?.map_err(err("loading"))?;
-            let attached = lb.attach_in_netns(&netns(n.ns.tid()), l2_announce::DEVICE, mode).map_err(err(&format!("attaching to {} eth0", n.plan.name)))?;
+            let attached = lb
+                .attach_in_netns(&netns(n.ns.tid()), l2_announce::DEVICE, mode)
+                .map_err(err(&format!("attaching to {} eth0", n.plan.name)))?;
             if let Some(why) = attached.fallback {
-                return Err(LabError::System(format!("XDP load balancer: native mode refused on {} eth0: {why}", n.plan.name)));
+                return Err(LabError::System(format!(
+                    "XDP load balancer: native mode refused on {} eth0: {why}",
+                    n.plan.name
+                )));
             }
             let peer = network::node_veth(&lab, &n.plan.name);
             lb.attach_peer_pass_in_netns(&netns(host), &peer).map_err(err(&format!("attaching to {peer}")))?;
@@ -263,14 +287,19 @@ impl ClusterRt {
         for s in self.store.services.iter() {
             let eps = self.store.endpoints(s);
             for p in &s.ports {
-                let mut backends: Vec<String> = eps.iter().filter(|(_, tp)| *tp == p.target_port).map(|(ip, tp)| format!("{ip}:{tp}")).collect();
+                let mut backends: Vec<String> =
+                    eps.iter().filter(|(_, tp)| *tp == p.target_port).map(|(ip, tp)| format!("{ip}:{tp}")).collect();
                 backends.dedup();
                 rows.push((format!("{}:{}", s.cluster_ip, p.port), "ClusterIP".into(), backends));
             }
         }
         if let Some(lb) = self.lb.nodes.get(node) {
             for v in lb.services().map_err(err("reading services"))? {
-                rows.push((format!("{}:{}", v.frontend.vip, v.frontend.port), v.kind.to_string(), v.backends.iter().map(|b| b.addr.to_string()).collect()));
+                rows.push((
+                    format!("{}:{}", v.frontend.vip, v.frontend.port),
+                    v.kind.to_string(),
+                    v.backends.iter().map(|b| b.addr.to_string()).collect(),
+                ));
             }
         }
         let fw = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max("Frontend".len()) + 3;

@@ -30,12 +30,18 @@ impl Args {
                 if with_value.contains(&key.as_str()) {
                     let v = match inline {
                         Some(v) => v,
-                        None => it.next().cloned().ok_or_else(|| LabError::Input(format!("flag needs an argument: {key}")))?,
+                        None => it
+                            .next()
+                            .cloned()
+                            .ok_or_else(|| LabError::Input(format!("flag needs an argument: {key}")))?,
                     };
                     a.values.push((key, v));
                 } else if booleans.contains(&key.as_str()) && inline.is_none() {
                     a.flags.push(key);
-                } else if key.len() > 2 && !key.starts_with("--") && key[1..].chars().all(|c| booleans.contains(&format!("-{c}").as_str())) {
+                } else if key.len() > 2
+                    && !key.starts_with("--")
+                    && key[1..].chars().all(|c| booleans.contains(&format!("-{c}").as_str()))
+                {
                     // Combined short flags: -ti
                     a.flags.extend(key[1..].chars().map(|c| format!("-{c}")));
                 } else {
@@ -72,7 +78,8 @@ mod tests {
 
     #[test]
     fn values_flags_and_command() {
-        let a = Args::parse(&v("-n kube-system exec -ti ds/cilium -- cilium-dbg status"), &["-n"], &["-t", "-i"]).unwrap();
+        let a =
+            Args::parse(&v("-n kube-system exec -ti ds/cilium -- cilium-dbg status"), &["-n"], &["-t", "-i"]).unwrap();
         assert_eq!(a.value(&["-n", "--namespace"]), Some("kube-system"));
         assert!(a.flag(&["-t"]) && a.flag(&["-i"]));
         assert_eq!(a.positional, ["exec", "ds/cilium"]);

@@ -30,16 +30,20 @@ fn editor_command(editor: &str, file: &Path) -> std::process::Command {
 }
 
 pub fn run(lab: &str, args: &[String], cwd: &Path) -> Result<Edited, LabError> {
-    let editor = std::env::var("KUBE_EDITOR")
-        .or_else(|_| std::env::var("EDITOR"))
-        .map_err(|_| LabError::Input("kubectl edit on the lab needs KUBE_EDITOR (e.g. KUBE_EDITOR=\"sed -i s/a/b/\")".into()))?;
+    let editor = std::env::var("KUBE_EDITOR").or_else(|_| std::env::var("EDITOR")).map_err(|_| {
+        LabError::Input("kubectl edit on the lab needs KUBE_EDITOR (e.g. KUBE_EDITOR=\"sed -i s/a/b/\")".into())
+    })?;
     let mut get: Vec<String> = args.iter().map(|a| if a == "edit" { "get".to_string() } else { a.clone() }).collect();
     get.extend(["-o".to_string(), "yaml".to_string()]);
-    let call = |args: Vec<String>| protocol::call(lab, &Request::Shim { tool: "kubectl".into(), args, cwd: cwd.to_path_buf() });
+    let call = |args: Vec<String>| {
+        protocol::call(lab, &Request::Shim { tool: "kubectl".into(), args, cwd: cwd.to_path_buf() })
+    };
     let original = match call(get)? {
         Response::Output { stdout, code: 0, .. } => stdout,
         Response::Output { stdout, stderr, code } => return Ok(Edited { stdout, stderr, code }),
-        Response::Error { message, usage } => return Err(if usage { LabError::Input(message) } else { LabError::System(message) }),
+        Response::Error { message, usage } => {
+            return Err(if usage { LabError::Input(message) } else { LabError::System(message) });
+        }
         other => return Err(LabError::System(format!("unexpected answer {other:?}"))),
     };
     let file = tempfile::Builder::new()
@@ -48,9 +52,15 @@ pub fn run(lab: &str, args: &[String], cwd: &Path) -> Result<Edited, LabError> {
         .tempfile()
         .map_err(|e| LabError::System(e.to_string()))?;
     std::fs::write(file.path(), &original).map_err(|e| LabError::System(e.to_string()))?;
-    let status = editor_command(&editor, file.path()).status().map_err(|e| LabError::System(format!("running the editor: {e}")))?;
+    let status = editor_command(&editor, file.path())
+        .status()
+        .map_err(|e| LabError::System(format!("running the editor: {e}")))?;
     if !status.success() {
-        return Ok(Edited { stdout: String::new(), stderr: "error: there was a problem with the editor\n".into(), code: 1 });
+        return Ok(Edited {
+            stdout: String::new(),
+            stderr: "error: there was a problem with the editor\n".into(),
+            code: 1,
+        });
     }
     let edited = std::fs::read_to_string(file.path()).map_err(|e| LabError::System(e.to_string()))?;
     if edited == original {
@@ -61,10 +71,14 @@ pub fn run(lab: &str, args: &[String], cwd: &Path) -> Result<Edited, LabError> {
         apply.extend(args[i..(i + 2).min(args.len())].iter().cloned());
     }
     match call(apply)? {
-        Response::Output { stdout, stderr, code } => {
-            Ok(Edited { stdout: stdout.replace(" configured\n", " edited\n").replace(" unchanged\n", " edited\n"), stderr, code })
+        Response::Output { stdout, stderr, code } => Ok(Edited {
+            stdout: stdout.replace(" configured\n", " edited\n").replace(" unchanged\n", " edited\n"),
+            stderr,
+            code,
+        }),
+        Response::Error { message, usage } => {
+            Err(if usage { LabError::Input(message) } else { LabError::System(message) })
         }
-        Response::Error { message, usage } => Err(if usage { LabError::Input(message) } else { LabError::System(message) }),
         other => Err(LabError::System(format!("unexpected answer {other:?}"))),
     }
 }

@@ -30,7 +30,15 @@ pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabErr
     }
 }
 
-fn install(lab: &mut Lab, a: &Args, verb: &str, release: &str, chart: &str, cwd: &Path, argv: &[String]) -> Result<Outcome, LabError> {
+fn install(
+    lab: &mut Lab,
+    a: &Args,
+    verb: &str,
+    release: &str,
+    chart: &str,
+    cwd: &Path,
+    argv: &[String],
+) -> Result<Outcome, LabError> {
     if chart != "cilium/cilium" {
         return Err(unsupported("helm", argv));
     }
@@ -59,14 +67,26 @@ fn install(lab: &mut Lab, a: &Args, verb: &str, release: &str, chart: &str, cwd:
         (Some(r), "install") if r.name == release => {
             return Err(LabError::Input("INSTALLATION FAILED: cannot re-use a name that is still in use".into()));
         }
-        (None, "upgrade") => return Err(LabError::Input(format!("UPGRADE FAILED: \"{release}\" has no deployed releases"))),
+        (None, "upgrade") => {
+            return Err(LabError::Input(format!("UPGRADE FAILED: \"{release}\" has no deployed releases")));
+        }
         (Some(r), _) => r.revision + 1,
         (None, _) => 1,
     };
     c.apply_cilium(values, &dir)?;
     let now = SystemTime::now();
-    c.release = Some(HelmRelease { name: release.into(), namespace: namespace.clone(), chart: chart.into(), revision, updated: now });
-    let head = if verb == "upgrade" { format!("Release \"{release}\" has been upgraded. Happy Helming!\n") } else { String::new() };
+    c.release = Some(HelmRelease {
+        name: release.into(),
+        namespace: namespace.clone(),
+        chart: chart.into(),
+        revision,
+        updated: now,
+    });
+    let head = if verb == "upgrade" {
+        format!("Release \"{release}\" has been upgraded. Happy Helming!\n")
+    } else {
+        String::new()
+    };
     Ok(Outcome::out(format!(
         "{head}NAME: {release}\nLAST DEPLOYED: {}\nNAMESPACE: {namespace}\nSTATUS: deployed\nREVISION: {revision}\nTEST SUITE: None\nNOTES:\nYou have successfully {} Cilium.\n\nYour release version is {CILIUM_VERSION}.\n\nFor any further help, visit https://docs.cilium.io/en/v1.15/gettinghelp\n",
         helm_date(now),

@@ -136,7 +136,10 @@ mod tests {
 
     #[test]
     fn lists_join_with_spaces_and_text_passes_through() {
-        assert_eq!(render("names: {.items[*].metadata.name}!", &nodes()).unwrap(), "names: kind-control-plane kind-worker!");
+        assert_eq!(
+            render("names: {.items[*].metadata.name}!", &nodes()).unwrap(),
+            "names: kind-control-plane kind-worker!"
+        );
         assert_eq!(render("{.items[0].spec}", &nodes()).unwrap(), r#"{"podCIDR":"10.244.0.0/24"}"#);
         assert!(render("{.items[", &nodes()).is_err());
         assert!(render("{end}", &nodes()).is_err());

@@ -8,7 +8,11 @@ use super::super::state::Lab;
 use super::{Args, Outcome, resolve, unsupported};
 
 pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabError> {
-    let a = Args::parse(argv, &["--config", "--name", "-n", "--image", "--wait", "--kubeconfig"], &["-q", "--quiet", "--retain"])?;
+    let a = Args::parse(
+        argv,
+        &["--config", "--name", "-n", "--image", "--wait", "--kubeconfig"],
+        &["-q", "--quiet", "--retain"],
+    )?;
     let pos: Vec<&str> = a.positional.iter().map(String::as_str).collect();
     let name = a.value(&["--name", "-n"]);
     match pos.as_slice() {

@@ -10,8 +10,23 @@ use super::super::state::{ClusterRt, Lab};
 use super::super::store::{age, selects};
 use super::{Args, Outcome, jsonpath, resolve, table, unsupported};
 
-const WITH_VALUE: &[&str] = &["-n", "--namespace", "-o", "--output", "-f", "--filename", "-c", "--container", "--context", "-l", "--selector", "--for", "--timeout"];
-const BOOLEANS: &[&str] = &["-A", "--all-namespaces", "-t", "-i", "--tty", "--stdin", "--all", "-q", "--quiet", "--overwrite"];
+const WITH_VALUE: &[&str] = &[
+    "-n",
+    "--namespace",
+    "-o",
+    "--output",
+    "-f",
+    "--filename",
+    "-c",
+    "--container",
+    "--context",
+    "-l",
+    "--selector",
+    "--for",
+    "--timeout",
+];
+const BOOLEANS: &[&str] =
+    &["-A", "--all-namespaces", "-t", "-i", "--tty", "--stdin", "--all", "-q", "--quiet", "--overwrite"];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -33,7 +48,11 @@ impl Kind {
             "configmaps" | "configmap" | "cm" => Kind::ConfigMap,
             "deployments" | "deployment" | "deploy" | "deployments.apps" | "deployment.apps" => Kind::Deployment,
             "daemonsets" | "daemonset" | "ds" | "daemonsets.apps" | "daemonset.apps" => Kind::DaemonSet,
-            "ippools" | "ippool" | "ciliumloadbalancerippools" | "ciliumloadbalancerippool" | "ciliumloadbalancerippools.cilium.io" => Kind::IpPool,
+            "ippools"
+            | "ippool"
+            | "ciliumloadbalancerippools"
+            | "ciliumloadbalancerippool"
+            | "ciliumloadbalancerippools.cilium.io" => Kind::IpPool,
             _ => return None,
         })
     }
@@ -73,7 +92,10 @@ pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabErr
     let dir = lab.dir.clone();
     let Some(verb) = a.positional.first().cloned() else { return Err(unsupported("kubectl", argv)) };
     if lab.cluster.is_none() {
-        return Ok(fail("The connection to the server localhost:8080 was refused - did you specify the right host or port?\n".into()));
+        return Ok(fail(
+            "The connection to the server localhost:8080 was refused - did you specify the right host or port?\n"
+                .into(),
+        ));
     }
     let c = lab.cluster_mut()?;
     match verb.as_str() {
@@ -103,7 +125,9 @@ pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabErr
                 [action, k, n] => (*action, *k, *n),
                 _ => return Err(unsupported("kubectl", argv)),
             };
-            let kind = Kind::parse(kind).filter(|k| matches!(k, Kind::Deployment | Kind::DaemonSet)).ok_or_else(|| unsupported("kubectl", argv))?;
+            let kind = Kind::parse(kind)
+                .filter(|k| matches!(k, Kind::Deployment | Kind::DaemonSet))
+                .ok_or_else(|| unsupported("kubectl", argv))?;
             let exists = match kind {
                 Kind::Deployment => c.store.deployments.iter().any(|d| d.namespace == ns && d.name == name),
                 _ => c.store.daemonsets.iter().any(|(n, d)| *n == ns && d == name),
@@ -131,10 +155,18 @@ pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabErr
                 .iter()
                 .filter(|p| a.flag(&["-A", "--all-namespaces"]) || p.namespace == ns)
                 .filter(|p| sel.is_none_or(|s| selects(&parse_selector(s), &p.labels)))
-                .filter(|p| a.flag(&["--all"]) || a.positional[1..].iter().any(|x| x.trim_start_matches("pod/").trim_start_matches("pods/") == p.name))
+                .filter(|p| {
+                    a.flag(&["--all"])
+                        || a.positional[1..]
+                            .iter()
+                            .any(|x| x.trim_start_matches("pod/").trim_start_matches("pods/") == p.name)
+                })
                 .map(|p| format!("pod/{}", p.name))
                 .collect();
-            let pending: Vec<&String> = pods.iter().filter(|p| !c.store.pods.iter().any(|x| format!("pod/{}", x.name) == **p && x.running)).collect();
+            let pending: Vec<&String> = pods
+                .iter()
+                .filter(|p| !c.store.pods.iter().any(|x| format!("pod/{}", x.name) == **p && x.running))
+                .collect();
             if !pending.is_empty() {
                 return Ok(fail(format!("error: timed out waiting for the condition on {}\n", pending[0])));
             }
@@ -145,7 +177,15 @@ pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabErr
 }
 
 /// `kubectl apply|create|delete` (services are synced by the caller).
-fn change(c: &mut ClusterRt, a: &Args, verb: &str, ns: &str, dir: &Path, cwd: &Path, argv: &[String]) -> Result<Outcome, LabError> {
+fn change(
+    c: &mut ClusterRt,
+    a: &Args,
+    verb: &str,
+    ns: &str,
+    dir: &Path,
+    cwd: &Path,
+    argv: &[String],
+) -> Result<Outcome, LabError> {
     let files = a.all(&["-f", "--filename"]);
     if files.is_empty() {
         return match (verb, &a.positional[1..]) {
@@ -155,7 +195,12 @@ fn change(c: &mut ClusterRt, a: &Args, verb: &str, ns: &str, dir: &Path, cwd: &P
                 for n in names {
                     match c.delete(k.api(), ns, n)? {
                         Some(line) => out.push_str(&format!("{line}\n")),
-                        None => return Ok(fail(format!("Error from server (NotFound): {} \"{n}\" not found\n", k.plural()))),
+                        None => {
+                            return Ok(fail(format!(
+                                "Error from server (NotFound): {} \"{n}\" not found\n",
+                                k.plural()
+                            )));
+                        }
                     }
                 }
                 Ok(Outcome::out(out))
@@ -175,7 +220,10 @@ fn change(c: &mut ClusterRt, a: &Args, verb: &str, ns: &str, dir: &Path, cwd: &P
                     None => {
                         return Ok(Outcome::Print {
                             stdout: out,
-                            stderr: format!("Error from server (NotFound): error when deleting \"{f}\": {}s \"{name}\" not found\n", kind.to_lowercase()),
+                            stderr: format!(
+                                "Error from server (NotFound): error when deleting \"{f}\": {}s \"{name}\" not found\n",
+                                kind.to_lowercase()
+                            ),
                             code: 1,
                         });
                     }
@@ -219,7 +267,10 @@ fn cluster_info(c: &ClusterRt, rest: &[String], argv: &[String]) -> Result<Outco
                 })
                 .collect();
             let list = |kind: &str, items: Vec<Value>| {
-                serde_json::to_string_pretty(&json!({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": ""}, "items": items})).unwrap()
+                serde_json::to_string_pretty(
+                    &json!({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": ""}, "items": items}),
+                )
+                .unwrap()
             };
             Ok(Outcome::out(format!("{}\n{}\n", list("NodeList", nodes), list("PodList", pods))))
         }
@@ -235,7 +286,10 @@ fn parse_selector(s: &str) -> super::super::store::Labels {
 }
 
 fn exec(c: &ClusterRt, a: &Args, ns: &str, argv: &[String]) -> Result<Outcome, LabError> {
-    let target = a.positional.get(1).ok_or_else(|| LabError::Input("error: pod, type/name or --filename must be specified".into()))?;
+    let target = a
+        .positional
+        .get(1)
+        .ok_or_else(|| LabError::Input("error: pod, type/name or --filename must be specified".into()))?;
     if a.command.is_empty() {
         return Err(LabError::Input("error: you must specify at least one command for the container".into()));
     }
@@ -250,11 +304,18 @@ fn exec(c: &ClusterRt, a: &Args, ns: &str, argv: &[String]) -> Result<Outcome, L
                 Some(Kind::Deployment) => format!("Deployment/{name}"),
                 _ => return Err(unsupported("kubectl", argv)),
             };
-            c.store.pods.iter().filter(|p| p.namespace == ns && p.owner.as_deref() == Some(owner.as_str())).min_by_key(|p| p.node.clone())
+            c.store
+                .pods
+                .iter()
+                .filter(|p| p.namespace == ns && p.owner.as_deref() == Some(owner.as_str()))
+                .min_by_key(|p| p.node.clone())
         }
     };
     let Some(pod) = pod else {
-        return Ok(fail(format!("Error from server (NotFound): pods \"{}\" not found\n", target.rsplit('/').next().unwrap())));
+        return Ok(fail(format!(
+            "Error from server (NotFound): pods \"{}\" not found\n",
+            target.rsplit('/').next().unwrap()
+        )));
     };
     if a.command[0] == "cilium-dbg" || a.command[0] == "cilium" {
         if pod.owner.as_deref() != Some("DaemonSet/cilium") {
@@ -263,7 +324,10 @@ fn exec(c: &ClusterRt, a: &Args, ns: &str, argv: &[String]) -> Result<Outcome, L
         return super::super::cilium_dbg::run(c, &pod.node, &a.command[1..]).map(Outcome::out);
     }
     if !pod.running {
-        return Ok(fail(format!("error: unable to upgrade connection: container not found (\"{}\")\n", pod.containers.first().map(|x| x.name.as_str()).unwrap_or(""))));
+        return Ok(fail(format!(
+            "error: unable to upgrade connection: container not found (\"{}\")\n",
+            pod.containers.first().map(|x| x.name.as_str()).unwrap_or("")
+        )));
     }
     let tid = if pod.host_network {
         c.node(&pod.node).map(|n| n.ns.tid())
@@ -292,10 +356,23 @@ fn objects_of(c: &ClusterRt, kind: Kind, ns: Option<&str>, wide: bool) -> (Vec<&
                 .iter()
                 .map(|n| {
                     let j = n.to_json(c.store.cni);
-                    let role = if n.role == super::super::config::Role::ControlPlane { "control-plane" } else { "<none>" };
-                    let mut r = vec![n.name.clone(), if n.ready(c.store.cni) { "Ready" } else { "NotReady" }.into(), role.into(), age(n.created), super::super::store::KUBE_VERSION.into()];
+                    let role =
+                        if n.role == super::super::config::Role::ControlPlane { "control-plane" } else { "<none>" };
+                    let mut r = vec![
+                        n.name.clone(),
+                        if n.ready(c.store.cni) { "Ready" } else { "NotReady" }.into(),
+                        role.into(),
+                        age(n.created),
+                        super::super::store::KUBE_VERSION.into(),
+                    ];
                     if wide {
-                        r.extend([n.ip.to_string(), "<none>".into(), "Debian GNU/Linux 12 (bookworm)".into(), super::super::store::kernel(), "containerd://1.7.13".into()]);
+                        r.extend([
+                            n.ip.to_string(),
+                            "<none>".into(),
+                            "Debian GNU/Linux 12 (bookworm)".into(),
+                            super::super::store::kernel(),
+                            "containerd://1.7.13".into(),
+                        ]);
                     }
                     (String::new(), n.name.clone(), j, r)
                 })
@@ -314,9 +391,20 @@ fn objects_of(c: &ClusterRt, kind: Kind, ns: Option<&str>, wide: bool) -> (Vec<&
                 .filter(|p| in_ns(&p.namespace))
                 .map(|p| {
                     let n = p.containers.len().max(1);
-                    let mut r = vec![p.name.clone(), format!("{}/{n}", if p.running { n } else { 0 }), p.phase().into(), "0".into(), age(p.created)];
+                    let mut r = vec![
+                        p.name.clone(),
+                        format!("{}/{n}", if p.running { n } else { 0 }),
+                        p.phase().into(),
+                        "0".into(),
+                        age(p.created),
+                    ];
                     if wide {
-                        r.extend([p.ip.map(|i| i.to_string()).unwrap_or("<none>".into()), p.node.clone(), "<none>".into(), "<none>".into()]);
+                        r.extend([
+                            p.ip.map(|i| i.to_string()).unwrap_or("<none>".into()),
+                            p.node.clone(),
+                            "<none>".into(),
+                            "<none>".into(),
+                        ]);
                     }
                     (p.namespace.clone(), p.name.clone(), p.to_json(), r)
                 })
@@ -347,7 +435,14 @@ fn objects_of(c: &ClusterRt, kind: Kind, ns: Option<&str>, wide: bool) -> (Vec<&
                         None if s.type_ == "LoadBalancer" => "<pending>".into(),
                         None => "<none>".into(),
                     };
-                    let mut r = vec![s.name.clone(), s.type_.clone(), s.cluster_ip.to_string(), external, ports.join(","), age(s.created)];
+                    let mut r = vec![
+                        s.name.clone(),
+                        s.type_.clone(),
+                        s.cluster_ip.to_string(),
+                        external,
+                        ports.join(","),
+                        age(s.created),
+                    ];
                     if wide {
                         let sel: Vec<String> = s.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
                         r.push(if sel.is_empty() { "<none>".into() } else { sel.join(",") });
@@ -363,7 +458,14 @@ fn objects_of(c: &ClusterRt, kind: Kind, ns: Option<&str>, wide: bool) -> (Vec<&
                 .configmaps
                 .iter()
                 .filter(|m| in_ns(&m.namespace))
-                .map(|m| (m.namespace.clone(), m.name.clone(), m.to_json(), vec![m.name.clone(), m.data.len().to_string(), age(m.created)]))
+                .map(|m| {
+                    (
+                        m.namespace.clone(),
+                        m.name.clone(),
+                        m.to_json(),
+                        vec![m.name.clone(), m.data.len().to_string(), age(m.created)],
+                    )
+                })
                 .collect();
             (vec!["NAME", "DATA", "AGE"], rows)
         }
@@ -390,9 +492,30 @@ fn objects_of(c: &ClusterRt, kind: Kind, ns: Option<&str>, wide: bool) -> (Vec<&
                 .filter(|(n, _)| in_ns(n))
                 .map(|(n, d)| {
                     let owner = format!("DaemonSet/{d}");
-                    let pods = c.store.pods.iter().filter(|p| p.namespace == *n && p.owner.as_deref() == Some(owner.as_str())).count().to_string();
-                    let j = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": d, "namespace": n}});
-                    (n.clone(), d.clone(), j, vec![d.clone(), pods.clone(), pods.clone(), pods.clone(), pods.clone(), pods, "kubernetes.io/os=linux".into(), age(c.created)])
+                    let pods = c
+                        .store
+                        .pods
+                        .iter()
+                        .filter(|p| p.namespace == *n && p.owner.as_deref() == Some(owner.as_str()))
+                        .count()
+                        .to_string();
+                    let j =
+                        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": d, "namespace": n}});
+                    (
+                        n.clone(),
+                        d.clone(),
+                        j,
+                        vec![
+                            d.clone(),
+                            pods.clone(),
+                            pods.clone(),
+                            pods.clone(),
+                            pods.clone(),
+                            pods,
+                            "kubernetes.io/os=linux".into(),
+                            age(c.created),
+                        ],
+                    )
                 })
                 .collect();
             (vec!["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"], rows)
@@ -402,7 +525,10 @@ fn objects_of(c: &ClusterRt, kind: Kind, ns: Option<&str>, wide: bool) -> (Vec<&
 }
 
 fn get(c: &ClusterRt, a: &Args, ns: &str, argv: &[String]) -> Result<Outcome, LabError> {
-    let what = a.positional.get(1).ok_or_else(|| LabError::Input("error: you must specify the type of resource to get".into()))?;
+    let what = a
+        .positional
+        .get(1)
+        .ok_or_else(|| LabError::Input("error: you must specify the type of resource to get".into()))?;
     let (kind_s, mut names): (&str, Vec<String>) = match what.split_once('/') {
         Some((k, n)) => (k, vec![n.to_string()]),
         None => (what.as_str(), a.positional[2..].to_vec()),
@@ -465,7 +591,9 @@ fn get(c: &ClusterRt, a: &Args, ns: &str, argv: &[String]) -> Result<Outcome, La
         }
         "yaml" => Ok(Outcome::out(serde_yaml::to_string(&data).map_err(|e| LabError::System(e.to_string()))?)),
         "json" => Ok(Outcome::out(serde_json::to_string_pretty(&data).unwrap() + "\n")),
-        "name" => Ok(Outcome::out(rows.iter().map(|r| format!("{}/{}\n", kind.api().to_lowercase(), r.1)).collect::<String>())),
+        "name" => Ok(Outcome::out(
+            rows.iter().map(|r| format!("{}/{}\n", kind.api().to_lowercase(), r.1)).collect::<String>(),
+        )),
         o if o.starts_with("jsonpath=") => {
             let t = o["jsonpath=".len()..].trim_matches('\'');
             match jsonpath::render(t, &data) {
