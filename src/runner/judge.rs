@@ -40,11 +40,12 @@ fn compare(matcher: &Matcher, expected: Option<&str>, actual: &str) -> (Option<b
     match expected {
         None => (None, None),
         Some(exp) => {
-            let (exp, act) = (trim(exp), trim(actual));
+            // The actual output keeps its final newline: a ` (no-eol)` line asks about it.
+            let (exp, act) = (trim(exp), actual);
             if matcher.is_match(exp, act) {
                 (Some(true), None)
             } else {
-                (Some(false), Some(matcher.normalize(exp, act)))
+                (Some(false), Some(matcher.normalize(exp, trim(act))))
             }
         }
     }

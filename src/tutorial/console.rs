@@ -109,22 +109,92 @@ fn open_heredocs(command: &str) -> Vec<(String, bool)> {
     pending.into()
 }
 
-/// `<<EOF`, `<<'EOF'`, `<<"EOF"`, `<<-EOF` in a command (not `<<<`, a here-string).
-fn heredoc_delimiters(command: &str) -> Vec<(String, bool)> {
-    let re = regex_heredoc();
-    re.captures_iter(command)
-        .map(|c| {
-            let word = c.get(2).or(c.get(3)).or(c.get(4)).unwrap().as_str().to_string();
-            (word, c.get(1).is_some())
-        })
-        .collect()
+/// Heredocs a command line opens: `<<EOF`, `<<'EOF'`, `<<"EOF"`, `<<-EOF`, `<<\EOF`, read the
+/// way the shell reads them: `<<` inside quotes, after a backslash, in a comment, in arithmetic
+/// (`$((1<<2))`) or as `<<<` (a here-string) opens nothing.
+fn heredoc_delimiters(line: &str) -> Vec<(String, bool)> {
+    let b = line.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    // Depth of `((`/`$((` arithmetic, where `<<` is a shift.
+    let mut arith = 0usize;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'\'' => {
+                i += 1;
+                while i < b.len() && b[i] != b'\'' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'#' if i == 0 || b[i - 1].is_ascii_whitespace() || b";&|(".contains(&b[i - 1]) => break,
+            b'(' if b.get(i + 1) == Some(&b'(') => {
+                arith += 1;
+                i += 2;
+            }
+            b')' if arith > 0 && b.get(i + 1) == Some(&b')') => {
+                arith -= 1;
+                i += 2;
+            }
+            b'<' if arith == 0 && b.get(i + 1) == Some(&b'<') => {
+                if b.get(i + 2) == Some(&b'<') {
+                    i += 3;
+                    continue;
+                }
+                i += 2;
+                let strip_tabs = b.get(i) == Some(&b'-');
+                if strip_tabs {
+                    i += 1;
+                }
+                while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+                    i += 1;
+                }
+                let (word, next) = heredoc_word(&line[i..]);
+                if !word.is_empty() {
+                    out.push((word, strip_tabs));
+                }
+                i += next.max(1);
+            }
+            _ => i += 1,
+        }
+    }
+    out
 }
 
-fn regex_heredoc() -> &'static regex::Regex {
-    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    RE.get_or_init(|| {
-        regex::Regex::new(r#"(?:^|[^<])<<(-)?\s*(?:'([^']+)'|"([^"]+)"|([A-Za-z_][A-Za-z0-9_]*))"#).unwrap()
-    })
+/// The delimiter word at the start of `s`, quotes removed, and its length in `s`.
+fn heredoc_word(s: &str) -> (String, usize) {
+    let b = s.as_bytes();
+    let mut word = Vec::new();
+    let mut i = 0;
+    while i < b.len() && !b[i].is_ascii_whitespace() && !b";&|<>()".contains(&b[i]) {
+        match b[i] {
+            q @ (b'\'' | b'"') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    word.push(b[i]);
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'\\' if i + 1 < b.len() => {
+                word.push(b[i + 1]);
+                i += 2;
+            }
+            c => {
+                word.push(c);
+                i += 1;
+            }
+        }
+    }
+    (String::from_utf8_lossy(&word).into_owned(), i.min(b.len()))
 }
 
 #[cfg(test)]
@@ -174,6 +244,27 @@ mod tests {
     fn here_strings_are_not_heredocs() {
         let c = parse("$ cat <<< hi\nhi\n", 1).unwrap();
         assert_eq!(c[0].expected, "hi");
+    }
+
+    #[test]
+    fn only_real_heredoc_syntax_opens_one() {
+        for cmd in [
+            "echo 'a<<b'",
+            "echo \"a<<b\"",
+            "echo a\\<<b",
+            "echo $((1<<2))",
+            "(( x = 1<<3 ))",
+            "echo hi # cat <<EOF",
+            "cat <<<EOF",
+        ] {
+            let c = parse(&format!("$ {cmd}\nout\n"), 1).unwrap_or_else(|e| panic!("{cmd}: {e:?}"));
+            assert_eq!((c.len(), c[0].expected.as_str()), (1, "out"), "{cmd}");
+        }
+        for (cmd, delim) in [("cat <<EOF", "EOF"), ("cat << 'E F'", "E F"), ("cat <<\\END", "END"), ("a<<\"X\"Y", "XY")]
+        {
+            let c = parse(&format!("$ {cmd}\nbody\n{delim}\nout\n"), 1).unwrap();
+            assert_eq!((c[0].command.lines().count(), c[0].expected.as_str()), (3, "out"), "{cmd}");
+        }
     }
 
     #[test]

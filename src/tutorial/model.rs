@@ -125,6 +125,20 @@ impl Default for Attributes {
     }
 }
 
+impl ConsoleCommand {
+    /// The exit status an `[N]` line (the last line of the expected output, cram's syntax)
+    /// asks of this command; `None` without one.
+    pub fn exit_line(&self) -> Option<i32> {
+        exit_line(&self.expected)
+    }
+}
+
+/// `[N]` as the last non-blank line of `expected`.
+pub fn exit_line(expected: &str) -> Option<i32> {
+    let last = expected.lines().rev().find(|l| !l.trim().is_empty())?.trim_end();
+    last.strip_prefix('[')?.strip_suffix(']')?.parse().ok().filter(|_| last.len() > 2 && last.len() < 8)
+}
+
 impl Block {
     /// Whether the runner executes this block (as opposed to writing it as a file).
     pub fn is_command(&self) -> bool {

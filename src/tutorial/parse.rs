@@ -115,10 +115,12 @@ pub fn slugify(s: &str) -> String {
 /// pulldown-cmark ends an unclosed fence at the end of the document; a real closing fence is
 /// the last line of the block's range.
 fn check_closed(path: &Path, src: &str, lines: &Lines, b: &OpenBlock, end: usize) -> Result<(), TutorialError> {
-    let opening = src[b.start..].lines().next().unwrap_or("").trim_start();
+    // Inside a blockquote or a list item the lines carry the container's `>` and indentation.
+    let strip = |l: &str| l.trim_start_matches([' ', '\t', '>']).to_string();
+    let opening = strip(src[b.start..].lines().next().unwrap_or(""));
     let fence_char = opening.chars().next().unwrap_or('`');
     let fence_len = opening.chars().take_while(|&c| c == fence_char).count();
-    let last = src[b.start..end].trim_end_matches(['\n', '\r']).lines().last().unwrap_or("").trim();
+    let last = strip(src[b.start..end].trim_end_matches(['\n', '\r']).lines().last().unwrap_or("")).trim().to_string();
     let closed = src[b.start..end].lines().count() > 1
         && last.chars().take_while(|&c| c == fence_char).count() >= fence_len
         && last.chars().all(|c| c == fence_char);
@@ -279,6 +281,24 @@ mod tests {
         assert!(err("## S\n```yaml {file=a on=x}\n```\n").contains("`on` does not apply"));
         assert!(err("## S\n```yaml {file=../a}\n```\n").contains("relative path"));
         assert!(err("---\nfoo: 1\n---\n").starts_with("t.md:2: front matter"));
+    }
+
+    #[test]
+    fn fences_in_blockquotes_and_list_items() {
+        let src = "## S\n\n> Note:\n>\n> ```console\n> $ echo a\n> a\n> ```\n\n1. Run:\n\n   ```sh\n   echo b\n   echo c\n   ```\n";
+        let t = parse(src).unwrap();
+        let blocks = &t.steps[0].blocks;
+        assert_eq!(blocks.len(), 2);
+        match &blocks[0].kind {
+            BlockKind::Console(c) => {
+                assert_eq!((c[0].command.as_str(), c[0].expected.as_str(), c[0].line), ("echo a", "a", 6))
+            }
+            k => panic!("{k:?}"),
+        }
+        assert_eq!((blocks[0].line, blocks[0].body_line), (5, 6));
+        assert_eq!(blocks[1].body, "echo b\necho c\n");
+        assert_eq!((blocks[1].line, blocks[1].body_line), (12, 13));
+        assert!(err("## S\n\n> ```sh\n> echo\n").contains("never closed"));
     }
 
     #[test]
