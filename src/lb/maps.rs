@@ -1,5 +1,5 @@
 //! `#[repr(C)]` mirrors of the map keys and values defined in `ebpf/lb.h` (the one definition).
-//! `tests/lb_layout.rs` checks every size and field offset against the BTF of the compiled
+//! `tests/testsuite/lb/layout.rs` checks every size and field offset against the BTF of the compiled
 //! object. Addresses and ports are stored in network byte order, as the datapath reads them.
 
 use std::net::Ipv4Addr;

@@ -7,7 +7,8 @@
 //!
 //! Run: `cargo bench --bench lab_lb_rps` (as root).
 
-#[path = "../lab_support/mod.rs"]
+#[path = "../testsuite/lab/support.rs"]
+#[allow(dead_code)] // the bench uses a few of the suite's lab helpers
 mod lab_support;
 
 use std::io::{Read, Write};

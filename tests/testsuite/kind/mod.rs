@@ -1,0 +1,9 @@
+//! The kind and kube backends: pre-flight as users meet it, and a real kind cluster.
+
+mod cli;
+mod cluster;
+mod preflight;
+
+pub(crate) fn tests() -> Vec<crate::harness::Test> {
+    [cli::tests(), cluster::tests(), preflight::tests()].into_iter().flatten().collect()
+}

@@ -1,0 +1,34 @@
+//! The lab backend: topology, datapath, shims, isolation, the LoadBalancer features, tutorials.
+
+mod backend;
+mod datapath;
+mod gc;
+mod isolation;
+mod lb_ipam;
+mod lb_l2;
+pub(crate) mod lb_support;
+mod lb_traffic;
+mod lb_tutorial;
+mod shims;
+pub(crate) mod support;
+mod topology;
+mod tutorial;
+
+pub(crate) fn tests() -> Vec<crate::harness::Test> {
+    [
+        backend::tests(),
+        datapath::tests(),
+        gc::tests(),
+        isolation::tests(),
+        lb_ipam::tests(),
+        lb_l2::tests(),
+        lb_traffic::tests(),
+        lb_tutorial::tests(),
+        shims::tests(),
+        topology::tests(),
+        tutorial::tests(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}

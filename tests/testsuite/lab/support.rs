@@ -1,0 +1,129 @@
+//! Shared helpers of the lab integration tests: a lab that tears itself down when dropped,
+//! and commands run inside it through the real `tutor lab` CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const TUTOR: &str = env!("CARGO_BIN_EXE_tutor");
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab")
+}
+
+/// Why the lab tests cannot run here, if they cannot.
+pub fn skip_reason() -> Option<String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Some("needs root".into());
+    }
+    for tool in ["ip", "nft", "nsenter", "iptables-restore", "curl"] {
+        if Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
+            return Some(format!("needs {tool}"));
+        }
+    }
+    None
+}
+
+pub struct Out {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i32,
+}
+
+impl Out {
+    pub fn ok(self) -> String {
+        assert_eq!(self.code, 0, "exit {}\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr);
+        self.stdout
+    }
+}
+
+pub fn tutor(args: &[&str], cwd: &Path) -> Out {
+    let o = Command::new(TUTOR).args(args).current_dir(cwd).output().expect("run tutor");
+    Out {
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        code: o.status.code().unwrap_or(-1),
+    }
+}
+
+/// `tutor run NAME` on a fixture tutorial (lab backend, run record in a temporary file); asserts
+/// it passed and returns stdout and stderr together.
+pub fn run_fixture_tutorial(name: &str) -> String {
+    let record = tempfile::NamedTempFile::new().unwrap();
+    let record = record.path().to_str().expect("UTF-8 temp path");
+    let o = tutor(&["run", name, "--record", record], &fixtures());
+    let out = format!("{}{}", o.stdout, o.stderr);
+    assert_eq!(o.code, 0, "{out}");
+    out
+}
+
+pub struct Lab {
+    pub name: String,
+    pub cwd: PathBuf,
+}
+
+impl Lab {
+    /// `tutor lab up [--config F]` with a name unique to this test process.
+    pub fn up(tag: &str, config: Option<&str>) -> Lab {
+        let name = format!("t{}-{tag}", std::process::id());
+        let cwd = fixtures();
+        let mut args = vec!["lab", "up", "--name", &name];
+        if let Some(c) = config {
+            args.extend(["--config", c]);
+        }
+        tutor(&args, &cwd).ok();
+        Lab { name, cwd }
+    }
+
+    /// `bash -c script` on `target` (host, a node, pod/NAME), in the fixtures directory.
+    pub fn sh(&self, target: &str, script: &str) -> Out {
+        tutor(&["lab", "exec", &self.name, target, "--", "bash", "-c", script], &self.cwd)
+    }
+
+    pub fn pid(&self) -> i32 {
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("/run/tutor/labs/{}/lab.json", self.name)).unwrap())
+                .unwrap();
+        info["pid"].as_i64().unwrap() as i32
+    }
+
+    pub fn netns_inodes(&self) -> Vec<u64> {
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("/run/tutor/labs/{}/lab.json", self.name)).unwrap())
+                .unwrap();
+        info["netns_inodes"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect()
+    }
+
+    /// The eth0 address of the node `pod` (default namespace) runs on.
+    pub fn node_ip_of(&self, pod: &str) -> String {
+        let node = self.sh("host", &format!("kubectl get pod {pod} -o jsonpath='{{.spec.nodeName}}'")).ok();
+        self.sh("host", &format!("kubectl get node {node} -o jsonpath='{{.status.addresses[0].address}}'")).ok()
+    }
+
+    /// Cluster with Cilium and the http-sw-app pods, as the article sets it up.
+    pub fn article(tag: &str) -> Lab {
+        let lab = Lab::up(tag, Some("kind-config.yaml"));
+        lab.sh("host", "helm install -n kube-system cilium cilium/cilium -f cilium-medium.yaml && kubectl apply -f http-sw-app.yaml").ok();
+        lab
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = tutor(&["lab", "down", &self.name], &self.cwd);
+    }
+}
+
+/// Whether any process still has one of these network namespaces.
+pub fn netns_in_use(inodes: &[u64]) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|e| std::fs::metadata(e.path().join("ns/net")).map(|m| inodes.contains(&m.ino())).unwrap_or(false))
+}
