@@ -40,6 +40,10 @@ enum LabCommand {
     Down { name: Option<String> },
     /// Remove what crashed labs left behind.
     Gc,
+    /// A node agent (the kubelet's role) for one node of a lab running the real control plane;
+    /// started inside the node's namespaces by the lab.
+    #[command(hide = true)]
+    NodeAgent(NodeAgentArgs),
     /// The lab's supervisor process (started by `up` and by `tutor run`).
     #[command(hide = true)]
     Supervise {
@@ -50,6 +54,74 @@ enum LabCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct NodeAgentArgs {
+    /// The Node's name.
+    #[arg(long)]
+    node: String,
+    /// The node's InternalIP (where the kubelet API listens).
+    #[arg(long)]
+    node_ip: std::net::Ipv4Addr,
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// Pod files and container logs.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// Image helpers shared by every agent (outside /run, which pods get privately).
+    #[arg(long, default_value = "/var/lib/tutor/images")]
+    image_dir: PathBuf,
+    /// The node is NotReady until a CNI network configuration appears here.
+    #[arg(long)]
+    cni_conf_dir: PathBuf,
+    /// Cluster DNS server(s), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10.96.0.10")]
+    cluster_dns: Vec<std::net::Ipv4Addr>,
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// `k=v,…` labels to register the Node with.
+    #[arg(long, default_value = "")]
+    node_labels: String,
+    /// `key[=value]:Effect,…` taints to register the Node with.
+    #[arg(long, default_value = "")]
+    register_with_taints: String,
+}
+
+async fn node_agent(a: NodeAgentArgs) -> anyhow::Result<Exit> {
+    use crate::backend::lab::agent;
+    let usage = |e: String| {
+        eprintln!("{} {e}", console::style("error:").red().bold());
+        Ok(Exit::Usage)
+    };
+    let node_labels = match agent::node::parse_labels(&a.node_labels) {
+        Ok(l) => l,
+        Err(e) => return usage(e),
+    };
+    let taints = match agent::node::parse_taints(&a.register_with_taints) {
+        Ok(t) => t,
+        Err(e) => return usage(e),
+    };
+    let opts = agent::Options {
+        node: a.node,
+        node_ip: a.node_ip,
+        kubeconfig: a.kubeconfig,
+        state_dir: a.state_dir,
+        image_dir: a.image_dir,
+        cni_conf_dir: a.cni_conf_dir,
+        cluster_dns: a.cluster_dns,
+        cluster_domain: a.cluster_domain,
+        node_labels,
+        taints,
+    };
+    match agent::run(opts).await {
+        Ok(()) => Ok(Exit::Pass),
+        Err(e @ (agent::AgentError::Input(_) | agent::AgentError::Kubeconfig { .. })) => usage(e.to_string()),
+        Err(e) => {
+            eprintln!("{} {e}", console::style("error:").red().bold());
+            Ok(Exit::Fail)
+        }
+    }
 }
 
 fn usage_or_fail(e: &LabError) -> Exit {
@@ -149,6 +221,7 @@ pub async fn execute(args: LabArgs) -> anyhow::Result<Exit> {
             }
             Ok(Exit::Pass)
         }
+        LabCommand::NodeAgent(a) => node_agent(a).await,
         LabCommand::Supervise { name, owner, config } => {
             let opts = supervisor::Options { name: name.clone(), owner, config, exe: lab::tutor_exe() };
             let serving = tokio::task::spawn_blocking(move || supervise(opts));

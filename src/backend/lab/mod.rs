@@ -2,6 +2,7 @@
 //! real kernel, owned by one supervisor process per lab, with `kind`/`kubectl`/`helm`/`docker`
 //! answered from its state.
 
+pub mod agent;
 mod apps;
 pub mod arp;
 mod bpf_masq;

@@ -22,6 +22,17 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Debug, Clone, Default)]
 pub struct Mounts {
     pub binds: Vec<(PathBuf, PathBuf)>,
+    /// Directories that get a private, empty tmpfs (a pod's /run and /tmp).
+    pub tmpfs: Vec<PathBuf>,
+}
+
+/// Which namespaces a target thread gets of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetNs {
+    /// A new network namespace (nodes, pods).
+    New,
+    /// The creating thread's (host-network pods: own mounts, the node's network).
+    Shared,
 }
 
 pub struct NsThread {
@@ -32,13 +43,18 @@ pub struct NsThread {
 impl NsThread {
     /// Start the thread, unshare, set up mounts and hostname.
     pub fn new(label: &str, hostname: Option<&str>, mounts: Mounts) -> Result<NsThread, LabError> {
+        NsThread::with_net(label, hostname, mounts, NetNs::New)
+    }
+
+    /// As `new`, choosing whether the network namespace is new or the caller's.
+    pub fn with_net(label: &str, hostname: Option<&str>, mounts: Mounts, net: NetNs) -> Result<NsThread, LabError> {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<i32, String>>();
         let (jobs, rx) = mpsc::channel::<Job>();
         let hostname = hostname.map(str::to_string);
         std::thread::Builder::new()
             .name(format!("ns-{label}"))
             .spawn(move || {
-                let setup = enter_new(hostname.as_deref(), &mounts);
+                let setup = enter_new(hostname.as_deref(), &mounts, net);
                 let ok = setup.is_ok();
                 let _ = ready_tx.send(setup.map(|_| nix::unistd::gettid().as_raw()));
                 if !ok {
@@ -120,8 +136,11 @@ pub fn run_command(argv: &[String], stdin: &str) -> Result<String, LabError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn enter_new(hostname: Option<&str>, mounts: &Mounts) -> Result<(), String> {
-    let mut flags = CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS;
+fn enter_new(hostname: Option<&str>, mounts: &Mounts, net: NetNs) -> Result<(), String> {
+    let mut flags = CloneFlags::CLONE_NEWNS;
+    if net == NetNs::New {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
     if hostname.is_some() {
         flags |= CloneFlags::CLONE_NEWUTS;
     }
@@ -131,13 +150,20 @@ fn enter_new(hostname: Option<&str>, mounts: &Mounts) -> Result<(), String> {
         .map_err(|e| format!("making / private: {e}"))?;
     // A sysfs of this network namespace (what `ip netns exec` does), and a bpffs of our own so
     // that nothing the lab pins can land in the machine's /sys/fs/bpf.
-    umount2("/sys", MntFlags::MNT_DETACH).map_err(|e| format!("unmounting /sys: {e}"))?;
-    mount(Some("sysfs"), "/sys", Some("sysfs"), MsFlags::empty(), None::<&str>)
-        .map_err(|e| format!("mounting sysfs: {e}"))?;
-    let _ = mount(Some("bpffs"), "/sys/fs/bpf", Some("bpf"), MsFlags::empty(), None::<&str>);
+    if net == NetNs::New {
+        umount2("/sys", MntFlags::MNT_DETACH).map_err(|e| format!("unmounting /sys: {e}"))?;
+        mount(Some("sysfs"), "/sys", Some("sysfs"), MsFlags::empty(), None::<&str>)
+            .map_err(|e| format!("mounting sysfs: {e}"))?;
+        let _ = mount(Some("bpffs"), "/sys/fs/bpf", Some("bpf"), MsFlags::empty(), None::<&str>);
+    }
     for (src, dst) in &mounts.binds {
         mount(Some(src.as_path()), dst.as_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| format!("bind-mounting {} on {}: {e}", src.display(), dst.display()))?;
+    }
+    // After the binds: their sources may live under these directories.
+    for dir in &mounts.tmpfs {
+        mount(Some("tmpfs"), dir.as_path(), Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))
+            .map_err(|e| format!("mounting a tmpfs on {}: {e}", dir.display()))?;
     }
     if let Some(h) = hostname {
         // SAFETY: pointer and length of a live byte slice.

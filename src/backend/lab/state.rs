@@ -92,7 +92,7 @@ fn resolv_mount(dir: &Path, slug: &str, text: &str) -> Result<Mounts, LabError> 
     if bundle.exists() {
         binds.push((bundle, PathBuf::from(super::tls::SYSTEM_BUNDLE)));
     }
-    Ok(Mounts { binds })
+    Ok(Mounts { binds, ..Default::default() })
 }
 
 /// Kubernetes' random name suffix alphabet (no vowels, no confusable digits).

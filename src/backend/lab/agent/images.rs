@@ -1,0 +1,307 @@
+//! The node agent's images: a catalogue of the images the lab can run, each with the
+//! entrypoint and command its real image declares and the program on this machine that plays
+//! it. Nothing is pulled: an image outside the catalogue, or whose program is not installed,
+//! fails the way an offline node fails (`ErrImagePull`, then `ImagePullBackOff`).
+
+use std::path::{Path, PathBuf};
+
+/// A parsed image reference (`[registry/]repository[:tag][@digest]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// `docker.io`, `registry.k8s.io`, `quay.io`, …
+    pub registry: String,
+    /// Repository inside the registry (`library/nginx`, `e2e-test-images/agnhost`).
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl ImageRef {
+    /// Parse as the container runtimes do: the first path component is a registry when it has a
+    /// `.` or a `:` or is `localhost`; Docker Hub's official images live under `library/`.
+    pub fn parse(image: &str) -> Result<ImageRef, String> {
+        let bad = |why: &str| format!("invalid image reference \"{image}\": {why}");
+        if image.is_empty() {
+            return Err(bad("empty"));
+        }
+        if image.chars().any(|c| c.is_whitespace() || c.is_ascii_uppercase()) {
+            return Err(bad("must be lowercase, without spaces"));
+        }
+        let (rest, digest) = match image.split_once('@') {
+            Some((r, d)) => (r, Some(d.to_string())),
+            None => (image, None),
+        };
+        let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
+        let (name, tag) = match rest[last_slash..].rfind(':') {
+            Some(i) => (&rest[..last_slash + i], Some(rest[last_slash + i + 1..].to_string())),
+            None => (rest, None),
+        };
+        if tag.as_deref() == Some("") || name.is_empty() || name.ends_with('/') || name.contains("//") {
+            return Err(bad("malformed"));
+        }
+        let (registry, repository) = match name.split_once('/') {
+            Some((first, path)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+                (first.to_string(), path.to_string())
+            }
+            _ => ("docker.io".to_string(), name.to_string()),
+        };
+        let repository = if registry == "docker.io" && !repository.contains('/') {
+            format!("library/{repository}")
+        } else {
+            repository
+        };
+        Ok(ImageRef { registry, repository, tag, digest })
+    }
+
+    /// The fully qualified reference (`docker.io/library/nginx:latest`), as `kubectl describe`
+    /// shows it in a container's `Image ID`-less pull message.
+    pub fn canonical(&self) -> String {
+        let mut s = format!("{}/{}", self.registry, self.repository);
+        match (&self.tag, &self.digest) {
+            (_, Some(d)) => {
+                if let Some(t) = &self.tag {
+                    s.push(':');
+                    s.push_str(t);
+                }
+                s.push('@');
+                s.push_str(d);
+            }
+            (Some(t), None) => {
+                s.push(':');
+                s.push_str(t);
+            }
+            (None, None) => s.push_str(":latest"),
+        }
+        s
+    }
+
+    /// The short name the catalogue knows images by: `nginx`, `hashicorp/http-echo`,
+    /// `registry.k8s.io/pause`.
+    fn key(&self) -> String {
+        match (self.registry.as_str(), self.repository.strip_prefix("library/")) {
+            ("docker.io", Some(official)) => official.to_string(),
+            ("docker.io", None) => self.repository.clone(),
+            (reg, _) => format!("{reg}/{}", self.repository),
+        }
+    }
+}
+
+/// What a catalogued image runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// The canonical reference (for status `image` and events).
+    pub reference: String,
+    /// The image's ENTRYPOINT and CMD, as its real image declares them (programs by name,
+    /// looked up on PATH at start).
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// Programs that must be installed for the image to run (checked at "pull").
+    pub needs: Vec<String>,
+    /// Busybox-based images: their commands are busybox's applets, found first on PATH.
+    pub busybox: bool,
+    /// Environment the image sets (PATH is set by the agent).
+    pub env: Vec<(String, String)>,
+}
+
+/// Why an image cannot be "pulled".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PullError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "the lab cannot pull images from a registry, and \"{image}\" is not in its image catalogue \
+         (known: {known})"
+    )]
+    Unknown { image: String, known: String },
+    #[error(
+        "the lab plays \"{image}\" with {program}, which is not installed on this machine (.ci/install installs it)"
+    )]
+    Missing { image: String, program: String },
+}
+
+struct Entry {
+    keys: &'static [&'static str],
+    entrypoint: &'static [&'static str],
+    cmd: &'static [&'static str],
+    needs: &'static [&'static str],
+    busybox: bool,
+}
+
+/// The catalogue. ENTRYPOINT/CMD are those of the real images (facts of their image configs).
+const CATALOGUE: &[Entry] = &[
+    Entry {
+        keys: &["nginx"],
+        entrypoint: &[],
+        // The image runs nginx in the foreground; Debian's nginx serves its own welcome page.
+        cmd: &["nginx", "-g", "daemon off;"],
+        needs: &["nginx"],
+        busybox: false,
+    },
+    Entry { keys: &["busybox", "alpine"], entrypoint: &[], cmd: &["sh"], needs: &["busybox"], busybox: true },
+    Entry {
+        keys: &["debian", "ubuntu", "nicolaka/netshoot"],
+        entrypoint: &[],
+        cmd: &["bash"],
+        needs: &["bash"],
+        busybox: false,
+    },
+    Entry { keys: &["curlimages/curl"], entrypoint: &["curl"], cmd: &[], needs: &["curl"], busybox: false },
+    Entry {
+        keys: &["registry.k8s.io/pause", "k8s.gcr.io/pause"],
+        entrypoint: &["sleep", "infinity"],
+        cmd: &[],
+        needs: &["sleep"],
+        busybox: false,
+    },
+    Entry {
+        keys: &["registry.k8s.io/e2e-test-images/agnhost"],
+        entrypoint: &["agnhost"],
+        cmd: &["pause"],
+        needs: &["agnhost"],
+        busybox: false,
+    },
+    Entry {
+        keys: &["hashicorp/http-echo"],
+        entrypoint: &["http-echo"],
+        cmd: &[],
+        needs: &["http-echo"],
+        busybox: false,
+    },
+];
+
+/// Resolve `image` against the catalogue; `path` is where its programs are looked up.
+pub fn resolve(image: &str, path: &str) -> Result<Image, PullError> {
+    let r = ImageRef::parse(image).map_err(PullError::Invalid)?;
+    let key = r.key();
+    let entry = CATALOGUE.iter().find(|e| e.keys.contains(&key.as_str())).ok_or_else(|| PullError::Unknown {
+        image: image.to_string(),
+        known: CATALOGUE.iter().flat_map(|e| e.keys.iter().copied()).collect::<Vec<_>>().join(", "),
+    })?;
+    for program in entry.needs {
+        if which(program, path).is_none() {
+            return Err(PullError::Missing { image: image.to_string(), program: program.to_string() });
+        }
+    }
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    Ok(Image {
+        reference: r.canonical(),
+        entrypoint: strings(entry.entrypoint),
+        cmd: strings(entry.cmd),
+        needs: strings(entry.needs),
+        busybox: entry.busybox,
+        env: vec![],
+    })
+}
+
+/// The argv a container runs: Kubernetes' rule over the image's ENTRYPOINT and CMD
+/// (`command` replaces ENTRYPOINT and drops CMD; `args` replaces CMD).
+pub fn argv(image: &Image, command: &[String], args: &[String]) -> Vec<String> {
+    match (command.is_empty(), args.is_empty()) {
+        (false, _) => command.iter().chain(args).cloned().collect(),
+        (true, false) => image.entrypoint.iter().chain(args).cloned().collect(),
+        (true, true) => image.entrypoint.iter().chain(&image.cmd).cloned().collect(),
+    }
+}
+
+/// First executable named `program` on `path` (a `:`-separated list); absolute names as is.
+pub fn which(program: &str, path: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable =
+        |p: &Path| p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false);
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return executable(&p).then_some(p);
+    }
+    path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(program)).find(|p| executable(p))
+}
+
+/// A directory of busybox applet links (`wget`, `nslookup`, `sh` → busybox), made once per
+/// agent: busybox images put it first on PATH, so their commands print busybox's formats.
+pub fn busybox_dir(state: &Path, path: &str) -> std::io::Result<PathBuf> {
+    let dir = state.join("images/busybox/bin");
+    if dir.join("busybox").exists() {
+        return Ok(dir);
+    }
+    let busybox = which("busybox", path).ok_or_else(|| std::io::Error::other("busybox is not installed"))?;
+    let out = std::process::Command::new(&busybox).arg("--list").output()?;
+    std::fs::create_dir_all(&dir)?;
+    for applet in String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|a| !a.is_empty()) {
+        let link = dir.join(applet);
+        if !link.exists() {
+            std::os::unix::fs::symlink(&busybox, &link)?;
+        }
+    }
+    let link = dir.join("busybox");
+    if !link.exists() {
+        std::os::unix::fs::symlink(&busybox, &link)?;
+    }
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_parse_like_the_runtimes() {
+        let r = ImageRef::parse("nginx").unwrap();
+        assert_eq!((r.registry.as_str(), r.repository.as_str()), ("docker.io", "library/nginx"));
+        assert_eq!(r.canonical(), "docker.io/library/nginx:latest");
+        let r = ImageRef::parse("registry.k8s.io/e2e-test-images/agnhost:2.39").unwrap();
+        assert_eq!(r.registry, "registry.k8s.io");
+        assert_eq!(r.repository, "e2e-test-images/agnhost");
+        assert_eq!(r.tag.as_deref(), Some("2.39"));
+        let r = ImageRef::parse("localhost:5000/x/y@sha256:abc").unwrap();
+        assert_eq!(r.registry, "localhost:5000");
+        assert_eq!(r.digest.as_deref(), Some("sha256:abc"));
+        assert_eq!(r.canonical(), "localhost:5000/x/y@sha256:abc");
+        assert_eq!(ImageRef::parse("hashicorp/http-echo:1.0").unwrap().key(), "hashicorp/http-echo");
+        assert_eq!(ImageRef::parse("docker.io/library/busybox:1.36").unwrap().key(), "busybox");
+        for bad in ["", "Nginx", "nginx:", "a//b", "a b"] {
+            assert!(ImageRef::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_image_names_itself() {
+        let e = resolve("example.com/team/app:1", "/usr/bin:/bin").unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, PullError::Unknown { .. }), "{msg}");
+        assert!(msg.contains("\"example.com/team/app:1\""), "{msg}");
+        assert!(msg.contains("nginx"), "{msg}");
+    }
+
+    #[test]
+    fn missing_program_is_a_pull_error() {
+        let e = resolve("nginx:1.27", "/nonexistent").unwrap_err();
+        assert_eq!(e, PullError::Missing { image: "nginx:1.27".into(), program: "nginx".into() });
+    }
+
+    #[test]
+    fn known_image_resolves_on_a_path_that_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("sleep");
+        std::fs::write(&prog, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&prog, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let img = resolve("registry.k8s.io/pause:3.10", &dir.path().display().to_string()).unwrap();
+        assert_eq!(img.reference, "registry.k8s.io/pause:3.10");
+        assert_eq!(argv(&img, &[], &[]), ["sleep", "infinity"]);
+    }
+
+    #[test]
+    fn command_and_args_follow_kubernetes_rules() {
+        let img = Image {
+            reference: "x".into(),
+            entrypoint: vec!["ep".into()],
+            cmd: vec!["c1".into()],
+            needs: vec![],
+            busybox: false,
+            env: vec![],
+        };
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(argv(&img, &[], &[]), s(&["ep", "c1"]));
+        assert_eq!(argv(&img, &[], &s(&["a"])), s(&["ep", "a"]));
+        assert_eq!(argv(&img, &s(&["sh", "-c"]), &[]), s(&["sh", "-c"]));
+        assert_eq!(argv(&img, &s(&["sh", "-c"]), &s(&["echo hi"])), s(&["sh", "-c", "echo hi"]));
+    }
+}

@@ -1,0 +1,74 @@
+//! Pod addresses from the node's podCIDR (host-local IPAM's role): the first address is the
+//! pods' gateway, pods get the lowest free address after it.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use crate::backend::lab::topology::Cidr;
+
+#[derive(Debug, Default)]
+pub struct Ipam {
+    cidr: Option<Cidr>,
+    /// Address → owner (pod uid).
+    used: BTreeMap<Ipv4Addr, String>,
+}
+
+impl Ipam {
+    pub fn set_cidr(&mut self, cidr: Cidr) {
+        self.cidr = Some(cidr);
+    }
+
+    pub fn cidr(&self) -> Option<Cidr> {
+        self.cidr
+    }
+
+    /// The pods' gateway: the first address of the podCIDR.
+    pub fn gateway(&self) -> Option<Ipv4Addr> {
+        self.cidr.map(|c| c.nth(1))
+    }
+
+    /// An address for `owner` (the same one again if it has one).
+    pub fn allocate(&mut self, owner: &str) -> Result<Ipv4Addr, String> {
+        if let Some((ip, _)) = self.used.iter().find(|(_, o)| *o == owner) {
+            return Ok(*ip);
+        }
+        let cidr = self.cidr.ok_or("the node has no podCIDR yet")?;
+        let last = cidr.size().saturating_sub(1) as u32;
+        let ip = (2..last)
+            .map(|i| cidr.nth(i))
+            .find(|ip| !self.used.contains_key(ip))
+            .ok_or_else(|| format!("no free address left in {cidr}"))?;
+        self.used.insert(ip, owner.to_string());
+        Ok(ip)
+    }
+
+    pub fn release(&mut self, owner: &str) {
+        self.used.retain(|_, o| o != owner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocates_lowest_free_and_reuses() {
+        let mut i = Ipam::default();
+        assert!(i.allocate("a").unwrap_err().contains("podCIDR"));
+        i.set_cidr(Cidr::parse("10.244.1.0/24").unwrap());
+        assert_eq!(i.gateway(), Some(Ipv4Addr::new(10, 244, 1, 1)));
+        assert_eq!(i.allocate("a").unwrap(), Ipv4Addr::new(10, 244, 1, 2));
+        assert_eq!(i.allocate("b").unwrap(), Ipv4Addr::new(10, 244, 1, 3));
+        assert_eq!(i.allocate("a").unwrap(), Ipv4Addr::new(10, 244, 1, 2));
+        i.release("a");
+        assert_eq!(i.allocate("c").unwrap(), Ipv4Addr::new(10, 244, 1, 2));
+    }
+
+    #[test]
+    fn exhaustion_is_an_error() {
+        let mut i = Ipam::default();
+        i.set_cidr(Cidr::parse("10.0.0.0/30").unwrap());
+        assert_eq!(i.allocate("a").unwrap(), Ipv4Addr::new(10, 0, 0, 2));
+        assert!(i.allocate("b").unwrap_err().contains("no free address"));
+    }
+}

@@ -1,0 +1,925 @@
+//! The node agent's container runtime: per pod a sandbox (its own network namespace with a
+//! veth to the node and an address from the node's podCIDR, or the node's network for
+//! `hostNetwork` pods; its own mounts with the pod's /etc/hosts and /etc/resolv.conf, private
+//! /run and /tmp; its own hostname), and per container a process started inside it, its output
+//! kept in CRI-format log files, its exit observed, restarted per `restartPolicy` with the
+//! kubelet's back-off, killed gracefully on delete.
+//!
+//! Everything here is blocking (namespace jobs, processes); the pod controller calls it from
+//! `spawn_blocking` and turns its results into the pod's status and events.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use k8s_openapi::chrono::{DateTime, Utc};
+
+use super::images::{self, Image};
+use super::ipam::Ipam;
+use super::podfiles::{self, DnsSettings};
+use super::status::{Record, Sandbox, State};
+use crate::backend::lab::network::hex_id;
+use crate::backend::lab::sandbox::{Mounts, NetNs, NsThread};
+
+/// The kubelet's container restart back-off: 10 s doubling to 5 min, forgotten after a
+/// container ran for 10 min.
+pub const BACKOFF_START: Duration = Duration::from_secs(10);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+/// The agent's runtime settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node: String,
+    pub node_ip: Ipv4Addr,
+    /// Per-node state: pod files, container logs.
+    pub state_dir: PathBuf,
+    /// Machine-wide image helpers (busybox applet links), outside /run so pods see them.
+    pub image_dir: PathBuf,
+    /// Where container programs are looked up.
+    pub path: String,
+    pub dns: DnsSettings,
+}
+
+/// An event about a pod, for the controller to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub warning: bool,
+    pub reason: String,
+    pub note: String,
+    /// `spec.containers{NAME}` when the event is about a container.
+    pub field: Option<String>,
+}
+
+impl Event {
+    fn normal(reason: &str, note: String, c: Option<&str>) -> Event {
+        Event { warning: false, reason: reason.into(), note, field: c.map(|c| format!("spec.containers{{{c}}}")) }
+    }
+    fn warning(reason: &str, note: String, c: Option<&str>) -> Event {
+        Event { warning: true, ..Event::normal(reason, note, c) }
+    }
+}
+
+/// Inputs of one sync that come from the API (fetched by the controller).
+#[derive(Debug, Clone, Default)]
+pub struct SyncInputs {
+    pub network_ready: bool,
+    /// Environment per container name (built by the controller from services, ConfigMaps,
+    /// Secrets), or the error that keeps it from starting.
+    pub env: BTreeMap<String, Result<Vec<(String, String)>, String>>,
+}
+
+/// What one sync observed.
+#[derive(Debug, Default)]
+pub struct SyncResult {
+    pub sandbox: Sandbox,
+    pub records: Vec<Record>,
+    pub events: Vec<Event>,
+    /// When the pod needs another look (back-off ends, probe due).
+    pub requeue: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Exit {
+    code: i32,
+    signal: Option<i32>,
+    at: DateTime<Utc>,
+}
+
+struct Ctr {
+    record: Record,
+    image: Option<Image>,
+    /// Pull back-off (failed pulls).
+    pull_backoff: Duration,
+    pid: Option<i32>,
+    exit: Arc<Mutex<Option<Exit>>>,
+    started: Option<(Instant, DateTime<Utc>)>,
+    /// Crash back-off: no restart before this instant.
+    not_before: Option<Instant>,
+    /// The back-off being waited out, and the next one.
+    delay: Duration,
+    backoff: Duration,
+    last_exit: i32,
+    stdin: Option<ChildStdin>,
+    probe: ProbeState,
+    liveness: ProbeState,
+    log: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct ProbeState {
+    next: Option<Instant>,
+    successes: i32,
+    failures: i32,
+    /// The probe's current result (readiness starts failed, liveness passed).
+    ok: bool,
+}
+
+impl ProbeState {
+    fn live() -> ProbeState {
+        ProbeState { ok: true, ..Default::default() }
+    }
+}
+
+struct SandboxRt {
+    ns: NsThread,
+    ip: Option<Ipv4Addr>,
+    started: DateTime<Utc>,
+}
+
+pub struct PodRt {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    hostname: String,
+    dir: PathBuf,
+    sandbox: Mutex<Option<SandboxRt>>,
+    containers: Mutex<BTreeMap<String, Ctr>>,
+}
+
+/// Where a container's process is, for the kubelet API (exec, attach, logs).
+#[derive(Debug, Clone)]
+pub struct ContainerHandle {
+    pub pid: Option<i32>,
+    pub sandbox_tid: i32,
+    pub log: Option<PathBuf>,
+}
+
+pub struct Runtime {
+    pub cfg: Config,
+    pods: Mutex<HashMap<String, Arc<PodRt>>>,
+    pub ipam: Mutex<Ipam>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+fn pod_key(pod: &Pod) -> (String, String, String) {
+    (
+        pod.metadata.uid.clone().unwrap_or_default(),
+        pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        pod.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// The next back-off after `current` (10 s, 20 s, … 300 s).
+pub fn next_backoff(current: Duration) -> Duration {
+    if current.is_zero() { BACKOFF_START } else { (current * 2).min(BACKOFF_MAX) }
+}
+
+/// Whether `restart_policy` restarts a container that exited with `code`.
+pub fn restarts(restart_policy: &str, code: i32) -> bool {
+    match restart_policy {
+        "Never" => false,
+        "OnFailure" => code != 0,
+        _ => true,
+    }
+}
+
+impl Runtime {
+    /// `wake` is called when a container exits (the controller re-syncs its pods).
+    pub fn new(cfg: Config, wake: impl Fn() + Send + Sync + 'static) -> Runtime {
+        Runtime { cfg, pods: Mutex::new(HashMap::new()), ipam: Mutex::new(Ipam::default()), wake: Arc::new(wake) }
+    }
+
+    /// Ask the controller to look at the pods again.
+    pub fn wake(&self) {
+        (self.wake)()
+    }
+
+    pub fn pod_uids(&self) -> Vec<String> {
+        self.pods.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
+    }
+
+    /// Process and sandbox of a container (for exec/attach/logs).
+    pub fn container(&self, namespace: &str, name: &str, container: &str) -> Option<ContainerHandle> {
+        let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        let p = pods.values().find(|p| p.namespace == namespace && p.name == name)?;
+        let tid = p.sandbox.lock().unwrap_or_else(|e| e.into_inner()).as_ref()?.ns.tid();
+        let cs = p.containers.lock().unwrap_or_else(|e| e.into_inner());
+        let c = cs.get(container)?;
+        let running = c.exit.lock().unwrap_or_else(|e| e.into_inner()).is_none();
+        Some(ContainerHandle { pid: c.pid.filter(|_| running), sandbox_tid: tid, log: c.log.clone() })
+    }
+
+    /// Write to a container's stdin (attach); false when it has none open.
+    pub fn write_stdin(&self, namespace: &str, name: &str, container: &str, data: &[u8]) -> bool {
+        let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(p) = pods.values().find(|p| p.namespace == namespace && p.name == name) else { return false };
+        let mut cs = p.containers.lock().unwrap_or_else(|e| e.into_inner());
+        match cs.get_mut(container).and_then(|c| c.stdin.as_mut()) {
+            Some(s) => s.write_all(data).and_then(|_| s.flush()).is_ok(),
+            None => false,
+        }
+    }
+
+    fn pod_rt(&self, pod: &Pod) -> Arc<PodRt> {
+        let (uid, namespace, name) = pod_key(pod);
+        let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        pods.entry(uid.clone())
+            .or_insert_with(|| {
+                let dir = self.cfg.state_dir.join("pods").join(format!("{namespace}_{name}_{uid}"));
+                Arc::new(PodRt {
+                    hostname: podfiles::hostname(pod),
+                    uid,
+                    namespace,
+                    name,
+                    dir,
+                    sandbox: Mutex::new(None),
+                    containers: Mutex::new(BTreeMap::new()),
+                })
+            })
+            .clone()
+    }
+
+    /// Bring the pod's sandbox and containers towards its spec; report what is.
+    pub fn sync(&self, pod: &Pod, inputs: &SyncInputs) -> SyncResult {
+        let rt = self.pod_rt(pod);
+        let spec = pod.spec.clone().unwrap_or_default();
+        let host_network = spec.host_network.unwrap_or(false);
+        let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+        let mut out = SyncResult::default();
+        let now = Instant::now();
+        let requeue = |d: Duration, out: &mut SyncResult| {
+            out.requeue = Some(out.requeue.map_or(d, |r| r.min(d)));
+        };
+
+        // The sandbox.
+        {
+            let mut sb = rt.sandbox.lock().unwrap_or_else(|e| e.into_inner());
+            if sb.is_none() {
+                if !host_network && !inputs.network_ready {
+                    out.events.push(Event::warning(
+                        "NetworkNotReady",
+                        format!("network is not ready: {}", super::node::NO_CNI),
+                        None,
+                    ));
+                    requeue(Duration::from_secs(2), &mut out);
+                } else {
+                    match self.create_sandbox(pod, &rt, host_network) {
+                        Ok(s) => *sb = Some(s),
+                        Err(e) => {
+                            out.events.push(Event::warning(
+                                "FailedCreatePodSandBox",
+                                format!("Failed to create pod sandbox: {e}"),
+                                None,
+                            ));
+                            requeue(Duration::from_secs(5), &mut out);
+                        }
+                    }
+                }
+            }
+            if let Some(s) = sb.as_ref() {
+                out.sandbox = Sandbox {
+                    ready: true,
+                    pod_ip: if host_network { Some(self.cfg.node_ip) } else { s.ip },
+                    host_ip: Some(self.cfg.node_ip),
+                    start_time: Some(s.started),
+                };
+            } else {
+                out.sandbox.host_ip = Some(self.cfg.node_ip);
+            }
+        }
+        let sandbox_tid = rt.sandbox.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|s| s.ns.tid());
+
+        // The containers, in spec order.
+        let mut cs = rt.containers.lock().unwrap_or_else(|e| e.into_inner());
+        for c in &spec.containers {
+            let ctr = cs.entry(c.name.clone()).or_insert_with(|| Ctr {
+                record: Record::waiting(&c.name, c.image.as_deref().unwrap_or_default(), "ContainerCreating"),
+                image: None,
+                pull_backoff: Duration::ZERO,
+                pid: None,
+                exit: Arc::new(Mutex::new(None)),
+                started: None,
+                not_before: None,
+                delay: Duration::ZERO,
+                backoff: Duration::ZERO,
+                last_exit: 0,
+                stdin: None,
+                probe: ProbeState::default(),
+                liveness: ProbeState::live(),
+                log: None,
+            });
+            let image_name = c.image.clone().unwrap_or_default();
+            if sandbox_tid.is_none() {
+                continue;
+            }
+            // "Pull" the image: resolve it in the catalogue.
+            if ctr.image.is_none() {
+                if let Some(t) = ctr.not_before
+                    && t > now
+                {
+                    if matches!(&ctr.record.state, State::Waiting { reason, .. } if reason == "ErrImagePull") {
+                        ctr.record.state = State::Waiting {
+                            reason: "ImagePullBackOff".into(),
+                            message: Some(format!("Back-off pulling image \"{image_name}\"")),
+                        };
+                        out.events.push(Event::normal(
+                            "BackOff",
+                            format!("Back-off pulling image \"{image_name}\""),
+                            Some(&c.name),
+                        ));
+                        out.events.push(Event::warning("Failed", "Error: ImagePullBackOff".into(), Some(&c.name)));
+                    }
+                    requeue(t - now, &mut out);
+                    continue;
+                }
+                match images::resolve(&image_name, &self.cfg.path) {
+                    Ok(img) => {
+                        out.events.push(Event::normal(
+                            "Pulled",
+                            format!("Container image \"{image_name}\" already present on machine"),
+                            Some(&c.name),
+                        ));
+                        ctr.record.image_id = img.reference.clone();
+                        ctr.image = Some(img);
+                        ctr.not_before = None;
+                    }
+                    Err(e) => {
+                        out.events.push(Event::normal(
+                            "Pulling",
+                            format!("Pulling image \"{image_name}\""),
+                            Some(&c.name),
+                        ));
+                        let msg = format!("Failed to pull image \"{image_name}\": {e}");
+                        out.events.push(Event::warning("Failed", msg.clone(), Some(&c.name)));
+                        out.events.push(Event::warning("Failed", "Error: ErrImagePull".into(), Some(&c.name)));
+                        ctr.record.state = State::Waiting { reason: "ErrImagePull".into(), message: Some(msg) };
+                        ctr.pull_backoff = next_backoff(ctr.pull_backoff);
+                        ctr.not_before = Some(now + ctr.pull_backoff);
+                        // The kubelet's next sync shows the back-off.
+                        requeue(Duration::from_secs(1), &mut out);
+                        continue;
+                    }
+                }
+            }
+            // Observe an exit.
+            let exited = *ctr.exit.lock().unwrap_or_else(|e| e.into_inner());
+            if let (Some(_), Some(x)) = (ctr.pid, exited) {
+                let started = ctr.started.map(|s| s.1).unwrap_or(x.at);
+                let reason = if x.code == 0 { "Completed" } else { "Error" };
+                ctr.record.state = State::Terminated {
+                    exit_code: x.code,
+                    signal: x.signal,
+                    reason: reason.into(),
+                    started,
+                    finished: x.at,
+                };
+                ctr.pid = None;
+                ctr.stdin = None;
+                ended(ctr, &policy, x.code, now);
+            }
+            if ctr.pid.is_none() && ctr.started.is_some() {
+                // It ran and ended: stay terminated, wait out the back-off, or restart.
+                if !restarts(&policy, ctr.last_exit) {
+                    continue;
+                }
+                if let Some(t) = ctr.not_before
+                    && t > now
+                {
+                    if let State::Terminated { .. } = ctr.record.state {
+                        ctr.record.last = Some(ctr.record.state.clone());
+                        ctr.record.state = State::Waiting {
+                            reason: "CrashLoopBackOff".into(),
+                            message: Some(format!(
+                                "back-off {} restarting failed container={} pod={}_{}({})",
+                                humantime::format_duration(ctr.delay),
+                                c.name,
+                                rt.name,
+                                rt.namespace,
+                                rt.uid
+                            )),
+                        };
+                        out.events.push(Event::warning(
+                            "BackOff",
+                            "Back-off restarting failed container".into(),
+                            Some(&c.name),
+                        ));
+                    }
+                    requeue(t - now, &mut out);
+                    continue;
+                }
+                if let State::Terminated { .. } = ctr.record.state {
+                    ctr.record.last = Some(ctr.record.state.clone());
+                }
+                ctr.record.restarts += 1;
+            }
+            // Start it (first start or restart).
+            if ctr.pid.is_none() {
+                let env = match inputs.env.get(&c.name) {
+                    Some(Ok(env)) => env.clone(),
+                    Some(Err(e)) => {
+                        ctr.record.state =
+                            State::Waiting { reason: "CreateContainerConfigError".into(), message: Some(e.clone()) };
+                        out.events.push(Event::warning("Failed", format!("Error: {e}"), Some(&c.name)));
+                        requeue(Duration::from_secs(5), &mut out);
+                        continue;
+                    }
+                    None => vec![],
+                };
+                let img = ctr.image.clone().expect("resolved above");
+                match self.start(&rt, c, &img, env, ctr) {
+                    Ok(()) => {
+                        out.events.push(Event::normal(
+                            "Created",
+                            format!("Created container: {}", c.name),
+                            Some(&c.name),
+                        ));
+                        out.events.push(Event::normal(
+                            "Started",
+                            format!("Started container {}", c.name),
+                            Some(&c.name),
+                        ));
+                    }
+                    Err(e) => {
+                        let at = Utc::now();
+                        ctr.record.state = State::Terminated {
+                            exit_code: 128,
+                            signal: None,
+                            reason: "StartError".into(),
+                            started: at,
+                            finished: at,
+                        };
+                        ctr.record.ready = false;
+                        ctr.started = Some((Instant::now(), at));
+                        out.events.push(Event::warning("Failed", format!("Error: {e}"), Some(&c.name)));
+                        ended(ctr, &policy, 128, now);
+                        if let Some(t) = ctr.not_before {
+                            requeue(t.saturating_duration_since(now), &mut out);
+                        } else if restarts(&policy, 128) {
+                            requeue(Duration::from_millis(100), &mut out);
+                        }
+                        continue;
+                    }
+                }
+            }
+            // Probes of a running container.
+            if ctr.pid.is_some() {
+                let ip = out.sandbox.pod_ip;
+                let tid = sandbox_tid.expect("sandbox exists");
+                match &c.readiness_probe {
+                    None => ctr.record.ready = true,
+                    Some(p) => {
+                        if let Some(d) = run_probe_if_due(p, &mut ctr.probe, ctr.started.map(|s| s.0), tid, ip) {
+                            ctr.record.ready = d.ready;
+                            requeue(d.next, &mut out);
+                            if let Some(msg) = d.failure {
+                                out.events.push(Event::warning(
+                                    "Unhealthy",
+                                    format!("Readiness probe failed: {msg}"),
+                                    Some(&c.name),
+                                ));
+                            }
+                        } else if let Some(n) = ctr.probe.next {
+                            requeue(n.saturating_duration_since(now), &mut out);
+                        }
+                    }
+                }
+                if let Some(p) = &c.liveness_probe {
+                    if let Some(d) = run_probe_if_due(p, &mut ctr.liveness, ctr.started.map(|s| s.0), tid, ip) {
+                        requeue(d.next, &mut out);
+                        if let Some(msg) = d.failure {
+                            out.events.push(Event::warning(
+                                "Unhealthy",
+                                format!("Liveness probe failed: {msg}"),
+                                Some(&c.name),
+                            ));
+                        }
+                        if !d.ready {
+                            out.events.push(Event::normal(
+                                "Killing",
+                                format!("Container {} failed liveness probe, will be restarted", c.name),
+                                Some(&c.name),
+                            ));
+                            if let Some(pid) = ctr.pid {
+                                let grace = spec.termination_grace_period_seconds.unwrap_or(30);
+                                stop_process(pid, &ctr.exit, Duration::from_secs(grace.max(0) as u64));
+                            }
+                            requeue(Duration::from_millis(100), &mut out);
+                        }
+                    } else if let Some(n) = ctr.liveness.next {
+                        requeue(n.saturating_duration_since(now), &mut out);
+                    }
+                }
+            }
+        }
+        out.records = spec.containers.iter().filter_map(|c| cs.get(&c.name).map(|x| x.record.clone())).collect();
+        out
+    }
+
+    fn create_sandbox(&self, pod: &Pod, rt: &PodRt, host_network: bool) -> Result<SandboxRt, String> {
+        std::fs::create_dir_all(rt.dir.join("etc")).map_err(|e| format!("{}: {e}", rt.dir.display()))?;
+        let ip = if host_network {
+            None
+        } else {
+            Some(self.ipam.lock().unwrap_or_else(|e| e.into_inner()).allocate(&rt.uid)?)
+        };
+        let hosts = if host_network {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            podfiles::hosts(pod, ip, &self.cfg.dns.cluster_domain)
+        };
+        let write = |name: &str, text: &str| -> Result<PathBuf, String> {
+            let p = rt.dir.join("etc").join(name);
+            std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok(p)
+        };
+        let mounts = Mounts {
+            binds: vec![
+                (write("hosts", &hosts)?, PathBuf::from("/etc/hosts")),
+                (write("resolv.conf", &podfiles::resolv_conf(pod, &self.cfg.dns))?, PathBuf::from("/etc/resolv.conf")),
+            ],
+            tmpfs: vec![PathBuf::from("/run"), PathBuf::from("/tmp")],
+        };
+        let hostname = podfiles::hostname(pod);
+        let release = |e: String| {
+            self.ipam.lock().unwrap_or_else(|e| e.into_inner()).release(&rt.uid);
+            e
+        };
+        let ns = NsThread::with_net(
+            &format!("pod-{}", rt.name),
+            (!host_network).then_some(hostname.as_str()),
+            mounts,
+            if host_network { NetNs::Shared } else { NetNs::New },
+        )
+        .map_err(|e| release(e.to_string()))?;
+        if let Some(ip) = ip {
+            let (cidr, gw) = {
+                let ipam = self.ipam.lock().unwrap_or_else(|e| e.into_inner());
+                (ipam.cidr().expect("allocated from it"), ipam.gateway().expect("has a cidr"))
+            };
+            let name = format!("veth{}", hex_id(&[&rt.uid], 8));
+            attach(&ns, &name, ip, cidr, gw).map_err(release)?;
+        }
+        Ok(SandboxRt { ns, ip, started: Utc::now() })
+    }
+
+    fn start(
+        &self,
+        rt: &PodRt,
+        c: &Container,
+        img: &Image,
+        env: Vec<(String, String)>,
+        ctr: &mut Ctr,
+    ) -> Result<(), String> {
+        let sb = rt.sandbox.lock().unwrap_or_else(|e| e.into_inner());
+        let sb = sb.as_ref().ok_or("the pod has no sandbox")?;
+        let argv = images::argv(img, c.command.as_deref().unwrap_or_default(), c.args.as_deref().unwrap_or_default());
+        if argv.is_empty() {
+            return Err(format!("container {}: no command specified", c.name));
+        }
+        let mut path = self.cfg.path.clone();
+        if img.busybox {
+            let dir = images::busybox_dir(&self.cfg.image_dir, &self.cfg.path).map_err(|e| format!("busybox: {e}"))?;
+            path = format!("{}:{path}", dir.display());
+        }
+        let log_dir = rt.dir.join(&c.name);
+        std::fs::create_dir_all(&log_dir).map_err(|e| format!("{}: {e}", log_dir.display()))?;
+        let log = log_dir.join(format!("{}.log", ctr.record.restarts));
+        let log_file =
+            Arc::new(Mutex::new(std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?));
+        let mut vars: Vec<(String, String)> =
+            vec![("PATH".into(), path.clone()), ("HOSTNAME".into(), rt.hostname.clone())];
+        if c.tty == Some(true) {
+            vars.push(("TERM".into(), "xterm".into()));
+        }
+        vars.extend(img.env.iter().cloned());
+        vars.extend(env);
+        if !vars.iter().any(|(k, _)| k == "HOME") {
+            vars.push(("HOME".into(), "/root".into()));
+        }
+        let cwd = c.working_dir.clone().unwrap_or_else(|| "/".into());
+        let stdin = c.stdin == Some(true);
+        // The program is looked up inside the pod's mounts (its /run and /tmp are its own), on
+        // PATH as the runtime would; argv[0] stays as written (busybox picks its applet by it).
+        let mut child = sb
+            .ns
+            .run(move || -> Result<std::process::Child, String> {
+                let program = images::which(&argv[0], &path).ok_or_else(|| {
+                    format!(
+                        "failed to create containerd task: failed to create shim task: OCI runtime create failed: \
+                     exec: \"{}\": executable file not found in $PATH",
+                        argv[0]
+                    )
+                })?;
+                let mut cmd = std::process::Command::new(&program);
+                std::os::unix::process::CommandExt::arg0(&mut cmd, &argv[0]);
+                cmd.args(&argv[1..]).env_clear().envs(vars).current_dir(&cwd);
+                cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() });
+                cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+                // SAFETY: setsid and prctl are async-signal-safe.
+                unsafe {
+                    std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                        nix::unistd::setsid().map_err(std::io::Error::from)?;
+                        // The container dies with its sandbox thread (the agent's exit included).
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                        Ok(())
+                    });
+                }
+                cmd.spawn().map_err(|e| format!("starting {}: {e}", program.display()))
+            })
+            .map_err(|e| e.to_string())??;
+        let pid = child.id() as i32;
+        let started = Utc::now();
+        for (stream, reader) in [
+            ("stdout", child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)),
+            ("stderr", child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)),
+        ] {
+            if let Some(r) = reader {
+                let f = log_file.clone();
+                std::thread::spawn(move || pump(r, stream, &f));
+            }
+        }
+        ctr.stdin = child.stdin.take();
+        let exit = Arc::new(Mutex::new(None));
+        ctr.exit = exit.clone();
+        ctr.pid = Some(pid);
+        ctr.started = Some((Instant::now(), started));
+        ctr.not_before = None;
+        ctr.log = Some(log);
+        ctr.record.container_id = Some(format!("tutor://{}", hex_id(&[&rt.uid, &c.name, &started.to_rfc3339()], 16)));
+        ctr.record.state = State::Running { started };
+        ctr.record.ready = c.readiness_probe.is_none();
+        let wake = self.wake.clone();
+        std::thread::spawn(move || {
+            use std::os::unix::process::ExitStatusExt;
+            let status = child.wait();
+            let (code, signal) = match status {
+                Ok(s) => match (s.code(), s.signal()) {
+                    (Some(c), _) => (c, None),
+                    (None, Some(sig)) => (128 + sig, Some(sig)),
+                    _ => (255, None),
+                },
+                Err(_) => (255, None),
+            };
+            *exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(Exit { code, signal, at: Utc::now() });
+            wake();
+        });
+        Ok(())
+    }
+
+    /// Stop every container of pod `uid` (SIGTERM, then SIGKILL after `grace`), remove its
+    /// sandbox and address. Returns whether the pod was known.
+    pub fn kill_pod(&self, uid: &str, grace: Duration) -> bool {
+        let Some(rt) = self.pods.lock().unwrap_or_else(|e| e.into_inner()).remove(uid) else { return false };
+        let cs = std::mem::take(&mut *rt.containers.lock().unwrap_or_else(|e| e.into_inner()));
+        let running: Vec<(i32, Arc<Mutex<Option<Exit>>>)> =
+            cs.values().filter_map(|c| c.pid.map(|p| (p, c.exit.clone()))).collect();
+        for (pid, _) in &running {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline
+            && running.iter().any(|(_, x)| x.lock().unwrap_or_else(|e| e.into_inner()).is_none())
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for (pid, x) in &running {
+            if x.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        let sb = rt.sandbox.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(sb) = sb {
+            // Whatever else still runs in the pod's network (execs) goes with it.
+            if sb.ip.is_some() {
+                let ino = std::fs::metadata(format!("/proc/{}/task/{}/ns/net", std::process::id(), sb.ns.tid()))
+                    .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+                if let Ok(ino) = ino {
+                    crate::backend::lab::supervisor::kill_inside(&[ino]);
+                }
+            }
+            // The veth pair goes with the pod's network namespace.
+            drop(sb);
+        }
+        self.ipam.lock().unwrap_or_else(|e| e.into_inner()).release(uid);
+        let _ = std::fs::remove_dir_all(&rt.dir);
+        true
+    }
+
+    /// Stop everything (agent shutdown).
+    pub fn kill_all(&self) {
+        for uid in self.pod_uids() {
+            self.kill_pod(&uid, Duration::from_secs(2));
+        }
+    }
+}
+
+/// Book a container's end: its exit code, and when it may restart (the first restart is
+/// immediate, later ones wait out a doubling back-off; a long run resets it).
+fn ended(ctr: &mut Ctr, policy: &str, code: i32, now: Instant) {
+    ctr.record.ready = false;
+    ctr.probe = ProbeState::default();
+    ctr.liveness = ProbeState::live();
+    ctr.last_exit = code;
+    if ctr.started.map(|s| s.0.elapsed() >= BACKOFF_RESET).unwrap_or(false) {
+        ctr.backoff = Duration::ZERO;
+    }
+    if restarts(policy, code) {
+        ctr.delay = ctr.backoff;
+        ctr.not_before = (!ctr.backoff.is_zero()).then_some(now + ctr.backoff);
+        ctr.backoff = next_backoff(ctr.backoff);
+    }
+}
+
+/// SIGTERM a container's process group, SIGKILL after `grace`.
+fn stop_process(pid: i32, exit: &Mutex<Option<Exit>>, grace: Duration) {
+    let pg = nix::unistd::Pid::from_raw(pid);
+    let _ = nix::sys::signal::killpg(pg, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && exit.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if exit.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+        let _ = nix::sys::signal::killpg(pg, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Copy a stream into the container's log in the CRI format (`TIME STREAM F LINE`), which
+/// `kubectl logs --timestamps` shows.
+fn pump(r: Box<dyn std::io::Read + Send>, stream: &str, log: &Mutex<std::fs::File>) {
+    let mut r = std::io::BufReader::new(r);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let (body, tag) = match line.strip_suffix(b"\n") {
+            Some(b) => (b, "F"),
+            None => (&line[..], "P"),
+        };
+        let ts = Utc::now().to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Nanos, true);
+        let mut f = log.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = f.write_all(format!("{ts} {stream} {tag} ").as_bytes());
+        let _ = f.write_all(body);
+        let _ = f.write_all(b"\n");
+    }
+}
+
+/// A pod's eth0 (ptp layout, as kind's default CNI): the pod's address in the node's podCIDR,
+/// the gateway (the CIDR's first address) on the node's end, a host route to the pod.
+fn attach(
+    pod: &NsThread,
+    veth: &str,
+    ip: Ipv4Addr,
+    cidr: crate::backend::lab::topology::Cidr,
+    gw: Ipv4Addr,
+) -> Result<(), String> {
+    let node = |lines: &[String]| -> Result<(), String> {
+        crate::backend::lab::sandbox::run_command(
+            &["ip".into(), "-batch".into(), "-".into()],
+            &(lines.join("\n") + "\n"),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    node(&[
+        format!("link add {veth} type veth peer name eth0 netns {}", pod.tid()),
+        format!("addr add {gw}/32 dev {veth}"),
+        format!("link set {veth} up"),
+        format!("route add {ip}/32 dev {veth} scope host"),
+    ])?;
+    let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{veth}/rp_filter"), "0");
+    pod.ip(&[
+        "link set lo up".into(),
+        format!("addr add {ip}/{} dev eth0 noprefixroute", cidr.len),
+        "link set eth0 up".into(),
+        format!("route add {gw} dev eth0 scope link src {ip}"),
+        format!("route add {cidr} via {gw} dev eth0 src {ip}"),
+        format!("route add default via {gw} dev eth0"),
+    ])
+    .map_err(|e| e.to_string())
+}
+
+struct ProbeOutcome {
+    ready: bool,
+    failure: Option<String>,
+    next: Duration,
+}
+
+fn run_probe_if_due(
+    p: &Probe,
+    st: &mut ProbeState,
+    started: Option<Instant>,
+    tid: i32,
+    ip: Option<Ipv4Addr>,
+) -> Option<ProbeOutcome> {
+    let now = Instant::now();
+    let period = Duration::from_secs(p.period_seconds.unwrap_or(10).max(1) as u64);
+    let due = match st.next {
+        Some(n) => n <= now,
+        None => {
+            let delay = Duration::from_secs(p.initial_delay_seconds.unwrap_or(0).max(0) as u64);
+            started.map(|s| s + delay <= now).unwrap_or(false)
+        }
+    };
+    if !due {
+        if st.next.is_none() {
+            let delay = Duration::from_secs(p.initial_delay_seconds.unwrap_or(0).max(0) as u64);
+            st.next = started.map(|s| s + delay);
+        }
+        return None;
+    }
+    st.next = Some(now + period);
+    let result = probe(p, tid, ip);
+    let (ok_needed, fail_needed) = (p.success_threshold.unwrap_or(1).max(1), p.failure_threshold.unwrap_or(3).max(1));
+    let failure = result.as_ref().err().cloned();
+    apply_probe_result(st, result.is_ok(), ok_needed, fail_needed);
+    Some(ProbeOutcome { ready: st.ok, failure, next: period })
+}
+
+/// The kubelet's thresholds: the result flips after `ok_needed` successes or `fail_needed`
+/// failures in a row, and holds otherwise.
+fn apply_probe_result(st: &mut ProbeState, success: bool, ok_needed: i32, fail_needed: i32) {
+    if success {
+        st.successes += 1;
+        st.failures = 0;
+        if st.successes >= ok_needed {
+            st.ok = true;
+        }
+    } else {
+        st.failures += 1;
+        st.successes = 0;
+        if st.failures >= fail_needed {
+            st.ok = false;
+        }
+    }
+}
+
+/// Run one probe: exec in the pod's namespaces, HTTP GET or TCP connect to the pod.
+fn probe(p: &Probe, tid: i32, ip: Option<Ipv4Addr>) -> Result<(), String> {
+    let timeout = Duration::from_secs(p.timeout_seconds.unwrap_or(1).max(1) as u64);
+    let port = |port: &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString| match port {
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) => Ok(*i as u16),
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => {
+            s.parse().map_err(|_| format!("named port {s} is not supported by the lab's probes"))
+        }
+    };
+    if let Some(e) = &p.exec {
+        let argv = e.command.clone().unwrap_or_default();
+        if argv.is_empty() {
+            return Err("exec probe without a command".into());
+        }
+        let mut cmd = std::process::Command::new("nsenter");
+        cmd.args(crate::backend::lab::sandbox::nsenter_args(std::process::id() as i32, tid, Path::new("/")))
+            .args(&argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(s)) if s.success() => return Ok(()),
+                Ok(Some(s)) => {
+                    let out = child
+                        .wait_with_output()
+                        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
+                        .unwrap_or_default();
+                    return Err(format!("command {:?} exited with {}: {}", argv, s.code().unwrap_or(-1), out.trim()));
+                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("command {argv:?} timed out"));
+                }
+            }
+        }
+    }
+    let ip = ip.ok_or("the pod has no address")?;
+    if let Some(t) = &p.tcp_socket {
+        let addr = std::net::SocketAddr::from((ip, port(&t.port)?));
+        return std::net::TcpStream::connect_timeout(&addr, timeout)
+            .map(|_| ())
+            .map_err(|e| format!("dial tcp {addr}: {e}"));
+    }
+    if let Some(h) = &p.http_get {
+        let addr = std::net::SocketAddr::from((ip, port(&h.port)?));
+        let path = h.path.clone().unwrap_or_else(|| "/".into());
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
+            .map_err(|e| format!("Get \"http://{addr}{path}\": {e}"))?;
+        let _ = s.set_read_timeout(Some(timeout));
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.33\r\nConnection: close\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut head = String::new();
+        std::io::BufReader::new(s).read_line(&mut head).map_err(|e| format!("Get \"http://{addr}{path}\": {e}"))?;
+        let code: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("bad HTTP answer from {addr}"))?;
+        return if (200..400).contains(&code) {
+            Ok(())
+        } else {
+            Err(format!("HTTP probe failed with statuscode: {code}"))
+        };
+    }
+    Err("the probe has no handler the lab supports (exec, httpGet, tcpSocket)".into())
+}

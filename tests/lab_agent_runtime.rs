@@ -1,0 +1,246 @@
+//! The node agent's container runtime on the real kernel, without an API server: sandboxes
+//! (network namespace, veth, address, hosts/resolv.conf/hostname), container processes, logs,
+//! restarts and back-off, image pull errors, termination.
+
+mod lab_support;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use tutor::backend::lab::agent::podfiles::DnsSettings;
+use tutor::backend::lab::agent::runtime::{Config, Runtime, SyncInputs, SyncResult};
+use tutor::backend::lab::agent::status::State;
+use tutor::backend::lab::sandbox::{Mounts, NsThread};
+use tutor::backend::lab::topology::Cidr;
+
+struct Node {
+    ns: NsThread,
+    rt: Arc<Runtime>,
+    _state: tempfile::TempDir,
+}
+
+impl Node {
+    fn new() -> Node {
+        let ns = NsThread::new("agent-test-node", Some("test-worker"), Mounts::default()).unwrap();
+        ns.ip(&["link set lo up".into()]).unwrap();
+        ns.sysctl("net.ipv4.ip_forward", "1").unwrap();
+        // Outside /tmp and /run: pods get their own.
+        let state = tempfile::Builder::new().prefix("tutor-agent-test").tempdir_in("/var/tmp").unwrap();
+        let cfg = Config {
+            node: "test-worker".into(),
+            node_ip: Ipv4Addr::new(172, 18, 0, 3),
+            state_dir: state.path().join("node"),
+            image_dir: state.path().join("images"),
+            path: std::env::var("PATH").unwrap(),
+            dns: DnsSettings {
+                cluster_dns: vec![Ipv4Addr::new(10, 96, 0, 10)],
+                cluster_domain: "cluster.local".into(),
+                node_resolv: "nameserver 172.18.0.1\n".into(),
+            },
+        };
+        let rt = Arc::new(Runtime::new(cfg, || {}));
+        rt.ipam.lock().unwrap().set_cidr(Cidr::parse("10.244.1.0/24").unwrap());
+        Node { ns, rt, _state: state }
+    }
+
+    fn sync(&self, pod: &Pod) -> SyncResult {
+        let rt = self.rt.clone();
+        let pod = pod.clone();
+        self.ns.run(move || rt.sync(&pod, &SyncInputs { network_ready: true, ..Default::default() })).unwrap()
+    }
+
+    /// Sync until `done` holds for the result (or fail after a few seconds).
+    fn sync_until(&self, pod: &Pod, what: &str, done: impl Fn(&SyncResult) -> bool) -> SyncResult {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = self.sync(pod);
+            if done(&r) {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "{what}: last result {:?} {:?}", r.records, r.events);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A command in the node's network namespace.
+    fn sh(&self, script: &str) -> String {
+        let script = script.to_string();
+        self.ns
+            .run(move || std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
+            .unwrap()
+    }
+
+    /// `kill_pod` from the node's namespaces, as the agent (which runs inside its node) calls it.
+    fn kill(&self, uid: &str, grace: Duration) -> bool {
+        let rt = self.rt.clone();
+        let uid = uid.to_string();
+        self.ns.run(move || rt.kill_pod(&uid, grace)).unwrap()
+    }
+
+    fn kill_all(&self) {
+        let rt = self.rt.clone();
+        self.ns.run(move || rt.kill_all()).unwrap()
+    }
+
+    fn log(&self, pod: &str, container: &str) -> String {
+        let h = self.rt.container("default", pod, container).expect("container known");
+        std::fs::read_to_string(h.log.expect("has a log")).unwrap()
+    }
+}
+
+fn pod(yaml: &str) -> Pod {
+    serde_yaml::from_str(yaml).unwrap()
+}
+
+fn running(r: &SyncResult) -> bool {
+    !r.records.is_empty() && r.records.iter().all(|c| c.is_running())
+}
+
+#[test]
+fn busybox_pod_has_its_own_network_files_and_logs() {
+    require_lab!();
+    let node = Node::new();
+    let p = pod(
+        "metadata: {name: bb, namespace: default, uid: u-bb}\nspec:\n  containers:\n  - name: c\n    image: busybox:1.36\n    command: [sh, -c, 'echo hello; hostname; cat /etc/resolv.conf; ip -4 -o addr show eth0; grep bb /etc/hosts; sleep 30']\n",
+    );
+    let r = node.sync_until(&p, "running", running);
+    let ip = r.sandbox.pod_ip.expect("pod IP");
+    assert_eq!(ip, Ipv4Addr::new(10, 244, 1, 2));
+    // Its output lands in the log, in CRI format, from inside the pod's namespaces.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let l = node.log("bb", "c");
+        if l.contains("10.244.1.2\tbb") || Instant::now() > deadline {
+            break l;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(log.contains(" stdout F hello\n"), "{log}");
+    assert!(log.contains(" stdout F bb\n"), "{log}");
+    assert!(log.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{log}");
+    assert!(log.contains("inet 10.244.1.2/24"), "{log}");
+    // The node reaches the pod over the veth.
+    let ping = node.sh("busybox ping -c1 -W1 10.244.1.2");
+    assert!(ping.contains("1 packets received"), "{ping}");
+    assert!(node.kill("u-bb", Duration::from_secs(1)));
+    assert!(node.rt.container("default", "bb", "c").is_none());
+    let links = node.sh("ip -o link");
+    assert!(!links.contains("veth"), "{links}");
+}
+
+#[test]
+fn nginx_serves_its_welcome_page_and_two_pods_do_not_clash() {
+    require_lab!();
+    let node = Node::new();
+    let mk = |n: &str| {
+        pod(&format!(
+            "metadata: {{name: {n}, namespace: default, uid: u-{n}}}\nspec:\n  containers:\n  - name: nginx\n    image: nginx\n    readinessProbe: {{httpGet: {{path: /, port: 80}}, periodSeconds: 1}}\n"
+        ))
+    };
+    let (a, b) = (mk("web-a"), mk("web-b"));
+    for p in [&a, &b] {
+        node.sync_until(p, "nginx ready", |r| running(r) && r.records[0].ready);
+    }
+    for ip in ["10.244.1.2", "10.244.1.3"] {
+        let page = node.sh(&format!("curl -s --max-time 2 http://{ip}/"));
+        assert!(page.contains("Welcome to nginx!"), "{ip}: {page}");
+    }
+    node.kill_all();
+}
+
+#[test]
+fn crash_loop_back_off_and_restart_count() {
+    require_lab!();
+    let node = Node::new();
+    let p = pod(
+        "metadata: {name: crash, namespace: default, uid: u-crash}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    command: [sh, -c, 'echo run; exit 3']\n",
+    );
+    // First run, immediate restart, then the back-off.
+    let r = node.sync_until(
+        &p,
+        "back-off",
+        |r| matches!(&r.records[0].state, State::Waiting { reason, .. } if reason == "CrashLoopBackOff"),
+    );
+    let c = &r.records[0];
+    assert_eq!(c.restarts, 1, "{c:?}");
+    assert!(matches!(c.last, Some(State::Terminated { exit_code: 3, .. })), "{c:?}");
+    assert!(r.requeue.unwrap() <= Duration::from_secs(10));
+    assert!(r.events.iter().any(|e| e.reason == "BackOff"), "{:?}", r.events);
+    node.kill_all();
+}
+
+#[test]
+fn restart_policy_never_keeps_the_exit() {
+    require_lab!();
+    let node = Node::new();
+    let p = pod(
+        "metadata: {name: once, namespace: default, uid: u-once}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: debian\n    command: [bash, -c, 'echo done']\n",
+    );
+    let r = node.sync_until(&p, "terminated", |r| matches!(r.records[0].state, State::Terminated { .. }));
+    assert!(matches!(r.records[0].state, State::Terminated { exit_code: 0, .. }), "{:?}", r.records);
+    assert_eq!(tutor::backend::lab::agent::status::phase("Never", &r.records), "Succeeded");
+    std::thread::sleep(Duration::from_millis(200));
+    let r = node.sync(&p);
+    assert_eq!(r.records[0].restarts, 0);
+    node.kill_all();
+}
+
+#[test]
+fn unknown_image_is_err_image_pull_then_back_off() {
+    require_lab!();
+    let node = Node::new();
+    let p = pod(
+        "metadata: {name: nope, namespace: default, uid: u-nope}\nspec:\n  containers:\n  - name: c\n    image: example.com/nothing/here:1.0\n",
+    );
+    let r = node.sync(&p);
+    assert!(
+        matches!(&r.records[0].state, State::Waiting { reason, message: Some(m) } if reason == "ErrImagePull" && m.contains("example.com/nothing/here:1.0")),
+        "{:?}",
+        r.records
+    );
+    assert!(
+        r.events.iter().any(|e| e.warning && e.note.contains("\"example.com/nothing/here:1.0\"")),
+        "{:?}",
+        r.events
+    );
+    let r = node.sync(&p);
+    assert!(
+        matches!(&r.records[0].state, State::Waiting { reason, .. } if reason == "ImagePullBackOff"),
+        "{:?}",
+        r.records
+    );
+    node.kill_all();
+}
+
+#[test]
+fn host_network_pod_shares_the_node() {
+    require_lab!();
+    let node = Node::new();
+    let p = pod(
+        "metadata: {name: hn, namespace: default, uid: u-hn}\nspec:\n  hostNetwork: true\n  containers:\n  - name: c\n    image: busybox\n    command: [sh, -c, 'hostname; ip -o link show; sleep 30']\n",
+    );
+    let r = node.sync_until(&p, "running", running);
+    assert_eq!(r.sandbox.pod_ip, Some(Ipv4Addr::new(172, 18, 0, 3)));
+    std::thread::sleep(Duration::from_millis(300));
+    let log = node.log("hn", "c");
+    assert!(log.contains(" stdout F test-worker\n"), "{log}");
+    assert!(!log.contains("eth0"), "the node namespace of this test has no eth0: {log}");
+    node.kill_all();
+}
+
+#[test]
+fn graceful_termination_sends_sigterm_first() {
+    require_lab!();
+    let node = Node::new();
+    let p = pod(
+        "metadata: {name: term, namespace: default, uid: u-term}\nspec:\n  containers:\n  - name: c\n    image: debian\n    command: [bash, -c, 'trap \"echo got TERM; exit 0\" TERM; echo up; while :; do sleep 0.05; done']\n",
+    );
+    node.sync_until(&p, "running", running);
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    assert!(node.kill("u-term", Duration::from_secs(5)));
+    assert!(started.elapsed() < Duration::from_secs(4), "SIGTERM was not enough: {:?}", started.elapsed());
+}
