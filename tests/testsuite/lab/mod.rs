@@ -1,5 +1,6 @@
 //! The lab backend: topology, datapath, shims, isolation, the LoadBalancer features, tutorials.
 
+mod agent_runtime;
 mod backend;
 mod datapath;
 mod gc;
@@ -16,6 +17,7 @@ mod tutorial;
 
 pub(crate) fn tests() -> Vec<crate::harness::Test> {
     [
+        agent_runtime::tests(),
         backend::tests(),
         datapath::tests(),
         gc::tests(),

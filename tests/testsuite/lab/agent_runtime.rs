@@ -2,8 +2,6 @@
 //! (network namespace, veth, address, hosts/resolv.conf/hostname), container processes, logs,
 //! restarts and back-off, image pull errors, termination.
 
-mod lab_support;
-
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +12,16 @@ use tutor::backend::lab::agent::runtime::{Config, Runtime, SyncInputs, SyncResul
 use tutor::backend::lab::agent::status::State;
 use tutor::backend::lab::sandbox::{Mounts, NsThread};
 use tutor::backend::lab::topology::Cidr;
+
+crate::tests![
+    busybox_pod_has_its_own_network_files_and_logs(Lab),
+    nginx_serves_its_welcome_page_and_two_pods_do_not_clash(Lab),
+    crash_loop_back_off_and_restart_count(Lab),
+    restart_policy_never_keeps_the_exit(Lab),
+    unknown_image_is_err_image_pull_then_back_off(Lab),
+    host_network_pod_shares_the_node(Lab),
+    graceful_termination_sends_sigterm_first(Lab)
+];
 
 struct Node {
     ns: NsThread,
@@ -99,9 +107,7 @@ fn running(r: &SyncResult) -> bool {
     !r.records.is_empty() && r.records.iter().all(|c| c.is_running())
 }
 
-#[test]
 fn busybox_pod_has_its_own_network_files_and_logs() {
-    require_lab!();
     let node = Node::new();
     let p = pod(
         "metadata: {name: bb, namespace: default, uid: u-bb}\nspec:\n  containers:\n  - name: c\n    image: busybox:1.36\n    command: [sh, -c, 'echo hello; hostname; cat /etc/resolv.conf; ip -4 -o addr show eth0; grep bb /etc/hosts; sleep 30']\n",
@@ -131,9 +137,7 @@ fn busybox_pod_has_its_own_network_files_and_logs() {
     assert!(!links.contains("veth"), "{links}");
 }
 
-#[test]
 fn nginx_serves_its_welcome_page_and_two_pods_do_not_clash() {
-    require_lab!();
     let node = Node::new();
     let mk = |n: &str| {
         pod(&format!(
@@ -151,9 +155,7 @@ fn nginx_serves_its_welcome_page_and_two_pods_do_not_clash() {
     node.kill_all();
 }
 
-#[test]
 fn crash_loop_back_off_and_restart_count() {
-    require_lab!();
     let node = Node::new();
     let p = pod(
         "metadata: {name: crash, namespace: default, uid: u-crash}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    command: [sh, -c, 'echo run; exit 3']\n",
@@ -172,9 +174,7 @@ fn crash_loop_back_off_and_restart_count() {
     node.kill_all();
 }
 
-#[test]
 fn restart_policy_never_keeps_the_exit() {
-    require_lab!();
     let node = Node::new();
     let p = pod(
         "metadata: {name: once, namespace: default, uid: u-once}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: debian\n    command: [bash, -c, 'echo done']\n",
@@ -188,9 +188,7 @@ fn restart_policy_never_keeps_the_exit() {
     node.kill_all();
 }
 
-#[test]
 fn unknown_image_is_err_image_pull_then_back_off() {
-    require_lab!();
     let node = Node::new();
     let p = pod(
         "metadata: {name: nope, namespace: default, uid: u-nope}\nspec:\n  containers:\n  - name: c\n    image: example.com/nothing/here:1.0\n",
@@ -215,9 +213,7 @@ fn unknown_image_is_err_image_pull_then_back_off() {
     node.kill_all();
 }
 
-#[test]
 fn host_network_pod_shares_the_node() {
-    require_lab!();
     let node = Node::new();
     let p = pod(
         "metadata: {name: hn, namespace: default, uid: u-hn}\nspec:\n  hostNetwork: true\n  containers:\n  - name: c\n    image: busybox\n    command: [sh, -c, 'hostname; ip -o link show; sleep 30']\n",
@@ -231,9 +227,7 @@ fn host_network_pod_shares_the_node() {
     node.kill_all();
 }
 
-#[test]
 fn graceful_termination_sends_sigterm_first() {
-    require_lab!();
     let node = Node::new();
     let p = pod(
         "metadata: {name: term, namespace: default, uid: u-term}\nspec:\n  containers:\n  - name: c\n    image: debian\n    command: [bash, -c, 'trap \"echo got TERM; exit 0\" TERM; echo up; while :; do sleep 0.05; done']\n",
