@@ -133,8 +133,16 @@ fn busybox_pod_has_its_own_network_files_and_logs() {
     assert!(ping.contains("1 packets received"), "{ping}");
     assert!(node.kill("u-bb", Duration::from_secs(1)));
     assert!(node.rt.container("default", "bb", "c").is_none());
-    let links = node.sh("ip -o link");
-    assert!(!links.contains("veth"), "{links}");
+    // The veth goes with the pod's network namespace (the kernel frees it asynchronously).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let links = node.sh("ip -o link");
+        if !links.contains("veth") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pod's veth is still there: {links}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn nginx_serves_its_welcome_page_and_two_pods_do_not_clash() {
