@@ -314,7 +314,7 @@ impl<'a> Page<'a> {
 mod tests {
     use super::*;
     use crate::book::testing::{Project, record_with};
-    use crate::report::record::Status;
+    use crate::runner::Status;
 
     const TUTORIAL: &str = r#"---
 title: Demo

@@ -101,7 +101,7 @@ fn parse(input: &str) -> Result<(PreprocessorContext, Book), BookError> {
 mod tests {
     use super::*;
     use crate::book::testing::{Project, record_with};
-    use crate::report::record::Status;
+    use crate::runner::Status;
     use mdbook_preprocessor::book::{BookItem, Chapter};
     use mdbook_preprocessor::config::Config;
     use std::path::Path;

@@ -74,7 +74,7 @@ impl<'r> TutorialRun<'r> {
 mod tests {
     use super::*;
     use crate::book::testing::record_with;
-    use crate::report::record::Status;
+    use crate::runner::Status;
 
     #[test]
     fn missing_file_means_no_run() {

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::report::record::{BlockRecord, RunRecord, Status, StepRecord, TutorialRecord};
+use crate::report::record::{BlockRecord, RunRecord, StepRecord, TutorialRecord};
+use crate::runner::Status;
 use crate::snapshot::Snapshot;
 
 pub struct Project(tempfile::TempDir);

@@ -1,7 +1,7 @@
 //! Verdicts as the reader sees them: per block, per step (aggregated) and per chapter (a tally),
 //! plus the small formatting of durations and run dates that goes with them.
 
-use crate::report::record::Status;
+use crate::runner::Status;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
