@@ -79,6 +79,7 @@ enum LbCommand {
         target: Target,
     },
     /// Measure the datapath (BPF_PROG_TEST_RUN) and requests/s against nftables DNAT.
+    #[cfg(feature = "lb-testing")]
     Bench {
         /// BPF_PROG_TEST_RUN calls per figure (repeat = 1 each).
         #[arg(long, default_value_t = 200_000)]
@@ -183,6 +184,7 @@ pub async fn execute(args: LbArgs) -> anyhow::Result<Exit> {
             out(&render_stats(&target.open()?.stats()?));
             Ok(Exit::Pass)
         }
+        #[cfg(feature = "lb-testing")]
         LbCommand::Bench { calls, seconds } => {
             let opts = lb::bench::BenchOptions { calls, seconds };
             let report = tokio::task::spawn_blocking(move || lb::bench::run(&opts)).await??;

@@ -42,8 +42,12 @@
 //!   the shared pins with `remove_shared_pins` once every instance is detached.
 //! - Senders into a veth carrying the program should not leave TCP/UDP checksums to offload
 //!   (`ethtool -K <peer> tx off`): XDP cannot see that a checksum is only partial.
+//! - Test and benchmark helpers sit behind the `lb-testing` cargo feature (on by default, for
+//!   `tutor lb bench` and the test suite): `LoadBalancer::test_run`/`test_run_rev`
+//!   (BPF_PROG_TEST_RUN), `netns::in_scratch_netns`, the `topology` test network and `bench`.
 
 mod balancer;
+#[cfg(feature = "lb-testing")]
 pub mod bench;
 mod error;
 pub mod flowtable;
@@ -55,7 +59,9 @@ pub mod netns;
 mod pins;
 mod service;
 mod stats;
+#[cfg(feature = "lb-testing")]
 mod testrun;
+#[cfg(feature = "lb-testing")]
 pub mod topology;
 
 pub use balancer::{AttachMode, Attached, LoadBalancer, LoadOptions, MAP_NAMES, SHARED_MAPS, default_pin_dir};

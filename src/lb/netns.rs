@@ -29,7 +29,9 @@ pub fn in_netns<T: Send>(netns: &Path, f: impl FnOnce() -> T + Send) -> Result<T
 }
 
 /// MAC of `lbin` in [`in_scratch_netns`], and of its next hop 192.168.50.2.
+#[cfg(feature = "lb-testing")]
 pub const SCRATCH_DEV_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+#[cfg(feature = "lb-testing")]
 pub const SCRATCH_NEXT_HOP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 
 /// Runs `f` on a thread inside a fresh anonymous network namespace (it vanishes with the
@@ -37,6 +39,7 @@ pub const SCRATCH_NEXT_HOP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 /// (SCRATCH_DEV_MAC, 192.168.50.1/24, peer `lbout`), 10.1.0.0/16 routed via 192.168.50.2
 /// (SCRATCH_NEXT_HOP_MAC, permanent neighbour), forwarding on. `f` gets lbin's ifindex.
 /// For BPF_PROG_TEST_RUN runs that should see a real forwarding decision.
+#[cfg(feature = "lb-testing")]
 pub fn in_scratch_netns<T: Send>(f: impl FnOnce(u32) -> T + Send) -> Result<T> {
     std::thread::scope(|s| {
         s.spawn(|| {
