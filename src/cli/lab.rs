@@ -86,6 +86,17 @@ struct NodeAgentArgs {
     /// `key[=value]:Effect,…` taints to register the Node with.
     #[arg(long, default_value = "")]
     register_with_taints: String,
+    /// The kubelet API server program (`tutor-kubelet`).
+    #[arg(long)]
+    kubelet_server: Option<PathBuf>,
+    /// Serving certificate of the kubelet API (port 10250).
+    #[arg(long)]
+    tls_cert_file: Option<PathBuf>,
+    #[arg(long)]
+    tls_private_key_file: Option<PathBuf>,
+    /// CA that the kubelet API's clients (the API server) must present certificates from.
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
 }
 
 async fn node_agent(a: NodeAgentArgs) -> anyhow::Result<Exit> {
@@ -113,6 +124,10 @@ async fn node_agent(a: NodeAgentArgs) -> anyhow::Result<Exit> {
         cluster_domain: a.cluster_domain,
         node_labels,
         taints,
+        kubelet_server: a.kubelet_server,
+        tls_cert_file: a.tls_cert_file,
+        tls_private_key_file: a.tls_private_key_file,
+        client_ca_file: a.client_ca_file,
     };
     match agent::run(opts).await {
         Ok(()) => Ok(Exit::Pass),

@@ -4,9 +4,12 @@
 //! pods the scheduler binds to it (see `runtime`). Two kube-rs controllers reconcile from
 //! observed state: one for its Node, one for its pods. See docs/architecture.md.
 
+pub mod api;
 pub mod env;
+pub mod events;
 pub mod images;
 pub mod ipam;
+pub mod logs;
 pub mod node;
 pub mod podfiles;
 pub mod runtime;
@@ -25,7 +28,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret, Service};
 use k8s_openapi::chrono::Utc;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 
@@ -65,6 +67,57 @@ pub struct Options {
     pub cluster_domain: String,
     pub node_labels: BTreeMap<String, String>,
     pub taints: Vec<k8s_openapi::api::core::v1::Taint>,
+    /// The kubelet API server (`tutor-kubelet`, built with the control plane); without it the
+    /// node serves no exec, attach, logs or port-forward.
+    pub kubelet_server: Option<PathBuf>,
+    /// Serving certificate and key of the kubelet API, and the CA its clients' certificates
+    /// must chain to (the kubelet's flags); a self-signed certificate and no client check when
+    /// absent.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_private_key_file: Option<PathBuf>,
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// The annotation of mirror pods (static pods' API objects): their processes are not the
+/// agent's to run.
+pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+/// Start the kubelet API server as a child that dies with the agent.
+fn start_kubelet_server(opts: &Options, socket: &std::path::Path) -> Result<Option<std::process::Child>, AgentError> {
+    use std::os::unix::process::CommandExt;
+    let Some(bin) = &opts.kubelet_server else {
+        eprintln!(
+            "node agent {}: no --kubelet-server: exec, attach, logs and port-forward are not served",
+            opts.node
+        );
+        return Ok(None);
+    };
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("--listen")
+        .arg(format!("{}:{}", opts.node_ip, node::KUBELET_PORT))
+        .arg("--agent-socket")
+        .arg(socket)
+        .arg("--node")
+        .arg(&opts.node);
+    for (flag, v) in [
+        ("--tls-cert-file", &opts.tls_cert_file),
+        ("--tls-private-key-file", &opts.tls_private_key_file),
+        ("--client-ca-file", &opts.client_ca_file),
+    ] {
+        if let Some(v) = v {
+            cmd.arg(flag).arg(v);
+        }
+    }
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .map(Some)
+        .map_err(|e| AgentError::Input(format!("cannot start the kubelet API server {}: {e}", bin.display())))
 }
 
 struct Ctx {
@@ -72,7 +125,7 @@ struct Ctx {
     opts: Options,
     rt: Arc<runtime::Runtime>,
     network_ready: AtomicBool,
-    recorder: Recorder,
+    recorder: events::Recorder,
     facts: node::NodeFacts,
 }
 
@@ -120,8 +173,10 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
             let _ = wake_tx.unbounded_send(());
         },
     ));
-    let recorder =
-        Recorder::new(client.clone(), Reporter { controller: "kubelet".into(), instance: Some(opts.node.clone()) });
+    let socket = opts.state_dir.join("agent.sock");
+    api::serve(&socket, rt.clone()).map_err(|e| AgentError::System(format!("{}: {e}", socket.display())))?;
+    let mut kubelet_server = start_kubelet_server(&opts, &socket)?;
+    let recorder = events::Recorder::new(client.clone(), &opts.node);
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         opts: opts.clone(),
@@ -131,6 +186,11 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         facts,
     });
 
+    // Readiness before the first pod sync (pods bound before the node controller's first look
+    // must not see a network that is there).
+    if let Ok(n) = Api::<Node>::all(client.clone()).get(&opts.node).await {
+        let _ = reconcile_node(Arc::new(n), ctx.clone()).await;
+    }
     let lease = tokio::spawn(lease_loop(ctx.clone()));
     let node_ctl = Controller::new(
         Api::<Node>::all(client.clone()),
@@ -176,6 +236,10 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         _ = tokio::signal::ctrl_c() => {}
     }
     lease.abort();
+    if let Some(k) = kubelet_server.as_mut() {
+        let _ = k.kill();
+        let _ = k.wait();
+    }
     let _ = tokio::task::spawn_blocking(move || rt.kill_all()).await;
     Ok(())
 }
@@ -354,6 +418,9 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, AgentErro
         }
         return Ok(Action::await_change());
     }
+    if pod.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(MIRROR_ANNOTATION)) {
+        return Ok(Action::await_change());
+    }
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
     if matches!(phase, "Succeeded" | "Failed") && !ctx.rt.pod_uids().contains(&uid) {
         // A finished pod stays finished (after an agent restart too).
@@ -375,14 +442,7 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, AgentErro
     for ev in &result.events {
         let mut r = reference.clone();
         r.field_path = ev.field.clone();
-        let e = KubeEvent {
-            type_: if ev.warning { EventType::Warning } else { EventType::Normal },
-            reason: ev.reason.clone(),
-            note: Some(ev.note.chars().take(1024).collect()),
-            action: ev.reason.clone(),
-            secondary: None,
-        };
-        if let Err(err) = ctx.recorder.publish(&e, &r).await {
+        if let Err(err) = ctx.recorder.record(&r, ev.warning, &ev.reason, &ev.note).await {
             eprintln!("event for pod {ns}/{name}: {err}");
         }
     }

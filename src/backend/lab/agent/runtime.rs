@@ -109,6 +109,9 @@ struct Ctr {
     probe: ProbeState,
     liveness: ProbeState,
     log: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    cwd: String,
+    tty: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -145,9 +148,15 @@ pub struct PodRt {
 /// Where a container's process is, for the kubelet API (exec, attach, logs).
 #[derive(Debug, Clone)]
 pub struct ContainerHandle {
+    /// The running process (none once it exited).
     pub pid: Option<i32>,
     pub sandbox_tid: i32,
     pub log: Option<PathBuf>,
+    /// The log of the run before (`kubectl logs --previous`).
+    pub previous_log: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+    pub cwd: String,
+    pub tty: bool,
 }
 
 pub struct Runtime {
@@ -202,18 +211,36 @@ impl Runtime {
         let cs = p.containers.lock().unwrap_or_else(|e| e.into_inner());
         let c = cs.get(container)?;
         let running = c.exit.lock().unwrap_or_else(|e| e.into_inner()).is_none();
-        Some(ContainerHandle { pid: c.pid.filter(|_| running), sandbox_tid: tid, log: c.log.clone() })
+        let previous_log = (c.record.restarts > 0)
+            .then(|| c.log.as_ref().and_then(|l| l.parent()).map(|d| d.join(format!("{}.log", c.record.restarts - 1))))
+            .flatten()
+            .filter(|p| p.exists());
+        Some(ContainerHandle {
+            pid: c.pid.filter(|_| running),
+            sandbox_tid: tid,
+            log: c.log.clone(),
+            previous_log,
+            env: c.env.clone(),
+            cwd: c.cwd.clone(),
+            tty: c.tty,
+        })
     }
 
-    /// Write to a container's stdin (attach); false when it has none open.
-    pub fn write_stdin(&self, namespace: &str, name: &str, container: &str, data: &[u8]) -> bool {
+    /// The thread that owns a pod's namespaces.
+    pub fn sandbox_tid(&self, namespace: &str, name: &str) -> Option<i32> {
         let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(p) = pods.values().find(|p| p.namespace == namespace && p.name == name) else { return false };
-        let mut cs = p.containers.lock().unwrap_or_else(|e| e.into_inner());
-        match cs.get_mut(container).and_then(|c| c.stdin.as_mut()) {
-            Some(s) => s.write_all(data).and_then(|_| s.flush()).is_ok(),
-            None => false,
-        }
+        let p = pods.values().find(|p| p.namespace == namespace && p.name == name)?;
+        p.sandbox.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|s| s.ns.tid())
+    }
+
+    /// A writable handle on a running container's stdin (attach).
+    pub fn stdin(&self, namespace: &str, name: &str, container: &str) -> Option<std::fs::File> {
+        use std::os::fd::AsFd;
+        let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        let p = pods.values().find(|p| p.namespace == namespace && p.name == name)?;
+        let cs = p.containers.lock().unwrap_or_else(|e| e.into_inner());
+        let fd = cs.get(container)?.stdin.as_ref()?.as_fd().try_clone_to_owned().ok()?;
+        Some(std::fs::File::from(fd))
     }
 
     fn pod_rt(&self, pod: &Pod) -> Arc<PodRt> {
@@ -303,6 +330,9 @@ impl Runtime {
                 probe: ProbeState::default(),
                 liveness: ProbeState::live(),
                 log: None,
+                env: vec![],
+                cwd: "/".into(),
+                tty: c.tty == Some(true),
             });
             let image_name = c.image.clone().unwrap_or_default();
             if sandbox_tid.is_none() {
@@ -593,6 +623,8 @@ impl Runtime {
             vars.push(("HOME".into(), "/root".into()));
         }
         let cwd = c.working_dir.clone().unwrap_or_else(|| "/".into());
+        ctr.env = vars.clone();
+        ctr.cwd = cwd.clone();
         let stdin = c.stdin == Some(true);
         // The program is looked up inside the pod's mounts (its /run and /tmp are its own), on
         // PATH as the runtime would; argv[0] stays as written (busybox picks its applet by it).
