@@ -23,7 +23,7 @@ pub mod cluster;
 pub mod config;
 mod docker_exec;
 pub mod naming;
-mod pod_exec;
+pub(crate) mod pod_exec;
 pub mod preflight;
 pub mod remote;
 pub mod shims;

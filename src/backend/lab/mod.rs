@@ -186,6 +186,19 @@ impl LabBackend {
         Ok(registry::read_info(name)?)
     }
 
+    /// Pods of a lab that runs the real API server are reached as on any cluster: through the
+    /// Kubernetes exec API (the kind and kube backends' code), which the node agent's kubelet
+    /// API serves. `None` for the emulated lab.
+    async fn pod_transport(&self) -> Result<Option<super::kind::pod_exec::KubeTransport>, BackendError> {
+        let info = self.info()?;
+        let kubeconfig = registry::dir(&info.name).join("kubeconfig");
+        if !kubeconfig.exists() {
+            return Ok(None);
+        }
+        let client = super::kind::cluster::client(&kubeconfig, None).await?;
+        Ok(Some(super::kind::pod_exec::KubeTransport { client }))
+    }
+
     fn command(&self, req: &ExecRequest<'_>) -> Result<Command, BackendError> {
         let info = self.info()?;
         let argv: Vec<String> = ["bash", "--noprofile", "--norc", "-c", req.script].map(str::to_string).to_vec();
@@ -218,11 +231,23 @@ impl Backend for LabBackend {
     }
 
     async fn exec(&self, req: ExecRequest<'_>) -> Result<Observation, BackendError> {
+        if let Target::Pod { namespace, name } = req.target
+            && let Some(transport) = self.pod_transport().await?
+        {
+            let deadline = super::kind::remote::Deadline::new(req.timeout);
+            return super::kind::pod_exec::exec(&transport, namespace, name, req.script, req.env, deadline).await;
+        }
         let cmd = self.command(&req)?;
         super::process::run(cmd, req.timeout).await
     }
 
     async fn spawn(&self, req: ExecRequest<'_>) -> Result<Box<dyn BgTask>, BackendError> {
+        if let Target::Pod { namespace, name } = req.target
+            && let Some(transport) = self.pod_transport().await?
+        {
+            return super::kind::pod_exec::spawn(std::sync::Arc::new(transport), namespace, name, req.script, req.env)
+                .await;
+        }
         super::process::spawn(self.command(&req)?)
     }
 

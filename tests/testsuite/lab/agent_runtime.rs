@@ -128,6 +128,25 @@ fn busybox_pod_has_its_own_network_files_and_logs() {
     assert!(log.contains(" stdout F bb\n"), "{log}");
     assert!(log.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{log}");
     assert!(log.contains("inet 10.244.1.2/24"), "{log}");
+    // The agent's socket (what the kubelet API server asks): logs, and where the container runs.
+    let sock = node._state.path().join("agent.sock");
+    tutor::backend::lab::agent::api::serve(&sock, node.rt.clone()).unwrap();
+    let ask = |req: &str| {
+        use std::io::{Read, Write};
+        let mut c = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        c.write_all(format!("{req}\n").as_bytes()).unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    };
+    let logs = ask(r#"{"op":"logs","namespace":"default","pod":"bb","container":"c","tail":1,"timestamps":false}"#);
+    assert!(logs.starts_with("{}\n") && logs.lines().count() == 2, "{logs}");
+    let logs = ask(r#"{"op":"logs","namespace":"default","pod":"bb","container":"c"}"#);
+    assert!(logs.contains("\nhello\nbb\n"), "{logs}");
+    let where_ = ask(r#"{"op":"container","namespace":"default","pod":"bb","container":"c"}"#);
+    assert!(where_.contains(r#""ns_dir":"/proc/"#) && where_.contains("HOSTNAME=bb"), "{where_}");
+    let missing = ask(r#"{"op":"logs","namespace":"default","pod":"nope","container":"c"}"#);
+    assert!(missing.contains(r#"{"error":"container \"c\" in pod default/nope is not on this node"}"#), "{missing}");
     // The node reaches the pod over the veth.
     let ping = node.sh("busybox ping -c1 -W1 10.244.1.2");
     assert!(ping.contains("1 packets received"), "{ping}");

@@ -94,7 +94,8 @@ fn handle(mut conn: UnixStream, rt: &Runtime) {
             return;
         }
     };
-    let missing = |ns: &str, pod: &str, c: &str| error(format!("container \"{c}\" in pod {ns}/{pod} is not on this node"));
+    let missing =
+        |ns: &str, pod: &str, c: &str| error(format!("container \"{c}\" in pod {ns}/{pod} is not on this node"));
     match req {
         Request::Container { namespace, pod, container } => {
             let a = match rt.container(&namespace, &pod, &container) {

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use k8s_openapi::chrono::Utc;
-use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 
 pub struct Recorder {
     client: Client,
@@ -22,7 +22,13 @@ impl Recorder {
     }
 
     /// Record one event about `object`.
-    pub async fn record(&self, object: &ObjectReference, warning: bool, reason: &str, message: &str) -> Result<(), kube::Error> {
+    pub async fn record(
+        &self,
+        object: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), kube::Error> {
         let ns = object.namespace.clone().unwrap_or_else(|| "default".into());
         let api = Api::<Event>::namespaced(self.client.clone(), &ns);
         let key = (
@@ -42,11 +48,8 @@ impl Recorder {
             // Expired (events live an hour): record it anew.
             seen.remove(&key);
         }
-        let name = format!(
-            "{}.{:x}",
-            object.name.clone().unwrap_or_default(),
-            now.timestamp_nanos_opt().unwrap_or_default()
-        );
+        let name =
+            format!("{}.{:x}", object.name.clone().unwrap_or_default(), now.timestamp_nanos_opt().unwrap_or_default());
         let ev = Event {
             metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(ns), ..Default::default() },
             involved_object: object.clone(),

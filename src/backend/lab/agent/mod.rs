@@ -86,10 +86,7 @@ pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 fn start_kubelet_server(opts: &Options, socket: &std::path::Path) -> Result<Option<std::process::Child>, AgentError> {
     use std::os::unix::process::CommandExt;
     let Some(bin) = &opts.kubelet_server else {
-        eprintln!(
-            "node agent {}: no --kubelet-server: exec, attach, logs and port-forward are not served",
-            opts.node
-        );
+        eprintln!("node agent {}: no --kubelet-server: exec, attach, logs and port-forward are not served", opts.node);
         return Ok(None);
     };
     let mut cmd = std::process::Command::new(bin);
