@@ -43,7 +43,7 @@ enum LabCommand {
     /// A node agent (the kubelet's role) for one node of a lab running the real control plane;
     /// started inside the node's namespaces by the lab.
     #[command(hide = true)]
-    NodeAgent(NodeAgentArgs),
+    NodeAgent(Box<NodeAgentArgs>),
     /// The lab's supervisor process (started by `up` and by `tutor run`).
     #[command(hide = true)]
     Supervise {
@@ -236,7 +236,7 @@ pub async fn execute(args: LabArgs) -> anyhow::Result<Exit> {
             }
             Ok(Exit::Pass)
         }
-        LabCommand::NodeAgent(a) => node_agent(a).await,
+        LabCommand::NodeAgent(a) => node_agent(*a).await,
         LabCommand::Supervise { name, owner, config } => {
             let opts = supervisor::Options { name: name.clone(), owner, config, exe: lab::tutor_exe() };
             let serving = tokio::task::spawn_blocking(move || supervise(opts));

@@ -9,11 +9,13 @@ use k8s_openapi::chrono::Utc;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
+/// (object uid, field, reason, message) → (event name, count).
+type Seen = HashMap<(String, String, String, String), (String, i32)>;
+
 pub struct Recorder {
     client: Client,
     node: String,
-    /// (object uid, field, reason, message) → (event name, count).
-    seen: tokio::sync::Mutex<HashMap<(String, String, String, String), (String, i32)>>,
+    seen: tokio::sync::Mutex<Seen>,
 }
 
 impl Recorder {

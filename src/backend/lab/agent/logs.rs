@@ -99,7 +99,7 @@ mod tests {
         };
         assert_eq!(format(FILE, &since), b"two\nthree\n");
         let limit = LogOptions { limit_bytes: Some(5), ..Default::default() };
-        assert_eq!(format(FILE, &limit), b"one\ntw");
+        assert_eq!(format(FILE, &limit), b"one\nt");
     }
 
     #[test]

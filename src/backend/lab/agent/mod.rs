@@ -43,7 +43,7 @@ pub enum AgentError {
     Api {
         what: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error("{0}")]
     System(String),
@@ -51,7 +51,7 @@ pub enum AgentError {
 
 fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> AgentError {
     let what = what.into();
-    move |source| AgentError::Api { what, source }
+    move |source| AgentError::Api { what, source: Box::new(source) }
 }
 
 /// The agent's settings (`tutor lab node-agent` flags, named as the kubelet's).
