@@ -87,7 +87,45 @@ enum LbCommand {
         /// Seconds of HTTP-like requests per datapath in the namespace comparison (0: skip it).
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
+        /// Instead: packets per second through a lab-shaped node, XDP LB (native, generic)
+        /// against nftables DNAT with conntrack, the generator being XDP live frames.
+        #[arg(long)]
+        traffic: bool,
+        #[command(flatten)]
+        traffic_opts: TrafficArgs,
     },
+}
+
+/// Options of `lb bench --traffic`.
+#[cfg(feature = "lb-testing")]
+#[derive(Debug, Args)]
+struct TrafficArgs {
+    /// The service address (a VIP: the lab's deathstar-lb is 192.168.250.1:80).
+    #[arg(long, default_value = "192.168.250.1:80", requires = "traffic")]
+    vip: SocketAddrV4,
+    /// A backend IP:PORT (repeatable; one pod each). Default: 10.244.1.11:80 and 10.244.2.12:80.
+    #[arg(long = "backend", requires = "traffic")]
+    backends: Vec<SocketAddrV4>,
+    #[arg(long, value_enum, default_value = "udp", requires = "traffic")]
+    proto: TrafficProto,
+    /// Packets per path and round.
+    #[arg(long, default_value_t = 1_000_000, requires = "traffic")]
+    packets: u32,
+    /// Rounds; in each, every path takes a turn. Figures are medians over the rounds.
+    #[arg(long, default_value_t = 3, requires = "traffic")]
+    rounds: usize,
+    /// Distinct client (address, port) sources the packets cycle through.
+    #[arg(long, default_value_t = 16384, requires = "traffic")]
+    flows: u32,
+}
+
+#[cfg(feature = "lb-testing")]
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TrafficProto {
+    /// UDP datagrams.
+    Udp,
+    /// TCP SYNs.
+    Tcp,
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,7 +223,26 @@ pub async fn execute(args: LbArgs) -> anyhow::Result<Exit> {
             Ok(Exit::Pass)
         }
         #[cfg(feature = "lb-testing")]
-        LbCommand::Bench { calls, seconds } => {
+        LbCommand::Bench { traffic: true, traffic_opts: t, .. } => {
+            let defaults = lb::traffic::TrafficOptions::default();
+            let opts = lb::traffic::TrafficOptions {
+                vip: t.vip,
+                backends: if t.backends.is_empty() { defaults.backends } else { t.backends },
+                proto: match t.proto {
+                    TrafficProto::Udp => lb::Proto::Udp,
+                    TrafficProto::Tcp => lb::Proto::Tcp,
+                },
+                packets: t.packets,
+                rounds: t.rounds,
+                flows: t.flows,
+                dedupe: false,
+            };
+            let report = tokio::task::spawn_blocking(move || lb::traffic::run(&opts)).await??;
+            out(&report.to_string());
+            Ok(Exit::Pass)
+        }
+        #[cfg(feature = "lb-testing")]
+        LbCommand::Bench { calls, seconds, .. } => {
             let opts = lb::bench::BenchOptions { calls, seconds };
             let report = tokio::task::spawn_blocking(move || lb::bench::run(&opts)).await??;
             out(&report.to_string());

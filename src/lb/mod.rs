@@ -63,6 +63,8 @@ mod stats;
 mod testrun;
 #[cfg(feature = "lb-testing")]
 pub mod topology;
+#[cfg(feature = "lb-testing")]
+pub mod traffic;
 
 pub use balancer::{AttachMode, Attached, LoadBalancer, LoadOptions, MAP_NAMES, SHARED_MAPS, default_pin_dir};
 pub use error::LbError;

@@ -108,7 +108,8 @@ impl Lab {
         let dir = registry::claim(name)?;
         let bin = registry::shim_dir(name);
         std::fs::create_dir_all(&bin).map_err(|e| LabError::System(format!("{}: {e}", bin.display())))?;
-        for tool in super::shims::TOOLS {
+        // `tutor` itself too, so a tutorial can run `tutor lb bench` from the lab host.
+        for tool in super::shims::TOOLS.iter().chain(&["tutor"]) {
             std::os::unix::fs::symlink(exe, bin.join(tool))
                 .map_err(|e| LabError::System(format!("{}: {e}", bin.display())))?;
         }

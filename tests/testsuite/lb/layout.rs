@@ -7,13 +7,23 @@ use std::mem::{offset_of, size_of};
 use object::{Object, ObjectSection};
 use tutor::lb::maps::*;
 
-crate::tests![mirrors_match_the_c_header, flow_ways_match_the_c_header, counter_names_match_the_c_enum];
+crate::tests![
+    mirrors_match_the_c_header,
+    traffic_mirrors_match_the_c_header,
+    flow_ways_match_the_c_header,
+    counter_names_match_the_c_enum
+];
 
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/lb.bpf.o"));
+static TRAFFIC_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/traffic.bpf.o"));
 
 /// struct name -> (size, member name -> byte offset), from the object's .BTF section.
 fn btf_structs() -> HashMap<String, (u32, HashMap<String, u32>)> {
-    let elf = object::File::parse(OBJECT).expect("parse ELF");
+    btf_structs_of(OBJECT)
+}
+
+fn btf_structs_of(object: &[u8]) -> HashMap<String, (u32, HashMap<String, u32>)> {
+    let elf = object::File::parse(object).expect("parse ELF");
     let btf = elf.section_by_name(".BTF").expect(".BTF section").data().unwrap();
     let u16_at = |o: usize| u16::from_le_bytes(btf[o..o + 2].try_into().unwrap());
     let u32_at = |o: usize| u32::from_le_bytes(btf[o..o + 4].try_into().unwrap());
@@ -82,6 +92,16 @@ fn mirrors_match_the_c_header() {
     check!(s, "lb_config", ConfigValue, [mac, pad, ifindex, maglev_size, max_services]);
     check!(s, "lb_counters", Counters, [packets, bytes]);
     check!(s, "lb_global_stats", GlobalValue, [c]);
+}
+
+/// The packet-rate benchmark's mirrors (`src/lb/traffic.rs`) against `ebpf/traffic.h`.
+fn traffic_mirrors_match_the_c_header() {
+    use tutor::lb::traffic::{Counts, GenConfig, GenState, SlotValue};
+    let s = btf_structs_of(TRAFFIC_OBJECT);
+    check!(s, "tg_config", GenConfig, [header, flows, saddr, sport, proto, pad, pad2]);
+    check!(s, "tg_state", GenState, [next]);
+    check!(s, "tg_slot", SlotValue, [slot, port, pad]);
+    check!(s, "tg_counts", Counts, [packets, bytes, duplicates]);
 }
 
 fn flow_ways_match_the_c_header() {

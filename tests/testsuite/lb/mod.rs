@@ -9,6 +9,7 @@ mod packets;
 mod robustness;
 mod services;
 pub(crate) mod support;
+mod traffic;
 
 pub(crate) fn tests() -> Vec<crate::harness::Test> {
     [
@@ -20,6 +21,7 @@ pub(crate) fn tests() -> Vec<crate::harness::Test> {
         packets::tests(),
         robustness::tests(),
         services::tests(),
+        traffic::tests(),
     ]
     .into_iter()
     .flatten()
