@@ -7,6 +7,8 @@
  *   and port and the packet's sequence number (TCP sequence number, or the first 4 bytes of the
  *   UDP payload), fixes the checksums incrementally and returns XDP_TX: the kernel sends the
  *   frame out of the test run's ingress device, a veth, whose peer receives it.
+ * tg_fwd (XDP, on the node's eth0 in the forward-only turn): redirects every frame to the device
+ *   in fwd_cfg[0] untouched: what a veth hop costs without any load balancing.
  * tg_count (XDP, on each backend's device): counts the packets addressed to a known backend
  *   address and port (slot from the `slots` map; slot 0 counts a known address on the wrong
  *   port), optionally records each sequence number in a per-CPU bitmap to catch a packet
@@ -56,6 +58,13 @@ struct {
 	__type(value, struct tg_counts);
 	__uint(max_entries, TG_MAX_SLOTS);
 } counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+} fwd_cfg SEC(".maps");
 
 /* Bit (seq & 63) of word (seq >> 6) & (tg_seen_words - 1): sequence numbers seen by this CPU. */
 struct {
@@ -140,6 +149,16 @@ int tg_gen(struct xdp_md *ctx)
 		*payload = seq;
 	}
 	return XDP_TX;
+}
+
+SEC("xdp")
+int tg_fwd(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	__u32 *ifindex = bpf_map_lookup_elem(&fwd_cfg, &zero);
+	if (!ifindex || !*ifindex)
+		return XDP_DROP;
+	return bpf_redirect(*ifindex, 0);
 }
 
 SEC("xdp")

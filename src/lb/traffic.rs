@@ -204,10 +204,12 @@ pub struct Traffic {
     slots: BpfHashMap<MapData, u32, SlotValue>,
     counts: PerCpuArray<MapData, Counts>,
     seen: PerCpuArray<MapData, u64>,
+    fwd_cfg: Array<MapData, u32>,
     seen_words: u32,
     /// The frame handed to the kernel (its pages are initialised from it).
     frame: Vec<u8>,
     counters: Vec<(PathBuf, String, XdpLinkId)>,
+    forwarder: Option<XdpLinkId>,
 }
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
@@ -249,7 +251,7 @@ impl Traffic {
         let mut loader = EbpfLoader::new();
         loader.override_global("tg_seen_words", &seen_words, true).map_max_entries("seen", seen_words.max(1));
         let mut ebpf = loader.load(OBJECT)?;
-        for name in ["tg_gen", "tg_count"] {
+        for name in ["tg_gen", "tg_count", "tg_fwd"] {
             program(&mut ebpf, name)?.load().map_err(prog_err(format!("verifying {name}")))?;
         }
         Ok(Traffic {
@@ -258,10 +260,12 @@ impl Traffic {
             slots: take(&mut ebpf, "slots")?,
             counts: take(&mut ebpf, "counts")?,
             seen: take(&mut ebpf, "seen")?,
+            fwd_cfg: take(&mut ebpf, "fwd_cfg")?,
             ebpf,
             seen_words,
             frame: Vec::new(),
             counters: Vec::new(),
+            forwarder: None,
         })
     }
 
@@ -345,6 +349,25 @@ impl Traffic {
         };
         let (_, _, id) = self.counters.remove(at);
         program(&mut self.ebpf, "tg_count")?.detach(id).map_err(prog_err(format!("detaching tg_count from {iface}")))
+    }
+
+    /// Attaches `tg_fwd` (native mode) to `iface` of `netns`, redirecting every frame to
+    /// `to` of the same namespace untouched.
+    pub fn attach_forwarder(&mut self, netns: &Path, iface: &str, to: &str) -> Result<()> {
+        let target = in_netns(netns, || super::iface::ifindex(to))??;
+        self.fwd_cfg.set(0, target, 0).map_err(map_err("writing fwd_cfg"))?;
+        let prog = program(&mut self.ebpf, "tg_fwd")?;
+        let id = in_netns(netns, || prog.attach(iface, XdpMode::Driver))?
+            .map_err(prog_err(format!("attaching tg_fwd to {iface} in {}", netns.display())))?;
+        self.forwarder = Some(id);
+        Ok(())
+    }
+
+    pub fn detach_forwarder(&mut self) -> Result<()> {
+        match self.forwarder.take() {
+            Some(id) => program(&mut self.ebpf, "tg_fwd")?.detach(id).map_err(prog_err("detaching tg_fwd")),
+            None => Ok(()),
+        }
     }
 
     /// Sends `packets` frames out of `ifindex` (of the calling thread's namespace) with live
@@ -538,18 +561,27 @@ impl Drop for Node {
 pub enum PathKind {
     /// The node's eth0 drops every frame in XDP: the generator and one veth hop.
     GeneratorOnly,
+    /// The node's eth0 redirects every frame to the first pod untouched: a second veth hop,
+    /// no load balancing.
+    ForwardOnly,
     XdpNative,
     XdpGeneric,
     Nftables,
 }
 
 impl PathKind {
-    pub const MEASURED: [PathKind; 4] =
-        [PathKind::GeneratorOnly, PathKind::XdpNative, PathKind::XdpGeneric, PathKind::Nftables];
+    pub const MEASURED: [PathKind; 5] =
+        [PathKind::GeneratorOnly, PathKind::ForwardOnly, PathKind::XdpNative, PathKind::XdpGeneric, PathKind::Nftables];
+
+    /// Whether the path balances over the backends (the other two are yardsticks).
+    pub fn balances(self) -> bool {
+        !matches!(self, PathKind::GeneratorOnly | PathKind::ForwardOnly)
+    }
 
     pub fn label(self) -> &'static str {
         match self {
             PathKind::GeneratorOnly => "generator only (eth0 drops in XDP)",
+            PathKind::ForwardOnly => "XDP redirect to a pod, no LB",
             PathKind::XdpNative => "XDP LB, native",
             PathKind::XdpGeneric => "XDP LB, generic (SKB)",
             PathKind::Nftables => "nftables DNAT + conntrack",
@@ -740,7 +772,7 @@ impl fmt::Display for TrafficReport {
                 p.duplicates()
             )?;
         }
-        for p in self.paths.iter().filter(|p| p.path != PathKind::GeneratorOnly) {
+        for p in self.paths.iter().filter(|p| p.path.balances()) {
             let shares: Vec<String> = o
                 .backends
                 .iter()
@@ -754,6 +786,15 @@ impl fmt::Display for TrafficReport {
             f,
             "path cost ratio (nftables / XDP native, generator subtracted): {:.2}",
             self.node_ns(PathKind::Nftables) / self.node_ns(PathKind::XdpNative).max(1e-9)
+        )?;
+        let ns = |p: PathKind| self.path(p).ns_per_packet();
+        writeln!(
+            f,
+            "where the time goes: generator + its veth hop + counter {:.0} ns per packet; a second veth hop to a pod \
+             (XDP redirect, no LB) {:.0} ns; the XDP LB's own work (lookup, rewrite, FIB cache) {:.0} ns",
+            ns(PathKind::GeneratorOnly),
+            ns(PathKind::ForwardOnly) - ns(PathKind::GeneratorOnly),
+            ns(PathKind::XdpNative) - ns(PathKind::ForwardOnly)
         )?;
         writeln!(
             f,
@@ -769,7 +810,8 @@ impl fmt::Display for TrafficReport {
 /// Runs the comparison in namespaces of its own (prefix `tutor-pps-<pid>`).
 pub fn run(opts: &TrafficOptions) -> Result<TrafficReport> {
     validate(opts)?;
-    let prefix = format!("tutor-pps-{}", std::process::id());
+    sweep_stale();
+    let prefix = format!("{PREFIX}{}", std::process::id());
     let addrs: Vec<Ipv4Addr> = opts.backends.iter().map(|b| *b.ip()).collect();
     let node = Node::create(&prefix, &addrs)?;
     let seen = if opts.dedupe {
@@ -815,6 +857,26 @@ pub fn run(opts: &TrafficOptions) -> Result<TrafficReport> {
     })
 }
 
+/// Names of the namespaces a run creates: `tutor-pps-<pid>-<role>`.
+const PREFIX: &str = "tutor-pps-";
+
+/// The namespaces of a run that did not end cleanly (its process is gone: killed, or
+/// interrupted before it could delete them) are deleted by the next run.
+fn sweep_stale() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else { return };
+    for name in entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()) {
+        if stale_owner(&name).is_some() {
+            let _ = sh(&["ip", "netns", "del", &name]);
+        }
+    }
+}
+
+/// The pid in a `tutor-pps-<pid>-<role>` name whose process no longer exists.
+fn stale_owner(name: &str) -> Option<i32> {
+    let pid: i32 = name.strip_prefix(PREFIX)?.split('-').next()?.parse().ok()?;
+    (!Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
+}
+
 fn validate(opts: &TrafficOptions) -> Result<()> {
     if opts.backends.is_empty() || opts.backends.len() as u32 >= MAX_SLOTS - 1 {
         return Err(LbError::Invalid(format!("between 1 and {} backends are needed", MAX_SLOTS - 2)));
@@ -857,6 +919,7 @@ fn turn(
     let mut expected = vec![1.0 / n as f64; n];
     match path {
         PathKind::GeneratorOnly => traffic.attach_counter(&node_ns, "eth0")?,
+        PathKind::ForwardOnly => traffic.attach_forwarder(&node_ns, "eth0", "lxc1")?,
         PathKind::XdpNative | PathKind::XdpGeneric => {
             let mut balancer = LoadBalancer::load(&LoadOptions { max_services: 1, ..Default::default() })?;
             let frontend = Frontend { vip: *opts.vip.ip(), port: opts.vip.port(), proto: opts.proto };
@@ -889,6 +952,7 @@ fn turn(
     let result = measure(node, traffic, opts, path, vip_slot);
     match path {
         PathKind::GeneratorOnly => traffic.detach_counter(&node_ns, "eth0")?,
+        PathKind::ForwardOnly => traffic.detach_forwarder()?,
         PathKind::XdpNative | PathKind::XdpGeneric => drop(lb), // detaches
         PathKind::Nftables => node.nft_flush()?,
     }
@@ -915,8 +979,7 @@ fn measure(node: &Node, traffic: &Traffic, opts: &TrafficOptions, path: PathKind
         after = again;
     }
     let delta = |slot: usize| after[slot].packets - before[slot].packets;
-    let slots: Vec<usize> =
-        if path == PathKind::GeneratorOnly { vec![vip_slot as usize] } else { (1..=opts.backends.len()).collect() };
+    let slots: Vec<usize> = if path.balances() { (1..=opts.backends.len()).collect() } else { vec![vip_slot as usize] };
     let duplicates = after.iter().zip(&before).map(|(a, b)| a.duplicates - b.duplicates).sum();
     Ok(Turn {
         sent,
@@ -1007,6 +1070,15 @@ mod tests {
     }
 
     #[test]
+    fn only_namespaces_of_gone_processes_are_stale() {
+        let me = std::process::id();
+        assert_eq!(stale_owner(&format!("tutor-pps-{me}-node")), None);
+        assert_eq!(stale_owner("tutor-pps-2147483647-gen"), Some(2147483647));
+        assert_eq!(stale_owner("tutor-1-host"), None);
+        assert_eq!(stale_owner("tutor-pps-x-gen"), None);
+    }
+
+    #[test]
     fn constants_match_the_c_header() {
         let header = include_str!("../../ebpf/traffic.h");
         let define = |name: &str| -> u64 {
@@ -1032,6 +1104,7 @@ mod tests {
             options: TrafficOptions::default(),
             paths: vec![
                 path(PathKind::GeneratorOnly, 100.0, 1000),
+                path(PathKind::ForwardOnly, 200.0, 1000),
                 path(PathKind::XdpNative, native, 1000),
                 path(PathKind::XdpGeneric, 500.0, 1000),
                 path(PathKind::Nftables, nft, 990),
@@ -1050,5 +1123,6 @@ mod tests {
         assert_eq!(r.path(PathKind::Nftables).lost(), 10);
         assert_eq!(r.node_ns(PathKind::Nftables), 900.0);
         assert!(r.to_string().contains("generator subtracted): 6.00"));
+        assert!(r.to_string().contains("counter 100 ns per packet; a second veth hop to a pod (XDP redirect, no LB) 100 ns; the XDP LB's own work (lookup, rewrite, FIB cache) 50 ns"));
     }
 }
