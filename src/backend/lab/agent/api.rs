@@ -130,6 +130,8 @@ fn handle(mut conn: UnixStream, rt: &Runtime) {
             };
             if answer(&mut conn, &Answer::default()) {
                 let _ = std::io::copy(&mut reader, &mut stdin);
+                drop(stdin);
+                rt.attach_ended(&namespace, &pod, &container);
             }
         }
         Request::Logs { namespace, pod, container, follow, previous, options } => {

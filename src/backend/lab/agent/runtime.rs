@@ -112,6 +112,7 @@ struct Ctr {
     env: Vec<(String, String)>,
     cwd: String,
     tty: bool,
+    stdin_once: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -243,6 +244,19 @@ impl Runtime {
         Some(std::fs::File::from(fd))
     }
 
+    /// After an attach's stdin ended: close the container's stdin when its spec says
+    /// `stdinOnce` (the shell of `kubectl run -i` then sees EOF).
+    pub fn attach_ended(&self, namespace: &str, name: &str, container: &str) {
+        let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(p) = pods.values().find(|p| p.namespace == namespace && p.name == name) else { return };
+        let mut cs = p.containers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = cs.get_mut(container)
+            && c.stdin_once
+        {
+            c.stdin = None;
+        }
+    }
+
     fn pod_rt(&self, pod: &Pod) -> Arc<PodRt> {
         let (uid, namespace, name) = pod_key(pod);
         let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
@@ -333,6 +347,7 @@ impl Runtime {
                 env: vec![],
                 cwd: "/".into(),
                 tty: c.tty == Some(true),
+                stdin_once: c.stdin_once == Some(true),
             });
             let image_name = c.image.clone().unwrap_or_default();
             if sandbox_tid.is_none() {
