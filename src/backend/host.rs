@@ -21,6 +21,7 @@ impl HostBackend {
         let mut cmd = Command::new("bash");
         cmd.arg("--noprofile").arg("--norc").arg("-c").arg(req.script);
         cmd.current_dir(&self.workdir);
+        cmd.env("COLUMNS", "80").env("LINES", "24").env("LC_ALL", "C.UTF-8").env("TZ", "UTC").env_remove("NO_COLOR");
         cmd.envs(req.env.iter().map(|(k, v)| (k, v)));
         Ok(cmd)
     }
@@ -44,6 +45,16 @@ impl Backend for HostBackend {
 
     async fn spawn(&self, req: ExecRequest<'_>) -> Result<Box<dyn BgTask>, BackendError> {
         process::spawn(self.command(&req)?)
+    }
+
+    fn kernel_command(&self, target: &Target) -> Result<Option<std::process::Command>, BackendError> {
+        if *target != Target::Host {
+            return Err(BackendError::UnknownTarget { backend: BackendKind::Host, target: target.to_string() });
+        }
+        let mut cmd = std::process::Command::new("bash");
+        cmd.current_dir(&self.workdir);
+        super::block_env(&mut cmd);
+        Ok(Some(cmd))
     }
 
     fn state_path(&self, target: &Target) -> String {

@@ -198,6 +198,14 @@ pub trait Backend: Send + Sync {
     /// Start a `bg` block; the runner stops it when the tutorial ends.
     async fn spawn(&self, req: ExecRequest<'_>) -> Result<Box<dyn BgTask>, BackendError>;
 
+    /// A command that starts `bash` on `target` for the runner's kernel (one long-lived shell
+    /// per target, fed through stdin; the runner appends bash's arguments). `None`: this
+    /// backend runs each block of `target` through [`Backend::exec`].
+    fn kernel_command(&self, target: &Target) -> Result<Option<std::process::Command>, BackendError> {
+        let _ = target;
+        Ok(None)
+    }
+
     /// Where the notebook state (env, cwd) of `target` is kept, as a path valid *where the
     /// script runs*. The runner's script wrapper restores from and saves to it.
     fn state_path(&self, target: &Target) -> String;
@@ -217,6 +225,12 @@ pub fn create(kind: BackendKind, context: Option<&str>) -> Result<Box<dyn Backen
         BackendKind::Lab => lab::create(),
         BackendKind::Kind | BackendKind::Kube => kind::create(kind, context),
     }
+}
+
+/// The environment every block starts with (terminal hygiene): a fixed terminal size, a UTF-8
+/// C locale, UTC, and no `NO_COLOR` from the user's own shell (a tutorial may set it).
+pub fn block_env(cmd: &mut std::process::Command) {
+    cmd.env("COLUMNS", "80").env("LINES", "24").env("LC_ALL", "C.UTF-8").env("TZ", "UTC").env_remove("NO_COLOR");
 }
 
 /// Helper for local-process backends: per-target state file under the work directory.

@@ -40,8 +40,18 @@ pub fn kill_all() {
     }
 }
 
+/// Record a process group that [`kill_all`] must end (a group started elsewhere, e.g. a kernel).
+pub fn register(pgid: i32) {
+    registry().lock().unwrap().insert(pgid);
+}
+
+/// Forget a process group that has ended.
+pub fn unregister(pgid: i32) {
+    registry().lock().unwrap().remove(&pgid);
+}
+
 /// Stop a process group: SIGTERM, a grace period, then SIGKILL.
-async fn stop_group(pgid: i32) {
+pub async fn stop_group(pgid: i32) {
     let pid = Pid::from_raw(pgid);
     if killpg(pid, Signal::SIGTERM).is_err() {
         registry().lock().unwrap().remove(&pgid);

@@ -29,8 +29,39 @@ impl From<Exit> for ExitCode {
 #[derive(Debug, Parser)]
 #[command(name = "tutor", version, about = "Run Markdown tutorials as tested scenarios")]
 struct Cli {
+    /// Colours in tutor's own output: `auto` (a terminal, and `NO_COLOR` unset), `always`, `never`.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    color: Color,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+/// A reader that closed tutor's stdout (`tutor run … | head -1`) ends tutor quietly, as a
+/// program killed by SIGPIPE would end (exit 141), never with a panic: the running blocks'
+/// process groups are stopped first. SIGPIPE itself stays ignored, so a pipe to a block's shell
+/// that closes is an error the runner handles, not the end of tutor.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") {
+            crate::backend::process::kill_all();
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +90,15 @@ pub fn main() -> ExitCode {
             return if e.use_stderr() { Exit::Usage.into() } else { Exit::Pass.into() };
         }
     };
+    quiet_on_closed_stdout();
+    match cli.color {
+        Color::Auto => {}
+        Color::Always | Color::Never => {
+            let on = cli.color == Color::Always;
+            console::set_colors_enabled(on);
+            console::set_colors_enabled_stderr(on);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

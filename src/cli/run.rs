@@ -48,6 +48,9 @@ pub struct RunArgs {
     /// Run the rest of a tutorial after a failing block.
     #[arg(long)]
     keep_going: bool,
+    /// Run every block once, even with `retry=` (exposes flaky blocks).
+    #[arg(long)]
+    no_retry: bool,
     /// Tutorials to run at once.
     #[arg(long, short = 'j', value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     jobs: u16,
@@ -160,6 +163,7 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<Exit> {
     let opts = RunOptions {
         update: args.update,
         keep_going: args.keep_going,
+        no_retry: args.no_retry,
         keep: args.keep,
         jobs: args.jobs as usize,
         workdir: args.workdir.clone(),

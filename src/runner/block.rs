@@ -1,7 +1,8 @@
-//! Running one command block: render its templates, wrap it for notebook state, execute it on
-//! its target (again and again with `retry=`), judge the result and, in update mode, record it.
+//! Running one command block: render its templates, execute it on its target's kernel (again
+//! and again with `retry=`), judge the result and, in update mode, record it. Backends without
+//! kernels (remote targets) run each block as a script that restores and saves its state.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -9,13 +10,14 @@ use std::time::{Duration, Instant};
 use super::cancel::Cancel;
 use super::events::{Event, Reporter};
 use super::judge::{self, Attempt};
+use super::kernel::{self, Kernel, KernelRun, Mode};
 use super::outcome::{BlockResult, Mismatch, Status};
 use super::preflight::Plan;
-use super::script::{self, State};
+use super::script::{self, CommandRun, State};
 use super::transcript;
 use super::update;
-use crate::backend::{Backend, BgTask, ExecRequest, Target};
-use crate::snapshot::{self, Snapshot};
+use crate::backend::{Backend, BackendError, BgTask, ExecRequest, Observation, Target};
+use crate::snapshot::{self, Captures, Snapshot};
 use crate::tutorial::{Block, BlockKind, ConsoleCommand};
 
 /// Block timeout when neither the block nor the front matter sets one (DESIGN §4).
@@ -28,6 +30,8 @@ pub struct Env<'a> {
     pub plan: &'a Plan,
     pub backend: &'a dyn Backend,
     pub update: bool,
+    /// `--no-retry`: every block runs once, `retry=` or not.
+    pub no_retry: bool,
     pub cancel: &'a Cancel,
     pub reporter: &'a dyn Reporter,
 }
@@ -42,6 +46,11 @@ pub struct Session {
     /// Update mode: new console block bodies, applied to the Markdown at the end.
     pub edits: Vec<(Range<usize>, String)>,
     pub updated: Vec<PathBuf>,
+    /// One live shell per target that ran a block.
+    kernels: HashMap<Target, Kernel>,
+    /// Values captured with `[..NAME..]` so far, and where each was captured (`file:line`).
+    pub captures: Captures,
+    pub capture_sites: BTreeMap<String, String>,
 }
 
 impl Session {
@@ -52,6 +61,61 @@ impl Session {
             bg: Vec::new(),
             edits: Vec::new(),
             updated: Vec::new(),
+            kernels: HashMap::new(),
+            captures: Captures::new(),
+            capture_sites: BTreeMap::new(),
+        }
+    }
+
+    /// End every kernel (and what runs in its process group); the end of the tutorial.
+    pub async fn close(&mut self) {
+        for (_, k) in self.kernels.drain() {
+            k.stop().await;
+        }
+    }
+
+    /// The live kernel of `target`, started (restoring the target's state file unless this is
+    /// its first block) if there is none. `None`: the backend has no kernels for this target.
+    async fn kernel(&mut self, env: &Env<'_>, target: &Target) -> Result<Option<&mut Kernel>, BackendError> {
+        if let Some(k) = self.kernels.get_mut(target)
+            && !k.alive()
+        {
+            let k = self.kernels.remove(target).expect("present");
+            k.stop().await;
+        }
+        if !self.kernels.contains_key(target) {
+            let Some(cmd) = env.backend.kernel_command(target)? else { return Ok(None) };
+            let state = env.backend.state_path(target);
+            if let Some(dir) = std::path::Path::new(&state).parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let mut init = String::new();
+            if self.seen.insert(target.clone()) {
+                // First block on this target in this run: forget what an earlier run left.
+                let _ = std::fs::remove_file(&state);
+            } else {
+                init.push_str(&kernel::restore_script(&state));
+                init.push('\n');
+            }
+            init.push_str(&kernel::assignments(&self.captures));
+            let k = Kernel::start(cmd, &state, &init).await?;
+            self.kernels.insert(target.clone(), k);
+        }
+        Ok(self.kernels.get_mut(target))
+    }
+
+    /// Bind new captured values: set them in every live kernel (new kernels get them at start).
+    async fn bind(&mut self, new: Captures, site: String) {
+        if new.is_empty() {
+            return;
+        }
+        let set = kernel::assignments(&new);
+        for k in self.kernels.values_mut() {
+            k.run(&[(Mode::Plain, &set)], &|_, _| true, None, &Cancel::default()).await;
+        }
+        for (name, value) in new {
+            self.capture_sites.entry(name.clone()).or_insert_with(|| site.clone());
+            self.captures.insert(name, value);
         }
     }
 }
@@ -67,13 +131,18 @@ enum Work<'b> {
         commands: &'b [ConsoleCommand],
         rendered: Vec<String>,
         prompts: Vec<String>,
+        /// Each command's expected output, rendered.
+        outputs: Vec<String>,
         /// (rendered, raw) expected transcript.
         expected: (String, String),
     },
 }
 
-fn render<'b>(env: &Env<'_>, block: &'b Block) -> Result<Work<'b>, String> {
-    let facts = env.backend.facts();
+fn render<'b>(env: &Env<'_>, session: &Session, block: &'b Block) -> Result<Work<'b>, String> {
+    let mut facts = env.backend.facts();
+    if let serde_json::Value::Object(m) = &mut facts {
+        m.extend(session.captures.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))));
+    }
     let path = env.plan.tutorial.path.as_path();
     let r = |text: &str, file: &std::path::Path, line: usize| {
         env.plan.templates.render(text, &facts, file, line).map_err(|e| e.to_string())
@@ -92,10 +161,17 @@ fn render<'b>(env: &Env<'_>, block: &'b Block) -> Result<Work<'b>, String> {
         }
         BlockKind::Console(commands) => {
             let rendered = commands.iter().map(|c| r(&c.command, path, c.line)).collect::<Result<_, _>>()?;
-            let prompts = commands.iter().map(|c| r(&c.prompt_text, path, c.line)).collect::<Result<_, _>>()?;
+            let prompts: Vec<String> =
+                commands.iter().map(|c| r(&c.prompt_text, path, c.line)).collect::<Result<_, _>>()?;
+            let outputs: Vec<String> = commands
+                .iter()
+                .map(|c| r(&c.expected, path, c.line + c.prompt_text.lines().count()))
+                .collect::<Result<_, _>>()?;
             let raw = transcript::expected(commands);
-            let expected = (r(&raw, path, block.body_line)?, raw);
-            Ok(Work::Console { commands, rendered, prompts, expected })
+            let rendered_transcript =
+                transcript::build(prompts.iter().map(String::as_str).zip(outputs.iter().map(String::as_str)));
+            let expected = (rendered_transcript, raw);
+            Ok(Work::Console { commands, rendered, prompts, outputs, expected })
         }
         BlockKind::File(_) => Err("a file block is not a command".into()),
     }
@@ -105,24 +181,123 @@ fn result(block: &Block, status: Status, reason: Option<String>, start: Instant)
     BlockResult { status, reason, duration: start.elapsed(), tries: 1, ..BlockResult::skipped(block, "") }
 }
 
+/// What one try of a block did, whatever ran it.
+struct Ran {
+    runs: Vec<CommandRun>,
+    timed_out: bool,
+    interrupted: bool,
+    /// The target's shell ended during the block (how).
+    died: Option<String>,
+}
+
+impl Ran {
+    fn from_kernel(k: KernelRun) -> Ran {
+        Ran { runs: k.runs, timed_out: k.timed_out, interrupted: k.interrupted, died: k.died }
+    }
+}
+
+/// Whether a console command's status lets the block go on: an `[N]` line accepts any status
+/// (the comparison judges it), else it must be the expected one (`exit=` for the last command).
+fn goes_on(commands: &[ConsoleCommand], expected_exit: i32, i: usize, status: i32) -> bool {
+    let last = i + 1 == commands.len();
+    match commands.get(i).and_then(ConsoleCommand::exit_line) {
+        Some(_) => true,
+        None => status == if last { expected_exit } else { 0 },
+    }
+}
+
+/// One try of `work` on `target`: in its kernel, or as a script where the backend has none.
+async fn execute(
+    env: &Env<'_>,
+    session: &mut Session,
+    block: &Block,
+    work: &Work<'_>,
+    timeout: Duration,
+    fresh: bool,
+) -> Result<Ran, BackendError> {
+    let target = &block.attrs.on;
+    let expected_exit = block.attrs.exit;
+    let deadline = Instant::now() + timeout;
+    if let Some(k) = session.kernel(env, target).await? {
+        let r = match work {
+            Work::Shell { body, .. } => k.run(&[(Mode::ErrExit, body)], &|_, _| true, Some(deadline), env.cancel).await,
+            Work::Console { commands, rendered, .. } => {
+                let frames: Vec<(Mode, &str)> = rendered.iter().map(|c| (Mode::Plain, c.as_str())).collect();
+                let go_on = |i: usize, s: i32| goes_on(commands, expected_exit, i, s);
+                k.run(&frames, &go_on, Some(deadline), env.cancel).await
+            }
+        };
+        return Ok(Ran::from_kernel(r));
+    }
+    let state_path = env.backend.state_path(target);
+    let state = State { path: &state_path, fresh };
+    let script = match work {
+        Work::Shell { body, .. } => script::shell(body, &state),
+        Work::Console { rendered, commands, .. } => {
+            let cmds: Vec<(&str, bool)> =
+                rendered.iter().zip(commands.iter()).map(|(r, c)| (r.as_str(), c.exit_line().is_some())).collect();
+            script::console(&cmds, expected_exit, &state, &session.nonce)
+        }
+    };
+    let obs = env.backend.exec(ExecRequest { target, script: &script, timeout, env: &[] }).await?;
+    let interrupted = env.cancel.is_cancelled() && obs.exit.is_none();
+    let runs = match work {
+        Work::Shell { .. } => vec![CommandRun { output: obs.output.clone(), status: obs.exit }],
+        Work::Console { commands, .. } => script::split_console(&obs.output, &session.nonce, commands.len(), obs.exit)
+            .into_iter()
+            .map(|r| CommandRun { output: snapshot::display(r.output.as_bytes()), status: r.status })
+            .collect(),
+    };
+    let runs = if obs.exit.is_none() {
+        // Killed: the command that was running has no status either.
+        runs.into_iter().map(|r| if r.status.is_some() { r } else { CommandRun { status: None, ..r } }).collect()
+    } else {
+        runs
+    };
+    Ok(Ran { runs, timed_out: obs.timed_out, interrupted, died: None })
+}
+
+/// A console block that did not match because a captured value differs: say which, with the
+/// place it was captured.
+fn capture_conflict(env: &Env<'_>, session: &Session, work: &Work<'_>, ran: &Ran) -> Option<String> {
+    let Work::Console { outputs, .. } = work else { return None };
+    for (exp, run) in outputs.iter().zip(&ran.runs) {
+        for name in snapshot::capture_names(exp) {
+            let Some(value) = session.captures.get(&name) else { continue };
+            let mut others = session.captures.clone();
+            others.remove(&name);
+            if let Some(found) = env.plan.matcher.bind(exp, &run.output, &others)
+                && let Some(here) = found.get(&name)
+                && here != value
+            {
+                let site = session.capture_sites.get(&name).map(String::as_str).unwrap_or("an earlier block");
+                return Some(format!("`[..{name}..]` is `{here}` here, but was captured as `{value}` at {site}"));
+            }
+        }
+    }
+    None
+}
+
 /// Run `block` to its verdict.
 pub async fn run(env: &Env<'_>, session: &mut Session, block: &Block) -> BlockResult {
     let start = Instant::now();
-    let work = match render(env, block) {
+    let work = match render(env, session, block) {
         Ok(w) => w,
         Err(e) => return result(block, Status::Error, Some(e), start),
     };
     let timeout = block.attrs.timeout.or(env.plan.tutorial.front.timeout).unwrap_or(DEFAULT_TIMEOUT);
     let target = &block.attrs.on;
-    let state_path = env.backend.state_path(target);
-    let fresh = session.seen.insert(target.clone());
 
     if block.attrs.bg {
+        let state_path = env.backend.state_path(target);
+        let fresh = session.seen.insert(target.clone());
         let body = match &work {
             Work::Shell { body, .. } => body.clone(),
             Work::Console { rendered, .. } => rendered.join("\n"),
         };
-        let script = script::background(&body, &State { path: &state_path, fresh });
+        let mut body_with_captures = kernel::assignments(&session.captures);
+        body_with_captures.push_str(&body);
+        let script = script::background(&body_with_captures, &State { path: &state_path, fresh });
         let req = ExecRequest { target, script: &script, timeout, env: &[] };
         return match env.backend.spawn(req).await {
             Ok(task) => {
@@ -133,52 +308,82 @@ pub async fn run(env: &Env<'_>, session: &mut Session, block: &Block) -> BlockRe
         };
     }
 
-    let deadline = block.attrs.retry.map(|d| start + d);
+    let deadline = block.attrs.retry.filter(|_| !env.no_retry).map(|d| start + d);
     let mut tries = 0;
-    let attempt = loop {
+    let (attempt, ran) = loop {
         tries += 1;
-        let state = State { path: &state_path, fresh: fresh && tries == 1 };
-        let script = match &work {
-            Work::Shell { body, .. } => script::shell(body, &state),
-            Work::Console { rendered, .. } => {
-                let cmds: Vec<&str> = rendered.iter().map(String::as_str).collect();
-                script::console(&cmds, &state, &session.nonce)
-            }
-        };
-        let req = ExecRequest { target, script: &script, timeout, env: &[] };
-        let obs = match env.backend.exec(req).await {
-            Ok(o) => o,
+        let fresh = tries == 1 && !session.seen.contains(target);
+        let ran = match execute(env, session, block, &work, timeout, fresh).await {
+            Ok(r) => r,
             Err(e) => return result(block, Status::Error, Some(e.to_string()), start),
         };
-        let interrupted = env.cancel.is_cancelled();
+        if fresh {
+            session.seen.insert(target.clone());
+        }
+        let interrupted = ran.interrupted || env.cancel.is_cancelled();
         let rules = judge::Rules { expected_exit: block.attrs.exit, timeout, interrupted, matcher: &env.plan.matcher };
         let attempt = match &work {
-            Work::Shell { expected, .. } => judge::shell(&obs, expected.as_ref().map(|e| e.0.as_str()), &rules),
-            Work::Console { commands, prompts, expected, .. } => {
-                let runs = script::split_console(&obs.output, &session.nonce, commands.len(), obs.exit);
-                judge::console(&obs, commands, prompts, &runs, &expected.0, &rules)
+            Work::Shell { expected, .. } => {
+                let run = &ran.runs[0];
+                let obs = Observation {
+                    output: run.output.clone(),
+                    exit: run.status,
+                    timed_out: ran.timed_out,
+                    duration: Duration::ZERO,
+                };
+                judge::shell(&obs, expected.as_ref().map(|e| e.0.as_str()), &rules)
+            }
+            Work::Console { commands, prompts, outputs, .. } => {
+                judge::console(ran.timed_out, commands, prompts, &ran.runs, outputs, &rules, &session.captures)
             }
         };
         if attempt.settled(env.update) || interrupted {
-            break attempt;
+            break (attempt, ran);
+        }
+        if let Some(why) = attempt.hopeless.clone() {
+            let mut attempt = attempt;
+            if let Some((_, reason)) = &mut attempt.problem {
+                reason.push_str(&format!(" ({why}: not retried)"));
+            }
+            break (attempt, ran);
         }
         let left = match deadline {
             Some(d) => d.saturating_duration_since(Instant::now()),
-            None => break attempt,
+            None => break (attempt, ran),
         };
         if left.is_zero() {
-            break attempt;
+            break (attempt, ran);
         }
         env.reporter.event(&Event::BlockRetrying { tutorial: &env.plan.tutorial, block, tries });
         if !env.cancel.sleep(RETRY_PAUSE.min(left)).await {
-            break attempt;
+            break (attempt, ran);
         }
     };
+    let new_captures = attempt.captures.clone();
+    let conflict = (attempt.problem.is_none() && attempt.matched == Some(false))
+        .then(|| capture_conflict(env, session, &work, &ran))
+        .flatten();
     let mut res = verdict(env, session, block, &work, attempt, start);
+    if let (Some(c), Status::Failed) = (conflict, res.status) {
+        res.reason = Some(format!("{}: {c}", res.reason.take().unwrap_or_default()));
+    }
     res.tries = tries;
-    if tries > 1 && res.status != Status::Passed {
-        let reason = res.reason.take().unwrap_or_default();
-        res.reason = Some(format!("{reason} (after {tries} tries)"));
+    if let (Some(how), BlockKind::Console(_)) = (&ran.died, &block.kind) {
+        let reason = res.reason.take().map(|r| format!("{r}; ")).unwrap_or_default();
+        res.reason = Some(format!("{reason}{how} (restarted for the next block with its state from before this one)"));
+    }
+    if res.status == Status::Passed {
+        let site = format!("{}:{}", env.plan.tutorial.path.display(), block.body_line);
+        session.bind(new_captures, site).await;
+    }
+    if tries > 1 {
+        let secs = start.elapsed().as_secs_f64();
+        let reason = res.reason.take();
+        res.reason = Some(match (res.status, reason) {
+            (Status::Passed, None) => format!("passed after {tries} tries, {secs:.1} s"),
+            (Status::Passed, Some(r)) => format!("{r} (passed after {tries} tries, {secs:.1} s)"),
+            (_, r) => format!("{} (after {tries} tries, {secs:.1} s)", r.unwrap_or_default()),
+        });
     }
     res
 }
@@ -267,6 +472,7 @@ fn record(
             let body = transcript::relayout(commands, &update::as_body(&text));
             let changed = body != block.body;
             if changed {
+                let body = update::in_container(&env.plan.tutorial.source, &block.body_span, &body);
                 session.edits.push((block.body_span.clone(), body));
             }
             Ok(changed)

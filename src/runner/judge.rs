@@ -7,7 +7,7 @@ use super::outcome::Status;
 use super::script::CommandRun;
 use super::transcript;
 use crate::backend::Observation;
-use crate::snapshot::Matcher;
+use crate::snapshot::{Captures, Matcher};
 use crate::tutorial::ConsoleCommand;
 
 /// One try of a block, before update mode and retry decide the final verdict.
@@ -21,6 +21,10 @@ pub struct Attempt {
     pub matched: Option<bool>,
     /// The actual output normalised against the expectation (see `Matcher::normalize`).
     pub normalized: Option<String>,
+    /// Why trying again cannot help (a command that does not exist), if so.
+    pub hopeless: Option<String>,
+    /// Values this run captured with `[..NAME..]` (kept once the block passes).
+    pub captures: Captures,
 }
 
 impl Attempt {
@@ -85,38 +89,107 @@ pub fn shell(obs: &Observation, expected: Option<&str>, rules: &Rules<'_>) -> At
         _ => None,
     });
     let (matched, normalized) = compare(rules.matcher, expected, &obs.output);
-    Attempt { output: obs.output.clone(), problem, matched, normalized }
+    let hopeless = hopeless(obs.exit);
+    Attempt { output: obs.output.clone(), problem, matched, normalized, hopeless, captures: Captures::new() }
 }
 
-/// A console block: every command but the last must succeed, the last must exit with `exit=`,
-/// and the transcript must match the block's body.
+/// Statuses that waiting cannot change: the shell found no such command (127) or could not
+/// execute it (126).
+fn hopeless(status: Option<i32>) -> Option<String> {
+    match status {
+        Some(127) => Some("command not found".into()),
+        Some(126) => Some("command not executable".into()),
+        _ => None,
+    }
+}
+
+/// A console block, command by command: a command with an `[N]` line shows its status as
+/// that line (the comparison judges it); without one it must exit 0 (the last one: `exit=`),
+/// else the block stops there (its output and status shown, the rest not run). Each command's
+/// output is compared with its own expectation, so prompt lines are never read as patterns.
 pub fn console(
-    obs: &Observation,
+    timed_out: bool,
     commands: &[ConsoleCommand],
     prompts: &[String],
     runs: &[CommandRun],
-    expected: &str,
+    expected: &[String],
     rules: &Rules<'_>,
+    bound: &Captures,
 ) -> Attempt {
-    let expected_exit = rules.expected_exit;
-    let output = transcript::build(prompts.iter().zip(runs).map(|(p, r)| (p.as_str(), r.output.as_str())));
     let last = commands.len().saturating_sub(1);
-    let problem = run_problem(obs, rules).or_else(|| {
-        commands.iter().zip(runs).enumerate().find_map(|(i, (cmd, run))| {
-            let want = if i == last { expected_exit } else { 0 };
-            let what = format!("`{}` (line {})", first_line(&cmd.command), cmd.line);
-            match run.status {
-                Some(code) if code == want => None,
-                Some(code) if i == last => {
-                    Some((Status::Failed, format!("{what} exited with status {code}, expected {want}")))
-                }
-                Some(code) => Some((Status::Failed, format!("{what} exited with status {code}"))),
-                None => Some((Status::Failed, format!("{what} did not run"))),
+    let mut problem = if timed_out {
+        Some((Status::Error, format!("timed out after {}", humantime::format_duration(rules.timeout))))
+    } else if rules.interrupted && runs.iter().any(|r| r.status.is_none()) {
+        Some((Status::Error, "interrupted".to_string()))
+    } else {
+        None
+    };
+    let mut sections: Vec<(String, String)> = Vec::new();
+    let mut normalized: Vec<(String, String)> = Vec::new();
+    let mut all_matched = true;
+    let mut captures = bound.clone();
+    let mut fresh = Captures::new();
+    let mut hopeless_why = None;
+    for (i, ((cmd, run), exp)) in commands.iter().zip(runs).zip(expected).enumerate() {
+        let Some(status) = run.status else {
+            if problem.is_none() {
+                let what = format!("`{}` (line {})", first_line(&cmd.command), cmd.line);
+                problem = Some((Status::Error, format!("{what} was killed before it ended")));
             }
-        })
-    });
-    let (matched, normalized) = compare(rules.matcher, Some(expected), &output);
-    Attempt { output, problem, matched, normalized }
+            sections.push((prompts[i].clone(), run.output.clone()));
+            normalized.push((prompts[i].clone(), run.output.clone()));
+            all_matched = false;
+            break;
+        };
+        let exit_line = cmd.exit_line();
+        let want = if i == last { rules.expected_exit } else { 0 };
+        let mut actual = run.output.clone();
+        if exit_line.is_some() || status != want {
+            if !actual.is_empty() && !actual.ends_with('\n') {
+                actual.push('\n');
+            }
+            actual.push_str(&format!("[{status}]\n"));
+        }
+        hopeless_why = hopeless_why.or_else(|| hopeless(Some(status)));
+        let matched = rules.matcher.bind(exp, &actual, &captures);
+        let norm = match &matched {
+            Some(_) => trim(exp).to_string(),
+            None => rules.matcher.normalize(trim(exp), trim(&actual)),
+        };
+        match matched {
+            Some(new) => {
+                captures.extend(new.clone());
+                fresh.extend(new);
+            }
+            None => all_matched = false,
+        }
+        sections.push((prompts[i].clone(), actual));
+        normalized.push((prompts[i].clone(), norm));
+        if exit_line.is_none() && status != want && problem.is_none() {
+            let what = format!("`{}` (line {})", first_line(&cmd.command), cmd.line);
+            let rest = commands.len() - i - 1;
+            let expected_note = if i == last { format!(", expected {want}") } else { String::new() };
+            let not_run = match rest {
+                0 => String::new(),
+                1 => "; 1 later command not run".to_string(),
+                n => format!("; {n} later commands not run"),
+            };
+            problem = Some((Status::Failed, format!("{what} exited with status {status}{expected_note}{not_run}")));
+            all_matched = false;
+            break;
+        }
+    }
+    let output = transcript::build(sections.iter().map(|(p, o)| (p.as_str(), o.as_str())));
+    let normalized = transcript::build(normalized.iter().map(|(p, o)| (p.as_str(), o.as_str())));
+    let matched = all_matched && runs.len() >= commands.len();
+    Attempt {
+        output,
+        problem,
+        matched: Some(matched),
+        normalized: (!matched).then_some(normalized),
+        hopeless: hopeless_why,
+        captures: fresh,
+    }
 }
 
 fn first_line(s: &str) -> &str {
@@ -194,59 +267,120 @@ mod tests {
         assert!(a.settled(true));
     }
 
+    fn run(output: &str, status: Option<i32>) -> CommandRun {
+        CommandRun { output: output.into(), status }
+    }
+
+    fn exps(e: &[&str]) -> Vec<String> {
+        e.iter().map(|s| s.to_string()).collect()
+    }
+
     #[test]
     fn console_transcript_interleaves_prompts_and_outputs() {
         let cmds = [cmd(3, "echo a"), cmd(5, "printf b")];
-        let runs =
-            [CommandRun { output: "a\n".into(), status: Some(0) }, CommandRun { output: "b".into(), status: Some(0) }];
-        let a = console(
-            &obs("", Some(0), false),
-            &cmds,
-            &prompts(&cmds),
-            &runs,
-            "$ echo a\na\n$ printf b\nb\n",
-            &rules(0, false, &matcher()),
-        );
+        let runs = [run("a\n", Some(0)), run("b", Some(0))];
+        let m = matcher();
+        let a =
+            console(false, &cmds, &prompts(&cmds), &runs, &exps(&["a", "b"]), &rules(0, false, &m), &Captures::new());
+        assert_eq!((a.problem, a.matched), (None, Some(true)));
+        assert_eq!(a.output, "$ echo a\na\n$ printf b\nb\n");
+    }
+
+    #[test]
+    fn prompt_lines_are_never_patterns() {
+        let cmds = [cmd(3, "echo '[DATE] x (re)' >/dev/null; echo ok")];
+        let runs = [run("ok\n", Some(0))];
+        let m = matcher();
+        let a = console(false, &cmds, &prompts(&cmds), &runs, &exps(&["ok"]), &rules(0, false, &m), &Captures::new());
         assert_eq!((a.problem, a.matched), (None, Some(true)));
     }
 
     #[test]
-    fn console_earlier_failure_and_last_exit_status() {
-        let cmds = [cmd(3, "false"), cmd(4, "exit 2")];
-        let runs = [
-            CommandRun { output: String::new(), status: Some(1) },
-            CommandRun { output: String::new(), status: Some(2) },
-        ];
+    fn a_failing_command_stops_the_block_unless_it_has_an_exit_line() {
+        let m = matcher();
+        let cmds = [cmd(3, "false"), cmd(4, "echo never")];
+        let runs = [run("", Some(1)), run("", None)];
+        let a = console(false, &cmds, &prompts(&cmds), &runs, &exps(&["", ""]), &rules(0, false, &m), &Captures::new());
+        assert_eq!(
+            a.problem,
+            Some((Status::Failed, "`false` (line 3) exited with status 1; 1 later command not run".into()))
+        );
+        assert_eq!(a.output, "$ false\n[1]\n", "its status is shown");
+        // With `[1]` the status is expected and the block goes on.
+        let mut with_exit = cmds.clone();
+        with_exit[0].expected = "[1]".into();
+        let runs = [run("", Some(1)), run("", Some(0))];
         let a = console(
-            &obs("", Some(2), false),
-            &cmds,
+            false,
+            &with_exit,
             &prompts(&cmds),
             &runs,
-            "$ false\n$ exit 2\n",
-            &rules(2, false, &matcher()),
+            &exps(&["[1]", ""]),
+            &rules(0, false, &m),
+            &Captures::new(),
         );
-        assert_eq!(a.problem, Some((Status::Failed, "`false` (line 3) exited with status 1".into())));
-        let runs = [
-            CommandRun { output: String::new(), status: Some(0) },
-            CommandRun { output: String::new(), status: Some(2) },
-        ];
+        assert_eq!((a.problem, a.matched), (None, Some(true)));
+        // A different status than the `[N]` line is a mismatch, shown in the diff.
+        let runs = [run("", Some(2)), run("", Some(0))];
         let a = console(
-            &obs("", Some(2), false),
-            &cmds,
+            false,
+            &with_exit,
             &prompts(&cmds),
             &runs,
-            "$ false\n$ exit 2\n",
-            &rules(0, false, &matcher()),
+            &exps(&["[1]", ""]),
+            &rules(0, false, &m),
+            &Captures::new(),
         );
-        assert_eq!(a.problem, Some((Status::Failed, "`exit 2` (line 4) exited with status 2, expected 0".into())));
+        assert_eq!((a.problem.clone(), a.matched), (None, Some(false)));
+        assert_eq!(a.normalized.as_deref(), Some("$ false\n[2]\n$ echo never\n"));
     }
 
     #[test]
-    fn console_command_that_never_ran() {
-        let cmds = [cmd(3, "exit 0"), cmd(4, "echo never")];
-        let runs =
-            [CommandRun { output: String::new(), status: Some(0) }, CommandRun { output: String::new(), status: None }];
-        let a = console(&obs("", Some(0), false), &cmds, &prompts(&cmds), &runs, "", &rules(0, false, &matcher()));
-        assert_eq!(a.problem, Some((Status::Failed, "`echo never` (line 4) did not run".into())));
+    fn the_last_command_exits_with_the_exit_attribute() {
+        let m = matcher();
+        let cmds = [cmd(3, "true"), cmd(4, "(exit 2)")];
+        let runs = [run("", Some(0)), run("", Some(2))];
+        let a = console(false, &cmds, &prompts(&cmds), &runs, &exps(&["", ""]), &rules(2, false, &m), &Captures::new());
+        assert_eq!((a.problem, a.matched), (None, Some(true)));
+        let a = console(false, &cmds, &prompts(&cmds), &runs, &exps(&["", ""]), &rules(0, false, &m), &Captures::new());
+        assert_eq!(a.problem, Some((Status::Failed, "`(exit 2)` (line 4) exited with status 2, expected 0".into())));
+    }
+
+    #[test]
+    fn captures_are_taken_from_the_output() {
+        let m = matcher();
+        let cmds = [cmd(3, "hostname -I"), cmd(4, "echo $IP")];
+        let runs = [run("10.0.0.7\n", Some(0)), run("10.0.0.7\n", Some(0))];
+        let a = console(
+            false,
+            &cmds,
+            &prompts(&cmds),
+            &runs,
+            &exps(&["[..IP..]", "[..IP..]"]),
+            &rules(0, false, &m),
+            &Captures::new(),
+        );
+        assert_eq!(a.matched, Some(true));
+        assert_eq!(a.captures.get("IP").map(String::as_str), Some("10.0.0.7"));
+        let runs = [run("10.0.0.7\n", Some(0)), run("10.0.0.8\n", Some(0))];
+        let a = console(
+            false,
+            &cmds,
+            &prompts(&cmds),
+            &runs,
+            &exps(&["[..IP..]", "[..IP..]"]),
+            &rules(0, false, &m),
+            &Captures::new(),
+        );
+        assert_eq!(a.matched, Some(false), "a second value does not match the first");
+    }
+
+    #[test]
+    fn not_found_is_hopeless() {
+        let m = matcher();
+        let cmds = [cmd(3, "nosuchcommand")];
+        let runs = [run("bash: nosuchcommand: command not found\n", Some(127))];
+        let a = console(false, &cmds, &prompts(&cmds), &runs, &exps(&[""]), &rules(0, false, &m), &Captures::new());
+        assert_eq!(a.hopeless.as_deref(), Some("command not found"));
     }
 }

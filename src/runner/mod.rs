@@ -9,6 +9,7 @@ mod block;
 pub mod cancel;
 pub mod events;
 mod judge;
+pub mod kernel;
 mod lifecycle;
 pub mod outcome;
 pub mod preflight;
@@ -34,6 +35,8 @@ pub use preflight::{Prepared, StepRange, prepare};
 pub struct RunOptions {
     /// `--update`: record outputs as the new expectations.
     pub update: bool,
+    /// `--no-retry`: run every block once, even with `retry=` (exposes flaky blocks).
+    pub no_retry: bool,
     /// `--keep-going`: run the rest of a tutorial after a failing block.
     pub keep_going: bool,
     /// `--keep`: leave the environment and the work directory in place.

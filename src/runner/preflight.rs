@@ -85,8 +85,54 @@ pub fn lint(t: &Tutorial, templates: &Templates, snapshots_dir: Option<&Path>) -
         Err(e) => lint.errors.push(format!("{}: {e}", path.display())),
     }
     let mut template_errors = Vec::new();
+    // Values captured with `[..NAME..]` in expected outputs are template names too, from the
+    // block after the one that captures them on.
+    let mut captured: Vec<String> = Vec::new();
+    let mut first_site: HashMap<String, usize> = HashMap::new();
+    for block in t.steps.iter().flat_map(|s| s.blocks.iter()) {
+        if let BlockKind::Console(cmds) = &block.kind {
+            for c in cmds {
+                for name in snapshot::capture_names(&c.expected) {
+                    if !captured.contains(&name) {
+                        first_site.insert(name.clone(), c.line + c.prompt_text.lines().count());
+                        captured.push(name);
+                    }
+                }
+            }
+        }
+    }
+    let mut order_errors = Vec::new();
+    if !captured.is_empty() {
+        let mut bound: BTreeSet<String> = BTreeSet::new();
+        for block in t.steps.iter().flat_map(|s| s.blocks.iter()) {
+            let (texts, names): (Vec<(&str, usize)>, Vec<String>) = match &block.kind {
+                BlockKind::Console(cmds) => (
+                    cmds.iter()
+                        .flat_map(|c| [(c.command.as_str(), c.line), (c.expected.as_str(), c.line + 1)])
+                        .collect(),
+                    cmds.iter().flat_map(|c| snapshot::capture_names(&c.expected)).collect(),
+                ),
+                _ => (vec![(block.body.as_str(), block.body_line)], Vec::new()),
+            };
+            for (text, line) in texts {
+                for use_ in template_uses().captures_iter(text) {
+                    let name = &use_[1];
+                    if let Some(site) = first_site.get(name)
+                        && !bound.contains(name)
+                    {
+                        order_errors.push(format!(
+                            "{p}:{line}: `{{{{ {name} }}}}` is used before `[..{name}..]` captures it ({p}:{site})",
+                            p = path.display()
+                        ));
+                    }
+                }
+            }
+            bound.extend(names);
+        }
+    }
+    let names: Vec<&str> = FACT_NAMES.iter().copied().chain(captured.iter().map(String::as_str)).collect();
     let mut check = |text: &str, file: &Path, line: usize| {
-        if let Err(e) = templates.check(text, FACT_NAMES, file, line) {
+        if let Err(e) = templates.check(text, &names, file, line) {
             template_errors.push(e.to_string());
         }
     };
@@ -136,6 +182,7 @@ pub fn lint(t: &Tutorial, templates: &Templates, snapshots_dir: Option<&Path>) -
             Err(e) => lint.errors.push(e.to_string()),
         }
     }
+    lint.errors.extend(order_errors);
     lint.errors.extend(template_errors);
     lint.errors.extend(regex_errors);
     if let Ok(entries) = std::fs::read_dir(&lint.snapshot_dir) {
@@ -148,6 +195,12 @@ pub fn lint(t: &Tutorial, templates: &Templates, snapshots_dir: Option<&Path>) -
         lint.orphans = orphans;
     }
     lint
+}
+
+/// `{{ NAME }}` with NAME in capitals (a captured value, when a `[..NAME..]` defines it).
+fn template_uses() -> &'static regex::Regex {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| regex::Regex::new(r"\{\{-?\s*([A-Z][A-Z0-9_]*)\s*-?\}\}").expect("valid regex"))
 }
 
 /// Which backend a tutorial runs on: `--backend`, else its front matter, else lab.
@@ -214,6 +267,18 @@ mod tests {
         if let Err(errors) = err {
             assert!(errors.iter().any(|e| e.contains("lab")), "{errors:?}");
         }
+    }
+
+    #[test]
+    fn a_capture_used_before_it_is_bound_names_both_places() {
+        use crate::runner::testing::console;
+        let t = crate::runner::testing::with_steps(vec![vec![
+            console("use", &[("echo {{ IP }}", "")]),
+            console("bind", &[("hostname -I", "[..IP..]")]),
+            console("later", &[("echo {{ IP }}", "")]),
+        ]]);
+        let lint = lint(&t, &Templates::new(&t.front), None);
+        assert_eq!(lint.errors, ["t.md:10: `{{ IP }}` is used before `[..IP..]` captures it (t.md:11)"]);
     }
 
     #[test]

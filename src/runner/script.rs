@@ -53,14 +53,22 @@ pub fn background(body: &str, state: &State<'_>) -> String {
     s
 }
 
-/// A `console` block: all its commands in one shell; after each, a marker line carrying its
-/// exit status so that [`split_console`] can cut the output per command.
-pub fn console(commands: &[&str], state: &State<'_>, nonce: &str) -> String {
+/// A `console` block (backends without kernels): all its commands in one shell; after each, a
+/// marker line carrying its exit status so that [`split_console`] can cut the output per
+/// command. `commands`: (text, has an `[N]` line); a command without one that does not exit 0
+/// (the last one: `expected_exit`) ends the script, so later commands never run.
+pub fn console(commands: &[(&str, bool)], expected_exit: i32, state: &State<'_>, nonce: &str) -> String {
     let mut s = restore(state);
     s.push_str(SAVE);
-    for cmd in commands {
+    for (i, (cmd, exit_line)) in commands.iter().enumerate() {
         push_line(&mut s, cmd);
-        s.push_str(&format!("printf '\\036tutor-{nonce}:%d\\036\\n' \"$?\"\n"));
+        s.push_str(&format!("__tutor_rc=$?; printf '\\036tutor-{nonce}:%d\\036\\n' \"$__tutor_rc\"\n"));
+        if !exit_line {
+            let want = if i + 1 == commands.len() { expected_exit } else { 0 };
+            s.push_str(&format!(
+                "[ \"$__tutor_rc\" = {want} ] || {{ printf '\\036tutor-{nonce}:stop\\036\\n'; exit \"$__tutor_rc\"; }}\n"
+            ));
+        }
     }
     s
 }
@@ -86,19 +94,25 @@ pub fn split_console(output: &str, nonce: &str, count: usize, shell_exit: Option
     let marker = format!("\u{1e}tutor-{nonce}:");
     let mut runs = Vec::with_capacity(count);
     let mut rest = output;
+    let mut stopped = false;
     while runs.len() < count {
         let Some(at) = rest.find(&marker) else { break };
         let after = &rest[at + marker.len()..];
         let Some(end) = after.find("\u{1e}\n") else { break };
+        if &after[..end] == "stop" {
+            // The script ended the block after a failing command: the rest never ran.
+            stopped = true;
+            break;
+        }
         let status = after[..end].parse::<i32>().ok();
         runs.push(CommandRun { output: rest[..at].to_string(), status });
         rest = &after[end + 2..];
     }
-    if runs.len() < count {
+    if runs.len() < count && !stopped {
         runs.push(CommandRun { output: rest.to_string(), status: shell_exit });
-        while runs.len() < count {
-            runs.push(CommandRun { output: String::new(), status: None });
-        }
+    }
+    while runs.len() < count {
+        runs.push(CommandRun { output: String::new(), status: None });
     }
     runs
 }
@@ -154,7 +168,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state_file = dir.path().join("s/host.sh").display().to_string();
         let state = State { path: &state_file, fresh: true };
-        let script = console(&["echo one", "printf 'no newline'", "(exit 3)", "cat <<EOF\nheredoc\nEOF"], &state, "n1");
+        let script = console(
+            &[
+                ("echo one", false),
+                ("printf 'no newline'", false),
+                ("(exit 3)", true),
+                ("cat <<EOF\nheredoc\nEOF", false),
+            ],
+            0,
+            &state,
+            "n1",
+        );
         let (out, code) = bash(&script, dir.path());
         assert_eq!(code, Some(0));
         let runs = split_console(&out, "n1", 4, code);
@@ -167,12 +191,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state_file = dir.path().join("s/host.sh").display().to_string();
         let state = State { path: &state_file, fresh: true };
-        let script = console(&["echo a", "echo b; exit 4", "echo c"], &state, "n2");
+        let script = console(&[("echo a", false), ("echo b; exit 4", false), ("echo c", false)], 0, &state, "n2");
         let (out, code) = bash(&script, dir.path());
         assert_eq!(code, Some(4));
         let runs = split_console(&out, "n2", 3, code);
         assert_eq!(runs[1], CommandRun { output: "b\n".into(), status: Some(4) });
         assert_eq!(runs[2], CommandRun { output: String::new(), status: None });
+    }
+
+    #[test]
+    fn a_failing_command_without_exit_line_ends_the_script() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_file = dir.path().join("s/host.sh").display().to_string();
+        let state = State { path: &state_file, fresh: true };
+        let script = console(&[("false", false), ("echo never", false)], 0, &state, "n3");
+        let (out, code) = bash(&script, dir.path());
+        assert_eq!(code, Some(1));
+        let runs = split_console(&out, "n3", 2, code);
+        assert_eq!(runs[0].status, Some(1));
+        assert_eq!(runs[1], CommandRun { output: String::new(), status: None });
     }
 
     #[test]

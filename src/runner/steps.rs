@@ -63,8 +63,14 @@ pub async fn run(
     cancel: Cancel,
 ) -> StepsOutcome {
     let guard = backend.read().await;
-    let env =
-        Env { plan: &plan, backend: guard.as_ref(), update: opts.update, cancel: &cancel, reporter: reporter.as_ref() };
+    let env = Env {
+        plan: &plan,
+        backend: guard.as_ref(),
+        update: opts.update,
+        no_retry: opts.no_retry,
+        cancel: &cancel,
+        reporter: reporter.as_ref(),
+    };
     let tutorial = &plan.tutorial;
     let mut session = Session::new();
     let mut stop: Option<&str> = None;
@@ -119,6 +125,7 @@ pub async fn run(
     for task in session.bg.drain(..) {
         task.stop().await;
     }
+    session.close().await;
     let mut errors = Vec::new();
     let mut updated = std::mem::take(&mut session.updated);
     if opts.update {

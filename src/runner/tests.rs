@@ -300,3 +300,55 @@ async fn down_is_called_even_when_the_backend_panics() {
         assert!(r.errors.iter().any(|e| e.contains("internal error")), "{:?}", r.errors);
     }
 }
+
+#[tokio::test]
+async fn a_daemon_does_not_hold_the_block_and_plain_state_persists() {
+    let mut daemon = console("daemon", &[("setsid -f sleep 7 && echo started", "started")]);
+    daemon.attrs.timeout = Some(Duration::from_secs(5));
+    let t = with_steps(vec![vec![
+        console("a", &[("X=plain; f() { echo f$1; }", "")]),
+        daemon,
+        console("b", &[("echo $X; f 2", "plain\nf2")]),
+    ]]);
+    let start = Instant::now();
+    let r = go(t, RunOptions::default()).await;
+    assert!(start.elapsed() < Duration::from_secs(4), "{:?}", start.elapsed());
+    assert_eq!(r.status(), Status::Passed, "{r:#?}");
+}
+
+#[tokio::test]
+async fn a_timeout_restarts_the_shell_with_the_state_from_before_the_block() {
+    let mut hang = console("hang", &[("Y=changed; sleep 100", "")]);
+    hang.attrs.timeout = Some(Duration::from_millis(300));
+    let t = with_steps(vec![vec![
+        console("a", &[("Y=before; cd /", "")]),
+        hang,
+        console("b", &[("echo $Y $PWD", "before /")]),
+    ]]);
+    let r = go(t, RunOptions { keep_going: true, ..Default::default() }).await;
+    let got: Vec<Status> = r.blocks().map(|b| b.status).collect();
+    assert_eq!(got, [Status::Passed, Status::Error, Status::Passed], "{r:#?}");
+}
+
+#[tokio::test]
+async fn captures_bind_in_one_block_and_are_used_in_later_ones() {
+    let t = with_steps(vec![vec![
+        console("a", &[("echo id=4242", "id=[..ID..]")]),
+        console("b", &[("echo $ID {{ ID }}", "4242 4242"), ("echo id=4242", "id=[..ID..]")]),
+    ]]);
+    let r = go(t, RunOptions::default()).await;
+    assert_eq!(r.status(), Status::Passed, "{r:#?}");
+}
+
+#[tokio::test]
+async fn command_not_found_is_not_retried() {
+    let mut b = console("missing", &[("no-such-command-here", "")]);
+    b.attrs.retry = Some(Duration::from_secs(30));
+    let start = Instant::now();
+    let r = go(with_steps(vec![vec![b]]), RunOptions::default()).await;
+    let res = r.blocks().next().unwrap();
+    assert_eq!(res.status, Status::Failed);
+    assert_eq!(res.tries, 1, "{res:?}");
+    assert!(res.reason.as_deref().unwrap_or("").contains("command not found"), "{res:?}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+}

@@ -30,6 +30,32 @@ pub fn as_body(text: &str) -> String {
     if t.is_empty() { String::new() } else { format!("{t}\n") }
 }
 
+/// `body`, to replace `span` of `source`, with the blockquote markers and indentation that the
+/// block's lines carry there (a fence in `> ` quotes or in a list item). The span starts after
+/// the first line's prefix; an empty span starts at the closing fence's line.
+pub fn in_container(source: &str, span: &Range<usize>, body: &str) -> String {
+    let line_start = source[..span.start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let is_prefix = |p: &str| p.chars().all(|c| matches!(c, ' ' | '\t' | '>'));
+    let (prefix, first_prefixed) = if span.is_empty() {
+        let line = &source[line_start..];
+        let len = line.len() - line.trim_start_matches([' ', '\t', '>']).len();
+        (&line[..len], true)
+    } else {
+        (&source[line_start..span.start], false)
+    };
+    if prefix.is_empty() || !is_prefix(prefix) {
+        return body.to_string();
+    }
+    let mut out = String::with_capacity(body.len() + 8 * prefix.len());
+    for (i, line) in body.split_inclusive('\n').enumerate() {
+        if i > 0 || first_prefixed {
+            out.push_str(if line.trim().is_empty() { prefix.trim_end() } else { prefix });
+        }
+        out.push_str(line);
+    }
+    out
+}
+
 /// Replace byte ranges of `source` (non-overlapping) with new text.
 pub fn apply(source: &str, mut edits: Vec<(Range<usize>, String)>) -> String {
     edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
@@ -92,5 +118,17 @@ mod tests {
         assert_eq!(as_body("a\n\n"), "a\n");
         assert_eq!(as_body("a"), "a\n");
         assert_eq!(as_body(""), "");
+    }
+
+    #[test]
+    fn bodies_keep_their_blockquote_and_list_indentation() {
+        let src = "> ```console\n> $ echo a\n> old\n> ```\n\n1. x\n\n   ```console\n   $ echo b\n   ```\n";
+        let quoted = src.find("$ echo a").unwrap()..src.find("> ```\n\n").unwrap();
+        let new = in_container(src, &quoted, "$ echo a\na\n\nb\n");
+        assert_eq!(new, "$ echo a\n> a\n>\n> b\n");
+        let listed = src.find("$ echo b").unwrap()..src.rfind("   ```").unwrap();
+        assert_eq!(in_container(src, &listed, "$ echo b\nb\n"), "$ echo b\n   b\n");
+        let top = "```console\n$ x\n```\n";
+        assert_eq!(in_container(top, &(11..15), "$ x\ny\n"), "$ x\ny\n");
     }
 }

@@ -251,6 +251,13 @@ impl Backend for LabBackend {
         super::process::spawn(self.command(&req)?)
     }
 
+    fn kernel_command(&self, target: &Target) -> Result<Option<std::process::Command>, BackendError> {
+        let info = self.info()?;
+        let mut cmd = target_command(&info, target, &self.workdir, &["bash".to_string()])?;
+        super::block_env(&mut cmd);
+        Ok(Some(cmd))
+    }
+
     fn state_path(&self, target: &Target) -> String {
         super::local_state_path(&self.workdir, target)
     }

@@ -1,0 +1,515 @@
+//! The notebook kernel: one long-lived bash per target for the whole tutorial, as in one terminal.
+//!
+//! The kernel starts from a small fixed boot script (argv) and is then fed through its stdin,
+//! never argv, one *frame* per command: a header line (`c` plain, `e` with `set -e`; `+` to
+//! save the state afterwards), the command text and a NUL byte. Each command runs with stdin
+//! from `/dev/null` and its stdout and stderr on the kernel's stdout (one pipe, the order a
+//! terminal shows). The kernel answers on its own stderr, a channel the command cannot reach
+//! (bash keeps the original descriptor aside, close-on-exec, while the command runs with
+//! `2>&1`): one line `status N` per frame. So output can never forge a status, and the runner
+//! knows a command ended when its status arrives, not when every holder of the output pipe
+//! (a daemon the command started) closes it: everything the command wrote before exiting is
+//! already in the pipe and is drained without waiting.
+//!
+//! State lives in the shell itself: variables, functions, aliases, the working directory,
+//! `set -o`/`shopt` options, traps, background jobs. After each block the kernel also writes
+//! its state (`declare -p`, `declare -f`, `alias -p`, `trap -p`, `umask`, the `set -o` and `shopt`
+//! options and the working directory) to the target's state file, with builtins only (a line
+//! per variable: the main cost of a block, about a hundred small writes), and again from an
+//! EXIT trap; a kernel that is restarted (after a time-out, or after `exit` or a `set -e`
+//! failure ended it) sources that file first. After a time-out the kernel is killed with
+//! SIGKILL, so the file holds the state from before the block: background jobs and open file
+//! descriptors are what a restart loses. [`Kernel::save_state`] writes the same file anywhere.
+
+use std::fmt::Write as _;
+use std::os::fd::OwnedFd;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+
+use super::cancel::Cancel;
+use super::script::{CommandRun, quote};
+use crate::backend::{BackendError, process};
+
+/// The boot script: helpers and the frame loop. `$1` is the state file.
+const BOOT: &str = r#"__tutor_state=$1
+shopt -s expand_aliases
+__tutor_save() {
+  {
+    declare -p; declare -f; alias -p; trap -p; umask -p
+    printf '__tutor_options %q %q\ncd -- %q\n' "$SHELLOPTS" "$BASHOPTS" "$PWD"
+  } 2>/dev/null > "${1:-$__tutor_state}"
+}
+__tutor_options() {
+  local o
+  for o in ${SHELLOPTS//:/ }; do case :$1: in *:$o:*) ;; *) set +o "$o" ;; esac; done
+  for o in ${1//:/ }; do set -o "$o"; done
+  for o in ${BASHOPTS//:/ }; do case :$2: in *:$o:*) ;; *) shopt -u "$o" ;; esac; done
+  for o in ${2//:/ }; do shopt -s "$o"; done
+}
+trap '__tutor_save' EXIT
+while IFS= read -r __tutor_h && IFS= read -r -d '' __tutor_s; do
+  case $__tutor_h in
+    e*) set -e; eval "$__tutor_s" </dev/null 2>&1; __tutor_rc=$?; set +e ;;
+    *) eval "$__tutor_s" </dev/null 2>&1; __tutor_rc=$? ;;
+  esac
+  case $__tutor_h in *+) __tutor_save ;; esac
+  printf 'status %d\n' "$__tutor_rc" >&2
+done
+"#;
+
+/// How a frame runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// As typed at a prompt.
+    Plain,
+    /// With `set -e` (sh/bash blocks): the first failing command ends the kernel.
+    ErrExit,
+}
+
+/// What one block did in a kernel.
+#[derive(Debug, Default)]
+pub struct KernelRun {
+    /// One per frame sent; frames after the one that ended the block have `status: None`.
+    pub runs: Vec<CommandRun>,
+    pub timed_out: bool,
+    pub interrupted: bool,
+    /// The kernel ended during the block (`exit`, a `set -e` failure, a signal): how.
+    pub died: Option<String>,
+}
+
+pub struct Kernel {
+    child: tokio::process::Child,
+    pgid: i32,
+    stdin: tokio::process::ChildStdin,
+    out: pipe::Receiver,
+    ctl: pipe::Receiver,
+    /// Bytes read from the control channel that do not form a whole line yet.
+    ctl_buf: Vec<u8>,
+}
+
+fn io_err(context: &'static str) -> impl FnOnce(std::io::Error) -> BackendError {
+    move |source| BackendError::Io { context: context.to_string(), source }
+}
+
+fn receiver(fd: std::io::PipeReader) -> std::io::Result<pipe::Receiver> {
+    pipe::Receiver::from_owned_fd(OwnedFd::from(fd))
+}
+
+/// Whether a frame's status lets the block go on: `(index, status)`.
+pub type GoOn<'a> = &'a (dyn Fn(usize, i32) -> bool + Sync);
+
+impl Kernel {
+    /// Start a kernel from `cmd` (a command that runs `bash` on the target; the boot script
+    /// and its arguments are appended), then run `init` (restore the state, set captures).
+    pub async fn start(mut cmd: std::process::Command, state_path: &str, init: &str) -> Result<Kernel, BackendError> {
+        cmd.args(["--noprofile", "--norc", "-c", BOOT, "bash", state_path]);
+        let (out_r, out_w) = std::io::pipe().map_err(io_err("creating a pipe"))?;
+        let (ctl_r, ctl_w) = std::io::pipe().map_err(io_err("creating a pipe"))?;
+        cmd.stdin(Stdio::piped()).stdout(out_w).stderr(ctl_w);
+        let mut cmd = tokio::process::Command::from(cmd);
+        cmd.process_group(0).kill_on_drop(false);
+        let mut child = cmd.spawn().map_err(io_err("starting the target's shell"))?;
+        // The write ends went to the child; ours must close for EOF to mean the kernel is gone.
+        drop(cmd);
+        let pgid = child.id().map(|p| p as i32).unwrap_or_default();
+        process::register(pgid);
+        let stdin = child.stdin.take().expect("piped");
+        let mut k = Kernel {
+            child,
+            pgid,
+            stdin,
+            out: receiver(out_r).map_err(io_err("reading the shell's output"))?,
+            ctl: receiver(ctl_r).map_err(io_err("reading the shell's status"))?,
+            ctl_buf: Vec::new(),
+        };
+        if !init.is_empty() {
+            let r = k.run(&[(Mode::Plain, init)], &|_, _| true, None, &Cancel::default()).await;
+            if let Some(how) = r.died {
+                k.stop().await;
+                return Err(BackendError::Other(format!("the target's shell did not start: {how}")));
+            }
+        }
+        Ok(k)
+    }
+
+    /// Whether the kernel process is still there.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Run `frames` one after the other until one's status does not `go_on`, the deadline
+    /// passes, `cancel` fires or the kernel ends. The last frame saves the state.
+    pub async fn run(
+        &mut self,
+        frames: &[(Mode, &str)],
+        go_on: GoOn<'_>,
+        deadline: Option<Instant>,
+        cancel: &Cancel,
+    ) -> KernelRun {
+        let mut result = KernelRun::default();
+        // Whatever a background job printed since the last block is not this block's output.
+        self.drain(&mut Vec::new());
+        for (i, (mode, text)) in frames.iter().enumerate() {
+            let save = i + 1 == frames.len();
+            let (output, status) = self.one(*mode, text, save, deadline, cancel, &mut result).await;
+            let status = status.ok();
+            result.runs.push(CommandRun { output: crate::snapshot::display(&output), status });
+            let stop = match status {
+                Some(s) => result.died.is_some() || !go_on(i, s),
+                None => true,
+            };
+            if stop {
+                break;
+            }
+        }
+        while result.runs.len() < frames.len() {
+            result.runs.push(CommandRun { output: String::new(), status: None });
+        }
+        result
+    }
+
+    /// Send one frame and wait for its status. `Err(())`: no status (time-out, interrupt); a
+    /// kernel that ended gives its exit status (128 + signal when killed) and sets `died`.
+    async fn one(
+        &mut self,
+        mode: Mode,
+        text: &str,
+        save: bool,
+        deadline: Option<Instant>,
+        cancel: &Cancel,
+        result: &mut KernelRun,
+    ) -> (Vec<u8>, Result<i32, ()>) {
+        let mut output = Vec::new();
+        let mut frame = Vec::with_capacity(text.len() + 8);
+        frame.push(if mode == Mode::ErrExit { b'e' } else { b'c' });
+        if save {
+            frame.push(b'+');
+        }
+        frame.push(b'\n');
+        // A NUL ends the frame: bash strings cannot hold one, so no text can contain it.
+        frame.extend(text.bytes().filter(|&b| b != 0));
+        frame.extend_from_slice(b"\n\0");
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(sleep);
+        // Write and read at once: a big frame must not block on a command that prints a lot.
+        let mut written = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut ctl_chunk = [0u8; 256];
+        let mut ctl_open = true;
+        loop {
+            if let Some(status) = self.status_line() {
+                self.drain(&mut output);
+                return (output, Ok(status));
+            }
+            if !ctl_open {
+                // The kernel ended: whatever it printed is in the pipe.
+                let code = self.exit_code().await;
+                self.drain(&mut output);
+                result.died = Some(describe_exit(code));
+                return (output, Ok(code));
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    result.interrupted = true;
+                    self.kill().await;
+                    self.drain(&mut output);
+                    return (output, Err(()));
+                }
+                _ = &mut sleep => {
+                    result.timed_out = true;
+                    self.kill().await;
+                    self.drain(&mut output);
+                    return (output, Err(()));
+                }
+                r = self.ctl.read(&mut ctl_chunk) => match r {
+                    Ok(0) | Err(_) => ctl_open = false,
+                    Ok(n) => self.ctl_buf.extend_from_slice(&ctl_chunk[..n]),
+                },
+                r = self.out.read(&mut buf) => {
+                    if let Ok(n) = r && n > 0 {
+                        output.extend_from_slice(&buf[..n]);
+                    } else {
+                        // The output pipe closed (the command closed it and no one else holds
+                        // it): only the status is left to wait for.
+                        let status = self.read_status_only(&mut ctl_open, cancel, &mut sleep, result).await;
+                        if let Some(s) = status {
+                            return (output, Ok(s));
+                        }
+                        if result.timed_out || result.interrupted {
+                            return (output, Err(()));
+                        }
+                    }
+                }
+                r = self.stdin.write(&frame[written..]), if written < frame.len() => match r {
+                    Ok(n) => {
+                        written += n;
+                        if written == frame.len() {
+                            let _ = self.stdin.flush().await;
+                        }
+                    }
+                    Err(_) => written = frame.len(),
+                },
+            }
+        }
+    }
+
+    /// The output pipe is gone; wait for the status (or the end) on the control channel only.
+    async fn read_status_only(
+        &mut self,
+        ctl_open: &mut bool,
+        cancel: &Cancel,
+        sleep: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+        result: &mut KernelRun,
+    ) -> Option<i32> {
+        let mut buf = [0u8; 256];
+        loop {
+            if let Some(s) = self.status_line() {
+                return Some(s);
+            }
+            if !*ctl_open {
+                return None;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => { result.interrupted = true; self.kill().await; return None; }
+                _ = sleep.as_mut() => { result.timed_out = true; self.kill().await; return None; }
+                r = self.ctl.read(&mut buf) => match r {
+                    Ok(0) | Err(_) => *ctl_open = false,
+                    Ok(n) => self.ctl_buf.extend_from_slice(&buf[..n]),
+                },
+            }
+        }
+    }
+
+    /// The next `status N` line of the control channel (anything else there, such as a shell
+    /// warning printed outside any command, is skipped).
+    fn status_line(&mut self) -> Option<i32> {
+        loop {
+            let nl = self.ctl_buf.iter().position(|&b| b == b'\n')?;
+            let line: Vec<u8> = self.ctl_buf.drain(..=nl).collect();
+            let text = String::from_utf8_lossy(&line);
+            if let Some(status) = text.trim().strip_prefix("status ").and_then(|s| s.parse().ok()) {
+                return Some(status);
+            }
+        }
+    }
+
+    /// Everything already in the output pipe, without waiting.
+    fn drain(&mut self, into: &mut Vec<u8>) {
+        let mut buf = [0u8; 64 * 1024];
+        while let Ok(n) = self.out.try_read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    async fn exit_code(&mut self) -> i32 {
+        use std::os::unix::process::ExitStatusExt;
+        match self.child.wait().await {
+            Ok(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
+            Err(_) => -1,
+        }
+    }
+
+    /// SIGKILL the kernel's process group (its commands and background jobs with it).
+    async fn kill(&mut self) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pgid), nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait().await;
+        process::unregister(self.pgid);
+    }
+
+    /// Write the kernel's state (what a restart restores) to `path`, a path valid where the
+    /// kernel runs. For resuming a tutorial later from a saved environment.
+    pub async fn save_state(&mut self, path: &str) -> Result<(), String> {
+        let cmd = format!("__tutor_save {}", quote(path));
+        let r = self.run(&[(Mode::Plain, &cmd)], &|_, _| true, None, &Cancel::default()).await;
+        match r.runs.first().and_then(|r| r.status) {
+            Some(0) if r.died.is_none() => Ok(()),
+            _ => Err(format!("cannot save the shell's state to {path}")),
+        }
+    }
+
+    /// End the kernel and everything in its process group: SIGTERM (its EXIT trap saves the
+    /// state), a grace period, SIGKILL.
+    pub async fn stop(mut self) {
+        use nix::sys::signal::{Signal, killpg};
+        let group = nix::unistd::Pid::from_raw(self.pgid);
+        let _ = self.stdin.shutdown().await;
+        let _ = killpg(group, Signal::SIGTERM);
+        // The shell is reaped here (a zombie would still count as a member of its group).
+        let _ = tokio::time::timeout(Duration::from_millis(300), self.child.wait()).await;
+        // Background jobs that ignore SIGTERM, and the shell if it did not end.
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = self.child.wait().await;
+        process::unregister(self.pgid);
+    }
+}
+
+/// How a kernel that ended on its own ended.
+fn describe_exit(code: i32) -> String {
+    if code > 128 {
+        let name = nix::sys::signal::Signal::try_from(code - 128).map(|s| s.as_str().to_string());
+        format!("the shell was killed by {}", name.unwrap_or_else(|_| format!("signal {}", code - 128)))
+    } else {
+        format!("the shell exited with status {code}")
+    }
+}
+
+/// `NAME='value'` lines that set captured values in a kernel.
+pub fn assignments<'a>(values: impl IntoIterator<Item = (&'a String, &'a String)>) -> String {
+    let mut s = String::new();
+    for (k, v) in values {
+        let _ = writeln!(s, "{k}={}", quote(v));
+    }
+    s
+}
+
+/// Restore a kernel from its state file (quietly: read-only variables cannot be set again).
+pub fn restore_script(state_path: &str) -> String {
+    format!("if [ -f {p} ]; then . {p} >/dev/null 2>&1; fi\ntrue", p = quote(state_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bash() -> std::process::Command {
+        std::process::Command::new("bash")
+    }
+
+    async fn kernel(dir: &std::path::Path) -> Kernel {
+        let state = dir.join("state.sh").display().to_string();
+        let mut cmd = bash();
+        cmd.current_dir(dir);
+        Kernel::start(cmd, &state, "").await.unwrap()
+    }
+
+    async fn run(k: &mut Kernel, cmds: &[&str]) -> KernelRun {
+        let frames: Vec<(Mode, &str)> = cmds.iter().map(|c| (Mode::Plain, *c)).collect();
+        k.run(&frames, &|_, _| true, Some(Instant::now() + Duration::from_secs(10)), &Cancel::default()).await
+    }
+
+    fn outputs(r: &KernelRun) -> Vec<(&str, Option<i32>)> {
+        r.runs.iter().map(|r| (r.output.as_str(), r.status)).collect()
+    }
+
+    #[tokio::test]
+    async fn state_lives_in_the_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut k = kernel(dir.path()).await;
+        let r = run(&mut k, &["X=plain; f() { echo \"f:$1\"; }; alias hi='echo alias'", "mkdir -p sub; cd sub"]).await;
+        assert_eq!(outputs(&r), [("", Some(0)), ("", Some(0))]);
+        let r = run(
+            &mut k,
+            &["echo $X; f 1; hi; echo ${PWD##*/}", "set -o pipefail; false | true", "echo 'x\\' ; (exit 3)"],
+        )
+        .await;
+        assert_eq!(outputs(&r), [("plain\nf:1\nalias\nsub\n", Some(0)), ("", Some(1)), ("x\\\n", Some(3))]);
+        k.stop().await;
+    }
+
+    #[tokio::test]
+    async fn output_cannot_forge_a_status_and_stderr_is_merged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut k = kernel(dir.path()).await;
+        let r =
+            run(&mut k, &["echo 'status 0'; echo err >&2; printf 'no-eol'", "exit_code=4; (exit $exit_code)"]).await;
+        assert_eq!(outputs(&r), [("status 0\nerr\nno-eol", Some(0)), ("", Some(4))]);
+        k.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_daemon_holding_the_output_does_not_hold_the_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut k = kernel(dir.path()).await;
+        let start = Instant::now();
+        let r = run(&mut k, &["setsid -f sh -c 'echo $$ > d.pid; exec sleep 77' && echo started"]).await;
+        assert_eq!(outputs(&r), [("started\n", Some(0))]);
+        assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+        k.stop().await;
+        // The daemon outlives the block (and this kernel: it left the process group).
+        let mut pid = None;
+        for _ in 0..100 {
+            pid = std::fs::read_to_string(dir.path().join("d.pid")).ok().and_then(|p| p.trim().parse::<i32>().ok());
+            if pid.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let pid = nix::unistd::Pid::from_raw(pid.expect("the daemon wrote its pid"));
+        assert!(nix::sys::signal::kill(pid, None).is_ok(), "the daemon is running");
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_block_and_a_restart_restores_the_state_from_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.sh").display().to_string();
+        let mut k = kernel(dir.path()).await;
+        run(&mut k, &["export A=1; B=2; g() { echo g; }; cd /; set -o pipefail; shopt -s extglob; alias al='echo al'"])
+            .await;
+        let frames = [(Mode::Plain, "A=changed; sleep 100")];
+        let r =
+            k.run(&frames, &|_, _| true, Some(Instant::now() + Duration::from_millis(300)), &Cancel::default()).await;
+        assert!(r.timed_out);
+        assert_eq!(r.runs[0].status, None);
+        assert!(!k.alive());
+        let mut k = Kernel::start(bash(), &state, &restore_script(&state)).await.unwrap();
+        let r = run(&mut k, &["echo $A $B; g; pwd; shopt -q extglob && echo extglob; al", "false | true"]).await;
+        assert_eq!(outputs(&r), [("1 2\ng\n/\nextglob\nal\n", Some(0)), ("", Some(1))]);
+        k.stop().await;
+    }
+
+    #[tokio::test]
+    async fn exit_and_errexit_end_the_kernel_with_their_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut k = kernel(dir.path()).await;
+        let r = run(&mut k, &["echo a", "echo b; exit 4", "echo c"]).await;
+        assert_eq!(outputs(&r), [("a\n", Some(0)), ("b\n", Some(4)), ("", None)]);
+        assert_eq!(r.died.as_deref(), Some("the shell exited with status 4"));
+        let mut k = kernel(dir.path()).await;
+        let frames = [(Mode::ErrExit, "echo one\nfalse\necho two")];
+        let r = k.run(&frames, &|_, _| true, None, &Cancel::default()).await;
+        assert_eq!(outputs(&r), [("one\n", Some(1))]);
+        assert!(r.died.is_some());
+    }
+
+    #[tokio::test]
+    async fn go_on_stops_at_the_first_failure_and_big_frames_go_through_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut k = kernel(dir.path()).await;
+        let frames = [(Mode::Plain, "echo a"), (Mode::Plain, "false"), (Mode::Plain, "echo never")];
+        let r = k.run(&frames, &|_, s| s == 0, None, &Cancel::default()).await;
+        assert_eq!(outputs(&r), [("a\n", Some(0)), ("", Some(1)), ("", None)]);
+        let big = format!("x='{}'; echo ${{#x}}", "y".repeat(300_000));
+        let r = run(&mut k, &[&big, "seq 200000 | wc -l"]).await;
+        assert_eq!(outputs(&r), [("300000\n", Some(0)), ("200000\n", Some(0))]);
+        k.stop().await;
+    }
+
+    #[tokio::test]
+    async fn cancel_ends_the_wait_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut k = kernel(dir.path()).await;
+        let cancel = Cancel::default();
+        let c2 = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            c2.cancel();
+        });
+        let start = Instant::now();
+        let r = k.run(&[(Mode::Plain, "sleep 100")], &|_, _| true, None, &cancel).await;
+        assert!(r.interrupted);
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+}
