@@ -323,8 +323,17 @@ impl Kernel {
 
     /// SIGKILL the kernel's process group (its commands and background jobs with it).
     async fn kill(&mut self) {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pgid), nix::sys::signal::Signal::SIGKILL);
+        use nix::sys::signal::{Signal, killpg};
+        let group = nix::unistd::Pid::from_raw(self.pgid);
+        let _ = killpg(group, Signal::SIGKILL);
         let _ = self.child.wait().await;
+        // Until the group is empty (its members may be in the middle of a fork), briefly.
+        for _ in 0..20 {
+            if killpg(group, Signal::SIGKILL).is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         process::unregister(self.pgid);
     }
 

@@ -1,9 +1,10 @@
 //! tutor run: verdicts, step selection, reports, interruption, update mode.
 
+mod kernel;
 mod run;
 mod signal;
 mod update;
 
 pub(crate) fn tests() -> Vec<crate::harness::Test> {
-    [run::tests(), signal::tests(), update::tests()].into_iter().flatten().collect()
+    [kernel::tests(), run::tests(), signal::tests(), update::tests()].into_iter().flatten().collect()
 }

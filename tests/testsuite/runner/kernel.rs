@@ -2,10 +2,15 @@
 //! scrut's expectation rules (fixtures written from their documentation), one shell per target,
 //! daemons, big commands, retry rules, a closed stdout.
 
-mod common;
-
-use common::{fixture, run_in};
+use crate::prelude::{fixture, run_in};
 use serde_json::Value;
+
+crate::tests![
+    every_cram_and_scrut_rule_passes,
+    every_failing_counterpart_fails_for_its_reason,
+    a_200_kb_command_goes_through_stdin,
+    a_closed_stdout_ends_tutor_quietly
+];
 
 fn s(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
@@ -15,7 +20,6 @@ fn json_blocks(stdout: &str) -> Vec<Value> {
     stdout.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v.get("id").is_some()).collect()
 }
 
-#[test]
 fn every_cram_and_scrut_rule_passes() {
     let tmp = tempfile::tempdir().unwrap();
     let record = tmp.path().join("r.json");
@@ -27,7 +31,6 @@ fn every_cram_and_scrut_rule_passes() {
     assert!(start.elapsed() < std::time::Duration::from_secs(3), "{:?}", start.elapsed());
 }
 
-#[test]
 fn every_failing_counterpart_fails_for_its_reason() {
     let tmp = tempfile::tempdir().unwrap();
     let record = tmp.path().join("r.json");
@@ -53,7 +56,6 @@ fn every_failing_counterpart_fails_for_its_reason() {
     assert!(reason.contains("command not found: not retried") && !reason.contains("tries"), "{missing}");
 }
 
-#[test]
 fn a_200_kb_command_goes_through_stdin() {
     let tmp = tempfile::tempdir().unwrap();
     let long = "x".repeat(200_000);
@@ -64,7 +66,6 @@ fn a_200_kb_command_goes_through_stdin() {
     assert_eq!(out.code, 0, "{out:?}");
 }
 
-#[test]
 fn a_closed_stdout_ends_tutor_quietly() {
     let has_script = std::process::Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success());
     if !has_script {
