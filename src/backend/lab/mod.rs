@@ -253,6 +253,11 @@ impl Backend for LabBackend {
 
     fn kernel_command(&self, target: &Target) -> Result<Option<std::process::Command>, BackendError> {
         let info = self.info()?;
+        // Pods behind a real API server are reached through its exec API, a block at a time
+        // (see `pod_transport`).
+        if matches!(target, Target::Pod { .. }) && registry::dir(&info.name).join("kubeconfig").exists() {
+            return Ok(None);
+        }
         let mut cmd = target_command(&info, target, &self.workdir, &["bash".to_string()])?;
         super::block_env(&mut cmd);
         Ok(Some(cmd))
