@@ -444,11 +444,12 @@ mod tests {
         let start = Instant::now();
         let r = run(&mut k, &["setsid -f sh -c 'echo $$ > d.pid; exec sleep 77' && echo started"]).await;
         assert_eq!(outputs(&r), [("started\n", Some(0))]);
-        assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+        // Well under the daemon's 77 s (a loaded machine may take seconds to start processes).
+        assert!(start.elapsed() < Duration::from_secs(30), "{:?}", start.elapsed());
         k.stop().await;
         // The daemon outlives the block (and this kernel: it left the process group).
         let mut pid = None;
-        for _ in 0..100 {
+        for _ in 0..1000 {
             pid = std::fs::read_to_string(dir.path().join("d.pid")).ok().and_then(|p| p.trim().parse::<i32>().ok());
             if pid.is_some() {
                 break;

@@ -27,8 +27,8 @@ fn every_cram_and_scrut_rule_passes() {
     let out = run_in(tmp.path(), &["run", s(&fixture("cram.md")), "--record", s(&record)]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("0 failed"), "{out:?}");
-    // The daemon block does not wait for the daemon (3 s) to close the output pipe.
-    assert!(start.elapsed() < std::time::Duration::from_secs(3), "{:?}", start.elapsed());
+    // The daemon block does not wait for the daemon to close the output pipe.
+    assert!(start.elapsed() < std::time::Duration::from_secs(15), "{:?}", start.elapsed());
 }
 
 fn every_failing_counterpart_fails_for_its_reason() {
