@@ -807,7 +807,7 @@ impl fmt::Display for TrafficReport {
     }
 }
 
-/// Runs the comparison in namespaces of its own (prefix `tutor-pps-<pid>`).
+/// Runs the comparison in namespaces of its own (prefix `lbpps-<pid>`).
 pub fn run(opts: &TrafficOptions) -> Result<TrafficReport> {
     validate(opts)?;
     sweep_stale();
@@ -857,8 +857,10 @@ pub fn run(opts: &TrafficOptions) -> Result<TrafficReport> {
     })
 }
 
-/// Names of the namespaces a run creates: `tutor-pps-<pid>-<role>`.
-const PREFIX: &str = "tutor-pps-";
+/// Names of the namespaces a run creates: `lbpps-<pid>-<role>`. Not `tutor-…`: `tutor lab gc`
+/// deletes every `tutor-…` namespace no live lab owns, which would pull the node from under a
+/// running benchmark.
+const PREFIX: &str = "lbpps-";
 
 /// The namespaces of a run that did not end cleanly (its process is gone: killed, or
 /// interrupted before it could delete them) are deleted by the next run.
@@ -871,7 +873,7 @@ fn sweep_stale() {
     }
 }
 
-/// The pid in a `tutor-pps-<pid>-<role>` name whose process no longer exists.
+/// The pid in a `lbpps-<pid>-<role>` name whose process no longer exists.
 fn stale_owner(name: &str) -> Option<i32> {
     let pid: i32 = name.strip_prefix(PREFIX)?.split('-').next()?.parse().ok()?;
     (!Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
@@ -1072,10 +1074,11 @@ mod tests {
     #[test]
     fn only_namespaces_of_gone_processes_are_stale() {
         let me = std::process::id();
-        assert_eq!(stale_owner(&format!("tutor-pps-{me}-node")), None);
-        assert_eq!(stale_owner("tutor-pps-2147483647-gen"), Some(2147483647));
+        assert_eq!(stale_owner(&format!("lbpps-{me}-node")), None);
+        assert_eq!(stale_owner("lbpps-2147483647-gen"), Some(2147483647));
         assert_eq!(stale_owner("tutor-1-host"), None);
-        assert_eq!(stale_owner("tutor-pps-x-gen"), None);
+        assert!(!PREFIX.starts_with(crate::backend::lab::registry::PREFIX));
+        assert_eq!(stale_owner("lbpps-x-gen"), None);
     }
 
     #[test]

@@ -141,7 +141,7 @@ fn every_path_delivers_in_the_expected_shares_and_nothing_twice() {
     let left: Vec<String> = std::fs::read_dir("/run/netns")
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
-    let mine = format!("tutor-pps-{}-", std::process::id());
+    let mine = format!("lbpps-{}-", std::process::id());
     assert!(!left.iter().any(|n| n.starts_with(&mine)), "namespaces left behind: {left:?}");
 }
 
