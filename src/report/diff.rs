@@ -9,6 +9,10 @@ use crate::runner::Mismatch;
 /// Lines of context around each change.
 const CONTEXT: usize = 3;
 
+/// How long the diff may search for the smallest edit script; past it `similar` settles for a
+/// larger one, so a huge mismatch is still reported at once.
+const DEADLINE: std::time::Duration = std::time::Duration::from_millis(300);
+
 fn with_newline(s: &str) -> String {
     if s.is_empty() || s.ends_with('\n') { s.to_string() } else { format!("{s}\n") }
 }
@@ -19,7 +23,7 @@ pub fn unified(m: &Mismatch, colour: bool) -> String {
     let (del, ins, head, dim) =
         (style(Style::new().red()), style(Style::new().green()), style(Style::new().cyan()), style(Style::new().dim()));
     let (expected, actual) = (with_newline(&m.expected), with_newline(&m.actual));
-    let diff = TextDiff::from_lines(&expected, &actual);
+    let diff = TextDiff::configure().deadline(std::time::Instant::now() + DEADLINE).diff_lines(&expected, &actual);
     let mut out = String::new();
     out.push_str(&format!("{}\n", del.apply_to(format!("--- expected ({})", m.source))));
     out.push_str(&format!("{}\n", ins.apply_to("+++ actual")));
