@@ -8,6 +8,7 @@ pub mod arp;
 mod bpf_masq;
 mod cilium_dbg;
 mod cni;
+pub mod controlplane;
 pub mod config;
 mod datapath;
 mod dns;
@@ -30,6 +31,7 @@ pub mod store;
 pub mod supervisor;
 mod tls;
 pub mod topology;
+pub mod upstream;
 mod values;
 mod xdp_lb;
 
@@ -93,6 +95,9 @@ pub fn start(name: &str, owner: Option<i32>, config: Option<&std::path::Path>) -
     use std::io::Read;
     use std::os::unix::process::CommandExt;
     preflight::check()?;
+    if controlplane::upstream_mode() {
+        upstream::check(&upstream::Binary::ALL).map_err(|e| LabError::Preflight(e.to_string()))?;
+    }
     let mut cmd = std::process::Command::new(tutor_exe());
     cmd.args(["lab", "supervise", "--name", name]);
     if let Some(o) = owner {
@@ -165,6 +170,9 @@ pub fn target_command(
         std::env::var("PATH").unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     if *target == Target::Host {
         cmd.env("PATH", format!("{}:{path}", registry::shim_dir(&info.name).display()));
+        if let Some(k) = &info.kubeconfig {
+            cmd.env("KUBECONFIG", k);
+        }
     }
     Ok(cmd)
 }

@@ -65,6 +65,10 @@ pub struct LabInfo {
     /// Inodes of the lab's network namespaces: `down` and `gc` kill processes left inside.
     #[serde(default)]
     pub netns_inodes: Vec<u64>,
+    /// The lab host's kubeconfig when the lab runs the real control plane (`KUBECONFIG` of
+    /// every command run on the lab host).
+    #[serde(default)]
+    pub kubeconfig: Option<String>,
 }
 
 impl LabInfo {

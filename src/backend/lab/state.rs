@@ -14,6 +14,8 @@ use super::LabError;
 use super::apps::{self, Server};
 use super::bpf_masq::BpfMasq;
 use super::config::Cluster;
+use super::controlplane::{self, ControlPlane};
+use super::upstream::{self, Binary};
 use super::dns::{self, DnsServer, Policy, Zone};
 use super::network;
 use super::registry::{self, LabInfo, NodeInfo, PodInfo};
@@ -64,6 +66,8 @@ pub struct ClusterRt {
     pub zone: Zone,
     /// LoadBalancer services' datapath (XDP LB, announcements).
     pub lb: super::xdp_lb::LbState,
+    /// The real control plane (upstream mode only), stopped before the nodes go.
+    pub control_plane: Option<ControlPlane>,
 }
 
 pub struct Lab {
@@ -73,6 +77,9 @@ pub struct Lab {
     pub host: NsThread,
     pub outside: super::outside::Outside,
     pub cluster: Option<ClusterRt>,
+    /// Clusters run the real Kubernetes control plane (`TUTOR_LAB_K8S=upstream`) instead of the
+    /// emulation.
+    pub upstream: bool,
 }
 
 fn write(path: &Path, text: &str) -> Result<(), LabError> {
@@ -105,12 +112,19 @@ pub fn suffix(len: usize) -> String {
 impl Lab {
     /// Claim the registry entry and build the lab host (bridge, shims).
     pub fn new(name: &str, owner: Option<i32>, exe: &Path) -> Result<Lab, LabError> {
+        let upstream = controlplane::upstream_mode();
         let dir = registry::claim(name)?;
         let bin = registry::shim_dir(name);
         std::fs::create_dir_all(&bin).map_err(|e| LabError::System(format!("{}: {e}", bin.display())))?;
         // `tutor` itself too, so a tutorial can run `tutor lb bench` from the lab host.
         for tool in super::shims::TOOLS.iter().chain(&["tutor"]) {
-            std::os::unix::fs::symlink(exe, bin.join(tool))
+            // With the real control plane, `kubectl` and `helm` are the real binaries.
+            let target = match *tool {
+                "kubectl" if upstream => upstream::path(Binary::Kubectl),
+                "helm" if upstream => upstream::path(Binary::Helm),
+                _ => exe.to_path_buf(),
+            };
+            std::os::unix::fs::symlink(target, bin.join(tool))
                 .map_err(|e| LabError::System(format!("{}: {e}", bin.display())))?;
         }
         super::tls::write_bundle(&dir)?;
@@ -119,7 +133,7 @@ impl Lab {
         let host = NsThread::new("host", None, mounts)?;
         network::setup_host(&host, name)?;
         let outside = super::outside::build(&host, name)?;
-        Ok(Lab { name: name.to_string(), dir, owner, host, outside, cluster: None })
+        Ok(Lab { name: name.to_string(), dir, owner, host, outside, cluster: None, upstream })
     }
 
     pub fn info(&self) -> LabInfo {
@@ -165,6 +179,7 @@ impl Lab {
             nodes,
             pods,
             netns_inodes: self.netns_inodes(),
+            kubeconfig: self.upstream.then(|| self.kubeconfig().display().to_string()),
         }
     }
 
@@ -179,6 +194,11 @@ impl Lab {
         tids.iter()
             .filter_map(|t| std::fs::metadata(format!("/proc/{me}/task/{t}/ns/net")).ok().map(|m| m.ino()))
             .collect()
+    }
+
+    /// The lab host's kubeconfig (what `~/.kube/config` is on a kind user's machine).
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
     }
 
     pub fn publish(&self) -> Result<(), LabError> {
@@ -210,6 +230,9 @@ impl Lab {
             network::docker_dns_rules(&ns, dns.udp.port(), dns.tcp.port())?;
             nodes.push(NodeRt { plan: p.clone(), ns, dns, bpf: None });
         }
+        if self.upstream {
+            return self.create_upstream_cluster(plan, config, nodes);
+        }
         let now = SystemTime::now();
         let mut store = Store::default();
         for n in &plan.nodes {
@@ -234,6 +257,7 @@ impl Lab {
             scheduled: 0,
             zone: Zone::default(),
             lb: super::xdp_lb::LbState::new(&self.name, self.host.tid()),
+            control_plane: None,
         };
         let kube_dns: Labels = [("k8s-app".to_string(), "kube-dns".to_string())].into();
         rt.seed_deployment("kube-system", "coredns", 2, kube_dns, "registry.k8s.io/coredns/coredns:v1.11.1");
@@ -257,10 +281,70 @@ impl Lab {
         Ok(self.cluster.as_ref().unwrap())
     }
 
+    /// `kind create cluster` with the real control plane: etcd, kube-apiserver,
+    /// kube-controller-manager and kube-scheduler in the control-plane node, the lab host's
+    /// kubeconfig gets context `kind-<name>`.
+    fn create_upstream_cluster(
+        &mut self,
+        plan: Plan,
+        config: Cluster,
+        nodes: Vec<NodeRt>,
+    ) -> Result<&ClusterRt, LabError> {
+        let cp_node = nodes
+            .iter()
+            .find(|n| n.plan.role == super::config::Role::ControlPlane)
+            .ok_or_else(|| LabError::Input("the kind config has no control-plane node".into()))?;
+        let spec = controlplane::Spec {
+            cluster: plan.cluster.clone(),
+            control_plane: cp_node.plan.name.clone(),
+            ip: cp_node.plan.ip,
+            pod_subnet: plan.pod_subnet,
+            service_subnet: plan.service_subnet,
+            nodes: plan.nodes.iter().map(|n| (n.name.clone(), n.ip)).collect(),
+            feature_gates: controlplane::key_values(config.feature_gates.as_ref(), "featureGates")?,
+            runtime_config: controlplane::key_values(config.runtime_config.as_ref(), "runtimeConfig")?,
+        };
+        let dir = self.dir.join("k8s").join(&plan.cluster);
+        let mut cp = ControlPlane::start(&cp_node.ns, &dir, spec)?;
+        cp.wait_ready(&cp_node.ns, std::time::Duration::from_secs(90))?;
+        let context = format!("kind-{}", plan.cluster);
+        controlplane::kubeconfig::merge(
+            &self.kubeconfig(),
+            &controlplane::kubeconfig::Entry {
+                name: &context,
+                server: &cp.spec.server(),
+                ca: &cp.ca.cert,
+                client: &cp.admin,
+            },
+        )?;
+        let rt = ClusterRt {
+            lb: super::xdp_lb::LbState::new(&self.name, self.host.tid()),
+            plan,
+            config,
+            nodes,
+            store: Store::default(),
+            pods: HashMap::new(),
+            values: None,
+            release: None,
+            created: SystemTime::now(),
+            scheduled: 0,
+            zone: Zone::default(),
+            control_plane: Some(cp),
+        };
+        self.cluster = Some(rt);
+        self.publish()?;
+        Ok(self.cluster.as_ref().unwrap())
+    }
+
     /// `kind delete cluster`: every node and pod namespace goes, the lab host stays.
     pub fn delete_cluster(&mut self) -> Option<String> {
-        let c = self.cluster.take()?;
+        let mut c = self.cluster.take()?;
         let name = c.plan.cluster.clone();
+        if let Some(mut cp) = c.control_plane.take() {
+            cp.stop();
+            let _ = controlplane::kubeconfig::remove(&self.kubeconfig(), &format!("kind-{name}"));
+            let _ = std::fs::remove_dir_all(&cp.dir);
+        }
         // Node links on the bridge vanish with the node namespaces' eth0 peers.
         drop(c);
         let _ = self.publish();

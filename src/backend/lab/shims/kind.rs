@@ -22,12 +22,18 @@ pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabErr
                 None => Cluster::default(),
             };
             let no_cni = config.networking.disable_default_cni;
+            // The emulation shows the article's node image; the real control plane its own release.
+            let image = if lab.upstream {
+                format!("kindest/node:{}", super::super::upstream::kubernetes_version())
+            } else {
+                "kindest/node:v1.29.2".to_string()
+            };
             let c = lab.create_cluster(config, name)?;
             let cname = c.plan.cluster.clone();
             let workers = c.plan.nodes.iter().any(|n| n.role == Role::Worker);
             let boxes = " 📦".repeat(c.plan.nodes.len());
             let mut s = format!(
-                "Creating cluster \"{cname}\" ...\n ✓ Ensuring node image (kindest/node:v1.29.2) 🖼\n ✓ Preparing nodes{boxes}  \n ✓ Writing configuration 📜 \n ✓ Starting control-plane 🕹️ \n"
+                "Creating cluster \"{cname}\" ...\n ✓ Ensuring node image ({image}) 🖼\n ✓ Preparing nodes{boxes}  \n ✓ Writing configuration 📜 \n ✓ Starting control-plane 🕹️ \n"
             );
             if !no_cni {
                 s.push_str(" ✓ Installing CNI 🔌 \n");

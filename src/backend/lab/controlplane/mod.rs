@@ -1,0 +1,549 @@
+//! The real Kubernetes control plane of a lab cluster: etcd, kube-apiserver,
+//! kube-controller-manager and kube-scheduler (the upstream binaries, see `upstream`) started as
+//! processes inside the control-plane node's namespaces, with the certificates, kubeconfigs and
+//! flags kubeadm gives them on a kind node (see docs/architecture.md, "The real control plane").
+//!
+//! Layout of a cluster's directory (`<lab dir>/k8s/<cluster>/`):
+//! `pki/` (ca, apiserver, apiserver-kubelet-client, sa, front-proxy-ca, front-proxy-client,
+//! controller-manager and scheduler serving certificates), `etcd/` (data),
+//! `*.conf` (admin, controller-manager, scheduler kubeconfigs), `nodes/<node>/kubelet.conf`
+//! and `nodes/<node>/kubelet.{crt,key}` (each node's identity and serving certificate),
+//! `logs/<component>.log`, `timings.json` (where start-up time went).
+
+pub mod kubeconfig;
+pub mod pki;
+pub mod probe;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::LabError;
+use super::sandbox::NsThread;
+use super::topology::Cidr;
+use super::upstream::{self, Binary};
+use pki::{Ca, Identity, Pair};
+
+/// Whether labs run the real control plane: `TUTOR_LAB_K8S=upstream` (the emulation stays the
+/// default until the Cilium part runs on the real API; see docs/architecture.md).
+pub fn upstream_mode() -> bool {
+    std::env::var("TUTOR_LAB_K8S").is_ok_and(|v| v == "upstream")
+}
+
+/// The API server's port, as on kind's control-plane node.
+pub const API_PORT: u16 = 6443;
+const ETCD_CLIENT: &str = "http://127.0.0.1:2379";
+
+/// What the control plane is built from.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// kind's cluster name (`kind`); the kubeconfig context is `kind-<cluster>`.
+    pub cluster: String,
+    pub control_plane: String,
+    pub ip: Ipv4Addr,
+    pub pod_subnet: Cidr,
+    pub service_subnet: Cidr,
+    /// Every node (name, IP): each gets a kubelet identity.
+    pub nodes: Vec<(String, Ipv4Addr)>,
+    /// kind's `featureGates` and `runtimeConfig`, as `--feature-gates`/`--runtime-config` values.
+    pub feature_gates: Option<String>,
+    pub runtime_config: Option<String>,
+}
+
+impl Spec {
+    pub fn server(&self) -> String {
+        format!("https://{}:{API_PORT}", self.ip)
+    }
+
+    /// The `kubernetes` Service's ClusterIP: the service range's first address.
+    pub fn kubernetes_service_ip(&self) -> Ipv4Addr {
+        self.service_subnet.nth(1)
+    }
+}
+
+/// Where start-up time went, in milliseconds from the start of `ControlPlane::start`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub pki_ms: u64,
+    pub spawned_ms: u64,
+    pub etcd_ready_ms: Option<u64>,
+    /// First answer to `GET /api/v1/nodes` (what `kubectl get nodes` needs).
+    pub api_serving_ms: Option<u64>,
+    /// `GET /readyz` answered 200 (every post-start hook done).
+    pub api_ready_ms: Option<u64>,
+    /// The controller manager and the scheduler started (after `/readyz`).
+    pub controllers_spawned_ms: Option<u64>,
+}
+
+struct Component {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+pub struct ControlPlane {
+    pub spec: Spec,
+    pub dir: PathBuf,
+    pub ca: Pair,
+    /// The cluster-admin identity (`kubernetes-admin`, group `system:masters`).
+    pub admin: Pair,
+    pub timings: Timings,
+    tls: probe::Tls,
+    procs: Vec<Component>,
+    started: Instant,
+}
+
+fn io(path: &Path, e: std::io::Error) -> LabError {
+    LabError::System(format!("{}: {e}", path.display()))
+}
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// The flags of each component. Pure: tested below without starting anything.
+pub struct Flags<'a> {
+    pub spec: &'a Spec,
+    pub dir: &'a Path,
+}
+
+impl Flags<'_> {
+    fn pki(&self, f: &str) -> String {
+        p(&self.dir.join("pki").join(f))
+    }
+
+    pub fn etcd(&self) -> Vec<String> {
+        let name = &self.spec.control_plane;
+        vec![
+            format!("--name={name}"),
+            format!("--data-dir={}", p(&self.dir.join("etcd"))),
+            format!("--listen-client-urls={ETCD_CLIENT}"),
+            format!("--advertise-client-urls={ETCD_CLIENT}"),
+            "--listen-peer-urls=http://127.0.0.1:2380".into(),
+            "--initial-advertise-peer-urls=http://127.0.0.1:2380".into(),
+            format!("--initial-cluster={name}=http://127.0.0.1:2380"),
+            "--listen-metrics-urls=http://127.0.0.1:2381".into(),
+            "--snapshot-count=10000".into(),
+            // The lab's data lives as long as the lab: durability buys nothing, fsync costs.
+            "--unsafe-no-fsync=true".into(),
+            "--log-level=warn".into(),
+        ]
+    }
+
+    pub fn apiserver(&self) -> Vec<String> {
+        let s = self.spec;
+        let mut f = vec![
+            format!("--advertise-address={}", s.ip),
+            "--allow-privileged=true".into(),
+            "--authorization-mode=Node,RBAC".into(),
+            format!("--client-ca-file={}", self.pki("ca.crt")),
+            "--enable-admission-plugins=NodeRestriction".into(),
+            "--enable-bootstrap-token-auth=true".into(),
+            format!("--etcd-servers={ETCD_CLIENT}"),
+            format!("--kubelet-client-certificate={}", self.pki("apiserver-kubelet-client.crt")),
+            format!("--kubelet-client-key={}", self.pki("apiserver-kubelet-client.key")),
+            "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname".into(),
+            format!("--secure-port={API_PORT}"),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={}", self.pki("sa.pub")),
+            format!("--service-account-signing-key-file={}", self.pki("sa.key")),
+            format!("--service-cluster-ip-range={}", s.service_subnet),
+            format!("--tls-cert-file={}", self.pki("apiserver.crt")),
+            format!("--tls-private-key-file={}", self.pki("apiserver.key")),
+            format!("--cert-dir={}", self.pki("")),
+            // The front proxy: how aggregated API servers learn who is asking.
+            format!("--proxy-client-cert-file={}", self.pki("front-proxy-client.crt")),
+            format!("--proxy-client-key-file={}", self.pki("front-proxy-client.key")),
+            "--requestheader-allowed-names=front-proxy-client".into(),
+            format!("--requestheader-client-ca-file={}", self.pki("front-proxy-ca.crt")),
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
+            "--requestheader-group-headers=X-Remote-Group".into(),
+            "--requestheader-username-headers=X-Remote-User".into(),
+        ];
+        if let Some(g) = &s.feature_gates {
+            f.push(format!("--feature-gates={g}"));
+        }
+        if let Some(r) = &s.runtime_config {
+            f.push(format!("--runtime-config={r}"));
+        }
+        f
+    }
+
+    pub fn controller_manager(&self) -> Vec<String> {
+        let s = self.spec;
+        let conf = p(&self.dir.join("controller-manager.conf"));
+        let mut f = vec![
+            "--allocate-node-cidrs=true".into(),
+            format!("--authentication-kubeconfig={conf}"),
+            format!("--authorization-kubeconfig={conf}"),
+            "--bind-address=127.0.0.1".into(),
+            format!("--cert-dir={}", self.pki("")),
+            format!("--client-ca-file={}", self.pki("ca.crt")),
+            format!("--cluster-cidr={}", s.pod_subnet),
+            format!("--cluster-name={}", s.cluster),
+            format!("--cluster-signing-cert-file={}", self.pki("ca.crt")),
+            format!("--cluster-signing-key-file={}", self.pki("ca.key")),
+            "--controllers=*,bootstrapsigner,tokencleaner".into(),
+            format!("--kubeconfig={conf}"),
+            "--leader-elect=true".into(),
+            "--node-cidr-mask-size=24".into(),
+            format!("--root-ca-file={}", self.pki("ca.crt")),
+            format!("--service-account-private-key-file={}", self.pki("sa.key")),
+            format!("--service-cluster-ip-range={}", s.service_subnet),
+            format!("--tls-cert-file={}", self.pki("controller-manager.crt")),
+            format!("--tls-private-key-file={}", self.pki("controller-manager.key")),
+            "--use-service-account-credentials=true".into(),
+        ];
+        if let Some(g) = &s.feature_gates {
+            f.push(format!("--feature-gates={g}"));
+        }
+        f
+    }
+
+    pub fn scheduler(&self) -> Vec<String> {
+        let conf = p(&self.dir.join("scheduler.conf"));
+        let mut f = vec![
+            format!("--authentication-kubeconfig={conf}"),
+            format!("--authorization-kubeconfig={conf}"),
+            "--bind-address=127.0.0.1".into(),
+            format!("--kubeconfig={conf}"),
+            "--leader-elect=true".into(),
+            format!("--tls-cert-file={}", self.pki("scheduler.crt")),
+            format!("--tls-private-key-file={}", self.pki("scheduler.key")),
+        ];
+        if let Some(g) = &self.spec.feature_gates {
+            f.push(format!("--feature-gates={g}"));
+        }
+        f
+    }
+}
+
+/// `key=value,…` from kind's `featureGates`/`runtimeConfig` maps, keys sorted.
+pub fn key_values(v: Option<&serde_yaml::Value>, what: &str) -> Result<Option<String>, LabError> {
+    let Some(v) = v else { return Ok(None) };
+    let m = v.as_mapping().ok_or_else(|| LabError::Input(format!("kind config: `{what}` must be a mapping")))?;
+    let mut kv: Vec<String> = Vec::new();
+    for (k, val) in m {
+        let k = k.as_str().ok_or_else(|| LabError::Input(format!("kind config: `{what}` keys must be strings")))?;
+        let val = match val {
+            serde_yaml::Value::Bool(b) => b.to_string(),
+            serde_yaml::Value::String(s) => s.clone(),
+            serde_yaml::Value::Number(n) => n.to_string(),
+            _ => return Err(LabError::Input(format!("kind config: `{what}.{k}` must be a scalar"))),
+        };
+        kv.push(format!("{k}={val}"));
+    }
+    kv.sort();
+    Ok((!kv.is_empty()).then(|| kv.join(",")))
+}
+
+/// Write every certificate, key and component kubeconfig of the cluster into `dir`.
+fn write_pki(spec: &Spec, dir: &Path) -> Result<(Pair, Pair), LabError> {
+    let pki = dir.join("pki");
+    let ca = Ca::generate("kubernetes")?;
+    ca.pair.write(&pki, "ca")?;
+    let cp = spec.control_plane.as_str();
+    let dns = [
+        cp,
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        "localhost",
+    ];
+    ca.server("kube-apiserver", &dns, &[spec.kubernetes_service_ip(), spec.ip, Ipv4Addr::LOCALHOST])?
+        .write(&pki, "apiserver")?;
+    ca.client(&Identity { user: "kube-apiserver-kubelet-client", groups: &["system:masters"] })?
+        .write(&pki, "apiserver-kubelet-client")?;
+    let front = Ca::generate("front-proxy-ca")?;
+    front.pair.write(&pki, "front-proxy-ca")?;
+    front.client(&Identity { user: "front-proxy-client", groups: &[] })?.write(&pki, "front-proxy-client")?;
+    let (sa_key, sa_pub) = pki::service_account_key()?;
+    pki::write_private(&pki.join("sa.key"), &sa_key)?;
+    pki::write_file(&pki.join("sa.pub"), &sa_pub)?;
+    let server = spec.server();
+    let conf = |file: &Path, id: Identity<'_>| -> Result<Pair, LabError> {
+        let client = ca.client(&id)?;
+        let name = format!("kind-{}", spec.cluster);
+        pki::write_private(
+            file,
+            &kubeconfig::single(&kubeconfig::Entry { name: &name, server: &server, ca: &ca.pair.cert, client: &client }),
+        )?;
+        Ok(client)
+    };
+    let admin = conf(&dir.join("admin.conf"), Identity { user: "kubernetes-admin", groups: &["system:masters"] })?;
+    conf(&dir.join("controller-manager.conf"), Identity { user: "system:kube-controller-manager", groups: &[] })?;
+    conf(&dir.join("scheduler.conf"), Identity { user: "system:kube-scheduler", groups: &[] })?;
+    for (stem, cn) in [("controller-manager", "kube-controller-manager"), ("scheduler", "kube-scheduler")] {
+        ca.server(cn, &["localhost", cn], &[Ipv4Addr::LOCALHOST])?.write(&pki, stem)?;
+    }
+    for (node, ip) in &spec.nodes {
+        let nd = dir.join("nodes").join(node);
+        conf(&nd.join("kubelet.conf"), Identity { user: &format!("system:node:{node}"), groups: &["system:nodes"] })?;
+        ca.server(node, &[node.as_str()], &[*ip])?.write(&nd, "kubelet")?;
+    }
+    Ok((ca.pair.clone(), admin))
+}
+
+/// The last lines of a component's log, for an error message.
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl ControlPlane {
+    /// Write the PKI and start the four components from `node`'s thread (so inside its
+    /// namespaces). Returns once they are spawned; `wait_ready` waits for the API.
+    pub fn start(node: &NsThread, dir: &Path, spec: Spec) -> Result<ControlPlane, LabError> {
+        let started = Instant::now();
+        upstream::check(&[Binary::Etcd, Binary::KubeApiserver, Binary::KubeControllerManager, Binary::KubeScheduler])
+            .map_err(|e| LabError::Preflight(e.to_string()))?;
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
+        }
+        std::fs::create_dir_all(dir.join("logs")).map_err(|e| io(dir, e))?;
+        let (ca, admin) = write_pki(&spec, dir)?;
+        let tls = probe::Tls::new(&ca.cert, &admin)?;
+        let mut timings = Timings { pki_ms: started.elapsed().as_millis() as u64, ..Timings::default() };
+        let flags = Flags { spec: &spec, dir };
+        let plan = [("etcd", Binary::Etcd, flags.etcd()), ("kube-apiserver", Binary::KubeApiserver, flags.apiserver())];
+        let mut cp = ControlPlane {
+            spec: spec.clone(),
+            dir: dir.to_path_buf(),
+            ca,
+            admin,
+            timings: Timings::default(),
+            tls,
+            procs: Vec::new(),
+            started,
+        };
+        // etcd and the API server at once: the API server retries etcd until it answers.
+        for (name, bin, args) in plan {
+            cp.spawn(node, name, bin, args)?;
+        }
+        timings.spawned_ms = started.elapsed().as_millis() as u64;
+        cp.timings = timings;
+        Ok(cp)
+    }
+
+    fn spawn(&mut self, node: &NsThread, name: &'static str, bin: Binary, args: Vec<String>) -> Result<(), LabError> {
+        let log = self.dir.join("logs").join(format!("{name}.log"));
+        let child = spawn(node, name, &upstream::path(bin), &args, &log, &self.dir)?;
+        self.procs.push(Component { name, child, log });
+        Ok(())
+    }
+
+    /// The controller manager and the scheduler, once the API server is ready: they read the
+    /// authentication configuration at start-up and exit if RBAC's bootstrap roles are not
+    /// there yet (kubeadm's kubelet restarts them until they are; starting them after
+    /// `/readyz` needs no restart).
+    fn start_controllers(&mut self, node: &NsThread) -> Result<(), LabError> {
+        let (cm, sched) = {
+            let flags = Flags { spec: &self.spec, dir: &self.dir };
+            (flags.controller_manager(), flags.scheduler())
+        };
+        self.spawn(node, "kube-controller-manager", Binary::KubeControllerManager, cm)?;
+        self.spawn(node, "kube-scheduler", Binary::KubeScheduler, sched)
+    }
+
+    /// Wait until the API server answers `/readyz` with 200, probing from `node`'s namespaces,
+    /// then start the controller manager and the scheduler. A component that exits first fails
+    /// the wait with the end of its log.
+    pub fn wait_ready(&mut self, node: &NsThread, timeout: Duration) -> Result<(), LabError> {
+        let deadline = Instant::now() + timeout;
+        let etcd = SocketAddr::from((Ipv4Addr::LOCALHOST, 2379));
+        let api = SocketAddr::from((self.spec.ip, API_PORT));
+        loop {
+            for c in &mut self.procs {
+                if let Ok(Some(status)) = c.child.try_wait() {
+                    return Err(LabError::System(format!(
+                        "{} exited ({status}) while the control plane started; its log ({}) ends with:\n{}",
+                        c.name,
+                        c.log.display(),
+                        tail(&c.log, 15)
+                    )));
+                }
+            }
+            let tls = self.tls.clone();
+            let (need_etcd, need_serving) = (self.timings.etcd_ready_ms.is_none(), self.timings.api_serving_ms.is_none());
+            let short = Duration::from_millis(500);
+            let (e, s, r) = node.run(move || {
+                let e = need_etcd && probe::http(etcd, "/health", short).is_ok_and(|c| c == 200);
+                let s = need_serving && probe::https(&tls, api, "/api/v1/nodes", short).is_ok_and(|c| c == 200);
+                let r = (!need_serving || s) && probe::https(&tls, api, "/readyz", short).is_ok_and(|c| c == 200);
+                (e, s, r)
+            })?;
+            let now = self.started.elapsed().as_millis() as u64;
+            if e {
+                self.timings.etcd_ready_ms = Some(now);
+            }
+            if s {
+                self.timings.api_serving_ms = Some(now);
+            }
+            if r {
+                self.timings.etcd_ready_ms.get_or_insert(now);
+                self.timings.api_ready_ms = Some(now);
+                self.start_controllers(node)?;
+                self.timings.controllers_spawned_ms = Some(self.started.elapsed().as_millis() as u64);
+                let json = serde_json::to_string_pretty(&self.timings).expect("serialisable");
+                pki::write_file(&self.dir.join("timings.json"), &json)?;
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(LabError::System(format!(
+                    "the API server at {api} was not ready after {timeout:?}; its log ({}) ends with:\n{}",
+                    self.procs[1].log.display(),
+                    tail(&self.procs[1].log, 15)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The processes, for reports: (component, pid).
+    pub fn pids(&self) -> Vec<(&'static str, u32)> {
+        self.procs.iter().map(|c| (c.name, c.child.id())).collect()
+    }
+
+    /// Stop the components (TERM, then KILL after two seconds), API server first.
+    pub fn stop(&mut self) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let mut procs = std::mem::take(&mut self.procs);
+        procs.reverse();
+        for c in &procs {
+            let _ = kill(Pid::from_raw(c.child.id() as i32), Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for c in &mut procs {
+            while matches!(c.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if matches!(c.child.try_wait(), Ok(None)) {
+                let _ = c.child.kill();
+                let _ = c.child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Start `bin` from `node`'s thread, output to `log`; it dies with that thread (PDEATHSIG), so a
+/// killed supervisor cannot leave it behind.
+fn spawn(node: &NsThread, name: &str, bin: &Path, args: &[String], log: &Path, cwd: &Path) -> Result<Child, LabError> {
+    use std::os::unix::process::CommandExt;
+    let out = std::fs::File::create(log).map_err(|e| io(log, e))?;
+    let err = out.try_clone().map_err(|e| io(log, e))?;
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let name = name.to_string();
+    node.run(move || cmd.spawn())?.map_err(|e| LabError::System(format!("cannot start {name}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Spec {
+        Spec {
+            cluster: "kind".into(),
+            control_plane: "kind-control-plane".into(),
+            ip: Ipv4Addr::new(172, 18, 0, 2),
+            pod_subnet: Cidr::parse("10.244.0.0/16").unwrap(),
+            service_subnet: Cidr::parse("10.96.0.0/12").unwrap(),
+            nodes: vec![("kind-control-plane".into(), Ipv4Addr::new(172, 18, 0, 2))],
+            feature_gates: Some("A=true".into()),
+            runtime_config: None,
+        }
+    }
+
+    #[test]
+    fn controller_manager_allocates_node_cidrs_from_the_pod_subnet() {
+        let s = spec();
+        let f = Flags { spec: &s, dir: Path::new("/x") }.controller_manager();
+        for want in [
+            "--allocate-node-cidrs=true",
+            "--cluster-cidr=10.244.0.0/16",
+            "--service-cluster-ip-range=10.96.0.0/12",
+            "--cluster-name=kind",
+            "--feature-gates=A=true",
+        ] {
+            assert!(f.iter().any(|a| a == want), "{want} missing in {f:?}");
+        }
+    }
+
+    #[test]
+    fn apiserver_serves_tls_on_the_node_ip() {
+        let s = spec();
+        let f = Flags { spec: &s, dir: Path::new("/x") }.apiserver();
+        for want in [
+            "--advertise-address=172.18.0.2",
+            "--secure-port=6443",
+            "--service-cluster-ip-range=10.96.0.0/12",
+            "--tls-cert-file=/x/pki/apiserver.crt",
+            "--etcd-servers=http://127.0.0.1:2379",
+        ] {
+            assert!(f.iter().any(|a| a == want), "{want} missing in {f:?}");
+        }
+        assert_eq!(s.kubernetes_service_ip(), Ipv4Addr::new(10, 96, 0, 1));
+    }
+
+    #[test]
+    fn feature_gates_and_runtime_config_from_kind_maps() {
+        let v: serde_yaml::Value = serde_yaml::from_str("B: false\nA: true\n").unwrap();
+        assert_eq!(key_values(Some(&v), "featureGates").unwrap().as_deref(), Some("A=true,B=false"));
+        let v: serde_yaml::Value = serde_yaml::from_str("api/alpha: \"false\"\n").unwrap();
+        assert_eq!(key_values(Some(&v), "runtimeConfig").unwrap().as_deref(), Some("api/alpha=false"));
+        assert_eq!(key_values(None, "x").unwrap(), None);
+        let bad: serde_yaml::Value = serde_yaml::from_str("[1]").unwrap();
+        assert!(key_values(Some(&bad), "featureGates").unwrap_err().to_string().contains("featureGates"));
+    }
+
+    #[test]
+    fn pki_writes_every_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = spec();
+        s.nodes.push(("kind-worker".into(), Ipv4Addr::new(172, 18, 0, 3)));
+        write_pki(&s, dir.path()).unwrap();
+        for f in [
+            "pki/ca.crt",
+            "pki/ca.key",
+            "pki/apiserver.crt",
+            "pki/sa.key",
+            "pki/sa.pub",
+            "admin.conf",
+            "controller-manager.conf",
+            "scheduler.conf",
+            "nodes/kind-worker/kubelet.conf",
+            "nodes/kind-worker/kubelet.crt",
+        ] {
+            assert!(dir.path().join(f).is_file(), "{f}");
+        }
+        let conf = std::fs::read_to_string(dir.path().join("nodes/kind-worker/kubelet.conf")).unwrap();
+        assert!(conf.contains("server: https://172.18.0.2:6443") && conf.contains("name: kind-kind"), "{conf}");
+    }
+}

@@ -1,0 +1,196 @@
+//! The lab with the real control plane (`TUTOR_LAB_K8S=upstream`): etcd, kube-apiserver,
+//! kube-controller-manager and kube-scheduler built from their Go modules by `k8s/build.sh`,
+//! answering the real kubectl on the lab host.
+
+mod lab_support;
+
+use std::process::Command;
+
+use lab_support::{Out, fixtures};
+
+/// Why these tests cannot run here: the lab's needs, plus the upstream binaries.
+fn skip_reason() -> Option<String> {
+    if let Some(r) = lab_support::skip_reason() {
+        return Some(r);
+    }
+    let dir = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/k8s/build.sh"))
+        .arg("--print-dir")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())?;
+    let dir = std::env::var("TUTOR_K8S_BIN").unwrap_or(dir);
+    for b in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "helm"] {
+        if !std::path::Path::new(&dir).join(b).is_file() {
+            return Some(format!("needs the Kubernetes binaries in {dir} (bash k8s/build.sh)"));
+        }
+    }
+    None
+}
+
+macro_rules! require_k8s {
+    () => {
+        if let Some(reason) = skip_reason() {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+    };
+}
+
+fn tutor(args: &[&str]) -> Out {
+    let o = Command::new(lab_support::TUTOR)
+        .args(args)
+        .current_dir(fixtures())
+        .env("TUTOR_LAB_K8S", "upstream")
+        .output()
+        .expect("run tutor");
+    Out {
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        code: o.status.code().unwrap_or(-1),
+    }
+}
+
+/// A lab in upstream mode, down when dropped.
+struct Lab {
+    name: String,
+}
+
+impl Lab {
+    fn up(tag: &str) -> Lab {
+        let name = format!("t{}-{tag}", std::process::id());
+        tutor(&["lab", "up", "--name", &name]).ok();
+        Lab { name }
+    }
+
+    fn sh(&self, script: &str) -> Out {
+        tutor(&["lab", "exec", &self.name, "host", "--", "bash", "-c", script])
+    }
+
+    /// `script` until it exits 0 (60 s at most): what it printed then.
+    fn eventually(&self, script: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let o = self.sh(script);
+            if o.code == 0 {
+                return o.stdout;
+            }
+            assert!(std::time::Instant::now() < deadline, "`{script}` kept failing: {}{}", o.stdout, o.stderr);
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    fn info(&self) -> serde_json::Value {
+        let path = format!("/run/tutor/labs/{}/lab.json", self.name);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = tutor(&["lab", "down", &self.name]);
+    }
+}
+
+/// The pids of the processes running `exe` (by their /proc/PID/exe) in these network namespaces.
+fn processes_in(inodes: &[u64], exe: &str) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_string_lossy().parse().ok()?;
+            let ino = std::fs::metadata(e.path().join("ns/net")).ok()?.ino();
+            let path = std::fs::read_link(e.path().join("exe")).ok()?;
+            (inodes.contains(&ino) && path.file_name()? == exe).then_some(pid)
+        })
+        .collect()
+}
+
+/// A Node as a kubelet registers it (Ready, room for pods): stands in for the node agent here.
+const NODE: &str = r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"kind-control-plane","labels":{"kubernetes.io/hostname":"kind-control-plane"}},
+"status":{"capacity":{"cpu":"2","memory":"8Gi","pods":"110"},"allocatable":{"cpu":"2","memory":"8Gi","pods":"110"},
+"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"ready"}]}}"#;
+
+#[test]
+fn the_real_api_server_answers_kubectl() {
+    require_k8s!();
+    let lab = Lab::up("k8s");
+    let o = lab.sh("kind create cluster");
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("Ensuring node image (kindest/node:v1.33.1)"), "{}", o.stderr);
+    assert!(o.stderr.contains("Set kubectl context to \"kind-kind\""), "{}", o.stderr);
+
+    // The real kubectl, the real API server, the pinned release on both sides.
+    let v = lab.sh("kubectl version").ok();
+    assert!(v.contains("Client Version: v1.33.1") && v.contains("Server Version: v1.33.1"), "{v}");
+    assert_eq!(lab.sh("kubectl config current-context").ok(), "kind-kind\n");
+    let ns = lab.sh("kubectl get namespaces -o name").ok();
+    for want in ["namespace/default", "namespace/kube-node-lease", "namespace/kube-public", "namespace/kube-system"] {
+        assert!(ns.lines().any(|l| l == want), "{want} missing:\n{ns}");
+    }
+
+    // Validation is the API server's own.
+    let bad = lab.sh("kubectl create namespace Bad_Name");
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr.contains(r#"The Namespace "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name""#),
+        "{}",
+        bad.stderr
+    );
+    let missing = lab.sh("kubectl -n nowhere create deployment web --image=nginx");
+    assert_eq!(missing.code, 1);
+    assert!(missing.stderr.contains(r#"namespaces "nowhere" not found"#), "{}", missing.stderr);
+
+    // A Deployment becomes a ReplicaSet (the real controller's name hash) and pods.
+    lab.sh("kubectl create namespace shop && kubectl -n shop create deployment web --image=nginx --replicas=2").ok();
+    let rs = lab.eventually("kubectl -n shop get rs -l app=web -o jsonpath='{.items[0].metadata.name}' | grep .");
+    let hash = lab.sh("kubectl -n shop get rs -l app=web -o jsonpath='{.items[0].metadata.labels.pod-template-hash}'").ok();
+    assert_eq!(rs.trim(), format!("web-{hash}"));
+    let pods = lab.eventually("kubectl -n shop get pods -l app=web -o name | grep -c . | grep -qx 2 && kubectl -n shop get pods -l app=web -o name");
+    assert_eq!(pods.lines().count(), 2, "{pods}");
+    assert!(pods.lines().all(|p| p.starts_with(&format!("pod/web-{hash}-"))), "{pods}");
+
+    // Once a node registers, the real scheduler binds the pods to it, and the node IPAM
+    // controller gives it a pod CIDR from the cluster's pod subnet.
+    lab.sh(&format!("kubectl create -f - <<'EOF'\n{NODE}\nEOF")).ok();
+    let bound = lab
+        .sh("kubectl -n shop wait --for=jsonpath='{.spec.nodeName}'=kind-control-plane pods -l app=web --timeout=60s")
+        .ok();
+    assert_eq!(bound.lines().count(), 2, "{bound}");
+    let cidr = lab.eventually("kubectl get node kind-control-plane -o jsonpath='{.spec.podCIDR}' | grep .");
+    assert_eq!(cidr, "10.244.0.0/24\n");
+}
+
+#[test]
+fn delete_cluster_stops_the_control_plane_and_removes_its_context() {
+    require_k8s!();
+    let lab = Lab::up("k8sdel");
+    lab.sh("kind create cluster --name one").ok();
+    assert_eq!(lab.sh("kind get clusters").ok(), "one\n");
+    let inodes: Vec<u64> =
+        lab.info()["netns_inodes"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    for exe in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+        assert_eq!(processes_in(&inodes, exe).len(), 1, "{exe} is not running in the lab");
+    }
+    assert_eq!(lab.sh("kubectl config get-contexts -o name").ok(), "kind-one\n");
+    let o = lab.sh("kind delete cluster --name one");
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    for exe in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+        assert!(processes_in(&inodes, exe).is_empty(), "{exe} still runs after kind delete cluster");
+    }
+    assert_eq!(lab.sh("kubectl config get-contexts -o name").ok(), "");
+    assert!(!std::path::Path::new(&format!("/run/tutor/labs/{}/k8s/one", lab.name)).exists());
+}
+
+#[test]
+fn lab_down_leaves_no_control_plane_process() {
+    require_k8s!();
+    let lab = Lab::up("k8sdown");
+    lab.sh("kind create cluster").ok();
+    let inodes: Vec<u64> =
+        lab.info()["netns_inodes"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(processes_in(&inodes, "kube-apiserver").len(), 1);
+    drop(lab);
+    assert!(!lab_support::netns_in_use(&inodes), "a process of the lab outlived `lab down`");
+}
