@@ -36,6 +36,8 @@ pub enum Need {
     NoDockerKind,
     /// At least two CPUs.
     TwoCpus,
+    /// The upstream Kubernetes binaries `k8s/build.sh` builds (etcd, kube-apiserver, …, helm).
+    K8s,
     /// No other test of this suite at the same time: the test compares the machine's state
     /// before and after, or sweeps objects that other tests own (`tutor lab gc`).
     Alone,
@@ -44,7 +46,7 @@ pub enum Need {
 impl Need {
     /// Why this need is unmet here, if it is (evaluated once per process).
     fn unmet(self) -> Option<String> {
-        static CACHE: [OnceLock<Option<String>>; 8] = [const { OnceLock::new() }; 8];
+        static CACHE: [OnceLock<Option<String>>; 9] = [const { OnceLock::new() }; 9];
         CACHE[self as usize]
             .get_or_init(|| match self {
                 Need::Lab => crate::lab::support::skip_reason(),
@@ -58,6 +60,10 @@ impl Need {
                     .then(|| "kind and a Docker engine exist here; kind::cluster covers this machine".to_string()),
                 Need::TwoCpus => (std::thread::available_parallelism().map_or(1, |n| n.get()) < 2)
                     .then(|| "needs two CPUs".to_string()),
+                Need::K8s => {
+                    use tutor::backend::lab::upstream::{Binary, check};
+                    check(&Binary::ALL).err().map(|e| format!("needs the Kubernetes binaries: {e}"))
+                }
                 Need::Alone => None,
             })
             .clone()

@@ -15,7 +15,6 @@ use super::apps::{self, Server};
 use super::bpf_masq::BpfMasq;
 use super::config::Cluster;
 use super::controlplane::{self, ControlPlane};
-use super::upstream::{self, Binary};
 use super::dns::{self, DnsServer, Policy, Zone};
 use super::network;
 use super::registry::{self, LabInfo, NodeInfo, PodInfo};
@@ -23,6 +22,7 @@ use super::sandbox::{Mounts, NsThread};
 use super::seed::seed_system_objects;
 use super::store::{App, Labels, NodeObj, Store};
 use super::topology::{self, GATEWAY, NodePlan, Plan};
+use super::upstream::{self, Binary};
 use super::values::CiliumValues;
 
 pub struct NodeRt {

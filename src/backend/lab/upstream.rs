@@ -115,7 +115,8 @@ pub fn check(needed: &[Binary]) -> Result<PathBuf, UpstreamError> {
 }
 
 fn check_in(dir: PathBuf, needed: &[Binary]) -> Result<PathBuf, UpstreamError> {
-    let missing: Vec<&str> = needed.iter().filter(|b| !executable(&dir.join(b.file_name()))).map(|b| b.file_name()).collect();
+    let missing: Vec<&str> =
+        needed.iter().filter(|b| !executable(&dir.join(b.file_name()))).map(|b| b.file_name()).collect();
     if missing.is_empty() {
         return Ok(dir);
     }

@@ -5,6 +5,7 @@ mod backend;
 mod datapath;
 mod gc;
 mod isolation;
+mod k8s;
 mod lb_ipam;
 mod lb_l2;
 pub(crate) mod lb_support;
@@ -22,6 +23,7 @@ pub(crate) fn tests() -> Vec<crate::harness::Test> {
         datapath::tests(),
         gc::tests(),
         isolation::tests(),
+        k8s::tests(),
         lb_ipam::tests(),
         lb_l2::tests(),
         lb_traffic::tests(),

@@ -270,7 +270,12 @@ fn write_pki(spec: &Spec, dir: &Path) -> Result<(Pair, Pair), LabError> {
         let name = format!("kind-{}", spec.cluster);
         pki::write_private(
             file,
-            &kubeconfig::single(&kubeconfig::Entry { name: &name, server: &server, ca: &ca.pair.cert, client: &client }),
+            &kubeconfig::single(&kubeconfig::Entry {
+                name: &name,
+                server: &server,
+                ca: &ca.pair.cert,
+                client: &client,
+            }),
         )?;
         Ok(client)
     };
@@ -369,7 +374,8 @@ impl ControlPlane {
                 }
             }
             let tls = self.tls.clone();
-            let (need_etcd, need_serving) = (self.timings.etcd_ready_ms.is_none(), self.timings.api_serving_ms.is_none());
+            let (need_etcd, need_serving) =
+                (self.timings.etcd_ready_ms.is_none(), self.timings.api_serving_ms.is_none());
             let short = Duration::from_millis(500);
             let (e, s, r) = node.run(move || {
                 let e = need_etcd && probe::http(etcd, "/health", short).is_ok_and(|c| c == 200);

@@ -133,8 +133,8 @@ fn validity(params: &mut CertificateParams, years: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustls::pki_types::pem::PemObject;
     use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
     #[test]
@@ -150,7 +150,9 @@ mod tests {
         let leaf = CertificateDer::from_pem_slice(srv.cert.as_bytes()).unwrap();
         for name in ["172.18.0.2", "kubernetes", "kind-control-plane"] {
             let sn = ServerName::try_from(name).unwrap();
-            verifier.verify_server_cert(&leaf, &[], &sn, &[], UnixTime::now()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            verifier
+                .verify_server_cert(&leaf, &[], &sn, &[], UnixTime::now())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         let other = ServerName::try_from("172.18.0.3").unwrap();
         assert!(verifier.verify_server_cert(&leaf, &[], &other, &[], UnixTime::now()).is_err());

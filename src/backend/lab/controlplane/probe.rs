@@ -50,10 +50,9 @@ fn request(stream: &mut impl ReadWrite, host: &str, path: &str) -> std::io::Resu
         buf.push(byte[0]);
     }
     let line = String::from_utf8_lossy(&buf);
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad status line `{}`", line.trim())))
+    line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad status line `{}`", line.trim()))
+    })
 }
 
 trait ReadWrite: Read + Write {}

@@ -2,43 +2,18 @@
 //! kube-controller-manager and kube-scheduler built from their Go modules by `k8s/build.sh`,
 //! answering the real kubectl on the lab host.
 
-mod lab_support;
-
 use std::process::Command;
 
-use lab_support::{Out, fixtures};
+use super::support::{self, Out, fixtures};
 
-/// Why these tests cannot run here: the lab's needs, plus the upstream binaries.
-fn skip_reason() -> Option<String> {
-    if let Some(r) = lab_support::skip_reason() {
-        return Some(r);
-    }
-    let dir = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/k8s/build.sh"))
-        .arg("--print-dir")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())?;
-    let dir = std::env::var("TUTOR_K8S_BIN").unwrap_or(dir);
-    for b in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "helm"] {
-        if !std::path::Path::new(&dir).join(b).is_file() {
-            return Some(format!("needs the Kubernetes binaries in {dir} (bash k8s/build.sh)"));
-        }
-    }
-    None
-}
-
-macro_rules! require_k8s {
-    () => {
-        if let Some(reason) = skip_reason() {
-            eprintln!("skipped: {reason}");
-            return;
-        }
-    };
-}
+crate::tests![
+    the_real_api_server_answers_kubectl(Lab, K8s),
+    delete_cluster_stops_the_control_plane_and_removes_its_context(Lab, K8s),
+    lab_down_leaves_no_control_plane_process(Lab, K8s)
+];
 
 fn tutor(args: &[&str]) -> Out {
-    let o = Command::new(lab_support::TUTOR)
+    let o = Command::new(support::TUTOR)
         .args(args)
         .current_dir(fixtures())
         .env("TUTOR_LAB_K8S", "upstream")
@@ -112,9 +87,7 @@ const NODE: &str = r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"kind-
 "status":{"capacity":{"cpu":"2","memory":"8Gi","pods":"110"},"allocatable":{"cpu":"2","memory":"8Gi","pods":"110"},
 "conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"ready"}]}}"#;
 
-#[test]
 fn the_real_api_server_answers_kubectl() {
-    require_k8s!();
     let lab = Lab::up("k8s");
     let o = lab.sh("kind create cluster");
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
@@ -145,7 +118,8 @@ fn the_real_api_server_answers_kubectl() {
     // A Deployment becomes a ReplicaSet (the real controller's name hash) and pods.
     lab.sh("kubectl create namespace shop && kubectl -n shop create deployment web --image=nginx --replicas=2").ok();
     let rs = lab.eventually("kubectl -n shop get rs -l app=web -o jsonpath='{.items[0].metadata.name}' | grep .");
-    let hash = lab.sh("kubectl -n shop get rs -l app=web -o jsonpath='{.items[0].metadata.labels.pod-template-hash}'").ok();
+    let hash =
+        lab.sh("kubectl -n shop get rs -l app=web -o jsonpath='{.items[0].metadata.labels.pod-template-hash}'").ok();
     assert_eq!(rs.trim(), format!("web-{hash}"));
     let pods = lab.eventually("kubectl -n shop get pods -l app=web -o name | grep -c . | grep -qx 2 && kubectl -n shop get pods -l app=web -o name");
     assert_eq!(pods.lines().count(), 2, "{pods}");
@@ -162,14 +136,11 @@ fn the_real_api_server_answers_kubectl() {
     assert_eq!(cidr, "10.244.0.0/24\n");
 }
 
-#[test]
 fn delete_cluster_stops_the_control_plane_and_removes_its_context() {
-    require_k8s!();
     let lab = Lab::up("k8sdel");
     lab.sh("kind create cluster --name one").ok();
     assert_eq!(lab.sh("kind get clusters").ok(), "one\n");
-    let inodes: Vec<u64> =
-        lab.info()["netns_inodes"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let inodes: Vec<u64> = lab.info()["netns_inodes"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
     for exe in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
         assert_eq!(processes_in(&inodes, exe).len(), 1, "{exe} is not running in the lab");
     }
@@ -183,14 +154,11 @@ fn delete_cluster_stops_the_control_plane_and_removes_its_context() {
     assert!(!std::path::Path::new(&format!("/run/tutor/labs/{}/k8s/one", lab.name)).exists());
 }
 
-#[test]
 fn lab_down_leaves_no_control_plane_process() {
-    require_k8s!();
     let lab = Lab::up("k8sdown");
     lab.sh("kind create cluster").ok();
-    let inodes: Vec<u64> =
-        lab.info()["netns_inodes"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let inodes: Vec<u64> = lab.info()["netns_inodes"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
     assert_eq!(processes_in(&inodes, "kube-apiserver").len(), 1);
     drop(lab);
-    assert!(!lab_support::netns_in_use(&inodes), "a process of the lab outlived `lab down`");
+    assert!(!support::netns_in_use(&inodes), "a process of the lab outlived `lab down`");
 }
