@@ -150,7 +150,12 @@ pub fn stop(name: &str) -> Result<(), LabError> {
     if info.alive() {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(info.pid), nix::sys::signal::Signal::SIGKILL);
     }
-    supervisor::kill_inside(&info.netns_inodes);
+    // SIGKILL is not instant for a large process (an API server takes milliseconds to exit):
+    // `down` returns once nothing is left in the lab's namespaces.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while supervisor::kill_inside(&info.netns_inodes) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let _ = std::fs::remove_dir_all(registry::dir(name));
     Ok(())
 }

@@ -116,10 +116,12 @@ fn teardown(lab: &Lab) -> ! {
     std::process::exit(0)
 }
 
-/// SIGKILL every process (other than this one) whose network namespace is one of `inodes`.
-pub fn kill_inside(inodes: &[u64]) {
+/// SIGKILL every process (other than this one) whose network namespace is one of `inodes`;
+/// how many there were.
+pub fn kill_inside(inodes: &[u64]) -> usize {
     use std::os::unix::fs::MetadataExt;
     let me = std::process::id();
+    let mut found = 0;
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         if pid == me {
@@ -128,9 +130,11 @@ pub fn kill_inside(inodes: &[u64]) {
         if let Ok(m) = std::fs::metadata(format!("/proc/{pid}/ns/net"))
             && inodes.contains(&m.ino())
         {
+            found += 1;
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
         }
     }
+    found
 }
 
 /// Block until process `pid` exits (pidfd + poll; no polling loop).
