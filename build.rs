@@ -1,6 +1,7 @@
 //! Compiles every `ebpf/*.bpf.c` into `$OUT_DIR/<name>.bpf.o` with clang `-target bpf`, so the
 //! binary can embed the objects (`aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb.bpf.o"))`).
-//! Rust-on-BPF needs nightly + rust-src, which this toolchain lacks (DESIGN §8): the programs are C.
+//! Rust-on-BPF needs nightly + rust-src, which this toolchain lacks (docs/architecture.md,
+//! "Platform facts"): the programs are C.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

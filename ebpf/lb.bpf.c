@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* The bundled XDP L4 load balancer (DESIGN §6).
+/* The bundled XDP L4 load balancer (docs/architecture.md, "The XDP load balancer").
  *
  * lb_xdp (XDP, on the device clients reach the VIPs through):
  *   ARP request for an announced VIP  -> ARP reply from the device MAC, XDP_TX
@@ -465,7 +465,8 @@ int lb_rev(struct __sk_buff *skb)
 }
 
 /* XDP_PASS and nothing else: on the peer of a veth carrying lb_xdp it makes XDP_TX frames
- * deliver (DESIGN §8); also the harness-overhead baseline of `tutor lb bench`. */
+ * deliver (docs/architecture.md, "Platform facts"); also the harness-overhead baseline of
+ * `tutor lb bench`. */
 SEC("xdp")
 int lb_pass(struct xdp_md *ctx)
 {

@@ -1,8 +1,8 @@
 //! tutor: Markdown tutorials in, verdicts out.
 //!
-//! Data flows one way (DESIGN §2): `tutorial` parses, `template` renders, `runner` executes
-//! blocks on a `backend`, `snapshot` matches, `report` presents. `lb` is the bundled XDP load
-//! balancer's userspace, `book` the mdBook preprocessor.
+//! Data flows one way (docs/architecture.md, "Data flow"): `tutorial` parses, `template`
+//! renders, `runner` executes blocks on a `backend`, `snapshot` matches, `report` presents. `lb`
+//! is the bundled XDP load balancer's userspace, `book` the mdBook preprocessor.
 
 pub mod backend;
 pub mod book;

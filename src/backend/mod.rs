@@ -1,4 +1,4 @@
-//! Environments that blocks run against (DESIGN §3, §5).
+//! Environments that blocks run against (docs/architecture.md, "Backends").
 //!
 //! The runner only knows this trait: it brings an environment [`Backend::up`], runs each block
 //! with [`Backend::exec`] (or [`Backend::spawn`] for `bg` blocks) on a [`Target`], and always

@@ -1,4 +1,5 @@
-//! The published book (DESIGN §3): tutor as an mdBook preprocessor, and `tutor book`.
+//! The published book: tutor as an mdBook preprocessor, and `tutor book` (docs/architecture.md,
+//! "Modules").
 //!
 //! The preprocessor never executes anything. It reads each tutorial chapter, its snapshots and
 //! the last run record, and rewrites the chapter for readers: test-only attributes and hidden

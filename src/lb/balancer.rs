@@ -326,8 +326,9 @@ impl LoadBalancer {
     }
 
     /// Attaches the XDP_PASS program to `iface`: on a veth, frames the load balancer sends
-    /// back with XDP_TX are only delivered when the peer device has an XDP program (DESIGN §8),
-    /// so call this for the peer of the device given to `attach`. Pinned as `link_pass_<iface>`
+    /// back with XDP_TX are only delivered when the peer device has an XDP program
+    /// (docs/architecture.md, "Platform facts"), so call this for the peer of the device given to
+    /// `attach`. Pinned as `link_pass_<iface>`
     /// with a pin directory, otherwise ends with `self`.
     pub fn attach_peer_pass(&mut self, iface_name: &str) -> Result<()> {
         let ifindex = iface::ifindex(iface_name)?;

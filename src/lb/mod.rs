@@ -1,5 +1,5 @@
-//! Userspace of the bundled XDP L4 load balancer (DESIGN §6): the C datapath in
-//! `ebpf/lb.bpf.c`, loaded and driven with aya.
+//! Userspace of the bundled XDP L4 load balancer (docs/architecture.md, "The XDP load
+//! balancer"): the C datapath in `ebpf/lb.bpf.c`, loaded and driven with aya.
 //!
 //! # Library use (the lab backend programs it from Kubernetes Services)
 //!

@@ -1,7 +1,7 @@
 //! Running code inside another network namespace. `setns` changes only the calling thread, so
-//! the work runs on a dedicated thread that is dropped afterwards (DESIGN §8: `ip netns exec`
-//! remounts /sys and would hide the bpffs pins). Objects created there (links, sockets) keep
-//! their namespace after the thread ends.
+//! the work runs on a dedicated thread that is dropped afterwards (`ip netns exec` remounts /sys
+//! and would hide the bpffs pins: docs/architecture.md, "Platform facts"). Objects created there
+//! (links, sockets) keep their namespace after the thread ends.
 
 use std::fs::File;
 use std::path::Path;

@@ -137,7 +137,8 @@ impl Topology {
             self.exec(&bns, &["ip", "addr", "add", &format!("10.0.{i}.2/24"), "dev", "eth0"])?;
             self.exec(&bns, &["ip", "link", "set", "eth0", "up"])?;
             self.exec(&bns, &["ip", "route", "add", "default", "via", &format!("10.0.{i}.1")])?;
-            // XDP_REDIRECT into a veth delivers only with GRO (NAPI) on the peer (DESIGN §8).
+            // XDP_REDIRECT into a veth delivers only with GRO (NAPI) on the peer
+            // (docs/architecture.md, "Platform facts").
             self.exec(&bns, &["ethtool", "-K", "eth0", "gro", "on"])?;
         }
         Ok(())

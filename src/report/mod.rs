@@ -1,5 +1,5 @@
-//! Presenting results (DESIGN §3): progress and human output, diffs, JSON records, JUnit, and
-//! the run record the book reads.
+//! Presenting results (docs/architecture.md, "Modules"): progress and human output, diffs, JSON
+//! records, JUnit, and the run record the book reads.
 
 pub mod diff;
 pub mod json;

@@ -20,7 +20,8 @@ use crate::backend::{Backend, BackendError, BgTask, ExecRequest, Observation, Ta
 use crate::snapshot::{self, Captures, Snapshot};
 use crate::tutorial::{Block, BlockKind, ConsoleCommand};
 
-/// Block timeout when neither the block nor the front matter sets one (DESIGN §4).
+/// Block timeout when neither the block nor the front matter sets one (docs/architecture.md,
+/// "Tutorial format").
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Pause between tries of a `retry=` block.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);

@@ -1,5 +1,6 @@
-//! Plans and runs tutorials (DESIGN §3): notebook sessions per target, timeouts, `retry`,
-//! background blocks, step selection, tutorials in parallel, cleanup on every exit path.
+//! Plans and runs tutorials (docs/architecture.md, "Modules"): notebook sessions per target,
+//! timeouts, `retry`, background blocks, step selection, tutorials in parallel, cleanup on every
+//! exit path.
 //!
 //! Flow: [`preflight::prepare`] checks everything that can be checked without executing (any
 //! problem there is an input error); [`run_all`] then runs the prepared tutorials, reporting

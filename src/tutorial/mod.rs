@@ -1,4 +1,4 @@
-//! Markdown → [`Tutorial`]. Parsing never executes anything (DESIGN §2).
+//! Markdown → [`Tutorial`]. Parsing never executes anything (docs/architecture.md, "Data flow").
 
 mod attributes;
 mod console;

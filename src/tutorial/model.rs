@@ -20,7 +20,7 @@ pub struct Tutorial {
     pub steps: Vec<Step>,
 }
 
-/// Optional YAML front matter (DESIGN §4).
+/// Optional YAML front matter (docs/architecture.md, "Tutorial format").
 #[derive(Debug, Clone, Default)]
 pub struct FrontMatter {
     pub title: Option<String>,
@@ -92,7 +92,7 @@ pub struct ConsoleCommand {
     pub blank_before: usize,
 }
 
-/// Attributes in braces after the language (DESIGN §4 table).
+/// Attributes in braces after the language (docs/architecture.md, "Tutorial format").
 #[derive(Debug, Clone)]
 pub struct Attributes {
     pub id: Option<String>,

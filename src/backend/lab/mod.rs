@@ -1,5 +1,5 @@
-//! The embedded kind-shaped lab (DESIGN §5): a cluster network in network namespaces on the
-//! real kernel, owned by one supervisor process per lab, with `kind`/`kubectl`/`helm`/`docker`
+//! The embedded kind-shaped lab (docs/architecture.md, "The lab"): a cluster network in network
+//! namespaces on the real kernel, owned by one supervisor process per lab, with `kind`/`kubectl`/`helm`/`docker`
 //! answered from its state.
 
 pub mod agent;

@@ -10,8 +10,8 @@
 //! - `loadBalancer.acceleration: native` attaches in native (driver) XDP mode; otherwise the
 //!   lab serves the VIP through the same program in generic (SKB) mode — `ip addr` shows
 //!   `xdp` or `xdpgeneric`.
-//! - What the program needs from the lab (DESIGN §8): the XDP_PASS program on the bridge-side
-//!   peer of each eth0 (XDP_TX delivery), GRO on inside pods (XDP_REDIRECT delivery), and full
+//! - What the program needs from the lab (docs/architecture.md, "Platform facts"): the XDP_PASS
+//!   program on the bridge-side peer of each eth0 (XDP_TX delivery), GRO on inside pods (XDP_REDIRECT delivery), and full
 //!   checksums from the lab host (`tx off` on its bridge).
 
 use std::collections::{BTreeMap, BTreeSet};
