@@ -39,7 +39,9 @@ pub enum Need {
     /// The upstream Kubernetes binaries `k8s/build.sh` builds (etcd, kube-apiserver, …, helm).
     K8s,
     /// No other test of this suite at the same time: the test compares the machine's state
-    /// before and after, or sweeps objects that other tests own (`tutor lab gc`).
+    /// before and after, sweeps objects that other tests own (`tutor lab gc`), or adds and
+    /// removes named network namespaces (`/run/netns`), which `ip` inside a lab walks to name a
+    /// veth's peer (a namespace vanishing meanwhile prints "Peer netns reference is invalid").
     Alone,
 }
 

@@ -6,7 +6,7 @@ use std::process::Command as Std;
 use assert_cmd::Command;
 use tutor::lb::topology::{LB_IFACE, Topology, VIP, request};
 
-crate::tests![attach_manage_and_detach_across_processes(Bpf)];
+crate::tests![attach_manage_and_detach_across_processes(Bpf, Alone)];
 
 fn tutor(args: &[&str]) -> assert_cmd::assert::Assert {
     Command::cargo_bin("tutor").unwrap().arg("lb").args(args).assert()

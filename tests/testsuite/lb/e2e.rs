@@ -8,7 +8,7 @@ use std::time::Duration;
 use tutor::lb::topology::{LB_IFACE, Topology, VIP, request};
 use tutor::lb::{AttachMode, LoadBalancer, LoadOptions, Service};
 
-crate::tests![connections_spread_over_backends_and_survive_adding_one(Bpf)];
+crate::tests![connections_spread_over_backends_and_survive_adding_one(Bpf, Alone)];
 
 fn service(backends: &[usize]) -> Service {
     Service {

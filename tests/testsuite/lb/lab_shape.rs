@@ -11,7 +11,7 @@ use crate::lb::support::Bpffs;
 use tutor::lb::topology::{BACKEND_PORT, Server, request};
 use tutor::lb::{AttachMode, LoadBalancer, Service, netns::in_netns};
 
-crate::tests![announced_vip_balanced_with_xdp_tx_and_answered_from_another_node(Bpf)];
+crate::tests![announced_vip_balanced_with_xdp_tx_and_answered_from_another_node(Bpf, Alone)];
 
 const VIP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 100), 80);
 
