@@ -18,6 +18,8 @@ pub const FACT_NAMES: &[&str] = &[
     "run_name",
     "nodes",
     "cluster",
+    // host backend: the running tutor executable
+    "tutor",
     // kind / kube backends
     "cluster_alias",
     "context",

@@ -62,7 +62,10 @@ impl Backend for HostBackend {
     }
 
     fn facts(&self) -> serde_json::Value {
-        serde_json::json!({ "backend": "host", "workdir": self.workdir.display().to_string() })
+        // `tutor`: this very executable, so a tutorial about tutor (the user guide) can run it
+        // whether or not it is on PATH (`cargo run -- run …`).
+        let tutor = super::lab::tutor_exe();
+        serde_json::json!({ "backend": "host", "workdir": self.workdir.display().to_string(), "tutor": tutor.display().to_string() })
     }
 
     async fn down(&mut self) -> Result<(), BackendError> {

@@ -30,6 +30,59 @@ pub struct Options {
     pub hide_backends: Vec<BackendKind>,
     /// Snapshot folder override (as `tutor run --snapshots`); default: found from the tutorial.
     pub snapshots: Option<PathBuf>,
+    /// Where a chapter's source can be read: `{path}` is the chapter's path relative to
+    /// `book_root`, e.g. `tutorials/intro.md` (mdBook's `edit-url-template` convention).
+    pub source_url: Option<String>,
+    /// The folder of `book.toml` (what `{path}` is relative to).
+    pub book_root: Option<PathBuf>,
+    /// Paths of the machine that built the book or ran the tutorials, as readers should see them
+    /// instead (`/home/me/tutor/` → ``): see [`Scrub`].
+    pub scrub: Scrub,
+}
+
+/// Absolute paths of the build machine never reach a page: project roots become relative,
+/// the home folder `~`, a run's temporary work directory `<workdir>`.
+#[derive(Debug, Clone, Default)]
+pub struct Scrub {
+    prefixes: Vec<(String, String)>,
+}
+
+impl Scrub {
+    /// `root` (an absolute folder) is shown as `instead` (`""`: paths below it become relative).
+    pub fn add(&mut self, root: &Path, instead: &str) {
+        let mut text = root.display().to_string();
+        if text.len() <= 1 || self.prefixes.iter().any(|(p, _)| *p == text) {
+            return;
+        }
+        if !text.ends_with('/') {
+            text.push('/');
+        }
+        let instead =
+            if instead.is_empty() || instead.ends_with('/') { instead.to_string() } else { format!("{instead}/") };
+        self.prefixes.push((text, instead));
+        // Longest first: a project inside the home folder is made relative, not `~/…`.
+        self.prefixes.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    }
+
+    pub fn apply(&self, text: &str) -> String {
+        let mut out = workdirs().replace_all(text, "<workdir>").into_owned();
+        for (prefix, instead) in &self.prefixes {
+            out = out.replace(prefix.as_str(), instead);
+            // The folder itself, without the slash.
+            let bare = &prefix[..prefix.len() - 1];
+            if out.contains(bare) {
+                let name = if instead.is_empty() { "." } else { instead.trim_end_matches('/') };
+                out = out.replace(bare, name);
+            }
+        }
+        out
+    }
+}
+
+/// `tutor run`'s temporary work directories (`$TMPDIR/tutor-<stem>-XXXXXX`).
+fn workdirs() -> &'static regex::Regex {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| regex::Regex::new(r"(?:/[\w.+-]+)*/tutor-[\w.+-]*?-[A-Za-z0-9]{6}\b").expect("valid regex"))
 }
 
 /// Rewrite one chapter. `path` is the chapter's file (it names the snapshot folder and errors);
@@ -119,7 +172,8 @@ impl<'a> Page<'a> {
             }
         }
         let (verdict, summary, title) = self.chapter_summary(&tally);
-        let chapter_line = render::chapter_line(verdict, &summary, title.as_deref());
+        let chapter_line =
+            render::chapter_line(verdict, &summary, title.as_deref(), &self.run_facts(), self.source_url().as_deref());
         match self.layout.title() {
             Some(h) => edits.push((h.range.end..h.range.end, format!("\n\n{chapter_line}\n"))),
             None => {
@@ -155,9 +209,13 @@ impl<'a> Page<'a> {
         if self.hidden(block) {
             return Ok(Shown { verdict, html: String::new() });
         }
+        // A failed block shows what the run printed, never the stale expectation as if it were.
+        let failed = record.filter(|_| verdict == Verdict::Failed);
+        let actual = failed.map(|r| self.opts.scrub.apply(&r.output)).filter(|o| !o.trim().is_empty());
         // A background block's output is not judged (it is still running): nothing to fill.
         let passed_output = record.filter(|_| verdict == Verdict::Passed && !block.attrs.bg).map(|r| r.output.as_str());
         let mut html = String::new();
+        let mut copy = None;
         match &block.kind {
             BlockKind::File(name) => {
                 let body = self.with_vars(&block.body, block.body_line);
@@ -165,16 +223,26 @@ impl<'a> Page<'a> {
             }
             BlockKind::Console(commands) => {
                 let expected = self.with_vars(&block.body, block.body_line);
-                let filled =
-                    passed_output.map(|out| fill_console(&self.matcher, &block.body, block.body_line, commands, out));
-                let shown = match filled {
-                    Some(Some(filled)) => filled,
-                    Some(None) => {
+                let filled = passed_output
+                    .map(|out| fill_console(&self.matcher, &block.body, block.body_line, commands, out))
+                    .map(|f| f.map(|text| self.opts.scrub.apply(&text)));
+                let shown = match (filled, &actual) {
+                    (_, Some(actual)) => actual.clone(),
+                    (Some(Some(filled)), None) => filled,
+                    (Some(None), None) => {
                         verdict = Verdict::NotRun;
                         expected
                     }
-                    None => expected,
+                    (None, None) => expected,
                 };
+                // The commands as shown: what the run ran (templates rendered) when it is a
+                // transcript, else as written.
+                let ran = crate::tutorial::parse_console(&shown, block.body_line).ok().filter(|c| !c.is_empty());
+                let lines: Vec<String> = match ran {
+                    Some(ran) => ran.into_iter().map(|c| c.command).collect(),
+                    None => commands.iter().map(|c| self.with_vars(&c.command, c.line)).collect(),
+                };
+                copy = Some(lines.join("\n"));
                 html.push_str(&render::fence(&block.lang, &shown));
             }
             BlockKind::Shell => {
@@ -182,14 +250,15 @@ impl<'a> Page<'a> {
                 let snap = crate::snapshot::read(&snapshot_path(&self.snapshots, &block.id))?;
                 let expected = snap.as_ref().map(|s| s.body.as_str());
                 let shown = match (passed_output, expected) {
+                    _ if actual.is_some() => actual.clone(),
                     (Some(out), Some(exp)) => match fill(&self.matcher, exp, out) {
-                        Some(filled) => Some(filled),
+                        Some(filled) => Some(self.opts.scrub.apply(&filled)),
                         None => {
                             verdict = Verdict::NotRun;
                             Some(self.with_vars(exp, 1))
                         }
                     },
-                    (Some(out), None) => Some(out.to_string()),
+                    (Some(out), None) => Some(self.opts.scrub.apply(out)),
                     (None, Some(exp)) => Some(self.with_vars(exp, 1)),
                     (None, None) => None,
                 };
@@ -199,7 +268,7 @@ impl<'a> Page<'a> {
                         html.push_str(&render::output(&text));
                     }
                     Some(_) => {}
-                    None if verdict != Verdict::Skipped => {
+                    None if verdict != Verdict::Skipped && failed.is_none() => {
                         html.push_str("\n\n");
                         html.push_str(&render::note("No recorded output yet: `tutor run --update` records it."));
                     }
@@ -213,21 +282,20 @@ impl<'a> Page<'a> {
                 "Changed since the last run: this output is the expectation, not yet verified.",
             ));
         }
+        let mut head = render::labels(&self.labels(block));
         if let Some(r) = record {
             let backend = self.backend();
             match verdict {
                 Verdict::Failed => {
-                    let what = match r.reason.as_deref() {
-                        Some(reason) => format!("Failed on {backend}: {reason}"),
-                        None => format!("Failed on {backend}"),
-                    };
-                    html.push_str("\n\n");
-                    match r.diff.as_deref().filter(|d| !d.is_empty()) {
-                        Some(d) => html.push_str(&render::diff(&format!("{what} (diff: expected vs actual)"), d)),
-                        None if !r.output.is_empty() => {
-                            html.push_str(&render::diff(&format!("{what} (output)"), &r.output))
-                        }
-                        None => html.push_str(&render::note(&what)),
+                    let when = self.date().map(|d| format!(" on {d}")).unwrap_or_default();
+                    let why =
+                        r.reason.as_deref().map(|s| format!(": {}", self.opts.scrub.apply(s))).unwrap_or_default();
+                    let shown = if actual.is_some() { " (the output shown is what it printed)" } else { "" };
+                    head.push_str(&render::failed_label(&format!("✗ failed{when} ({backend}){why}{shown}")));
+                    head.push_str("\n\n");
+                    if let Some(d) = r.diff.as_deref().filter(|d| !d.is_empty()) {
+                        html.push_str("\n\n");
+                        html.push_str(&render::diff("diff: expected vs actual", &self.opts.scrub.apply(d)));
                     }
                 }
                 Verdict::Skipped => {
@@ -238,8 +306,56 @@ impl<'a> Page<'a> {
                 _ => {}
             }
         }
-        let html = format!("{}{html}{}", render::block_open(&block.id, verdict), render::BLOCK_CLOSE);
+        let html =
+            format!("{}{head}{html}{}", render::block_open(&block.id, verdict, copy.as_deref()), render::BLOCK_CLOSE);
         Ok(Shown { verdict, html })
+    }
+
+    /// The attributes that change what a block means, as the reader's labels.
+    fn labels(&self, block: &Block) -> Vec<(&'static str, String, String)> {
+        let a = &block.attrs;
+        let mut out = Vec::new();
+        if a.skip {
+            out.push(("skip", "never run".to_string(), "skip: tutor never runs this block".to_string()));
+        }
+        if let Some(b) = a.backend {
+            out.push(("backend", format!("{b} only"), format!("backend={b}: runs only on the {b} backend")));
+        }
+        if a.on != crate::backend::Target::Host {
+            out.push((
+                "on",
+                format!("runs on {}", a.on),
+                format!("on={}: runs in {}, not on your machine", a.on, a.on),
+            ));
+        }
+        if a.exit != 0 {
+            let n = a.exit;
+            out.push((
+                "exit",
+                format!("exit {n}"),
+                format!("exit={n}: the last command is expected to fail with status {n}"),
+            ));
+        }
+        if a.bg {
+            out.push((
+                "bg",
+                "background".to_string(),
+                "bg: keeps running in the background until the tutorial ends".to_string(),
+            ));
+        }
+        if let Some(d) = a.retry {
+            let d = verdict::span(d.as_millis() as u64);
+            out.push((
+                "retry",
+                format!("retries up to {d}"),
+                format!("retry: run again until the output matches, for up to {d}"),
+            ));
+        }
+        if let Some(d) = a.timeout {
+            let d = verdict::span(d.as_millis() as u64);
+            out.push(("timeout", format!("times out after {d}"), format!("timeout: stopped and failed after {d}")));
+        }
+        out
     }
 
     fn backend(&self) -> &str {
@@ -304,9 +420,46 @@ impl<'a> Page<'a> {
             "run started {} on {backend}, took {}; record: {}",
             index.record.started_at,
             verdict::duration(run.tutorial.duration_ms),
-            index.path.display()
+            self.record_name()
         );
         (verdict, text, Some(title))
+    }
+
+    /// The record's path as readers may see it: relative to the project, else its file name.
+    fn record_name(&self) -> String {
+        let Some(index) = self.index else { return String::new() };
+        let shown = self.opts.scrub.apply(&index.path.display().to_string());
+        if Path::new(&shown).is_absolute() {
+            index.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        } else {
+            shown
+        }
+    }
+
+    /// The run this page reflects: backend, when, how long, which tutor.
+    fn run_facts(&self) -> Vec<String> {
+        let (Some(index), Some(run)) = (self.index, self.run) else { return Vec::new() };
+        let mut facts = vec![format!("run on {}", self.backend())];
+        let at = &index.record.started_at;
+        facts.push(match (at.get(..10), at.get(11..16)) {
+            (Some(day), Some(time)) if verdict::date(at) == day && at.ends_with('Z') => format!("{day} {time} UTC"),
+            _ => at.clone(),
+        });
+        facts.push(format!("took {}", verdict::duration(run.tutorial.duration_ms)));
+        if let Some(v) = &index.record.tutor_version {
+            facts.push(format!("tutor {v}"));
+        }
+        facts
+    }
+
+    /// The chapter's source file, where the book says its sources are published.
+    fn source_url(&self) -> Option<String> {
+        let template = self.opts.source_url.as_deref()?;
+        let rel = match &self.opts.book_root {
+            Some(src) => self.tutorial.path.strip_prefix(src).ok()?,
+            None => self.tutorial.path.as_path(),
+        };
+        Some(template.replace("{path}", &rel.display().to_string()))
     }
 }
 
@@ -408,17 +561,126 @@ docker ps
     }
 
     #[test]
-    fn failed_block_gets_a_collapsed_diff() {
+    fn failed_block_shows_what_it_printed_with_a_coloured_diff() {
         let p = project();
         let mut rec = record_with("demo", &[("hello", Status::Failed, "hello moon\n")]);
         rec.tutorials[0].status = Status::Failed;
         rec.tutorials[0].steps[0].blocks[0].diff = Some("-hello world\n+hello moon\n".into());
         rec.tutorials[0].steps[0].blocks[0].reason = Some("output does not match".into());
         let out = page(&p, Some(&rec));
-        assert!(out.contains("<details class=\"tutor-diff\"><summary>Failed on lab: output does not match (diff: expected vs actual)</summary>\n<pre><code class=\"nohighlight\">-hello world\n+hello moon</code></pre>\n</details>"), "{out}");
-        assert!(out.contains("hello world</code></pre>"), "the expectation is shown, not the bad output:\n{out}");
+        assert!(out.contains("<div class=\"tutor-failed-label\">✗ failed on 2026-11-26 (lab): output does not match (the output shown is what it printed)</div>"), "{out}");
+        assert!(out.contains("<details class=\"tutor-diff\" open><summary>diff: expected vs actual</summary>\n<pre><code class=\"nohighlight\"><span class=\"tutor-diff-del\">-hello world</span>\n<span class=\"tutor-diff-add\">+hello moon</span></code></pre>\n</details>"), "{out}");
+        assert!(
+            out.contains("<code class=\"nohighlight\">hello moon</code></pre>"),
+            "the actual output is shown:\n{out}"
+        );
+        assert!(!out.contains("hello world</code></pre>"), "never the stale expectation as output:\n{out}");
         assert!(out.contains("failed on lab, 2026-11-26: 0/"), "{out}");
         assert!(out.contains("tutor-step\" data-status=\"failed\""), "{out}");
+    }
+
+    #[test]
+    fn failed_console_block_shows_the_transcript() {
+        let p = Project::new();
+        let text = "## S\n\n```console {id=c}\n$ echo a\nb\n```\n";
+        let mut rec = record_with("t", &[("c", Status::Failed, "$ echo a\na\n")]);
+        rec.tutorials[0].steps[0].blocks[0].diff = Some("-b\n+a\n".into());
+        let index = RunIndex::new(&rec, p.root().join("r.json"));
+        let out = transform(&p.tutorial_path("t.md"), text, Some(&index), &Options::default()).unwrap().unwrap();
+        assert!(out.contains("```console\n$ echo a\na\n```"), "{out}");
+        assert!(!out.contains("$ echo a\nb"), "{out}");
+    }
+
+    #[test]
+    fn attributes_that_change_meaning_are_labelled() {
+        let p = Project::new();
+        let text = "## S\n\n```console {exit=1}\n$ false\n```\n\n```console {bg retry=60s timeout=5m}\n$ sleep 1\n```\n\n```sh {on=kind-worker backend=kind skip id=x}\nip r\n```\n\n```console\n$ plain\n```\n";
+        let out = transform(&p.tutorial_path("t.md"), text, None, &Options::default()).unwrap().unwrap();
+        for (attr, text) in [
+            ("exit", "exit 1"),
+            ("bg", "background"),
+            ("retry", "retries up to 60 s"),
+            ("timeout", "times out after 5 min"),
+            ("on", "runs on kind-worker"),
+            ("backend", "kind only"),
+            ("skip", "never run"),
+        ] {
+            let at = out
+                .find(&format!("<span class=\"tutor-label\" data-attr=\"{attr}\" title=\""))
+                .unwrap_or_else(|| panic!("{attr}:\n{out}"));
+            let span = &out[at..at + out[at..].find("</span>").unwrap()];
+            assert!(span.ends_with(&format!("\">{text}")), "{span}");
+        }
+        assert_eq!(out.matches("<div class=\"tutor-labels\">").count(), 3, "{out}");
+        assert!(
+            out.contains(
+                "<div class=\"tutor-block\" id=\"tutor-s-4\" data-status=\"not-run\" data-copy=\"plain\">\n\n```console"
+            ),
+            "a block without such attributes has no labels:\n{out}"
+        );
+    }
+
+    #[test]
+    fn copy_holds_the_commands_only() {
+        let p = Project::new();
+        let text = "---\nvars:\n  who: me\n---\n## S\n\n```console\n$ echo {{ who }} \\\n>   two\nme two\n\n$ cat <<EOF\nx\nEOF\nx\n```\n";
+        let out = transform(&p.tutorial_path("t.md"), text, None, &Options::default()).unwrap().unwrap();
+        assert!(out.contains("data-copy=\"echo me \\&#10;  two&#10;cat &lt;&lt;EOF&#10;x&#10;EOF\""), "{out}");
+    }
+
+    #[test]
+    fn copy_holds_the_commands_the_run_ran() {
+        let p = Project::new();
+        let text = "## S\n\n```console {id=c}\n$ echo {{ backend }}\nhost\n```\n";
+        let rec = record_with("t", &[("c", Status::Passed, "$ echo host\nhost\n")]);
+        let index = RunIndex::new(&rec, p.root().join("r.json"));
+        let out = transform(&p.tutorial_path("t.md"), text, Some(&index), &Options::default()).unwrap().unwrap();
+        assert!(out.contains("data-copy=\"echo host\""), "{out}");
+        let out = transform(&p.tutorial_path("t.md"), text, None, &Options::default()).unwrap().unwrap();
+        assert!(out.contains("data-copy=\"echo {{ backend }}\""), "not run: as written:\n{out}");
+    }
+
+    #[test]
+    fn absolute_paths_of_the_machine_never_reach_the_page() {
+        let p = project();
+        let root = p.root().display().to_string();
+        let mut rec = record_with("demo", &[("hello", Status::Failed, "in /tmp/tutor-demo-Ab3xYz/sub\n")]);
+        let b = &mut rec.tutorials[0].steps[0].blocks[0];
+        b.diff = Some(format!(
+            "--- expected ({root}/snapshots/demo/hello.snap)\n+++ actual\n-hello world\n+in /tmp/tutor-demo-Ab3xYz/sub\n"
+        ));
+        b.reason = Some(format!("see {root}/snapshots"));
+        let index = RunIndex::new(&rec, p.root().join("target/tutor/last-run.json"));
+        let mut opts = Options::default();
+        opts.scrub.add(p.root(), "");
+        let out = transform(&p.tutorial_path("demo.md"), TUTORIAL, Some(&index), &opts).unwrap().unwrap();
+        assert!(!out.contains(&root), "{out}");
+        assert!(!out.contains("/tmp/"), "{out}");
+        assert!(out.contains("--- expected (snapshots/demo/hello.snap)"), "{out}");
+        assert!(out.contains("in &lt;workdir&gt;/sub"), "{out}");
+        assert!(out.contains("record: target/tutor/last-run.json"), "{out}");
+    }
+
+    #[test]
+    fn scrub_prefers_the_longest_root() {
+        let mut s = Scrub::default();
+        s.add(Path::new("/home/me"), "~");
+        s.add(Path::new("/home/me/tutor"), "");
+        assert_eq!(s.apply("/home/me/tutor/snapshots/a /home/me/x /home/me/tutor"), "snapshots/a ~/x .");
+    }
+
+    #[test]
+    fn chapter_shows_its_run_and_links_its_source() {
+        let p = project();
+        let rec = record_with("demo", &[("hello", Status::Passed, "hello world\n")]);
+        let index = RunIndex::new(&rec, p.root().join("r.json"));
+        let opts = Options {
+            source_url: Some("https://example.org/r/blob/main/{path}".into()),
+            book_root: Some(p.root().to_path_buf()),
+            ..Options::default()
+        };
+        let out = transform(&p.tutorial_path("demo.md"), TUTORIAL, Some(&index), &opts).unwrap().unwrap();
+        assert!(out.contains("<div class=\"tutor-run\">run on lab · 2026-11-26 10:00 UTC · took 1.3 s · tutor 0.1.0 · <a class=\"tutor-source\" href=\"https://example.org/r/blob/main/tutorials/demo.md\">source</a></div>"), "{out}");
     }
 
     #[test]

@@ -75,7 +75,19 @@ pub struct BuildRequest {
     pub record: Option<PathBuf>,
     /// This executable: mdBook runs it as the preprocessor.
     pub tutor: PathBuf,
+    /// `mdbook serve` instead of `mdbook build`: serve on this address and rebuild on changes.
+    pub serve: Option<Serve>,
 }
+
+/// Where `tutor book --serve` listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Serve {
+    pub hostname: String,
+    pub port: u16,
+}
+
+/// mdBook's list of folders to watch besides the sources (`build.extra-watch-dirs`).
+const WATCH_VAR: &str = "MDBOOK_BUILD__EXTRA_WATCH_DIRS";
 
 /// The `mdbook build` command for `req`, and the folder the HTML will be in.
 pub fn build_command(mdbook: &Mdbook, req: &BuildRequest) -> Result<(Command, PathBuf), BookError> {
@@ -90,7 +102,11 @@ pub fn build_command(mdbook: &Mdbook, req: &BuildRequest) -> Result<(Command, Pa
         None => abs(&req.root.join(&config.build.build_dir))?,
     };
     let mut cmd = Command::new(&mdbook.path);
-    cmd.arg("build").arg(abs(&req.root)?).arg("--dest-dir").arg(&dest);
+    cmd.arg(if req.serve.is_some() { "serve" } else { "build" }).arg(abs(&req.root)?).arg("--dest-dir").arg(&dest);
+    if let Some(serve) = &req.serve {
+        cmd.arg("--hostname").arg(&serve.hostname).arg("--port").arg(serve.port.to_string());
+        cmd.env(WATCH_VAR, watch_dirs(&config, req)?);
+    }
     if req.open {
         cmd.arg("--open");
     }
@@ -100,6 +116,29 @@ pub fn build_command(mdbook: &Mdbook, req: &BuildRequest) -> Result<(Command, Pa
         None => cmd.env_remove(RECORD_VAR),
     };
     Ok((cmd, dest))
+}
+
+/// What a served book is rebuilt on besides its chapters: the snapshots and the folder of the
+/// run record (a new `tutor run` changes the verdicts), on top of the book's own extra folders.
+fn watch_dirs(config: &Config, req: &BuildRequest) -> Result<String, BookError> {
+    let mut dirs: Vec<PathBuf> = config.build.extra_watch_dirs.iter().map(|d| req.root.join(d)).collect();
+    let configured = |key: &str| config.get::<PathBuf>(&format!("preprocessor.tutor.{key}")).ok().flatten();
+    dirs.push(req.root.join(configured("snapshots").unwrap_or_else(|| PathBuf::from("snapshots"))));
+    let record = match &req.record {
+        Some(r) => r.clone(),
+        None => req.root.join(configured("record").unwrap_or_else(|| PathBuf::from(super::DEFAULT_RECORD))),
+    };
+    if let Some(parent) = record.parent() {
+        // Watched from the start, so that the first record written is seen too.
+        std::fs::create_dir_all(parent).map_err(|source| BookError::Io { path: parent.to_path_buf(), source })?;
+        dirs.push(parent.to_path_buf());
+    }
+    let dirs: Vec<String> = dirs
+        .iter()
+        .filter(|d| d.is_dir())
+        .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()).display().to_string())
+        .collect();
+    Ok(serde_json::to_string(&dirs).expect("a list of strings serialises"))
 }
 
 /// mdBook splits the command like a POSIX shell (shlex): quote the path when it needs it.
@@ -129,6 +168,7 @@ mod tests {
             open: true,
             record: Some(d.path().join("r.json")),
             tutor: "/opt/my tools/tutor".into(),
+            serve: None,
         };
         let (cmd, dest) = build_command(&fake_mdbook(), &req).unwrap();
         assert_eq!(dest, d.path().join("out"));
@@ -148,9 +188,41 @@ mod tests {
     #[test]
     fn no_book_toml_is_a_clear_error() {
         let d = tempfile::tempdir().unwrap();
-        let req = BuildRequest { root: d.path().into(), dest: None, open: false, record: None, tutor: "tutor".into() };
+        let req = BuildRequest {
+            root: d.path().into(),
+            dest: None,
+            open: false,
+            record: None,
+            tutor: "tutor".into(),
+            serve: None,
+        };
         let e = build_command(&fake_mdbook(), &req).unwrap_err().to_string();
         assert!(e.ends_with("no book here (book.toml not found)"), "{e}");
+    }
+
+    #[test]
+    fn serve_watches_snapshots_and_the_record() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("book.toml"), "[book]\nsrc = \"tutorials\"\n").unwrap();
+        std::fs::create_dir_all(d.path().join("snapshots")).unwrap();
+        let req = BuildRequest {
+            root: d.path().into(),
+            dest: None,
+            open: false,
+            record: None,
+            tutor: "tutor".into(),
+            serve: Some(Serve { hostname: "127.0.0.1".into(), port: 3456 }),
+        };
+        let (cmd, _) = build_command(&fake_mdbook(), &req).unwrap();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(args[0], "serve");
+        assert!(args.windows(2).any(|w| w == ["--hostname", "127.0.0.1"]), "{args:?}");
+        assert!(args.windows(2).any(|w| w == ["--port", "3456"]), "{args:?}");
+        let watch = cmd.get_envs().find(|(k, _)| *k == WATCH_VAR).and_then(|(_, v)| v).unwrap();
+        let watch: Vec<String> = serde_json::from_str(&watch.to_string_lossy()).unwrap();
+        let root = d.path().display().to_string();
+        assert_eq!(watch, [format!("{root}/snapshots"), format!("{root}/target/tutor")]);
+        assert!(d.path().join("target/tutor").is_dir());
     }
 
     #[test]

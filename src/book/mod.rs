@@ -21,7 +21,7 @@ mod verdict;
 use std::path::PathBuf;
 
 pub use chapter::{Options, transform};
-pub use driver::{BuildRequest, MDBOOK_REQUIREMENT, Mdbook, RECORD_VAR, build_command, find_mdbook};
+pub use driver::{BuildRequest, MDBOOK_REQUIREMENT, Mdbook, RECORD_VAR, Serve, build_command, find_mdbook};
 pub use preprocess::{Settings, preprocess, supports_renderer};
 pub use record::{DEFAULT_RECORD, RunIndex, load as load_record};
 

@@ -9,6 +9,8 @@
 //! record = "target/tutor/last-run.json"   # relative to the book root
 //! hide-backends = ["lab"]                  # blocks with backend=<one of these> are not shown (default: none)
 //! snapshots = "snapshots"                  # default: found from each tutorial
+//! source-url-template = "https://example.org/repo/blob/main/{path}"   # {path}: tutorials/intro.md
+//!     # default: `output.html.edit-url-template` with `/edit/` read as `/blob/`
 //! ```
 
 use std::path::PathBuf;
@@ -17,7 +19,7 @@ use mdbook_preprocessor::PreprocessorContext;
 use mdbook_preprocessor::book::Book;
 
 use super::BookError;
-use super::chapter::{Options, transform};
+use super::chapter::{Options, Scrub, transform};
 use super::record::{self, DEFAULT_RECORD, RunIndex};
 use crate::backend::BackendKind;
 
@@ -60,6 +62,9 @@ pub fn preprocess(input: &str, settings: &Settings) -> Result<Book, BookError> {
     let record = record::load(&record_path)?;
     let index = record.as_ref().map(|r| RunIndex::new(r, record_path.clone()));
     let src = ctx.root.join(&ctx.config.book.src);
+    opts.source_url = source_url(&ctx)?;
+    opts.book_root = Some(ctx.root.clone());
+    opts.scrub = scrub(&ctx, record.as_ref());
     let mut first_error = None;
     book.for_each_chapter_mut(|chapter| {
         if first_error.is_some() {
@@ -76,6 +81,49 @@ pub fn preprocess(input: &str, settings: &Settings) -> Result<Book, BookError> {
         Some(e) => Err(e),
         None => Ok(book),
     }
+}
+
+/// `preprocessor.tutor.source-url-template`, else mdBook's `edit-url-template` pointed at the
+/// file view (`/edit/` → `/blob/`, GitHub's and GitLab's layout).
+fn source_url(ctx: &PreprocessorContext) -> Result<Option<String>, BookError> {
+    let get = |key: &str| -> Result<Option<String>, BookError> {
+        ctx.config.get::<String>(key).map_err(|e| BookError::Config(format!("{key}: {e:#}")))
+    };
+    if let Some(t) = get("preprocessor.tutor.source-url-template")? {
+        return Ok(Some(t));
+    }
+    Ok(get("output.html.edit-url-template")?.map(|t| t.replacen("/edit/", "/blob/", 1)))
+}
+
+/// The folders whose absolute paths must not show on a page: the book's root and the current
+/// folder (made relative), the home folder (`~`), and the root of the project the record was
+/// made in when its tutorial paths are absolute (another machine, a CI runner).
+fn scrub(ctx: &PreprocessorContext, record: Option<&crate::report::record::RunRecord>) -> Scrub {
+    let mut scrub = Scrub::default();
+    if let Ok(root) = std::path::absolute(&ctx.root) {
+        scrub.add(&root, "");
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        scrub.add(&cwd, "");
+    }
+    let src = &ctx.config.book.src;
+    for t in record.iter().flat_map(|r| &r.tutorials) {
+        let path = std::path::Path::new(&t.path);
+        if !path.is_absolute() {
+            continue;
+        }
+        if let Some(found) = path.ancestors().find(|a| a.ends_with(src)) {
+            let mut root = found.to_path_buf();
+            for _ in src.components() {
+                root.pop();
+            }
+            scrub.add(&root, "");
+        }
+    }
+    if let Some(home) = std::env::var_os("HOME").map(PathBuf::from).filter(|h| h.is_absolute()) {
+        scrub.add(&home, "~");
+    }
+    scrub
 }
 
 /// Check the version first: another mdBook's JSON would otherwise fail with a serde message

@@ -61,6 +61,7 @@ pub fn record_with(stem: &str, blocks: &[(&str, Status, &str)]) -> RunRecord {
         backend: "lab".into(),
         started_at: "2026-11-26T10:00:00Z".into(),
         duration_ms: 1500,
+        tutor_version: Some("0.1.0".into()),
         tutorials: vec![TutorialRecord {
             path: format!("tutorials/{stem}.md"),
             stem: stem.into(),

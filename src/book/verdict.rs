@@ -105,6 +105,17 @@ pub fn duration(ms: u64) -> String {
     }
 }
 
+/// An attribute's duration as written by people: `500 ms`, `60 s`, `5 min`, `90 s`.
+pub fn span(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        _ if !ms.is_multiple_of(1_000) => format!("{:.1} s", ms as f64 / 1000.0),
+        _ if ms <= 120_000 || !ms.is_multiple_of(60_000) => format!("{} s", ms / 1000),
+        _ if ms.is_multiple_of(3_600_000) => format!("{} h", ms / 3_600_000),
+        _ => format!("{} min", ms / 60_000),
+    }
+}
+
 /// The day of an RFC 3339 timestamp (`2026-11-26`); anything else is shown as given.
 pub fn date(started_at: &str) -> &str {
     let is_day =
@@ -148,6 +159,11 @@ mod tests {
         assert_eq!(duration(340), "340 ms");
         assert_eq!(duration(4_249), "4.2 s");
         assert_eq!(duration(125_000), "2 min 05 s");
+        assert_eq!(span(60_000), "60 s");
+        assert_eq!(span(300_000), "5 min");
+        assert_eq!(span(250), "250 ms");
+        assert_eq!(span(1_500), "1.5 s");
+        assert_eq!(span(7_200_000), "2 h");
         assert_eq!(date("2026-11-26T10:00:00Z"), "2026-11-26");
         assert_eq!(date("2026-11-26T10:00:00.5+01:00"), "2026-11-26");
         assert_eq!(date("yesterday"), "yesterday");

@@ -17,6 +17,16 @@ pub struct BookArgs {
     /// Open the book in a web browser once it is built.
     #[arg(long)]
     open: bool,
+    /// Serve the book over HTTP and rebuild it when a chapter, a snapshot or the run record
+    /// changes (`mdbook serve`); Ctrl-C stops it.
+    #[arg(long)]
+    serve: bool,
+    /// Port to serve on (with --serve).
+    #[arg(long, value_name = "PORT", default_value_t = 3000, requires = "serve")]
+    port: u16,
+    /// Address to serve on (with --serve).
+    #[arg(long, value_name = "HOST", default_value = "localhost", requires = "serve")]
+    hostname: String,
     /// Where to write the HTML (default: book.toml's `build.build-dir`, `book/`).
     #[arg(long, value_name = "DIR")]
     dest: Option<PathBuf>,
@@ -74,8 +84,14 @@ fn preprocess(args: PreprocessArgs) -> anyhow::Result<Exit> {
 fn build(args: BookArgs) -> anyhow::Result<Exit> {
     let mdbook = book::find_mdbook()?;
     let tutor = std::env::current_exe().context("finding the tutor executable")?;
-    let request = book::BuildRequest { root: args.root, dest: args.dest, open: args.open, record: args.record, tutor };
+    let serve = args.serve.then(|| book::Serve { hostname: args.hostname.clone(), port: args.port });
+    let serving = serve.clone();
+    let request =
+        book::BuildRequest { root: args.root, dest: args.dest, open: args.open, record: args.record, tutor, serve };
     let (mut cmd, dest) = book::build_command(&mdbook, &request)?;
+    if let Some(s) = &serving {
+        println!("serving the book on http://{}:{}/ (rebuilt on changes; Ctrl-C stops it)", s.hostname, s.port);
+    }
     let status = cmd.status().with_context(|| format!("running {}", mdbook.path.display()))?;
     if !status.success() {
         eprintln!("{} mdbook build failed ({status})", console::style("error:").red().bold());

@@ -2,6 +2,7 @@
 
 mod book;
 mod check;
+mod init;
 mod lab;
 mod lb;
 mod run;
@@ -76,6 +77,8 @@ enum Command {
     Lb(lb::LbArgs),
     /// Render the tutorials into an mdBook.
     Book(book::BookArgs),
+    /// Start a tutorial project: book.toml, tutorials/ with an example, a CI workflow.
+    Init(init::InitArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -113,6 +116,7 @@ pub fn main() -> ExitCode {
             Command::Lab(args) => lab::execute(args).await,
             Command::Lb(args) => lb::execute(args).await,
             Command::Book(args) => book::execute(args).await,
+            Command::Init(args) => init::execute(args).await,
         }
     });
     match result {

@@ -15,6 +15,9 @@ pub struct RunRecord {
     /// RFC 3339.
     pub started_at: String,
     pub duration_ms: u64,
+    /// The tutor that ran it (`CARGO_PKG_VERSION`); the book shows it with each chapter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tutor_version: Option<String>,
     pub tutorials: Vec<TutorialRecord>,
 }
 
@@ -98,6 +101,7 @@ pub fn from_results(
         backend: backend.to_string(),
         started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
         duration_ms: ms(took),
+        tutor_version: Some(env!("CARGO_PKG_VERSION").to_string()),
         tutorials: results
             .iter()
             .map(|t| TutorialRecord {
@@ -146,6 +150,7 @@ mod tests {
             backend: "host".into(),
             started_at: "2026-11-26T10:00:00Z".into(),
             duration_ms: 12,
+            tutor_version: Some("0.1.0".into()),
             tutorials: vec![TutorialRecord {
                 path: "t.md".into(),
                 stem: "t".into(),

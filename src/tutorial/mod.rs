@@ -10,6 +10,7 @@ mod parse;
 
 use std::path::Path;
 
+pub use console::parse as parse_console;
 pub use discover::discover;
 pub use error::TutorialError;
 pub use model::*;

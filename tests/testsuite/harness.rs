@@ -38,6 +38,8 @@ pub enum Need {
     TwoCpus,
     /// The upstream Kubernetes binaries `k8s/build.sh` builds (etcd, kube-apiserver, …, helm).
     K8s,
+    /// The `actionlint` binary (`.ci/install` builds it where Go is available).
+    Actionlint,
     /// No other test of this suite at the same time: the test compares the machine's state
     /// before and after, sweeps objects that other tests own (`tutor lab gc`), or adds and
     /// removes named network namespaces (`/run/netns`), which `ip` inside a lab walks to name a
@@ -48,7 +50,7 @@ pub enum Need {
 impl Need {
     /// Why this need is unmet here, if it is (evaluated once per process).
     fn unmet(self) -> Option<String> {
-        static CACHE: [OnceLock<Option<String>>; 9] = [const { OnceLock::new() }; 9];
+        static CACHE: [OnceLock<Option<String>>; 10] = [const { OnceLock::new() }; 10];
         CACHE[self as usize]
             .get_or_init(|| match self {
                 Need::Lab => crate::lab::support::skip_reason(),
@@ -67,6 +69,9 @@ impl Need {
                     check(&Binary::ALL).err().map(|e| format!("needs the Kubernetes binaries: {e}"))
                 }
                 Need::Alone => None,
+                Need::Actionlint => crate::project::workflows::actionlint()
+                    .is_none()
+                    .then(|| "needs actionlint (.ci/install builds it where Go is available)".to_string()),
             })
             .clone()
     }

@@ -10,6 +10,7 @@ mod cli;
 mod kind;
 mod lab;
 mod lb;
+mod project;
 mod runner;
 
 fn main() -> std::process::ExitCode {
@@ -17,7 +18,15 @@ fn main() -> std::process::ExitCode {
     // binary (read by `tutor::backend::lab`); set before any test thread starts.
     // SAFETY: no other thread exists yet.
     unsafe { std::env::set_var("TUTOR_BIN", env!("CARGO_BIN_EXE_tutor")) };
-    let areas =
-        [harness::tests(), book::tests(), cli::tests(), kind::tests(), lab::tests(), lb::tests(), runner::tests()];
+    let areas = [
+        harness::tests(),
+        book::tests(),
+        cli::tests(),
+        kind::tests(),
+        lab::tests(),
+        lb::tests(),
+        project::tests(),
+        runner::tests(),
+    ];
     harness::main(areas.into_iter().flatten().collect())
 }

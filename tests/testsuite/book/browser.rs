@@ -9,7 +9,8 @@ use std::process::Command;
 use crate::book::fixture::{Book, build};
 
 crate::tests![
-    chapter_renders_badges_outputs_and_a_collapsed_diff(Mdbook, Chromium),
+    chapter_renders_badges_labels_outputs_copy_and_a_failed_block(Mdbook, Chromium),
+    dark_themes_keep_labels_and_diffs_readable(Mdbook, Chromium),
     the_projects_book_index_loads(Mdbook, Chromium)
 ];
 
@@ -23,16 +24,72 @@ window.addEventListener('load', function () {
     // checkVisibility also sees content skipped by a closed <details> (content-visibility).
     return r.width > 0 && r.height > 0 && el.checkVisibility({ opacityProperty: true, visibilityProperty: true });
   }
+  // WCAG contrast ratio of two colours given as [r, g, b].
+  function rgba(c) {
+    var v = c.match(/[0-9.]+/g).map(Number);
+    return { rgb: v.slice(0, 3), a: v.length > 3 ? v[3] : 1 };
+  }
+  function lum(rgb) {
+    var v = rgb.map(function (x) {
+      x = x / 255; return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2];
+  }
+  function contrast(a, b) { var x = lum(a), y = lum(b); return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05); }
+  // The colour behind an element: its and its ancestors' backgrounds composited (translucent
+  // ones over what is below them), white at the bottom.
+  function background(el) {
+    var layers = [];
+    for (; el; el = el.parentElement) {
+      var bg = getComputedStyle(el).backgroundColor;
+      if (!bg || bg === 'transparent') continue;
+      var c = rgba(bg);
+      if (c.a === 0) continue;
+      layers.push(c);
+      if (c.a === 1) break;
+    }
+    var out = [255, 255, 255];
+    for (var i = layers.length - 1; i >= 0; i--) {
+      var l = layers[i];
+      out = out.map(function (x, k) { return l.rgb[k] * l.a + x * (1 - l.a); });
+    }
+    return out;
+  }
+  function readable(el) { return !!el && contrast(rgba(getComputedStyle(el).color).rgb, background(el)) >= 4.5; }
   var diff = document.querySelector('details.tutor-diff');
   var sh = document.querySelector('code.language-sh');
+  var labels = Array.prototype.filter.call(document.querySelectorAll('.tutor-label'), visible);
+  var failed = document.querySelector('.tutor-block[data-status="failed"]');
+  var del = document.querySelector('.tutor-diff-del'), add = document.querySelector('.tutor-diff-add');
+  // The copy button of the console block: what reaches the clipboard API when it is clicked.
+  var copied = null;
+  if (navigator.clipboard) {
+    navigator.clipboard.writeText = function (t) { copied = t; return Promise.resolve(); };
+  }
+  var pods = document.getElementById('tutor-cilium-pods');
+  var button = pods && pods.querySelector('.clip-button');
+  if (button) button.click();
   var report = {
+    theme: document.documentElement.className,
     chapterLine: visible(document.querySelector('.tutor-chapter .tutor-badge')),
+    runLine: (document.querySelector('.tutor-run') || {}).innerText || '',
     stepBadges: Array.prototype.filter.call(document.querySelectorAll('.tutor-step .tutor-badge'), visible).length,
     failedBadge: visible(document.querySelector('.tutor-badge.tutor-failed')),
     output: visible(document.querySelector('pre.tutor-output')),
     outputText: (document.querySelector('pre.tutor-output') || {}).innerText || '',
     diffSummary: !!diff && visible(diff.querySelector('summary')),
-    diffCollapsed: !!diff && !diff.open && !visible(diff.querySelector('pre')),
+    diffOpen: !!diff && diff.open && visible(diff.querySelector('pre')),
+    diffColours: !!del && !!add && getComputedStyle(del).color !== getComputedStyle(add).color
+      && getComputedStyle(del).color !== getComputedStyle(diff.querySelector('code')).color,
+    diffReadable: readable(del) && readable(add),
+    failedLabel: !!failed && visible(failed.querySelector('.tutor-failed-label'))
+      ? failed.querySelector('.tutor-failed-label').innerText : '',
+    failedLabelReadable: !!failed && readable(failed.querySelector('.tutor-failed-label')),
+    failedOutput: failed ? (failed.querySelector('pre.tutor-output') || {}).innerText || '' : '',
+    labels: labels.map(function (l) { return l.innerText; }),
+    labelsReadable: labels.length > 0 && labels.every(readable),
+    copyButton: !!button,
+    copied: copied,
     highlighted: !!sh && sh.classList.contains('hljs'),
     badgeColour: getComputedStyle(document.querySelector('.tutor-badge.tutor-passed')).backgroundColor
   };
@@ -117,7 +174,7 @@ fn report(dom: &str) -> serde_json::Value {
     serde_json::from_str(&json).unwrap()
 }
 
-fn chapter_renders_badges_outputs_and_a_collapsed_diff() {
+fn chapter_renders_badges_labels_outputs_copy_and_a_failed_block() {
     let book = Book::new(true);
     book.add("check.js", CHECK_JS);
     book.append_config("[output.html]\nadditional-js = [\"check.js\"]\n");
@@ -127,13 +184,29 @@ fn chapter_renders_badges_outputs_and_a_collapsed_diff() {
     let dom = dump_dom(profile.path(), &chapter);
     let r = report(&dom);
     assert_eq!(r["chapterLine"], true, "{r}");
+    assert!(r["runLine"].as_str().unwrap().starts_with("run on lab · 2026-11-26 09:41 UTC · took 2.4 s"), "{r}");
     assert_eq!(r["stepBadges"], 5, "{r}");
     assert_eq!(r["failedBadge"], true, "{r}");
     assert_eq!(r["output"], true, "{r}");
     assert!(r["outputText"].as_str().unwrap().contains("Creating cluster \"kind\""), "{r}");
+    // A failed block: its label, what it printed, and the diff open and coloured.
+    assert!(r["failedLabel"].as_str().unwrap().starts_with("✗ failed on 2026-11-26 (lab)"), "{r}");
+    assert!(r["failedOutput"].as_str().unwrap().contains(";; connection timed out"), "{r}");
+    assert!(!r["failedOutput"].as_str().unwrap().contains("Name:"), "not the stale expectation: {r}");
     assert_eq!(r["diffSummary"], true, "{r}");
-    let details = dom.find("<details").map(|i| &dom[i..(i + 600).min(dom.len())]).unwrap_or("");
-    assert_eq!(r["diffCollapsed"], true, "{r}\n{details}");
+    assert_eq!(r["diffOpen"], true, "{r}");
+    assert_eq!(r["diffColours"], true, "{r}");
+    assert_eq!(r["diffReadable"], true, "{r}");
+    assert_eq!(r["failedLabelReadable"], true, "{r}");
+    // Labels for the attributes that change a block's meaning.
+    let labels: Vec<&str> = r["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    for want in ["times out after 5 min", "retries up to 60 s", "runs on kind-worker", "kind only"] {
+        assert!(labels.contains(&want), "{want}: {r}");
+    }
+    assert_eq!(r["labelsReadable"], true, "{r}");
+    // The console block's copy button copies the command, no prompt, no output.
+    assert_eq!(r["copyButton"], true, "{r}");
+    assert_eq!(r["copied"], "kubectl -n kube-system get pods -l k8s-app=cilium", "{r}");
     assert_eq!(r["highlighted"], true, "mdBook's highlighting still applies: {r}");
     assert_eq!(r["badgeColour"], "rgb(26, 127, 55)", "the theme's style sheet applies: {r}");
     assert!(!dom.contains("LAB_ONLY_PLUMBING"));
@@ -145,6 +218,26 @@ fn chapter_renders_badges_outputs_and_a_collapsed_diff() {
     assert!(dom.contains("Tutorials, verified."), "{dom}");
     assert!(dom.contains("native-routing.html"), "the chapter is in the table of contents:\n{dom}");
     screenshot(profile.path(), &index, "index.png", "1280,720");
+}
+
+fn dark_themes_keep_labels_and_diffs_readable() {
+    for theme in ["coal", "navy", "ayu"] {
+        let book = Book::new(true);
+        book.add("check.js", CHECK_JS);
+        book.append_config(&format!(
+            "[output.html]\nadditional-js = [\"check.js\"]\ndefault-theme = \"{theme}\"\npreferred-dark-theme = \"{theme}\"\n"
+        ));
+        let out = build(&book, &[]);
+        let profile = tempfile::tempdir().unwrap();
+        let chapter = out.join("native-routing.html");
+        let r = report(&dump_dom(profile.path(), &chapter));
+        assert!(r["theme"].as_str().unwrap().split(' ').any(|c| c == theme), "{theme}: {r}");
+        assert_eq!(r["diffReadable"], true, "{theme}: {r}");
+        assert_eq!(r["labelsReadable"], true, "{theme}: {r}");
+        assert_eq!(r["failedLabelReadable"], true, "{theme}: {r}");
+        assert_eq!(r["diffColours"], true, "{theme}: {r}");
+        screenshot(profile.path(), &chapter, &format!("native-routing-{theme}.png"), "1280,2000");
+    }
 }
 
 fn the_projects_book_index_loads() {

@@ -110,7 +110,9 @@ impl Book {
 
     /// Add a file to the book (e.g. a script for the browser check).
     pub fn add(&self, rel: &str, text: &str) {
-        std::fs::write(self.root().join(rel), text).unwrap();
+        let p = self.root().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
     }
 
     pub fn append_config(&self, text: &str) {

@@ -11,6 +11,18 @@ fn summary_entries(summary: &str) -> Vec<(String, String)> {
     re.captures_iter(summary).map(|c| (c[1].to_string(), c[2].to_string())).collect()
 }
 
+/// Chapters below `dir` (sub-folders too: guide/, internals/), relative to `root`.
+fn markdown_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            markdown_files(root, &p, out);
+        } else if p.extension().is_some_and(|x| x == "md") && p.file_name().is_some_and(|n| n != "SUMMARY.md") {
+            out.push(p.strip_prefix(root).unwrap().display().to_string());
+        }
+    }
+}
+
 fn summary_and_tutorials_agree() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tutorials");
     let summary = std::fs::read_to_string(dir.join("SUMMARY.md")).unwrap();
@@ -23,11 +35,8 @@ fn summary_and_tutorials_agree() {
         );
     }
     let linked: Vec<&str> = entries.iter().map(|(_, l)| l.as_str()).collect();
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".md") && n != "SUMMARY.md")
-        .collect();
+    let mut files = Vec::new();
+    markdown_files(&dir, &dir, &mut files);
     files.sort();
     for file in files {
         assert!(
