@@ -18,7 +18,7 @@ pub const FACT_NAMES: &[&str] = &[
     "run_name",
     "nodes",
     "cluster",
-    // host backend: the running tutor executable
+    // the running tutor executable (a tutorial about tutor runs it even when it is not on PATH)
     "tutor",
     // kind / kube backends
     "cluster_alias",

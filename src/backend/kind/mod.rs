@@ -485,6 +485,7 @@ impl Backend for KindBackend {
             "run_name": run.run_name,
             "artifacts": self.artifacts_dir(run).display().to_string(),
             "nodes": nodes,
+            "tutor": crate::backend::lab::tutor_exe().display().to_string(),
         })
     }
 

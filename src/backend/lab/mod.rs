@@ -289,7 +289,8 @@ impl Backend for LabBackend {
                 (n.name.clone(), serde_json::json!({ "ip": n.ip.to_string(), "podCIDR": n.pod_cidr, "role": n.role }))
             })
             .collect();
-        serde_json::json!({ "backend": "lab", "lab": info.name, "cluster": info.cluster, "nodes": nodes })
+        let tutor = tutor_exe().display().to_string();
+        serde_json::json!({ "backend": "lab", "lab": info.name, "cluster": info.cluster, "nodes": nodes, "tutor": tutor })
     }
 
     async fn down(&mut self) -> Result<(), BackendError> {
