@@ -210,6 +210,9 @@ fn chapter_renders_badges_labels_outputs_copy_and_a_failed_block() {
     assert_eq!(r["highlighted"], true, "mdBook's highlighting still applies: {r}");
     assert_eq!(r["badgeColour"], "rgb(26, 127, 55)", "the theme's style sheet applies: {r}");
     assert!(!dom.contains("LAB_ONLY_PLUMBING"));
+    // No path of the machine that built the page, in what the browser shows.
+    let root = book.root().display().to_string();
+    assert!(!dom.contains(&root) && !dom.contains("/tmp/"), "an absolute path in the page:\n{dom}");
     let png = screenshot(profile.path(), &chapter, "native-routing.png", "1280,2000");
     eprintln!("screenshot: {}", png.display());
 
