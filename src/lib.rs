@@ -9,6 +9,7 @@ pub mod book;
 pub mod cli;
 pub mod lb;
 pub mod report;
+pub mod review;
 pub mod runner;
 pub mod snapshot;
 pub mod template;

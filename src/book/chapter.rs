@@ -365,8 +365,13 @@ impl<'a> Page<'a> {
             .unwrap_or("?")
     }
 
+    /// When this chapter's own run started (the record keeps each tutorial's latest run).
+    fn started_at(&self) -> Option<&str> {
+        self.run.and_then(|r| r.tutorial.started_at.as_deref()).or(self.index.map(|i| i.record.started_at.as_str()))
+    }
+
     fn date(&self) -> Option<&str> {
-        self.index.map(|i| verdict::date(&i.record.started_at))
+        self.started_at().map(verdict::date)
     }
 
     /// Duration of the recorded step, backend and date of the run that verified it.
@@ -392,7 +397,8 @@ impl<'a> Page<'a> {
             return (Verdict::NotRun, format!("{why}: outputs shown are the recorded expectations"), None);
         };
         let backend = self.backend();
-        let date = verdict::date(&index.record.started_at);
+        let started_at = self.started_at().unwrap_or(&index.record.started_at);
+        let date = verdict::date(started_at);
         let skipped = if t.skipped > 0 { format!(" ({} skipped on {backend})", t.skipped) } else { String::new() };
         let (passed, ran) = (t.passed, t.ran());
         let (verdict, text) = match (t.verdict(), &run.tutorial.error) {
@@ -416,9 +422,13 @@ impl<'a> Page<'a> {
                 ),
             ),
         };
+        let text = match &run.tutorial.partial {
+            Some(which) => format!("{text} (partial run: {which})"),
+            None => text,
+        };
         let title = format!(
             "run started {} on {backend}, took {}; record: {}",
-            index.record.started_at,
+            started_at,
             verdict::duration(run.tutorial.duration_ms),
             self.record_name()
         );

@@ -55,9 +55,12 @@ pub fn record_with(stem: &str, blocks: &[(&str, Status, &str)]) -> RunRecord {
             output: output.to_string(),
             diff: None,
             reason: None,
+            tries: 1,
         })
         .collect();
     RunRecord {
+        version: crate::report::record::VERSION,
+        partial: Vec::new(),
         backend: "lab".into(),
         started_at: "2026-11-26T10:00:00Z".into(),
         duration_ms: 1500,
@@ -67,10 +70,12 @@ pub fn record_with(stem: &str, blocks: &[(&str, Status, &str)]) -> RunRecord {
             stem: stem.into(),
             title: None,
             backend: Some("lab".into()),
+            started_at: None,
+            partial: None,
             status: Status::Passed,
             duration_ms: 1300,
             error: None,
-            steps: vec![StepRecord { number: 1, title: "All".into(), duration_ms: 1200, blocks }],
+            steps: vec![StepRecord { number: 1, title: "All".into(), duration_ms: 1200, setup: false, blocks }],
         }],
     }
 }

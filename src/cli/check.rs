@@ -22,17 +22,22 @@ pub struct CheckArgs {
 
 pub async fn execute(args: CheckArgs) -> anyhow::Result<Exit> {
     let (tutorials, mut problems) = load(&args.paths);
+    let mut warnings = Vec::new();
     let mut blocks = 0;
     for t in &tutorials {
         blocks += t.steps.iter().map(|s| s.blocks.len()).sum::<usize>();
         let lint = preflight::lint(t, &Templates::new(&t.front), args.snapshots.as_deref());
         problems.extend(lint.errors);
+        warnings.extend(lint.warnings);
         problems.extend(lint.missing);
         problems.extend(
             lint.orphans.iter().map(|p| {
                 format!("{}: orphan snapshot: no `sh` block of {} has this id", p.display(), t.path.display())
             }),
         );
+    }
+    for w in &warnings {
+        eprintln!("{} {w}", style("warning:").yellow().bold());
     }
     for p in &problems {
         eprintln!("{} {p}", style("error:").red().bold());

@@ -5,6 +5,7 @@ mod check;
 mod init;
 mod lab;
 mod lb;
+mod review;
 mod run;
 
 use std::process::ExitCode;
@@ -71,6 +72,8 @@ enum Command {
     Run(run::RunArgs),
     /// Parse and lint tutorials without executing anything.
     Check(check::CheckArgs),
+    /// Accept or reject the pending changes that mismatching runs recorded.
+    Review(review::ReviewArgs),
     /// Keep a lab up to explore by hand.
     Lab(lab::LabArgs),
     /// The bundled XDP L4 load balancer on a real interface.
@@ -113,6 +116,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run::execute(args).await,
             Command::Check(args) => check::execute(args).await,
+            Command::Review(args) => review::execute(args).await,
             Command::Lab(args) => lab::execute(args).await,
             Command::Lb(args) => lb::execute(args).await,
             Command::Book(args) => book::execute(args).await,

@@ -36,6 +36,13 @@ pub struct RunArgs {
     /// Record this run's outputs as the expectations (.snap files, console blocks in place).
     #[arg(long)]
     update: bool,
+    /// Record mismatching blocks' new output as pending changes for `tutor review` even with
+    /// `CI` set (they are recorded by default elsewhere).
+    #[arg(long)]
+    pending: bool,
+    /// Never record pending changes.
+    #[arg(long, conflicts_with = "pending", env = "TUTOR_NO_PENDING")]
+    no_pending: bool,
     /// Run only step N.
     #[arg(long, value_name = "N", conflicts_with_all = ["from", "to"])]
     step: Option<usize>,
@@ -75,6 +82,19 @@ fn print_errors(errors: &[String]) {
     for e in errors {
         eprintln!("{} {e}", style("error:").red().bold());
     }
+}
+
+/// Input errors: on stderr, and under `--format json` also as `error` records on stdout, with a
+/// closing `summary` record, so that a machine reading stdout learns why nothing ran.
+fn input_errors(format: Format, errors: &[String]) -> Exit {
+    print_errors(errors);
+    if format == Format::Json {
+        for e in errors {
+            json::print(&json::ErrorLine::new(e));
+        }
+        json::print(&json::SummaryLine::new(&[], std::time::Duration::ZERO, "usage"));
+    }
+    Exit::Usage
 }
 
 /// Discover and parse every tutorial: those that parse, and every error at once.
@@ -126,19 +146,18 @@ fn backend_label(flag: Option<BackendKind>, results: &[TutorialResult]) -> Strin
 pub async fn execute(args: RunArgs) -> anyhow::Result<Exit> {
     let (tutorials, errors) = load(&args.paths);
     if !errors.is_empty() {
-        print_errors(&errors);
-        return Ok(Exit::Usage);
+        return Ok(input_errors(args.format, &errors));
     }
     // Markdown without a single command block (a folder's README) is not a tutorial to run.
     let tutorials: Vec<Tutorial> =
         tutorials.into_iter().filter(|t| t.steps.iter().flat_map(|s| &s.blocks).any(|b| b.is_command())).collect();
     if tutorials.is_empty() {
-        print_errors(&["no tutorial with a command block to run".to_string()]);
-        return Ok(Exit::Usage);
+        return Ok(input_errors(args.format, &["no tutorial with a command block to run".to_string()]));
     }
     let steps = match args.step {
-        Some(n) => StepRange { from: Some(n), to: Some(n) },
-        None => StepRange { from: args.from, to: args.to },
+        // On a fresh environment the earlier steps run first, as set-up.
+        Some(n) => StepRange { from: Some(n), to: Some(n), setup: true },
+        None => StepRange { from: args.from, to: args.to, setup: false },
     };
     let mut prepared = Vec::new();
     let mut errors = Vec::new();
@@ -149,8 +168,7 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<Exit> {
         }
     }
     if !errors.is_empty() {
-        print_errors(&errors);
-        return Ok(Exit::Usage);
+        return Ok(input_errors(args.format, &errors));
     }
 
     let cancel = Cancel::default();
@@ -162,6 +180,7 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<Exit> {
     };
     let opts = RunOptions {
         update: args.update,
+        pending: !args.no_pending && (args.pending || std::env::var_os("CI").is_none()),
         keep_going: args.keep_going,
         no_retry: args.no_retry,
         keep: args.keep,
@@ -182,7 +201,7 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<Exit> {
     }
     let rec = record::from_results(&results, &backend_label(args.backend, &results), started_at, took);
     let mut write_errors = Vec::new();
-    if let Err(e) = rec.write(&args.record) {
+    if let Err(e) = record::merge_into(&args.record, rec) {
         write_errors.push(e.to_string());
     }
     if let Some(path) = &args.junit
@@ -204,6 +223,24 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<Exit> {
         }
         lines.extend(updated.iter().map(|p| format!("updated {}", p.display())));
     }
+    let failures = json::failures(&results);
+    if !failures.is_empty() {
+        lines.push(String::new());
+        lines.push("failures:".to_string());
+        for f in &failures {
+            lines.push(match f.line {
+                0 => format!("    {} — {}", f.tutorial, f.reason),
+                n => format!("    {}:{n} {} — {}", f.tutorial, f.id, f.reason),
+            });
+        }
+        lines.push(String::new());
+    }
+    let pending = results.iter().map(|r| r.pending.len()).sum::<usize>();
+    if pending > 0 {
+        lines.push(format!(
+            "{pending} pending change(s): `tutor review` to see and accept or reject them (`--accept`/`--reject` for all)"
+        ));
+    }
     if exit == Exit::Interrupted {
         lines.push(format!("{}", style("interrupted").red().bold()));
     }
@@ -214,6 +251,15 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<Exit> {
             // stdout carries only JSON records.
             Format::Json => eprintln!("{line}"),
         }
+    }
+    if args.format == Format::Json {
+        let outcome = match exit {
+            Exit::Pass => "pass",
+            Exit::Fail => "fail",
+            Exit::Usage => "usage",
+            Exit::Interrupted => "interrupted",
+        };
+        json::print(&json::SummaryLine::new(&results, took, outcome));
     }
     Ok(exit)
 }

@@ -5,6 +5,7 @@ use console::Style;
 use similar::{ChangeTag, TextDiff};
 
 use crate::runner::Mismatch;
+use crate::runner::outcome::file_line;
 
 /// Lines of context around each change.
 const CONTEXT: usize = 3;
@@ -31,12 +32,19 @@ pub fn unified(m: &Mismatch, colour: bool) -> String {
         let (first, last) = (&group[0], &group[group.len() - 1]);
         let old = first.old_range().start..last.old_range().end;
         let new = first.new_range().start..last.new_range().end;
-        let hunk = format!("@@ -{},{} +{},{} @@", old.start + 1, old.len(), new.start + 1, new.len());
+        let (old_at, new_at) = (file_line(&m.expected_lines, old.start), file_line(&m.actual_lines, new.start));
+        let hunk = format!("@@ -{old_at},{} +{new_at},{} @@", old.len(), new.len());
         out.push_str(&format!("{}\n", head.apply_to(hunk)));
         for op in &group {
             for change in diff.iter_changes(op) {
-                let num = |i: Option<usize>| i.map(|i| format!("{:>4}", i + 1)).unwrap_or_else(|| "    ".into());
-                let gutter = format!("{} {} │", num(change.old_index()), num(change.new_index()));
+                let num = |i: Option<usize>, lines: &[usize]| {
+                    i.map(|i| format!("{:>4}", file_line(lines, i))).unwrap_or_else(|| "    ".into())
+                };
+                let gutter = format!(
+                    "{} {} │",
+                    num(change.old_index(), &m.expected_lines),
+                    num(change.new_index(), &m.actual_lines)
+                );
                 let text = change.value().trim_end_matches('\n');
                 let line = match change.tag() {
                     ChangeTag::Delete => format!("{}{}", dim.apply_to(gutter), del.apply_to(format!("-{text}"))),
@@ -56,7 +64,26 @@ mod tests {
     use super::*;
 
     fn m(expected: &str, actual: &str) -> Mismatch {
-        Mismatch { source: "t.md:4".into(), expected: expected.into(), actual: actual.into() }
+        Mismatch {
+            source: "t.md:4".into(),
+            expected: expected.into(),
+            actual: actual.into(),
+            expected_lines: Vec::new(),
+            actual_lines: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn numbers_are_file_lines() {
+        let mut mm = m("$ a\nx\n$ b\ny", "$ a\nx\n$ b\nz");
+        // The second command sits after a blank line in the file.
+        mm.expected_lines = vec![10, 11, 13, 14];
+        mm.actual_lines = vec![10, 11, 13, 14];
+        let d = unified(&mm, false);
+        assert!(d.contains("@@ -10,4 +10,4 @@"), "{d}");
+        assert!(d.contains("  14      │-y\n"), "{d}");
+        assert!(d.contains("       14 │+z\n"), "{d}");
+        assert_eq!(file_line(&[10, 11], 3), 13, "past the end counts on");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `--junit PATH`: a testsuite per tutorial, a testcase per block; failures carry the diff.
-//! GitHub Actions and GitLab both read this format.
+//! `--junit PATH`: a testsuite per tutorial, a testcase per block (`classname` = the tutorial,
+//! `name` = the block id, `file`/`line` attributes, the block's output as `system-out`);
+//! failures carry the diff. GitHub Actions and GitLab both read this format.
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
@@ -29,9 +30,17 @@ pub fn report(results: &[TutorialResult]) -> Report {
                 } else if matches!(b.status, Status::Failed | Status::Error) && !b.output.is_empty() {
                     status.set_description(b.output.as_str());
                 }
-                let mut case = TestCase::new(format!("{}. {} › {}", step.number, step.title, b.id), status);
-                case.set_classname(format!("{}:{}", t.stem, b.line));
+                let mut case = TestCase::new(b.id.as_str(), status);
+                case.set_classname(t.path.display().to_string());
                 case.set_time(b.duration);
+                case.extra.insert("file".into(), t.path.display().to_string().into());
+                case.extra.insert("line".into(), b.line.to_string().into());
+                if step.setup {
+                    case.add_property(quick_junit::Property::new("setup", format!("step {}", step.number)));
+                }
+                if !b.output.is_empty() {
+                    case.set_system_out(b.output.as_str());
+                }
                 suite.add_test_case(case);
             }
         }
@@ -39,7 +48,8 @@ pub fn report(results: &[TutorialResult]) -> Report {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
             status.set_message(t.errors.join("; "));
             let mut case = TestCase::new("set-up and teardown", status);
-            case.set_classname(t.stem.clone());
+            case.set_classname(t.path.display().to_string());
+            case.extra.insert("file".into(), t.path.display().to_string().into());
             suite.add_test_case(case);
         }
         report.add_test_suite(suite);

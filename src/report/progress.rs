@@ -128,6 +128,28 @@ impl Reporter for Human {
                 self.print(tutorial, &block_lines(result, console::colors_enabled()));
             }
             Event::StepFinished { .. } => {}
+            Event::SetupFinished { tutorial, steps } => {
+                let (Some(first), Some(last)) = (steps.first(), steps.last()) else { return };
+                let which = if first.number == last.number {
+                    format!("step {}", first.number)
+                } else {
+                    format!("steps {}-{}", first.number, last.number)
+                };
+                let blocks: Vec<&BlockResult> = steps.iter().flat_map(|s| &s.blocks).collect();
+                let failed: Vec<&&BlockResult> =
+                    blocks.iter().filter(|b| matches!(b.status, Status::Failed | Status::Error)).collect();
+                let took = summary::duration(steps.iter().map(|s| s.duration).sum());
+                let text = if failed.is_empty() {
+                    let ran = blocks.iter().filter(|b| b.status == Status::Passed).count();
+                    format!("  {}", style(format!("set-up: {which} ran first ({ran} block(s) in {took})")).dim())
+                } else {
+                    format!("  {}", style(format!("set-up: {which} failed")).red().bold())
+                };
+                self.print(tutorial, &text);
+                for b in failed {
+                    self.print(tutorial, &block_lines(b, console::colors_enabled()));
+                }
+            }
             Event::TutorialFinished { tutorial, result } => {
                 self.stop_spinner(tutorial);
                 for e in &result.errors {
@@ -178,7 +200,13 @@ mod tests {
         console::set_colors_enabled(false);
         let mut b = block(Status::Failed);
         b.reason = Some("output does not match".into());
-        b.mismatch = Some(Mismatch { source: "t.md:8".into(), expected: "a".into(), actual: "b".into() });
+        b.mismatch = Some(Mismatch {
+            source: "t.md:8".into(),
+            expected: "a".into(),
+            actual: "b".into(),
+            expected_lines: vec![8],
+            actual_lines: vec![8],
+        });
         let text = block_lines(&b, false);
         assert!(text.starts_with("    ✗ b1  output does not match  (line 7, on host)\n"), "{text}");
         assert!(text.contains("      --- expected (t.md:8)\n"), "{text}");

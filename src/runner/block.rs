@@ -33,6 +33,8 @@ pub struct Env<'a> {
     pub update: bool,
     /// `--no-retry`: every block runs once, `retry=` or not.
     pub no_retry: bool,
+    /// Record a mismatching block's new expectation as a pending change for `tutor review`.
+    pub pending: bool,
     pub cancel: &'a Cancel,
     pub reporter: &'a dyn Reporter,
 }
@@ -52,6 +54,8 @@ pub struct Session {
     /// Values captured with `[..NAME..]` so far, and where each was captured (`file:line`).
     pub captures: Captures,
     pub capture_sites: BTreeMap<String, String>,
+    /// Pending changes written for `tutor review`.
+    pub pending: Vec<PathBuf>,
 }
 
 impl Session {
@@ -65,6 +69,7 @@ impl Session {
             kernels: HashMap::new(),
             captures: Captures::new(),
             capture_sites: BTreeMap::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -391,16 +396,33 @@ pub async fn run(env: &Env<'_>, session: &mut Session, block: &Block) -> BlockRe
 
 fn mismatch(env: &Env<'_>, block: &Block, work: &Work<'_>, attempt: &Attempt) -> Option<Mismatch> {
     let actual = attempt.normalized.clone()?;
-    let (source, expected) = match work {
-        Work::Shell { expected, .. } => (
-            snapshot::snapshot_path(&env.plan.snapshot_dir, &block.id).display().to_string(),
-            expected.as_ref()?.0.clone(),
-        ),
-        Work::Console { expected, .. } => {
-            (format!("{}:{}", env.plan.tutorial.path.display(), block.body_line), expected.0.clone())
+    let (source, expected, expected_lines, actual_lines) = match work {
+        Work::Shell { expected, .. } => {
+            let first = env.plan.snapshots.get(&block.id).map(snapshot::body_line).unwrap_or(1);
+            let exp = expected.as_ref()?.0.trim_end_matches('\n');
+            (
+                snapshot::snapshot_path(&env.plan.snapshot_dir, &block.id).display().to_string(),
+                exp.to_string(),
+                (first..first + exp.lines().count()).collect(),
+                (first..first + actual.lines().count()).collect(),
+            )
+        }
+        Work::Console { commands, expected, .. } => {
+            let mut lines = transcript::expected_lines(commands);
+            let exp = expected.0.trim_end_matches('\n');
+            if lines.len() != exp.lines().count() {
+                // A template value spanning lines: number from the block's first line.
+                lines = (block.body_line..block.body_line + exp.lines().count()).collect();
+            }
+            (
+                format!("{}:{}", env.plan.tutorial.path.display(), block.body_line),
+                exp.to_string(),
+                lines,
+                transcript::relayout_lines(commands, &actual),
+            )
         }
     };
-    Some(Mismatch { source, expected: expected.trim_end_matches('\n').to_string(), actual })
+    Some(Mismatch { source, expected, actual, expected_lines, actual_lines })
 }
 
 fn verdict(
@@ -418,6 +440,10 @@ fn verdict(
         res.reason = Some(reason.clone());
     } else if attempt.matched == Some(true) {
         res.mismatch = None;
+        if env.pending {
+            // A block that matches again has nothing pending (insta drops its `.snap.new`).
+            crate::review::clear(&env.plan.snapshot_dir, &block.id);
+        }
     } else if env.update {
         res.mismatch = None;
         match record(env, session, block, work, &attempt) {
@@ -428,15 +454,38 @@ fn verdict(
                 res.reason = Some(e);
             }
         }
-    } else if attempt.matched.is_none() {
-        res.status = Status::Failed;
-        res.reason = Some("no snapshot (run with --update)".into());
     } else {
         res.status = Status::Failed;
-        res.reason = Some("output does not match".into());
+        let what = if attempt.matched.is_none() { "no snapshot" } else { "output does not match" };
+        res.reason = Some(match env.pending.then(|| pend(env, session, block, work, &attempt)) {
+            Some(Ok(())) => format!("{what} (new output pending: `tutor review`)"),
+            Some(Err(e)) => format!("{what} (cannot record the pending change: {e})"),
+            None if attempt.matched.is_none() => format!("{what} (run with --update)"),
+            None => what.to_string(),
+        });
     }
     res.output = attempt.output;
     res
+}
+
+/// What accepting this run's output would make the expectation.
+enum Proposal {
+    Snapshot(Snapshot),
+    Console(String),
+}
+
+/// Review mode: record the block's new expectation beside the old one.
+fn pend(env: &Env<'_>, session: &mut Session, block: &Block, work: &Work<'_>, attempt: &Attempt) -> Result<(), String> {
+    let dir = &env.plan.snapshot_dir;
+    let path = match proposal(env, block, work, attempt) {
+        Proposal::Snapshot(snap) => crate::review::write_snapshot(dir, &snap),
+        Proposal::Console(body) => {
+            crate::review::write_console(dir, &env.plan.tutorial, &block.id, block.body_line, &block.body, &body)
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    session.pending.push(path);
+    Ok(())
 }
 
 /// Update mode: make what the block printed its new expectation. Returns whether it changed.
@@ -447,36 +496,60 @@ fn record(
     work: &Work<'_>,
     attempt: &Attempt,
 ) -> Result<bool, String> {
-    let recorded = attempt.normalized.as_deref().unwrap_or(&attempt.output);
-    match work {
-        Work::Shell { expected, .. } => {
-            let text = match expected {
-                Some((rendered, raw)) => update::restore_templates(raw, rendered, recorded),
-                None => recorded.to_string(),
-            };
-            let t = &env.plan.tutorial;
-            let snap = Snapshot {
-                tutorial: t.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-                id: block.id.clone(),
-                command: block.body.trim_end_matches('\n').to_string(),
-                body: update::as_body(&text),
-            };
+    match proposal(env, block, work, attempt) {
+        Proposal::Snapshot(snap) => {
             let path = snapshot::snapshot_path(&env.plan.snapshot_dir, &block.id);
             let changed = snapshot::write(&path, &snap).map_err(|e| e.to_string())?;
             if changed {
                 session.updated.push(path);
             }
+            crate::review::clear(&env.plan.snapshot_dir, &block.id);
             Ok(changed)
         }
-        Work::Console { commands, expected: (rendered, raw), .. } => {
-            let text = update::restore_templates(raw, rendered, recorded);
-            let body = transcript::relayout(commands, &update::as_body(&text));
+        Proposal::Console(body) => {
             let changed = body != block.body;
             if changed {
                 let body = update::in_container(&env.plan.tutorial.source, &block.body_span, &body);
                 session.edits.push((block.body_span.clone(), body));
             }
+            crate::review::clear(&env.plan.snapshot_dir, &block.id);
             Ok(changed)
+        }
+    }
+}
+
+/// The new expectation from what the block printed: the matcher's normalised output (patterns
+/// that still match kept), lines of the old expectation back as their template source, every
+/// other line escaped so that it reads back as itself: control bytes as ` (esc)`,
+/// `$`/`...`/suffix-like lines escaped by the matcher, a console `[N]` line marked plain (it
+/// would read as an exit status), template syntax wrapped in `{% raw %}`.
+fn proposal(env: &Env<'_>, block: &Block, work: &Work<'_>, attempt: &Attempt) -> Proposal {
+    let recorded = attempt.normalized.as_deref().unwrap_or(&attempt.output);
+    let console = matches!(work, Work::Console { .. });
+    let escape = |line: &str| {
+        let mut line = env.plan.matcher.expectation_line(line, console);
+        if console && crate::tutorial::exit_line(&line).is_some() {
+            line.push_str(" (eq)");
+        }
+        env.plan.templates.escape(&line)
+    };
+    match work {
+        Work::Shell { expected, .. } => {
+            let text = match expected {
+                Some((rendered, raw)) => update::restore_templates(raw, rendered, recorded, escape),
+                None => update::restore_templates("", "", recorded, escape),
+            };
+            let t = &env.plan.tutorial;
+            Proposal::Snapshot(Snapshot {
+                tutorial: t.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                id: block.id.clone(),
+                command: block.body.trim_end_matches('\n').to_string(),
+                body: update::as_body(&text),
+            })
+        }
+        Work::Console { commands, expected: (rendered, raw), .. } => {
+            let text = update::restore_templates(raw, rendered, recorded, escape);
+            Proposal::Console(transcript::relayout(commands, &update::as_body(&text)))
         }
     }
 }

@@ -34,6 +34,11 @@ pub enum Event<'a> {
         tutorial: &'a Tutorial,
         result: &'a StepResult,
     },
+    /// The steps run silently before the selected ones (`--step N` on a fresh environment).
+    SetupFinished {
+        tutorial: &'a Tutorial,
+        steps: &'a [StepResult],
+    },
     TutorialFinished {
         tutorial: &'a Tutorial,
         result: &'a TutorialResult,

@@ -50,10 +50,12 @@ pub async fn run(
         duration: Default::default(),
         steps: Vec::new(),
         updated: Vec::new(),
+        pending: Vec::new(),
         errors: Vec::new(),
         usage_error: false,
         interrupted: false,
         kept_workdir: None,
+        partial: plan.partial(),
     };
     let (dir, tmp) = match workdir(&opts, &t.stem, several) {
         Ok(w) => w,
@@ -104,6 +106,7 @@ pub async fn run(
                 Ok(out) => {
                     result.steps = out.steps;
                     result.updated = out.updated;
+                    result.pending = out.pending;
                     result.errors.extend(out.errors);
                 }
                 Err(e) => result.errors.push(format!("internal error while running the steps: {e}")),

@@ -30,6 +30,7 @@ pub use cancel::Cancel;
 pub use events::{Event, Reporter, Silent};
 pub use outcome::{BlockResult, Counts, Mismatch, Status, StepResult, TutorialResult};
 pub use preflight::{Prepared, StepRange, prepare};
+pub use update::{apply as update_apply, in_container};
 
 /// Options that apply while running (those that shape the plan go to [`prepare`]).
 #[derive(Debug, Clone, Default)]
@@ -38,6 +39,8 @@ pub struct RunOptions {
     pub update: bool,
     /// `--no-retry`: run every block once, even with `retry=` (exposes flaky blocks).
     pub no_retry: bool,
+    /// Record mismatching blocks' new output as pending changes for `tutor review`.
+    pub pending: bool,
     /// `--keep-going`: run the rest of a tutorial after a failing block.
     pub keep_going: bool,
     /// `--keep`: leave the environment and the work directory in place.
@@ -78,10 +81,12 @@ pub async fn run_all(
             duration: Default::default(),
             steps: Vec::new(),
             updated: Vec::new(),
+            pending: Vec::new(),
             errors: vec![format!("internal error: {e}")],
             usage_error: false,
             interrupted: false,
             kept_workdir: None,
+            partial: None,
         }));
     }
     results

@@ -43,6 +43,19 @@ pub struct Mismatch {
     pub source: String,
     pub expected: String,
     pub actual: String,
+    /// File line (in the tutorial or the `.snap` file) of each line of `expected`; reports
+    /// number diff lines with these. Lines past the end count on from the last one.
+    pub expected_lines: Vec<usize>,
+    /// Where each line of `actual` would land in the file if it were accepted.
+    pub actual_lines: Vec<usize>,
+}
+
+/// The file line of line `i` (0-based) of a text whose lines are at `lines`.
+pub fn file_line(lines: &[usize], i: usize) -> usize {
+    match lines.last() {
+        None => i + 1,
+        Some(&last) => lines.get(i).copied().unwrap_or(last + i + 1 - lines.len()),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +95,8 @@ pub struct StepResult {
     pub title: String,
     pub line: usize,
     pub duration: Duration,
+    /// Ran only to set up the selected step (`--step N` on a fresh environment).
+    pub setup: bool,
     pub blocks: Vec<BlockResult>,
 }
 
@@ -95,6 +110,8 @@ pub struct TutorialResult {
     pub steps: Vec<StepResult>,
     /// Snapshot and Markdown files that update mode changed.
     pub updated: Vec<PathBuf>,
+    /// Pending changes this run recorded for `tutor review`.
+    pub pending: Vec<PathBuf>,
     /// Problems outside any block (backend up/down, work directory, internal errors).
     pub errors: Vec<String>,
     /// A backend error that means the set-up or input is wrong (exit 2 rather than 1).
@@ -102,6 +119,8 @@ pub struct TutorialResult {
     pub interrupted: bool,
     /// `--keep`: where the work directory was left.
     pub kept_workdir: Option<PathBuf>,
+    /// `None` when every step was selected; else which ones ran (`step 3`, `steps 2-4`).
+    pub partial: Option<String>,
 }
 
 impl TutorialResult {
@@ -136,7 +155,11 @@ pub struct Counts {
 impl Counts {
     pub fn of(results: &[TutorialResult]) -> Counts {
         let mut c = Counts::default();
-        for b in results.iter().flat_map(|t| t.blocks()) {
+        // Set-up steps count only when they fail: they are not what the user asked to run.
+        let blocks = results.iter().flat_map(|t| t.steps.iter()).flat_map(|s| {
+            s.blocks.iter().filter(move |b| !s.setup || matches!(b.status, Status::Failed | Status::Error))
+        });
+        for b in blocks {
             match b.status {
                 Status::Passed => c.passed += 1,
                 Status::Failed => c.failed += 1,

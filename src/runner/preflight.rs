@@ -16,6 +16,8 @@ use crate::tutorial::{Block, BlockKind, Tutorial};
 pub struct StepRange {
     pub from: Option<usize>,
     pub to: Option<usize>,
+    /// Run the steps before `from` first, as set-up (`--step N` on a fresh environment).
+    pub setup: bool,
 }
 
 impl StepRange {
@@ -50,6 +52,30 @@ pub struct Plan {
     /// Snapshots that exist, by block id. A `sh` block without one fails at run time.
     pub snapshots: HashMap<String, Snapshot>,
     pub steps: RangeInclusive<usize>,
+    /// Steps run first, silently, to set up `steps` (empty unless asked for).
+    pub setup: RangeInclusive<usize>,
+}
+
+impl Plan {
+    /// `None` when the plan runs every step; else which steps it runs, for the run record.
+    pub fn partial(&self) -> Option<String> {
+        let last = self.tutorial.steps.len();
+        let (from, to) = (*self.steps.start(), *self.steps.end());
+        if from <= 1 && to >= last {
+            return None;
+        }
+        let what = if from == to { format!("step {from}") } else { format!("steps {from}-{to}") };
+        Some(match (*self.setup.start(), *self.setup.end()) {
+            (a, b) if a > b => what,
+            (a, b) if a == b => format!("{what}, step {a} as set-up"),
+            (a, b) => format!("{what}, steps {a}-{b} as set-up"),
+        })
+    }
+
+    /// Whether step `n` runs, as selected or as set-up.
+    pub fn runs_step(&self, n: usize) -> bool {
+        self.steps.contains(&n) || self.setup.contains(&n)
+    }
 }
 
 pub struct Prepared {
@@ -71,6 +97,8 @@ pub struct Lint {
     pub missing: Vec<String>,
     /// `.snap` files no block uses.
     pub orphans: Vec<PathBuf>,
+    /// Not errors, but worth a look (`tutor check` prints them): ambiguous templates.
+    pub warnings: Vec<String>,
     pub snapshots: HashMap<String, Snapshot>,
     pub matcher: Option<Matcher>,
     pub snapshot_dir: PathBuf,
@@ -131,9 +159,18 @@ pub fn lint(t: &Tutorial, templates: &Templates, snapshots_dir: Option<&Path>) -
         }
     }
     let names: Vec<&str> = FACT_NAMES.iter().copied().chain(captured.iter().map(String::as_str)).collect();
+    let mut warnings = Vec::new();
     let mut check = |text: &str, file: &Path, line: usize| {
         if let Err(e) = templates.check(text, &names, file, line) {
             template_errors.push(e.to_string());
+        }
+        for (offset, expr) in templates.ambiguous(text, FACT_NAMES) {
+            warnings.push(format!(
+                "{}:{}: `{expr}` starts with a name tutor knows, so tutor substitutes it; if it is a Go \
+                 template, wrap it in {{% raw %}}…{{% endraw %}} or rename the var",
+                file.display(),
+                line + offset
+            ));
         }
     };
     // Invalid ` (re)` lines in expected output.
@@ -184,6 +221,7 @@ pub fn lint(t: &Tutorial, templates: &Templates, snapshots_dir: Option<&Path>) -
     }
     lint.errors.extend(order_errors);
     lint.errors.extend(template_errors);
+    lint.warnings.extend(warnings);
     lint.errors.extend(regex_errors);
     if let Ok(entries) = std::fs::read_dir(&lint.snapshot_dir) {
         let mut orphans: Vec<PathBuf> = entries
@@ -213,18 +251,23 @@ pub fn prepare(
     t: Tutorial,
     flag: Option<BackendKind>,
     context: Option<&str>,
-    steps: StepRange,
+    steps_range: StepRange,
     snapshots_dir: Option<&Path>,
 ) -> Result<Prepared, Vec<String>> {
     let templates = Templates::new(&t.front);
     let lint = lint(&t, &templates, snapshots_dir);
     let mut errors = lint.errors;
-    let range = steps.resolve(&t).map_err(|e| format!("{}: {e}", t.path.display()));
+    let range = steps_range.resolve(&t).map_err(|e| format!("{}: {e}", t.path.display()));
     let kind = backend_kind(&t, flag);
     let backend = backend::create(kind, context).map_err(|e| format!("{}: {e}", t.path.display()));
     match (range, backend, lint.matcher) {
         (Ok(steps), Ok(backend), Some(matcher)) if errors.is_empty() => Ok(Prepared {
             plan: Plan {
+                setup: if steps_range.setup {
+                    RangeInclusive::new(1, steps.start().saturating_sub(1))
+                } else {
+                    RangeInclusive::new(1, 0)
+                },
                 tutorial: t,
                 backend: kind,
                 templates,
@@ -252,11 +295,11 @@ mod tests {
     fn step_ranges_are_checked_against_the_tutorial() {
         let t = tutorial(&[&["true"], &["true"], &["true"]]);
         assert_eq!(StepRange::default().resolve(&t).unwrap(), 1..=3);
-        assert_eq!(StepRange { from: Some(2), to: Some(2) }.resolve(&t).unwrap(), 2..=2);
-        assert_eq!(StepRange { from: Some(2), to: None }.resolve(&t).unwrap(), 2..=3);
-        assert!(StepRange { from: Some(3), to: Some(2) }.resolve(&t).unwrap_err().contains("after"));
-        assert!(StepRange { from: Some(4), to: Some(4) }.resolve(&t).unwrap_err().contains("3 step"));
-        assert!(StepRange { from: Some(0), to: None }.resolve(&t).is_err());
+        assert_eq!(StepRange { from: Some(2), to: Some(2), setup: false }.resolve(&t).unwrap(), 2..=2);
+        assert_eq!(StepRange { from: Some(2), to: None, setup: false }.resolve(&t).unwrap(), 2..=3);
+        assert!(StepRange { from: Some(3), to: Some(2), setup: false }.resolve(&t).unwrap_err().contains("after"));
+        assert!(StepRange { from: Some(4), to: Some(4), setup: false }.resolve(&t).unwrap_err().contains("3 step"));
+        assert!(StepRange { from: Some(0), to: None, setup: false }.resolve(&t).is_err());
     }
 
     #[test]

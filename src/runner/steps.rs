@@ -21,6 +21,7 @@ use crate::tutorial::{Block, BlockKind};
 pub struct StepsOutcome {
     pub steps: Vec<StepResult>,
     pub updated: Vec<PathBuf>,
+    pub pending: Vec<PathBuf>,
     pub errors: Vec<String>,
 }
 
@@ -68,22 +69,39 @@ pub async fn run(
         backend: guard.as_ref(),
         update: opts.update,
         no_retry: opts.no_retry,
+        pending: opts.pending && !opts.update,
         cancel: &cancel,
         reporter: reporter.as_ref(),
     };
+    // Set-up steps are judged but never recorded: the user asked for another step.
+    let setup_env = Env { update: false, pending: false, ..env };
     let tutorial = &plan.tutorial;
     let mut session = Session::new();
     let mut stop: Option<&str> = None;
     let mut steps = Vec::new();
-    for step in tutorial.steps.iter().filter(|s| plan.steps.contains(&s.number)) {
+    let mut setup_done = plan.setup.is_empty();
+    for step in tutorial.steps.iter().filter(|s| plan.runs_step(s.number)) {
+        let setup = plan.setup.contains(&step.number);
+        if !setup && !setup_done {
+            setup_done = true;
+            reporter.event(&Event::SetupFinished { tutorial, steps: &steps });
+        }
         let started = Instant::now();
-        reporter.event(&Event::StepStarted { tutorial, step });
+        if !setup {
+            reporter.event(&Event::StepStarted { tutorial, step });
+        }
         let mut blocks: Vec<BlockResult> = Vec::new();
         let finish = |res: BlockResult, blocks: &mut Vec<BlockResult>, stop: &mut Option<&str>| {
             if matches!(res.status, Status::Failed | Status::Error) && !opts.keep_going {
-                stop.get_or_insert("an earlier block failed (--keep-going runs the rest)");
+                stop.get_or_insert(if setup {
+                    "a set-up step failed"
+                } else {
+                    "an earlier block failed (--keep-going runs the rest)"
+                });
             }
-            reporter.event(&Event::BlockFinished { tutorial, step, result: &res });
+            if !setup {
+                reporter.event(&Event::BlockFinished { tutorial, step, result: &res });
+            }
             blocks.push(res);
         };
         for block in &step.blocks {
@@ -107,8 +125,10 @@ pub async fn run(
             } else if let Some(why) = skip_reason(&plan, block) {
                 BlockResult::skipped(block, why)
             } else {
-                reporter.event(&Event::BlockStarted { tutorial, step, block });
-                block::run(&env, &mut session, block).await
+                if !setup {
+                    reporter.event(&Event::BlockStarted { tutorial, step, block });
+                }
+                block::run(if setup { &setup_env } else { &env }, &mut session, block).await
             };
             finish(res, &mut blocks, &mut stop);
         }
@@ -117,10 +137,16 @@ pub async fn run(
             title: step.title.clone(),
             line: step.line,
             duration: started.elapsed(),
+            setup,
             blocks,
         };
-        reporter.event(&Event::StepFinished { tutorial, result: &result });
+        if !setup {
+            reporter.event(&Event::StepFinished { tutorial, result: &result });
+        }
         steps.push(result);
+    }
+    if !setup_done {
+        reporter.event(&Event::SetupFinished { tutorial, steps: &steps });
     }
     for task in session.bg.drain(..) {
         task.stop().await;
@@ -135,5 +161,5 @@ pub async fn run(
             Err(e) => errors.push(format!("cannot rewrite {}: {e}", tutorial.path.display())),
         }
     }
-    StepsOutcome { steps, updated, errors }
+    StepsOutcome { steps, updated, pending: std::mem::take(&mut session.pending), errors }
 }

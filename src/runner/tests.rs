@@ -81,7 +81,9 @@ async fn skip_and_other_backend_blocks_are_skipped_with_a_reason() {
 #[tokio::test]
 async fn step_selection_runs_only_the_chosen_steps() {
     let t = tutorial(&[&["true"], &["true"], &["true"]]);
-    let r = go_with(t, RunOptions::default(), StepRange { from: Some(2), to: Some(3) }, Cancel::default()).await;
+    let r =
+        go_with(t, RunOptions::default(), StepRange { from: Some(2), to: Some(3), setup: false }, Cancel::default())
+            .await;
     let steps: Vec<usize> = r.steps.iter().map(|s| s.number).collect();
     assert_eq!(steps, vec![2, 3]);
 }

@@ -47,6 +47,37 @@ pub fn relayout(commands: &[ConsoleCommand], text: &str) -> String {
     s
 }
 
+/// File lines of the expected transcript of `commands` (as [`expected`] builds it).
+pub fn expected_lines(commands: &[ConsoleCommand]) -> Vec<usize> {
+    let mut out = Vec::new();
+    for c in commands {
+        let prompt = c.prompt_text.lines().count().max(1);
+        let output = c.expected.trim_end_matches(['\n', ' ', '\t', '\r']).lines().count();
+        out.extend(c.line..c.line + prompt + output);
+    }
+    out
+}
+
+/// File lines that the lines of transcript `text` would take if it replaced the block's body
+/// ([`relayout`] puts the author's blank lines back before each prompt).
+pub fn relayout_lines(commands: &[ConsoleCommand], text: &str) -> Vec<usize> {
+    let Some(first) = commands.first() else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut line = first.line;
+    let mut next = 1;
+    for l in text.lines() {
+        if let Some(c) = commands.get(next)
+            && c.prompt_text.lines().next() == Some(l)
+        {
+            line += c.blank_before;
+            next += 1;
+        }
+        out.push(line);
+        line += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +104,7 @@ mod tests {
         let text = "$ a\nX\n$ b\nY\n$ c\nZ\n";
         assert_eq!(relayout(&cmds, text), "$ a\nX\n\n$ b\nY\n\n\n$ c\nZ\n");
         assert_eq!(relayout(&cmds, &expected(&cmds)), body);
+        assert_eq!(expected_lines(&cmds), vec![10, 11, 13, 14, 17]);
+        assert_eq!(relayout_lines(&cmds, "$ a\nX\nX2\n$ b\n$ c\n"), vec![10, 11, 12, 14, 17]);
     }
 }

@@ -6,16 +6,22 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// Lines of the recorded text that equal a rendered template line get their `{{ … }}` source
-/// back, so recording does not freeze values that came from variables or facts.
-pub fn restore_templates(raw: &str, rendered: &str, recorded: &str) -> String {
-    if raw == rendered || raw.lines().count() != rendered.lines().count() {
-        return recorded.to_string();
-    }
-    let sources: std::collections::HashMap<&str, &str> =
-        rendered.lines().zip(raw.lines()).filter(|(r, s)| r != s).collect();
-    let mut out: Vec<&str> = Vec::new();
+/// back, so recording does not freeze values that came from variables or facts; every other
+/// line goes through `escape`, so that it reads back as itself (output that holds `{{ name }}`).
+pub fn restore_templates(raw: &str, rendered: &str, recorded: &str, escape: impl Fn(&str) -> String) -> String {
+    // Every rendered line of the old expectation maps back to its source, which is known to
+    // render to it (identical lines included: they need no escaping).
+    let sources: std::collections::HashMap<&str, &str> = if raw.lines().count() != rendered.lines().count() {
+        Default::default()
+    } else {
+        rendered.lines().zip(raw.lines()).collect()
+    };
+    let mut out: Vec<String> = Vec::new();
     for line in recorded.lines() {
-        out.push(sources.get(line).copied().unwrap_or(line));
+        out.push(match sources.get(line) {
+            Some(source) => source.to_string(),
+            None => escape(line),
+        });
     }
     let mut text = out.join("\n");
     if recorded.ends_with('\n') {
@@ -91,9 +97,12 @@ mod tests {
     fn template_sources_come_back_on_identical_lines() {
         let raw = "name: {{ name }}\nstatic\n";
         let rendered = "name: web\nstatic\n";
-        assert_eq!(restore_templates(raw, rendered, "name: web\nnew line\n"), "name: {{ name }}\nnew line\n");
-        assert_eq!(restore_templates(raw, rendered, "name: db\n"), "name: db\n");
-        assert_eq!(restore_templates("plain", "plain", "other"), "other");
+        let same = |l: &str| l.to_string();
+        assert_eq!(restore_templates(raw, rendered, "name: web\nnew line\n", same), "name: {{ name }}\nnew line\n");
+        assert_eq!(restore_templates(raw, rendered, "name: db\n", same), "name: db\n");
+        assert_eq!(restore_templates("plain", "plain", "other", same), "other");
+        let upper = |l: &str| l.to_uppercase();
+        assert_eq!(restore_templates(raw, rendered, "name: web\nnew\n", upper), "name: {{ name }}\nNEW\n");
     }
 
     #[test]

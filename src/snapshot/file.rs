@@ -65,6 +65,12 @@ pub fn render(snap: &Snapshot) -> String {
     format!("---\n{header}---\n{}", snap.body)
 }
 
+/// The file line of the body's first line, as [`render`] lays the file out.
+pub fn body_line(snap: &Snapshot) -> usize {
+    let header = serde_yaml::to_string(snap).expect("snapshot header serialises");
+    header.lines().count() + 3
+}
+
 /// Write `snap` unless the file already holds exactly that. Returns whether it changed.
 pub fn write(path: &Path, snap: &Snapshot) -> Result<bool, SnapshotError> {
     let io = |e| SnapshotError::Io { path: path.to_path_buf(), source: e };
@@ -99,6 +105,15 @@ mod tests {
             let text = render(&s);
             assert_eq!(parse(Path::new("x.snap"), &text).unwrap(), Snapshot { body: body.into(), ..s });
         }
+    }
+
+    #[test]
+    fn body_line_counts_the_header() {
+        let s = snap("a\n", "echo a");
+        let text = render(&s);
+        assert_eq!(text.lines().nth(body_line(&s) - 1), Some("a"), "{text}");
+        let s = snap("b\n", "echo a\necho b");
+        assert_eq!(render(&s).lines().nth(body_line(&s) - 1), Some("b"));
     }
 
     #[test]

@@ -28,5 +28,9 @@ fn main() -> std::process::ExitCode {
         project::tests(),
         runner::tests(),
     ];
+    // Fixture tutorials that mismatch on purpose must not leave pending changes (`tutor review`)
+    // in the source tree; the review tests remove this variable for their own runs.
+    // SAFETY: as above.
+    unsafe { std::env::set_var("TUTOR_NO_PENDING", "true") };
     harness::main(areas.into_iter().flatten().collect())
 }

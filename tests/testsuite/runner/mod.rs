@@ -1,10 +1,11 @@
 //! tutor run: verdicts, step selection, reports, interruption, update mode.
 
+mod author;
 mod kernel;
 mod run;
 mod signal;
 mod update;
 
 pub(crate) fn tests() -> Vec<crate::harness::Test> {
-    [kernel::tests(), run::tests(), signal::tests(), update::tests()].into_iter().flatten().collect()
+    [author::tests(), kernel::tests(), run::tests(), signal::tests(), update::tests()].into_iter().flatten().collect()
 }

@@ -58,8 +58,9 @@ fn a_mismatch_exits_1_with_a_numbered_diff_and_stops_the_tutorial() {
     assert!(out.stdout.contains("✗ wrong  output does not match"), "{out:?}");
     assert!(out.stdout.contains("--- expected ("), "{out:?}");
     assert!(out.stdout.contains("mismatch.md:10)"), "{out:?}");
-    assert!(out.stdout.contains("   3      │-2\n"), "{out:?}");
-    assert!(out.stdout.contains("        3 │+two\n"), "{out:?}");
+    // Diff lines are numbered as the tutorial file's lines.
+    assert!(out.stdout.contains("  12      │-2\n"), "{out:?}");
+    assert!(out.stdout.contains("       12 │+two\n"), "{out:?}");
     assert!(out.stdout.contains("- after  an earlier block failed"), "{out:?}");
     assert!(out.stdout.contains("0 passed, 1 failed, 2 skipped"), "{out:?}");
 }
@@ -83,15 +84,32 @@ fn json_format_prints_one_record_per_block() {
     );
     assert_eq!(out.code, 1, "{out:?}");
     let lines: Vec<Value> = out.stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
-    assert_eq!(lines.len(), 3, "{out:?}");
+    assert_eq!(lines.len(), 4, "three blocks and the summary: {out:?}");
     let wrong = &lines[0];
-    for key in ["tutorial", "step", "id", "line", "target", "status", "duration_ms", "diff", "reason"] {
+    for key in [
+        "type",
+        "tutorial",
+        "step",
+        "id",
+        "line",
+        "target",
+        "status",
+        "duration_ms",
+        "tries",
+        "expected",
+        "actual",
+        "diff",
+        "reason",
+    ] {
         assert!(wrong.get(key).is_some(), "missing {key} in {wrong}");
     }
     assert_eq!((wrong["id"].as_str(), wrong["status"].as_str()), (Some("wrong"), Some("failed")));
     assert_eq!((wrong["step"].as_u64(), wrong["line"].as_u64()), (Some(1), Some(9)));
     assert_eq!(wrong["target"], "host");
     assert!(wrong["diff"].as_str().unwrap().contains("+two"), "{wrong}");
+    assert!(wrong["expected"].as_str().unwrap().contains("\n2\n"), "{wrong}");
+    assert!(wrong["actual"].as_str().unwrap().contains("\ntwo\n"), "{wrong}");
+    assert_eq!(wrong["tries"], 1);
     assert_eq!(lines[1]["status"], "passed");
     assert_eq!(lines[1]["diff"], Value::Null);
     assert_eq!(lines[2]["status"], "failed");
