@@ -144,7 +144,7 @@ fn usage_or_fail(e: &LabError) -> Exit {
 }
 
 fn report(e: LabError) -> Exit {
-    eprintln!("{} {e}", console::style("error:").red().bold());
+    eprintln!("{} {}", console::style("error:").red().bold(), e.report());
     usage_or_fail(&e)
 }
 
@@ -310,7 +310,7 @@ fn run_shim(tool: &str, args: Vec<String>) -> ExitCode {
                 ExitCode::from(e.code.clamp(0, 255) as u8)
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", e.report());
                 ExitCode::from(if e.is_usage() { 2 } else { 1 })
             }
         };
@@ -326,7 +326,7 @@ fn run_shim(tool: &str, args: Vec<String>) -> ExitCode {
             let info = match registry::read_info(&name) {
                 Ok(i) => i,
                 Err(e) => {
-                    eprintln!("{tool}: {e}");
+                    eprintln!("{tool}: {}", e.report());
                     return ExitCode::from(1);
                 }
             };
@@ -349,7 +349,7 @@ fn run_shim(tool: &str, args: Vec<String>) -> ExitCode {
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("{tool}: {e}");
+            eprintln!("{tool}: {}", e.report());
             ExitCode::from(2)
         }
     }

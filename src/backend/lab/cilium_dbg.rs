@@ -45,9 +45,6 @@ pub fn run(c: &ClusterRt, node: &str, args: &[String]) -> Result<String, LabErro
             };
             Ok(std::iter::once("IP PREFIX/ADDRESS".to_string()).chain(prefixes).map(|l| l + "\n").collect())
         }
-        _ => Err(LabError::Unsupported(format!(
-            "`cilium-dbg {}` is not supported on the lab backend: mark the block backend=kind",
-            args.join(" ")
-        ))),
+        _ => Err(super::shims::unsupported("cilium-dbg", args)),
     }
 }

@@ -139,7 +139,7 @@ impl Cluster {
         if let Some(family) = &cluster.networking.ip_family
             && family != "ipv4"
         {
-            return Err(LabError::Unsupported(format!(
+            return Err(LabError::UnsupportedDetail(format!(
                 "{origin}: networking.ipFamily `{family}` (the lab is IPv4 only)"
             )));
         }

@@ -49,9 +49,13 @@ pub enum LabError {
     /// Bad input (config, manifest, name): exit 2.
     #[error("{0}")]
     Input(String),
-    /// Outside the lab's subset: exit 2.
+    /// Outside the lab's subset, the whole message (what and what to do): exit 2.
     #[error("{0}")]
     Unsupported(String),
+    /// Outside the lab's subset, only the detail (a flag, a value); the shim dispatcher names
+    /// the whole command around it (`UnsupportedCommand`): exit 2.
+    #[error("{0}")]
+    UnsupportedDetail(String),
     /// The machine lacks something the lab needs: exit 2.
     #[error("{0}")]
     Preflight(String),
@@ -62,11 +66,47 @@ pub enum LabError {
     /// The kernel or a tool refused.
     #[error("{0}")]
     System(String),
+    /// `tutor lab up --name NAME` while a lab of that name is up: exit 2.
+    #[error("a lab named `{0}` is already up")]
+    AlreadyUp(String),
+    /// A whole command outside the lab's subset, with what in it is outside when known: exit 2.
+    #[error(
+        "`{tool} {}` is not supported on the lab backend: mark the block backend=kind{}",
+        args.join(" "),
+        detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
+    )]
+    UnsupportedCommand { tool: String, args: Vec<String>, detail: Option<String> },
+    /// A file, socket or device operation failed.
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A message on the lab's control socket is not the JSON it should be.
+    #[error("{what}")]
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 impl LabError {
     pub fn is_usage(&self) -> bool {
-        !matches!(self, LabError::System(_))
+        !matches!(self, LabError::System(_) | LabError::Io { .. } | LabError::Json { .. })
+    }
+
+    /// The message followed by its causes (`what: cause: cause`), for where errors travel as
+    /// text: the control socket's answers, a backend's error.
+    pub fn report(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        text
     }
 }
 
@@ -75,8 +115,11 @@ impl From<LabError> for BackendError {
         match e {
             LabError::Preflight(m) => BackendError::Preflight { backend: BackendKind::Lab, message: m },
             LabError::Unsupported(m) => BackendError::Unsupported(m),
+            e @ (LabError::UnsupportedCommand { .. } | LabError::UnsupportedDetail(_)) => {
+                BackendError::Unsupported(e.to_string())
+            }
             LabError::UnknownTarget(m) => BackendError::UnknownTarget { backend: BackendKind::Lab, target: m },
-            other => BackendError::Other(other.to_string()),
+            other => BackendError::Other(other.report()),
         }
     }
 }

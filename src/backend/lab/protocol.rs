@@ -45,7 +45,7 @@ pub enum Response {
 
 impl Response {
     pub fn from_error(e: &LabError) -> Response {
-        Response::Error { message: e.to_string(), usage: e.is_usage() }
+        Response::Error { message: e.report(), usage: e.is_usage() }
     }
 }
 
@@ -55,20 +55,23 @@ pub fn call(name: &str, req: &Request) -> Result<Response, LabError> {
     let mut stream = UnixStream::connect(&path).map_err(|_| LabError::NoSuchLab(name.to_string()))?;
     let mut line = serde_json::to_string(req).expect("serialisable");
     line.push('\n');
-    stream.write_all(line.as_bytes()).map_err(|e| LabError::System(format!("{}: {e}", path.display())))?;
+    let io = |source| LabError::Io { what: format!("lab {name}: talking over {}", path.display()), source };
+    stream.write_all(line.as_bytes()).map_err(io)?;
     let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer).map_err(|e| LabError::System(format!("{}: {e}", path.display())))?;
+    BufReader::new(stream).read_line(&mut answer).map_err(io)?;
     if answer.is_empty() {
         return Err(LabError::System(format!("lab {name}: the supervisor closed the connection")));
     }
-    serde_json::from_str(&answer).map_err(|e| LabError::System(format!("lab {name}: bad answer: {e}")))
+    serde_json::from_str(&answer).map_err(|source| LabError::Json { what: format!("lab {name}: bad answer"), source })
 }
 
 /// Read one request from a connection.
-pub fn read_request(stream: &UnixStream) -> Result<Request, String> {
+pub fn read_request(stream: &UnixStream) -> Result<Request, LabError> {
     let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).map_err(|e| e.to_string())?;
-    serde_json::from_str(&line).map_err(|e| e.to_string())
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(|source| LabError::Io { what: "reading a request".into(), source })?;
+    serde_json::from_str(&line).map_err(|source| LabError::Json { what: "parsing a request".into(), source })
 }
 
 pub fn write_response(mut stream: &UnixStream, resp: &Response) {

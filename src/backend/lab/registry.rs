@@ -156,7 +156,7 @@ pub fn claim(name: &str) -> Result<PathBuf, LabError> {
         Ok(()) => Ok(d),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             if read_info(name).is_ok() {
-                return Err(LabError::Input(format!("a lab named `{name}` is already up")));
+                return Err(LabError::AlreadyUp(name.to_string()));
             }
             remove_entry(&d)?;
             std::fs::create_dir(&d).map_err(|e| io(&d, e))?;

@@ -31,7 +31,7 @@ pub fn serve(opts: Options, ready: impl FnOnce(Result<registry::LabInfo, LabErro
         Err(e) => {
             // The registry entry is ours only if `claim` succeeded: a name clash must not remove
             // the other lab's entry.
-            if !matches!(e, LabError::Input(ref m) if m.contains("already up")) {
+            if !matches!(e, LabError::AlreadyUp(_)) {
                 let _ = std::fs::remove_dir_all(registry::dir(&opts.name));
             }
             let msg = e.to_string();
@@ -67,7 +67,7 @@ pub fn serve(opts: Options, ready: impl FnOnce(Result<registry::LabInfo, LabErro
                 Err(e) => {
                     protocol::write_response(
                         &conn,
-                        &Response::Error { message: format!("bad request: {e}"), usage: true },
+                        &Response::Error { message: format!("bad request: {}", e.report()), usage: true },
                     );
                     return;
                 }

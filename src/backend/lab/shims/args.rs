@@ -45,7 +45,7 @@ impl Args {
                     // Combined short flags: -ti
                     a.flags.extend(key[1..].chars().map(|c| format!("-{c}")));
                 } else {
-                    return Err(LabError::Unsupported(format!("flag `{arg}`")));
+                    return Err(LabError::UnsupportedDetail(format!("flag `{arg}`")));
                 }
             } else {
                 a.positional.push(arg.clone());

@@ -40,10 +40,7 @@ impl Outcome {
 
 /// The one error for everything outside the lab's subset.
 pub fn unsupported(tool: &str, args: &[String]) -> LabError {
-    LabError::Unsupported(format!(
-        "`{tool} {}` is not supported on the lab backend: mark the block backend=kind",
-        args.join(" ")
-    ))
+    LabError::UnsupportedCommand { tool: tool.to_string(), args: args.to_vec(), detail: None }
 }
 
 pub fn dispatch(lab: &mut Lab, tool: &str, args: &[String], cwd: &Path) -> Response {
@@ -57,8 +54,8 @@ pub fn dispatch(lab: &mut Lab, tool: &str, args: &[String], cwd: &Path) -> Respo
     };
     // An unknown flag is reported with the whole invocation, like any unsupported command.
     let result = result.map_err(|e| match e {
-        LabError::Unsupported(m) if !m.contains("not supported on the lab backend") => {
-            LabError::Unsupported(format!("{} ({m})", unsupported(tool, args)))
+        LabError::UnsupportedDetail(detail) => {
+            LabError::UnsupportedCommand { tool: tool.to_string(), args: args.to_vec(), detail: Some(detail) }
         }
         other => other,
     });
