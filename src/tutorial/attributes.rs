@@ -5,8 +5,41 @@ use std::time::Duration;
 
 use super::model::Attributes;
 
-/// Language and attributes of one fence. `Err` carries a message (the caller adds file:line).
-pub fn parse_info(info: &str) -> Result<(String, Attributes, bool), String> {
+/// What is wrong with a fence's attribute list (the caller adds file:line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttributeError {
+    #[error("expected `{{` to open the attribute list after `{lang}`, found `{found}`")]
+    NotOpened { lang: String, found: String },
+    #[error("attribute list `{0}` is not closed with `}}`")]
+    NotClosed(String),
+    #[error("malformed attribute list `{0}`: nested braces")]
+    NestedBraces(String),
+    #[error("malformed attribute list `{{{0}}}`: unterminated quote")]
+    UnterminatedQuote(String),
+    #[error("malformed attribute list: empty attribute name")]
+    EmptyName,
+    #[error("unknown attribute `{0}` (known: id, on, retry, timeout, exit, bg, backend, skip, hidden, file)")]
+    Unknown(String),
+    #[error("attribute `{0}` needs a value (`{0}=…`)")]
+    NeedsValue(String),
+    #[error("attribute `{key}` is a flag; `{key}={value}` is not valid")]
+    NotAFlag { key: String, value: String },
+    #[error("invalid id `{0}`: use letters, digits, `-`, `_` and `.`")]
+    InvalidId(String),
+    #[error("invalid duration `{value}` for `{key}=` (expected e.g. 30s, 2m, 500ms)")]
+    InvalidDuration { key: String, value: String },
+    #[error("invalid exit status `{0}` (expected a number)")]
+    InvalidExit(String),
+    /// `on=` or `backend=` names no target or backend (the message says which and why).
+    #[error("{message}")]
+    InvalidValue { key: String, message: String },
+    /// `file=` together with attributes that only apply to executed blocks.
+    #[error("attribute `{0}` does not apply to a file= block")]
+    NotForFiles(String),
+}
+
+/// Language and attributes of one fence.
+pub fn parse_info(info: &str) -> Result<(String, Attributes, bool), AttributeError> {
     let info = info.trim();
     let (lang, rest) = match info.find(|c: char| c.is_whitespace() || c == '{') {
         Some(i) => (&info[..i], info[i..].trim()),
@@ -18,10 +51,10 @@ pub fn parse_info(info: &str) -> Result<(String, Attributes, bool), String> {
     }
     let inner = rest
         .strip_prefix('{')
-        .ok_or_else(|| format!("expected `{{` to open the attribute list after `{lang}`, found `{rest}`"))?;
-    let inner = inner.strip_suffix('}').ok_or_else(|| format!("attribute list `{rest}` is not closed with `}}`"))?;
+        .ok_or_else(|| AttributeError::NotOpened { lang: lang.to_string(), found: rest.to_string() })?;
+    let inner = inner.strip_suffix('}').ok_or_else(|| AttributeError::NotClosed(rest.to_string()))?;
     if inner.contains(['{', '}']) {
-        return Err(format!("malformed attribute list `{rest}`: nested braces"));
+        return Err(AttributeError::NestedBraces(rest.to_string()));
     }
     for token in tokens(inner)? {
         apply(&mut attrs, &token)?;
@@ -30,7 +63,7 @@ pub fn parse_info(info: &str) -> Result<(String, Attributes, bool), String> {
 }
 
 /// Split on whitespace (or commas), keeping `key="a value"` together.
-fn tokens(s: &str) -> Result<Vec<String>, String> {
+fn tokens(s: &str) -> Result<Vec<String>, AttributeError> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
@@ -46,7 +79,7 @@ fn tokens(s: &str) -> Result<Vec<String>, String> {
         }
     }
     if quoted {
-        return Err(format!("malformed attribute list `{{{s}}}`: unterminated quote"));
+        return Err(AttributeError::UnterminatedQuote(s.to_string()));
     }
     if !cur.is_empty() {
         out.push(cur);
@@ -54,55 +87,52 @@ fn tokens(s: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn duration(key: &str, value: &str) -> Result<Duration, String> {
+fn duration(key: &str, value: &str) -> Result<Duration, AttributeError> {
     humantime::parse_duration(value)
-        .map_err(|_| format!("invalid duration `{value}` for `{key}=` (expected e.g. 30s, 2m, 500ms)"))
+        .map_err(|_| AttributeError::InvalidDuration { key: key.to_string(), value: value.to_string() })
 }
 
-fn apply(attrs: &mut Attributes, token: &str) -> Result<(), String> {
+fn apply(attrs: &mut Attributes, token: &str) -> Result<(), AttributeError> {
     let (key, value) = match token.split_once('=') {
         Some((k, v)) => (k, Some(v)),
         None => (token, None),
     };
-    let need = |v: Option<&str>| -> Result<String, String> {
+    let need = |v: Option<&str>| -> Result<String, AttributeError> {
         match v {
             Some(v) if !v.is_empty() => Ok(v.to_string()),
-            _ => Err(format!("attribute `{key}` needs a value (`{key}=…`)")),
+            _ => Err(AttributeError::NeedsValue(key.to_string())),
         }
     };
-    let flag = |v: Option<&str>| -> Result<bool, String> {
+    let flag = |v: Option<&str>| -> Result<bool, AttributeError> {
         match v {
             None | Some("true") => Ok(true),
             Some("false") => Ok(false),
-            Some(v) => Err(format!("attribute `{key}` is a flag; `{key}={v}` is not valid")),
+            Some(v) => Err(AttributeError::NotAFlag { key: key.to_string(), value: v.to_string() }),
         }
     };
+    let invalid = |message: String| AttributeError::InvalidValue { key: key.to_string(), message };
     match key {
         "id" => {
             let v = need(value)?;
             if !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
-                return Err(format!("invalid id `{v}`: use letters, digits, `-`, `_` and `.`"));
+                return Err(AttributeError::InvalidId(v));
             }
             attrs.id = Some(v);
         }
-        "on" => attrs.on = need(value)?.parse()?,
+        "on" => attrs.on = need(value)?.parse().map_err(invalid)?,
         "retry" => attrs.retry = Some(duration(key, &need(value)?)?),
         "timeout" => attrs.timeout = Some(duration(key, &need(value)?)?),
         "exit" => {
             let v = need(value)?;
-            attrs.exit = v.parse().map_err(|_| format!("invalid exit status `{v}` (expected a number)"))?;
+            attrs.exit = v.parse().map_err(|_| AttributeError::InvalidExit(v))?;
         }
         "bg" => attrs.bg = flag(value)?,
         "skip" => attrs.skip = flag(value)?,
         "hidden" => attrs.hidden = flag(value)?,
-        "backend" => attrs.backend = Some(need(value)?.parse()?),
+        "backend" => attrs.backend = Some(need(value)?.parse().map_err(invalid)?),
         "file" => attrs.file = Some(need(value)?),
-        "" => return Err("malformed attribute list: empty attribute name".into()),
-        other => {
-            return Err(format!(
-                "unknown attribute `{other}` (known: id, on, retry, timeout, exit, bg, backend, skip, hidden, file)"
-            ));
-        }
+        "" => return Err(AttributeError::EmptyName),
+        other => return Err(AttributeError::Unknown(other.to_string())),
     }
     Ok(())
 }
@@ -145,7 +175,7 @@ mod tests {
 
     #[test]
     fn errors_say_what_is_wrong() {
-        let err = |s: &str| parse_info(s).unwrap_err();
+        let err = |s: &str| parse_info(s).unwrap_err().to_string();
         assert!(err("sh {frobnicate=1}").contains("unknown attribute `frobnicate`"));
         assert!(err("sh {retry=abc}").contains("invalid duration `abc`"));
         assert!(err("sh {on=x").contains("not closed"));

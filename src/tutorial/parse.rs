@@ -6,7 +6,7 @@ use std::path::Path;
 
 use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Parser, Tag, TagEnd};
 
-use super::attributes::parse_info;
+use super::attributes::{AttributeError, parse_info};
 use super::console;
 use super::error::TutorialError;
 use super::front_matter;
@@ -134,7 +134,7 @@ fn check_closed(path: &Path, src: &str, lines: &Lines, b: &OpenBlock, end: usize
 fn make_block(path: &Path, src: &str, lines: &Lines, b: OpenBlock) -> Result<Option<Block>, TutorialError> {
     let line = lines.line(b.start);
     let err = |m: String| TutorialError::at(path, line, m);
-    let (lang, attrs, had_braces) = parse_info(&b.info).map_err(&err)?;
+    let (lang, attrs, had_braces) = parse_info(&b.info).map_err(|e| err(e.to_string()))?;
     let body_start = b
         .span
         .as_ref()
@@ -143,7 +143,7 @@ fn make_block(path: &Path, src: &str, lines: &Lines, b: OpenBlock) -> Result<Opt
     let body_span = b.span.clone().unwrap_or(body_start..body_start);
     let body_line = lines.line(body_start);
     let kind = if let Some(name) = &attrs.file {
-        check_file_attrs(&attrs).map_err(&err)?;
+        check_file_attrs(&attrs).map_err(|e| err(e.to_string()))?;
         if name.contains("..") || name.starts_with('/') {
             return Err(err(format!("file=`{name}` must be a relative path inside the work directory")));
         }
@@ -164,7 +164,7 @@ fn make_block(path: &Path, src: &str, lines: &Lines, b: OpenBlock) -> Result<Opt
     Ok(Some(Block { id: String::new(), line, lang, attrs, kind, body: b.text, body_line, body_span }))
 }
 
-fn check_file_attrs(a: &Attributes) -> Result<(), String> {
+fn check_file_attrs(a: &Attributes) -> Result<(), AttributeError> {
     let misplaced = [
         (a.on != crate::backend::Target::Host, "on"),
         (a.retry.is_some(), "retry"),
@@ -173,7 +173,7 @@ fn check_file_attrs(a: &Attributes) -> Result<(), String> {
         (a.bg, "bg"),
     ];
     match misplaced.iter().find(|(bad, _)| *bad) {
-        Some((_, name)) => Err(format!("attribute `{name}` does not apply to a file= block")),
+        Some((_, name)) => Err(AttributeError::NotForFiles(name.to_string())),
         None => Ok(()),
     }
 }
