@@ -83,6 +83,26 @@ pub enum LabError {
         #[source]
         source: std::io::Error,
     },
+    /// A system call refused (unshare, mount, …).
+    #[error("{what}")]
+    Sys {
+        what: String,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    /// A command the lab ran to build or change a target exited unsuccessfully.
+    #[error(
+        "`{command}` failed: {stderr}{}",
+        input.as_ref().map(|i| format!("\ninput:\n{i}")).unwrap_or_default()
+    )]
+    CommandFailed { command: String, stderr: String, input: Option<String> },
+    /// Creating the namespaces of one target failed.
+    #[error("creating namespaces for {target}")]
+    Namespaces {
+        target: String,
+        #[source]
+        source: Box<LabError>,
+    },
     /// A message on the lab's control socket is not the JSON it should be.
     #[error("{what}")]
     Json {
@@ -94,7 +114,15 @@ pub enum LabError {
 
 impl LabError {
     pub fn is_usage(&self) -> bool {
-        !matches!(self, LabError::System(_) | LabError::Io { .. } | LabError::Json { .. })
+        !matches!(
+            self,
+            LabError::System(_)
+                | LabError::Io { .. }
+                | LabError::Json { .. }
+                | LabError::Sys { .. }
+                | LabError::CommandFailed { .. }
+                | LabError::Namespaces { .. }
+        )
     }
 
     /// The message followed by its causes (`what: cause: cause`), for where errors travel as

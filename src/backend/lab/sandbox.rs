@@ -48,7 +48,7 @@ impl NsThread {
 
     /// As `new`, choosing whether the network namespace is new or the caller's.
     pub fn with_net(label: &str, hostname: Option<&str>, mounts: Mounts, net: NetNs) -> Result<NsThread, LabError> {
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<i32, String>>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<i32, LabError>>();
         let (jobs, rx) = mpsc::channel::<Job>();
         let hostname = hostname.map(str::to_string);
         std::thread::Builder::new()
@@ -64,11 +64,11 @@ impl NsThread {
                     job();
                 }
             })
-            .map_err(|e| LabError::System(format!("cannot start a thread: {e}")))?;
+            .map_err(|source| LabError::Io { what: "starting a namespace thread".into(), source })?;
         let tid = ready_rx
             .recv()
             .map_err(|_| LabError::System("namespace thread died".into()))?
-            .map_err(|e| LabError::System(format!("creating namespaces for {label}: {e}")))?;
+            .map_err(|e| LabError::Namespaces { target: label.to_string(), source: Box::new(e) })?;
         Ok(NsThread { tid, jobs })
     }
 
@@ -107,7 +107,7 @@ impl NsThread {
         let path = Path::new("/proc/sys").join(key.replace('.', "/"));
         let value = value.to_string();
         self.run(move || {
-            std::fs::write(&path, value).map_err(|e| LabError::System(format!("{}: {e}", path.display())))
+            std::fs::write(&path, value).map_err(|source| LabError::Io { what: path.display().to_string(), source })
         })?
     }
 }
@@ -120,23 +120,23 @@ pub fn run_command(argv: &[String], stdin: &str) -> Result<String, LabError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| LabError::System(format!("cannot run {}: {e}", argv[0])))?;
+        .map_err(|source| LabError::Io { what: format!("cannot run {}", argv[0]), source })?;
     let mut pipe = child.stdin.take().expect("piped stdin");
     let _ = pipe.write_all(stdin.as_bytes());
     drop(pipe);
-    let out = child.wait_with_output().map_err(|e| LabError::System(format!("{}: {e}", argv[0])))?;
+    let out = child.wait_with_output().map_err(|source| LabError::Io { what: argv[0].clone(), source })?;
     if !out.status.success() {
-        return Err(LabError::System(format!(
-            "`{}` failed: {}{}",
-            argv.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim(),
-            if stdin.is_empty() { String::new() } else { format!("\ninput:\n{stdin}") }
-        )));
+        return Err(LabError::CommandFailed {
+            command: argv.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            input: (!stdin.is_empty()).then(|| stdin.to_string()),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn enter_new(hostname: Option<&str>, mounts: &Mounts, net: NetNs) -> Result<(), String> {
+fn enter_new(hostname: Option<&str>, mounts: &Mounts, net: NetNs) -> Result<(), LabError> {
+    let sys = |what: String| move |source| LabError::Sys { what, source };
     let mut flags = CloneFlags::CLONE_NEWNS;
     if net == NetNs::New {
         flags |= CloneFlags::CLONE_NEWNET;
@@ -144,31 +144,31 @@ fn enter_new(hostname: Option<&str>, mounts: &Mounts, net: NetNs) -> Result<(), 
     if hostname.is_some() {
         flags |= CloneFlags::CLONE_NEWUTS;
     }
-    unshare(flags).map_err(|e| format!("unshare: {e}"))?;
+    unshare(flags).map_err(sys("unshare".into()))?;
     // Private first, so that nothing done below propagates back to the machine's mounts.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| format!("making / private: {e}"))?;
+        .map_err(sys("making / private".into()))?;
     // A sysfs of this network namespace (what `ip netns exec` does), and a bpffs of our own so
     // that nothing the lab pins can land in the machine's /sys/fs/bpf.
     if net == NetNs::New {
-        umount2("/sys", MntFlags::MNT_DETACH).map_err(|e| format!("unmounting /sys: {e}"))?;
+        umount2("/sys", MntFlags::MNT_DETACH).map_err(sys("unmounting /sys".into()))?;
         mount(Some("sysfs"), "/sys", Some("sysfs"), MsFlags::empty(), None::<&str>)
-            .map_err(|e| format!("mounting sysfs: {e}"))?;
+            .map_err(sys("mounting sysfs".into()))?;
         let _ = mount(Some("bpffs"), "/sys/fs/bpf", Some("bpf"), MsFlags::empty(), None::<&str>);
     }
     for (src, dst) in &mounts.binds {
         mount(Some(src.as_path()), dst.as_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| format!("bind-mounting {} on {}: {e}", src.display(), dst.display()))?;
+            .map_err(sys(format!("bind-mounting {} on {}", src.display(), dst.display())))?;
     }
     // After the binds: their sources may live under these directories.
     for dir in &mounts.tmpfs {
         mount(Some("tmpfs"), dir.as_path(), Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))
-            .map_err(|e| format!("mounting a tmpfs on {}: {e}", dir.display()))?;
+            .map_err(sys(format!("mounting a tmpfs on {}", dir.display())))?;
     }
     if let Some(h) = hostname {
         // SAFETY: pointer and length of a live byte slice.
         if unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) } != 0 {
-            return Err(format!("sethostname: {}", std::io::Error::last_os_error()));
+            return Err(LabError::Io { what: "sethostname".into(), source: std::io::Error::last_os_error() });
         }
     }
     // `lo` comes up with each target's first `ip -batch` (one process fewer per namespace).

@@ -34,7 +34,7 @@ pub fn serve(opts: Options, ready: impl FnOnce(Result<registry::LabInfo, LabErro
             if !matches!(e, LabError::AlreadyUp(_)) {
                 let _ = std::fs::remove_dir_all(registry::dir(&opts.name));
             }
-            let msg = e.to_string();
+            let msg = e.report();
             ready(Err(e));
             return Err(LabError::System(msg));
         }

@@ -12,7 +12,26 @@ enum Node {
     Range(String, Vec<Node>),
 }
 
-pub fn render(template: &str, data: &Value) -> Result<String, String> {
+/// What is wrong with a template (kubectl prints it after `error: `).
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unterminated string in template")]
+    UnterminatedString,
+    #[error("unclosed action in template {0:?}")]
+    Unclosed(String),
+    #[error("{{end}} without {{range}}")]
+    EndWithoutRange,
+    #[error("bad literal {0}")]
+    BadLiteral(String),
+    #[error("error parsing jsonpath {path}: {cause}")]
+    Path {
+        path: String,
+        // Part of the message (kubectl prints one line), not a `source()`.
+        cause: Box<serde_json_path::ParseError>,
+    },
+}
+
+pub fn render(template: &str, data: &Value) -> Result<String, TemplateError> {
     let tokens = tokenize(template)?;
     let mut pos = 0;
     let nodes = parse(&tokens, &mut pos, false)?;
@@ -27,7 +46,7 @@ enum Token {
     Expr(String),
 }
 
-fn tokenize(t: &str) -> Result<Vec<Token>, String> {
+fn tokenize(t: &str) -> Result<Vec<Token>, TemplateError> {
     let mut tokens = Vec::new();
     let mut rest = t;
     while let Some(open) = rest.find('{') {
@@ -38,12 +57,12 @@ fn tokenize(t: &str) -> Result<Vec<Token>, String> {
         // A quoted literal may contain braces.
         let close = if after.trim_start().starts_with('"') {
             let q = after.find('"').unwrap();
-            let end_q = after[q + 1..].find('"').ok_or("unterminated string in template")? + q + 1;
+            let end_q = after[q + 1..].find('"').ok_or(TemplateError::UnterminatedString)? + q + 1;
             after[end_q..].find('}').map(|c| c + end_q)
         } else {
             after.find('}')
         }
-        .ok_or_else(|| format!("unclosed action in template {t:?}"))?;
+        .ok_or_else(|| TemplateError::Unclosed(t.to_string()))?;
         tokens.push(Token::Expr(after[..close].trim().to_string()));
         rest = &after[close + 1..];
     }
@@ -53,7 +72,7 @@ fn tokenize(t: &str) -> Result<Vec<Token>, String> {
     Ok(tokens)
 }
 
-fn parse(tokens: &[Token], pos: &mut usize, in_range: bool) -> Result<Vec<Node>, String> {
+fn parse(tokens: &[Token], pos: &mut usize, in_range: bool) -> Result<Vec<Node>, TemplateError> {
     let mut nodes = Vec::new();
     while *pos < tokens.len() {
         let tok = &tokens[*pos];
@@ -64,7 +83,7 @@ fn parse(tokens: &[Token], pos: &mut usize, in_range: bool) -> Result<Vec<Node>,
                 if in_range {
                     return Ok(nodes);
                 }
-                return Err("{end} without {range}".into());
+                return Err(TemplateError::EndWithoutRange);
             }
             Token::Expr(e) if e.starts_with("range ") => {
                 let path = e["range ".len()..].trim().to_string();
@@ -79,19 +98,22 @@ fn parse(tokens: &[Token], pos: &mut usize, in_range: bool) -> Result<Vec<Node>,
     Ok(nodes)
 }
 
-fn unquote(e: &str) -> Result<String, String> {
-    let inner = e.strip_prefix('"').and_then(|s| s.strip_suffix('"')).ok_or_else(|| format!("bad literal {e}"))?;
+fn unquote(e: &str) -> Result<String, TemplateError> {
+    let inner = e
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .ok_or_else(|| TemplateError::BadLiteral(e.to_string()))?;
     Ok(inner.replace("\\t", "\t").replace("\\n", "\n").replace("\\\"", "\"").replace("\\\\", "\\"))
 }
 
-fn query<'a>(path: &str, data: &'a Value) -> Result<Vec<&'a Value>, String> {
+fn query<'a>(path: &str, data: &'a Value) -> Result<Vec<&'a Value>, TemplateError> {
     let p = path.trim_start_matches('@').trim_start_matches('$');
     let full = if p.is_empty() { "$".to_string() } else { format!("${p}") };
-    let jp = JsonPath::parse(&full).map_err(|e| format!("error parsing jsonpath {path}: {e}"))?;
+    let jp = JsonPath::parse(&full).map_err(|e| TemplateError::Path { path: path.to_string(), cause: Box::new(e) })?;
     Ok(jp.query(data).all())
 }
 
-fn eval(nodes: &[Node], data: &Value, out: &mut String) -> Result<(), String> {
+fn eval(nodes: &[Node], data: &Value, out: &mut String) -> Result<(), TemplateError> {
     for n in nodes {
         match n {
             Node::Text(s) => out.push_str(s),
