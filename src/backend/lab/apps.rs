@@ -57,9 +57,10 @@ fn listen(
 ) -> Result<Server, LabError> {
     let listener = ns
         .run(move || TcpListener::bind(("0.0.0.0", port)))?
-        .map_err(|e| LabError::System(format!("binding port {port}: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| LabError::System(e.to_string()))?;
-    listener.set_nonblocking(true).map_err(|e| LabError::System(e.to_string()))?;
+        .map_err(|source| LabError::Io { what: format!("binding port {port}"), source })?;
+    let io = |source| LabError::Io { what: format!("the server on port {port}"), source };
+    let addr = listener.local_addr().map_err(io)?;
+    listener.set_nonblocking(true).map_err(io)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let name = name.to_string();
@@ -94,7 +95,7 @@ fn listen(
                 }
             }
         })
-        .map_err(|e| LabError::System(e.to_string()))?;
+        .map_err(|source| LabError::Io { what: format!("starting the server thread of port {port}"), source })?;
     Ok(Server { stop, addr })
 }
 

@@ -48,7 +48,7 @@ pub fn serve(ns: &NsThread, bind: SocketAddr, policy: Policy) -> Result<DnsServe
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let (udp, tcp) = ns.run(move || -> Result<(SocketAddr, SocketAddr), LabError> {
-        let sys = |e: std::io::Error| LabError::System(format!("DNS on {bind}: {e}"));
+        let sys = |source| LabError::Io { what: format!("DNS on {bind}"), source };
         let sock = UdpSocket::bind(bind).map_err(sys)?;
         let listener = TcpListener::bind(bind).map_err(sys)?;
         let (udp, tcp) = (sock.local_addr().map_err(sys)?, listener.local_addr().map_err(sys)?);
@@ -68,7 +68,7 @@ pub fn serve(ns: &NsThread, bind: SocketAddr, policy: Policy) -> Result<DnsServe
                     }
                 }
             })
-            .map_err(|e| LabError::System(e.to_string()))?;
+            .map_err(sys)?;
         std::thread::Builder::new()
             .name(format!("dns-tcp-{tcp}"))
             .spawn(move || {
@@ -79,7 +79,7 @@ pub fn serve(ns: &NsThread, bind: SocketAddr, policy: Policy) -> Result<DnsServe
                     }
                 }
             })
-            .map_err(|e| LabError::System(e.to_string()))?;
+            .map_err(sys)?;
         Ok((udp, tcp))
     })??;
     Ok(DnsServer { udp, tcp, stop })

@@ -179,12 +179,14 @@ pub fn elect(store: &Store, previous: &BTreeMap<Ipv4Addr, String>) -> BTreeMap<I
 /// Broadcast a gratuitous ARP (a request for `ip` from `ip`) out of `DEVICE` of the network
 /// namespace at `netns`, so neighbours point `ip` at `mac`.
 pub fn gratuitous_arp(netns: &Path, ip: Ipv4Addr, mac: [u8; 6]) -> Result<(), LabError> {
-    crate::lb::netns::in_netns(netns, || send_garp(ip, mac))
-        .map_err(|e| LabError::System(format!("gratuitous ARP for {ip}: {e}")))?
+    crate::lb::netns::in_netns(netns, || send_garp(ip, mac)).map_err(|source| LabError::Lb {
+        what: format!("entering the namespace for a gratuitous ARP for {ip}"),
+        source: Box::new(source),
+    })?
 }
 
 fn send_garp(ip: Ipv4Addr, mac: [u8; 6]) -> Result<(), LabError> {
-    let sys = |e: std::io::Error| LabError::System(format!("gratuitous ARP on {DEVICE}: {e}"));
+    let sys = |source| LabError::Io { what: format!("gratuitous ARP on {DEVICE}"), source };
     super::arp::ArpSocket::open(DEVICE).map_err(sys)?.send(&super::arp::request(mac, ip, ip)).map_err(sys)
 }
 

@@ -103,6 +103,16 @@ pub enum LabError {
         #[source]
         source: Box<LabError>,
     },
+    /// The bundled XDP load balancer (the lab's LoadBalancer datapath) refused.
+    #[error("XDP load balancer: {what}")]
+    Lb {
+        what: String,
+        #[source]
+        source: Box<crate::lb::LbError>,
+    },
+    /// The lab's fixed test CA or key did not load.
+    #[error("lab TLS")]
+    Tls(#[source] Box<rustls::Error>),
     /// A message on the lab's control socket is not the JSON it should be.
     #[error("{what}")]
     Json {
@@ -122,6 +132,8 @@ impl LabError {
                 | LabError::Sys { .. }
                 | LabError::CommandFailed { .. }
                 | LabError::Namespaces { .. }
+                | LabError::Lb { .. }
+                | LabError::Tls(_)
         )
     }
 

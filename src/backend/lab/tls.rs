@@ -19,17 +19,17 @@ const KEY: &str = include_str!("tls/server.key");
 pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 pub fn server_config() -> Result<Arc<rustls::ServerConfig>, LabError> {
-    let err = |e: String| LabError::System(format!("lab TLS: {e}"));
+    // The PEM texts are compiled in: a failure to parse them is a build defect, not a condition.
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(format!("{CERT}{CA}").as_bytes())
         .collect::<Result<_, _>>()
-        .map_err(|e| err(e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(KEY.as_bytes()).map_err(|e| err(e.to_string()))?;
+        .expect("the lab's certificates parse");
+    let key = PrivateKeyDer::from_pem_slice(KEY.as_bytes()).expect("the lab's key parses");
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .map_err(|e| err(e.to_string()))?
+        .map_err(|e| LabError::Tls(Box::new(e)))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| LabError::Tls(Box::new(e)))?;
     Ok(Arc::new(config))
 }
 
@@ -39,9 +39,11 @@ pub fn write_bundle(dir: &Path) -> Result<(), LabError> {
     let Ok(system) = std::fs::read_to_string(SYSTEM_BUNDLE) else { return Ok(()) };
     let path = dir.join("etc").join("ca-certificates.crt");
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| LabError::System(format!("{}: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|source| LabError::Io { what: parent.display().to_string(), source })?;
     }
-    std::fs::write(&path, format!("{system}{CA}")).map_err(|e| LabError::System(format!("{}: {e}", path.display())))
+    std::fs::write(&path, format!("{system}{CA}"))
+        .map_err(|source| LabError::Io { what: path.display().to_string(), source })
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ pub struct LbState {
 }
 
 fn err(what: &str) -> impl Fn(crate::lb::LbError) -> LabError + '_ {
-    move |e| LabError::System(format!("XDP load balancer: {what}: {e}"))
+    move |source| LabError::Lb { what: what.to_string(), source: Box::new(source) }
 }
 
 fn netns(tid: i32) -> PathBuf {
@@ -63,7 +63,7 @@ fn netns(tid: i32) -> PathBuf {
 fn run_in(tid: i32, argv: &[&str]) -> Result<(), LabError> {
     let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
     crate::lb::netns::in_netns(&netns(tid), || super::sandbox::run_command(&argv, ""))
-        .map_err(|e| LabError::System(e.to_string()))?
+        .map_err(err("entering a node's network namespace"))?
         .map(drop)
 }
 

@@ -50,11 +50,12 @@ pub fn run(lab: &str, args: &[String], cwd: &Path) -> Result<Edited, LabError> {
         .prefix("kubectl-edit-")
         .suffix(".yaml")
         .tempfile()
-        .map_err(|e| LabError::System(e.to_string()))?;
-    std::fs::write(file.path(), &original).map_err(|e| LabError::System(e.to_string()))?;
+        .map_err(|source| LabError::Io { what: "creating the file to edit".into(), source })?;
+    std::fs::write(file.path(), &original)
+        .map_err(|source| LabError::Io { what: file.path().display().to_string(), source })?;
     let status = editor_command(&editor, file.path())
         .status()
-        .map_err(|e| LabError::System(format!("running the editor: {e}")))?;
+        .map_err(|source| LabError::Io { what: "running the editor".into(), source })?;
     if !status.success() {
         return Ok(Edited {
             stdout: String::new(),
@@ -62,7 +63,8 @@ pub fn run(lab: &str, args: &[String], cwd: &Path) -> Result<Edited, LabError> {
             code: 1,
         });
     }
-    let edited = std::fs::read_to_string(file.path()).map_err(|e| LabError::System(e.to_string()))?;
+    let edited = std::fs::read_to_string(file.path())
+        .map_err(|source| LabError::Io { what: file.path().display().to_string(), source })?;
     if edited == original {
         return Ok(Edited { stdout: "Edit cancelled, no changes made.\n".into(), stderr: String::new(), code: 0 });
     }
