@@ -66,17 +66,7 @@ pub fn in_scratch_netns<T: Send>(f: impl FnOnce(u32) -> T + Send) -> Result<T> {
                 &["ip", "route", "add", "10.1.0.0/16", "via", "192.168.50.2", "dev", "lbin"],
             ];
             for args in steps {
-                let out = std::process::Command::new(args[0])
-                    .args(&args[1..])
-                    .output()
-                    .map_err(|cause| LbError::Io { what: format!("running {}", args[0]), cause })?;
-                if !out.status.success() {
-                    return Err(LbError::Invalid(format!(
-                        "`{}` failed: {}",
-                        args.join(" "),
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    )));
-                }
+                run_command(args)?;
             }
             enable_forwarding()?;
             Ok(f(super::iface::ifindex("lbin")?))
@@ -91,4 +81,21 @@ pub fn in_scratch_netns<T: Send>(f: impl FnOnce(u32) -> T + Send) -> Result<T> {
 pub fn enable_forwarding() -> Result<()> {
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
         .map_err(|cause| LbError::Io { what: "enabling IPv4 forwarding".into(), cause })
+}
+
+/// Runs `args` (program first) and turns a failure into an [`LbError`] that names the command and
+/// carries its stderr.
+pub(crate) fn run_command(args: &[&str]) -> Result<(), LbError> {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|cause| LbError::Io { what: format!("running {}", args[0]), cause })?;
+    if !out.status.success() {
+        return Err(LbError::Invalid(format!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
 }

@@ -12,14 +12,13 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::error::{LbError, Result};
-use super::netns::in_netns;
+use super::netns::{in_netns, run_command};
 
 pub const VIP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 100, 1), 80);
 pub const BACKEND_PORT: u16 = 8080;
@@ -64,21 +63,6 @@ impl Drop for Server {
     }
 }
 
-fn run(args: &[&str]) -> Result<()> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(|cause| LbError::Io { what: format!("running {}", args[0]), cause })?;
-    if !out.status.success() {
-        return Err(LbError::Invalid(format!(
-            "`{}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
-}
-
 impl Topology {
     /// Creates the namespaces (name prefix `prefix`) with `backends` backend namespaces, each
     /// running a tiny TCP server that answers `GET` with its number.
@@ -107,14 +91,14 @@ impl Topology {
         let ns = self.ns(ns);
         let mut full = vec!["ip", "netns", "exec", ns.as_str()];
         full.extend_from_slice(args);
-        run(&full)
+        run_command(&full)
     }
 
     fn build(&mut self) -> Result<()> {
         let (cl, lb) = (self.ns("cl"), self.ns("lb"));
-        run(&["ip", "netns", "add", &cl])?;
-        run(&["ip", "netns", "add", &lb])?;
-        run(&["ip", "link", "add", "cl0", "netns", &cl, "type", "veth", "peer", "name", "lbc", "netns", &lb])?;
+        run_command(&["ip", "netns", "add", &cl])?;
+        run_command(&["ip", "netns", "add", &lb])?;
+        run_command(&["ip", "link", "add", "cl0", "netns", &cl, "type", "veth", "peer", "name", "lbc", "netns", &lb])?;
         self.exec("cl", &["ip", "link", "set", "lo", "up"])?;
         self.exec("cl", &["ip", "addr", "add", "10.0.0.2/24", "dev", "cl0"])?;
         self.exec("cl", &["ip", "link", "set", "cl0", "up"])?;
@@ -128,8 +112,10 @@ impl Topology {
         for i in 1..=self.backends {
             let b = self.ns(&format!("b{i}"));
             let lbb = format!("lbb{i}");
-            run(&["ip", "netns", "add", &b])?;
-            run(&["ip", "link", "add", &lbb, "netns", &lb, "type", "veth", "peer", "name", "eth0", "netns", &b])?;
+            run_command(&["ip", "netns", "add", &b])?;
+            run_command(&[
+                "ip", "link", "add", &lbb, "netns", &lb, "type", "veth", "peer", "name", "eth0", "netns", &b,
+            ])?;
             self.exec("lb", &["ip", "addr", "add", &format!("10.0.{i}.1/24"), "dev", &lbb])?;
             self.exec("lb", &["ip", "link", "set", &lbb, "up"])?;
             let bns = format!("b{i}");
@@ -180,7 +166,7 @@ impl Drop for Topology {
         let mut names = vec![self.ns("cl"), self.ns("lb")];
         names.extend((1..=self.backends).map(|i| self.ns(&format!("b{i}"))));
         for n in names {
-            let _ = run(&["ip", "netns", "del", &n]);
+            let _ = run_command(&["ip", "netns", "del", &n]);
         }
     }
 }

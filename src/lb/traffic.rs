@@ -29,7 +29,6 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray};
@@ -39,7 +38,7 @@ use aya::{Ebpf, EbpfLoader};
 
 use super::balancer::{AttachMode, LoadBalancer, LoadOptions};
 use super::error::{LbError, Result, map_err, prog_err};
-use super::netns::in_netns;
+use super::netns::{in_netns, run_command};
 use super::service::{Frontend, Proto, Service, ServiceKind};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/traffic.bpf.o"));
@@ -407,21 +406,6 @@ impl Traffic {
     }
 }
 
-fn sh(args: &[&str]) -> Result<()> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(|cause| LbError::Io { what: format!("running {}", args[0]), cause })?;
-    if !out.status.success() {
-        return Err(LbError::Invalid(format!(
-            "`{}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
-}
-
 /// MACs of the lab: the host's bridge side is 02:42:ac:12:00:01, node N's eth0 02:42:ac:12:00:0N.
 pub const GEN_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x12, 0, 0x01];
 pub const NODE_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x12, 0, 0x03];
@@ -465,16 +449,16 @@ impl Node {
         let ns = self.ns(ns);
         let mut full = vec!["ip", "netns", "exec", ns.as_str()];
         full.extend_from_slice(args);
-        sh(&full)
+        run_command(&full)
     }
 
     fn build(&mut self, backends: &[Ipv4Addr]) -> Result<()> {
         let (gen_ns, node) = (self.ns("gen"), self.ns("node"));
-        sh(&["ip", "netns", "add", &gen_ns])?;
+        run_command(&["ip", "netns", "add", &gen_ns])?;
         self.pods = 0; // from here on, drop removes what exists
-        sh(&["ip", "netns", "add", &node])?;
+        run_command(&["ip", "netns", "add", &node])?;
         let (gen_mac, node_mac) = (mac_text(GEN_MAC), mac_text(NODE_MAC));
-        sh(&[
+        run_command(&[
             "ip", "link", "add", "gen0", "netns", &gen_ns, "address", &gen_mac, "type", "veth", "peer", "name", "eth0",
             "netns", &node, "address", &node_mac,
         ])?;
@@ -492,10 +476,10 @@ impl Node {
         for (k, addr) in backends.iter().enumerate() {
             let i = k + 1;
             let pod = self.ns(&format!("pod{i}"));
-            sh(&["ip", "netns", "add", &pod])?;
+            run_command(&["ip", "netns", "add", &pod])?;
             self.pods = i;
             let (lxc, mac) = (format!("lxc{i}"), mac_text(pod_mac(i)));
-            sh(&[
+            run_command(&[
                 "ip", "link", "add", &lxc, "netns", &node, "type", "veth", "peer", "name", "eth0", "netns", &pod,
                 "address", &mac,
             ])?;
@@ -551,7 +535,7 @@ impl Drop for Node {
         let mut names = vec![self.ns("gen"), self.ns("node")];
         names.extend((1..=self.pods).map(|i| self.ns(&format!("pod{i}"))));
         for n in names {
-            let _ = sh(&["ip", "netns", "del", &n]);
+            let _ = run_command(&["ip", "netns", "del", &n]);
         }
     }
 }
@@ -868,7 +852,7 @@ fn sweep_stale() {
     let Ok(entries) = std::fs::read_dir("/run/netns") else { return };
     for name in entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()) {
         if stale_owner(&name).is_some() {
-            let _ = sh(&["ip", "netns", "del", &name]);
+            let _ = run_command(&["ip", "netns", "del", &name]);
         }
     }
 }
