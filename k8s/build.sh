@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the lab's upstream binaries from their Go modules: kube-apiserver,
 # kube-controller-manager, kube-scheduler and kubectl (k8s.io/kubernetes), etcd (its server
-# module, at the version that Kubernetes release uses) and helm (helm.sh/helm/v3).
+# module, at the version that Kubernetes release uses), helm (helm.sh/helm/v3) and tutor-kubelet
+# (k8s/cmd/tutor-kubelet: the lab nodes' kubelet API, on k8s.io/kubelet's streaming server).
 #
 # The pins are the modules' versions in k8s/go.mod and k8s/helm/go.mod (see docs/architecture.md,
 # "Upstream binaries"). The binaries land in
@@ -56,7 +57,7 @@ fi
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
 
 stamp=$( (cd "$here" && cat go.mod go.sum helm/go.mod helm/go.sum build.sh && find cmd -type f -name '*.go' | sort | xargs cat) | sha256sum | cut -d' ' -f1)
-bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm)
+bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm tutor-kubelet)
 if ((!force)) && [[ -f $out/.stamp && $(cat "$out/.stamp") == "$stamp" ]]; then
   ok=1
   for b in "${bins[@]}"; do [[ -x $out/$b ]] || ok=0; done
@@ -87,10 +88,10 @@ mkdir -p "$out"
 tmp=$(mktemp -d "$cache/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s)
-echo "k8s/build.sh: building Kubernetes $k8s_version (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl) and helm $helm_version into $out"
+echo "k8s/build.sh: building Kubernetes $k8s_version (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, tutor-kubelet) and helm $helm_version into $out"
 (cd "$here" && go build -trimpath -ldflags "-s -w$kv" -o "$tmp/" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl ./cmd/etcd)
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl ./cmd/etcd ./cmd/tutor-kubelet)
 (cd "$here/helm" && go build -trimpath -ldflags "-s -w $hv" -o "$tmp/" helm.sh/helm/v3/cmd/helm)
 for b in "${bins[@]}"; do mv -f "$tmp/$b" "$out/$b"; done
 echo "$stamp" > "$out/.stamp"

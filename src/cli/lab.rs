@@ -97,6 +97,13 @@ struct NodeAgentArgs {
     /// CA that the kubelet API's clients (the API server) must present certificates from.
     #[arg(long)]
     client_ca_file: Option<PathBuf>,
+    /// Play kindnet on this node (kind's default CNI): CNI configuration, routes to the other
+    /// nodes' pod CIDRs, masquerade of traffic leaving the pod network.
+    #[arg(long)]
+    kindnet: bool,
+    /// The cluster's pod network (the kind config's podSubnet), what kindnet does not masquerade.
+    #[arg(long)]
+    cluster_cidr: Option<String>,
 }
 
 async fn node_agent(a: NodeAgentArgs) -> anyhow::Result<Exit> {
@@ -113,6 +120,10 @@ async fn node_agent(a: NodeAgentArgs) -> anyhow::Result<Exit> {
         Ok(t) => t,
         Err(e) => return usage(e),
     };
+    let cluster_cidr = match a.cluster_cidr.as_deref().map(crate::backend::lab::topology::Cidr::parse).transpose() {
+        Ok(c) => c,
+        Err(e) => return usage(format!("--cluster-cidr: {e}")),
+    };
     let opts = agent::Options {
         node: a.node,
         node_ip: a.node_ip,
@@ -128,6 +139,8 @@ async fn node_agent(a: NodeAgentArgs) -> anyhow::Result<Exit> {
         tls_cert_file: a.tls_cert_file,
         tls_private_key_file: a.tls_private_key_file,
         client_ca_file: a.client_ca_file,
+        kindnet: a.kindnet,
+        cluster_cidr,
     };
     match agent::run(opts).await {
         Ok(()) => Ok(Exit::Pass),

@@ -317,6 +317,28 @@ impl Lab {
                 client: &cp.admin,
             },
         )?;
+        // Each node's agent (the kubelet's role), with kind's labels and taints; a cluster
+        // without workers keeps no control-plane taint, as kind removes it.
+        let workers = plan.nodes.iter().any(|n| n.role == super::config::Role::Worker);
+        let agents: Vec<controlplane::AgentNode<'_>> = nodes
+            .iter()
+            .zip(&config.nodes)
+            .map(|(n, c)| {
+                let mut labels = std::collections::BTreeMap::new();
+                let mut taints = Vec::new();
+                if n.plan.role == super::config::Role::ControlPlane {
+                    labels.insert("node-role.kubernetes.io/control-plane".to_string(), String::new());
+                    labels.insert("node.kubernetes.io/exclude-from-external-load-balancers".to_string(), String::new());
+                    if workers {
+                        taints.push("node-role.kubernetes.io/control-plane:NoSchedule".to_string());
+                    }
+                }
+                labels.extend(c.labels.clone().unwrap_or_default());
+                controlplane::AgentNode { name: &n.plan.name, ip: n.plan.ip, ns: &n.ns, labels, taints }
+            })
+            .collect();
+        cp.start_agents(&agents, &super::tutor_exe(), !config.networking.disable_default_cni)?;
+        drop(agents);
         let rt = ClusterRt {
             lb: super::xdp_lb::LbState::new(&self.name, self.host.tid()),
             plan,

@@ -19,7 +19,7 @@ pub const DEFAULT_SERVICE_SUBNET: &str = "10.96.0.0/12";
 pub const ROUTER_OCTET: u8 = 224;
 
 /// An IPv4 prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Cidr {
     pub addr: Ipv4Addr,
     pub len: u8,

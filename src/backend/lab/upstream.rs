@@ -21,16 +21,19 @@ pub enum Binary {
     KubeScheduler,
     Kubectl,
     Helm,
+    /// The lab nodes' kubelet API server (`k8s/cmd/tutor-kubelet`).
+    TutorKubelet,
 }
 
 impl Binary {
-    pub const ALL: [Binary; 6] = [
+    pub const ALL: [Binary; 7] = [
         Binary::Etcd,
         Binary::KubeApiserver,
         Binary::KubeControllerManager,
         Binary::KubeScheduler,
         Binary::Kubectl,
         Binary::Helm,
+        Binary::TutorKubelet,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -41,6 +44,7 @@ impl Binary {
             Binary::KubeScheduler => "kube-scheduler",
             Binary::Kubectl => "kubectl",
             Binary::Helm => "helm",
+            Binary::TutorKubelet => "tutor-kubelet",
         }
     }
 }

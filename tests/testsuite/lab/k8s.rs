@@ -8,6 +8,7 @@ use super::support::{self, Out, fixtures};
 
 crate::tests![
     the_real_api_server_answers_kubectl(Lab, K8s),
+    pods_on_two_nodes_reach_each_other(Lab, K8s),
     delete_cluster_stops_the_control_plane_and_removes_its_context(Lab, K8s),
     lab_down_leaves_no_control_plane_process(Lab, K8s)
 ];
@@ -40,6 +41,10 @@ impl Lab {
 
     fn sh(&self, script: &str) -> Out {
         tutor(&["lab", "exec", &self.name, "host", "--", "bash", "-c", script])
+    }
+
+    fn on(&self, target: &str, script: &str) -> Out {
+        tutor(&["lab", "exec", &self.name, target, "--", "bash", "-c", script])
     }
 
     /// `script` until it exits 0 (60 s at most): what it printed then.
@@ -82,11 +87,6 @@ fn processes_in(inodes: &[u64], exe: &str) -> Vec<u32> {
         .collect()
 }
 
-/// A Node as a kubelet registers it (Ready, room for pods): stands in for the node agent here.
-const NODE: &str = r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"kind-control-plane","labels":{"kubernetes.io/hostname":"kind-control-plane"}},
-"status":{"capacity":{"cpu":"2","memory":"8Gi","pods":"110"},"allocatable":{"cpu":"2","memory":"8Gi","pods":"110"},
-"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"ready"}]}}"#;
-
 fn the_real_api_server_answers_kubectl() {
     let lab = Lab::up("k8s");
     let o = lab.sh("kind create cluster");
@@ -125,15 +125,63 @@ fn the_real_api_server_answers_kubectl() {
     assert_eq!(pods.lines().count(), 2, "{pods}");
     assert!(pods.lines().all(|p| p.starts_with(&format!("pod/web-{hash}-"))), "{pods}");
 
-    // Once a node registers, the real scheduler binds the pods to it, and the node IPAM
-    // controller gives it a pod CIDR from the cluster's pod subnet.
-    lab.sh(&format!("kubectl create -f - <<'EOF'\n{NODE}\nEOF")).ok();
-    let bound = lab
-        .sh("kubectl -n shop wait --for=jsonpath='{.spec.nodeName}'=kind-control-plane pods -l app=web --timeout=60s")
-        .ok();
-    assert_eq!(bound.lines().count(), 2, "{bound}");
-    let cidr = lab.eventually("kubectl get node kind-control-plane -o jsonpath='{.spec.podCIDR}' | grep .");
-    assert_eq!(cidr, "10.244.0.0/24\n");
+    // The node agent registers the node; kindnet's role writes the CNI configuration for the
+    // podCIDR the node IPAM controller gave it, which turns the node Ready; the real scheduler
+    // binds the pods to it and the agent runs them with addresses from that podCIDR.
+    let nodes = lab.eventually(
+        "kubectl wait --for=condition=Ready node/kind-control-plane --timeout=1s >/dev/null && kubectl get nodes",
+    );
+    let row: Vec<&str> = nodes.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        (row[0], row[1], row[2], row[4]),
+        ("kind-control-plane", "Ready", "control-plane", "v1.33.1"),
+        "{nodes}"
+    );
+    let cidr = lab.sh("kubectl get node kind-control-plane -o jsonpath='{.spec.podCIDR}'").ok();
+    assert_eq!(cidr, "10.244.0.0/24");
+    let ready = lab.sh("kubectl -n shop wait --for=condition=Ready pods -l app=web --timeout=60s");
+    assert_eq!(ready.code, 0, "{}{}", ready.stdout, ready.stderr);
+    let ips = lab.sh("kubectl -n shop get pods -l app=web -o jsonpath='{range .items[*]}{.status.podIP} {.spec.nodeName}{\"\\n\"}{end}'").ok();
+    assert_eq!(ips.lines().count(), 2, "{ips}");
+    for l in ips.lines() {
+        let (ip, node) = l.split_once(' ').unwrap();
+        assert!(ip.starts_with("10.244.0.") && node == "kind-control-plane", "{ips}");
+    }
+
+    // The kubelet API: exec and logs through the API server to the node.
+    let pod = pods.lines().next().unwrap().trim_start_matches("pod/").to_string();
+    let host = lab.sh(&format!("kubectl -n shop exec {pod} -- cat /etc/hostname")).ok();
+    assert_eq!(host, format!("{pod}\n"));
+    let first_ip = ips.lines().next().unwrap().split(' ').next().unwrap().to_string();
+    let page = lab.on("kind-control-plane", &format!("curl -sf http://{first_ip}/")).ok();
+    assert!(page.contains("Welcome to nginx"), "{page}");
+    let logs = lab.eventually(&format!("kubectl -n shop logs {pod} | grep GET"));
+    assert!(logs.contains("\"GET / HTTP/1.1\" 200"), "{logs}");
+}
+
+/// Two nodes with kind's default CNI: each gets its podCIDR, pods on different nodes reach each
+/// other through the routes kindnet's role installs, and leave the cluster masqueraded.
+fn pods_on_two_nodes_reach_each_other() {
+    let lab = Lab::up("k8s2");
+    let cfg = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n- role: worker\n";
+    let o = lab.sh(&format!("cat > /tmp/two.yaml <<'EOF'\n{cfg}EOF\nkind create cluster --config /tmp/two.yaml"));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    lab.eventually("kubectl wait --for=condition=Ready nodes --all --timeout=1s");
+    let taints = lab.sh("kubectl get node kind-control-plane -o jsonpath='{.spec.taints[*].key}'").ok();
+    assert_eq!(taints, "node-role.kubernetes.io/control-plane");
+    for (pod, node) in [("a", "kind-control-plane"), ("b", "kind-worker")] {
+        let spec = format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{pod}"}},"spec":{{"nodeName":"{node}","tolerations":[{{"operator":"Exists"}}],"containers":[{{"name":"c","image":"busybox","command":["sleep","3600"]}}]}}}}"#
+        );
+        lab.sh(&format!("kubectl create -f - <<'EOF'\n{spec}\nEOF")).ok();
+    }
+    let ready = lab.sh("kubectl wait --for=condition=Ready pod/a pod/b --timeout=60s");
+    assert_eq!(ready.code, 0, "{}{}", ready.stdout, ready.stderr);
+    let ip_b = lab.sh("kubectl get pod b -o jsonpath='{.status.podIP}'").ok();
+    assert!(ip_b.starts_with("10.244.1."), "pod b on the worker: {ip_b}");
+    let ping = lab.sh(&format!("kubectl exec a -- ping -c 1 -W 2 {ip_b}"));
+    assert_eq!(ping.code, 0, "{}{}", ping.stdout, ping.stderr);
+    assert!(ping.stdout.contains("1 packets received"), "{}", ping.stdout);
 }
 
 fn delete_cluster_stops_the_control_plane_and_removes_its_context() {

@@ -9,6 +9,7 @@ pub mod env;
 pub mod events;
 pub mod images;
 pub mod ipam;
+pub mod kindnet;
 pub mod logs;
 pub mod node;
 pub mod podfiles;
@@ -76,6 +77,10 @@ pub struct Options {
     pub tls_cert_file: Option<PathBuf>,
     pub tls_private_key_file: Option<PathBuf>,
     pub client_ca_file: Option<PathBuf>,
+    /// Play kindnet on this node (see `kindnet`).
+    pub kindnet: bool,
+    /// The cluster's pod network, for kindnet's masquerade.
+    pub cluster_cidr: Option<Cidr>,
 }
 
 /// The annotation of mirror pods (static pods' API objects): their processes are not the
@@ -189,6 +194,9 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         let _ = reconcile_node(Arc::new(n), ctx.clone()).await;
     }
     let lease = tokio::spawn(lease_loop(ctx.clone()));
+    let kindnet = opts.kindnet.then(|| {
+        tokio::spawn(kindnet::run_for(client.clone(), opts.node.clone(), opts.cni_conf_dir.clone(), opts.cluster_cidr))
+    });
     let node_ctl = Controller::new(
         Api::<Node>::all(client.clone()),
         watcher::Config::default().fields(&format!("metadata.name={}", opts.node)),
@@ -233,6 +241,9 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         _ = tokio::signal::ctrl_c() => {}
     }
     lease.abort();
+    if let Some(k) = kindnet {
+        k.abort();
+    }
     if let Some(k) = kubelet_server.as_mut() {
         let _ = k.kill();
         let _ = k.wait();

@@ -58,6 +58,12 @@ impl Spec {
         format!("https://{}:{API_PORT}", self.ip)
     }
 
+    /// The cluster DNS service's ClusterIP (kube-dns): the service range's tenth address, as
+    /// kubeadm sets it.
+    pub fn cluster_dns_ip(&self) -> Ipv4Addr {
+        self.service_subnet.nth(10)
+    }
+
     /// The `kubernetes` Service's ClusterIP: the service range's first address.
     pub fn kubernetes_service_ip(&self) -> Ipv4Addr {
         self.service_subnet.nth(1)
@@ -78,8 +84,18 @@ pub struct Timings {
     pub controllers_spawned_ms: Option<u64>,
 }
 
+/// A lab node as its agent is started: where (its namespaces) and what it registers.
+pub struct AgentNode<'a> {
+    pub name: &'a str,
+    pub ip: Ipv4Addr,
+    pub ns: &'a NsThread,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `key[=value]:Effect`, as the kubelet's `--register-with-taints`.
+    pub taints: Vec<String>,
+}
+
 struct Component {
-    name: &'static str,
+    name: String,
     child: Child,
     log: PathBuf,
 }
@@ -338,7 +354,7 @@ impl ControlPlane {
     fn spawn(&mut self, node: &NsThread, name: &'static str, bin: Binary, args: Vec<String>) -> Result<(), LabError> {
         let log = self.dir.join("logs").join(format!("{name}.log"));
         let child = spawn(node, name, &upstream::path(bin), &args, &log, &self.dir)?;
-        self.procs.push(Component { name, child, log });
+        self.procs.push(Component { name: name.to_string(), child, log });
         Ok(())
     }
 
@@ -410,9 +426,59 @@ impl ControlPlane {
         }
     }
 
+    /// Start a node agent (`tutor lab node-agent`, the kubelet's role) in each node's namespaces,
+    /// with the node's identity and serving certificate from the PKI and `tutor-kubelet` as its
+    /// kubelet API; `kindnet` makes each agent play kind's default CNI as well.
+    pub fn start_agents(&mut self, nodes: &[AgentNode<'_>], exe: &Path, kindnet: bool) -> Result<(), LabError> {
+        upstream::check(&[Binary::TutorKubelet]).map_err(|e| LabError::Preflight(e.to_string()))?;
+        let p = |path: PathBuf| path.display().to_string();
+        for n in nodes {
+            let nd = self.dir.join("nodes").join(n.name);
+            let mut args: Vec<String> = [
+                "lab",
+                "node-agent",
+                "--node",
+                n.name,
+                "--node-ip",
+                &n.ip.to_string(),
+                "--kubeconfig",
+                &p(nd.join("kubelet.conf")),
+                "--state-dir",
+                &p(nd.join("agent")),
+                "--cni-conf-dir",
+                &p(nd.join("cni/net.d")),
+                "--cluster-dns",
+                &self.spec.cluster_dns_ip().to_string(),
+                "--node-labels",
+                &n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                "--register-with-taints",
+                &n.taints.join(","),
+                "--kubelet-server",
+                &p(upstream::path(Binary::TutorKubelet)),
+                "--tls-cert-file",
+                &p(nd.join("kubelet.crt")),
+                "--tls-private-key-file",
+                &p(nd.join("kubelet.key")),
+                "--client-ca-file",
+                &p(self.dir.join("pki/ca.crt")),
+            ]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+            if kindnet {
+                args.extend(["--kindnet".into(), "--cluster-cidr".into(), self.spec.pod_subnet.to_string()]);
+            }
+            let name = format!("node-agent {}", n.name);
+            let log = self.dir.join("logs").join(format!("node-agent-{}.log", n.name));
+            let child = spawn(n.ns, &name, exe, &args, &log, &self.dir)?;
+            self.procs.push(Component { name, child, log });
+        }
+        Ok(())
+    }
+
     /// The processes, for reports: (component, pid).
-    pub fn pids(&self) -> Vec<(&'static str, u32)> {
-        self.procs.iter().map(|c| (c.name, c.child.id())).collect()
+    pub fn pids(&self) -> Vec<(&str, u32)> {
+        self.procs.iter().map(|c| (c.name.as_str(), c.child.id())).collect()
     }
 
     /// Stop the components (TERM, then KILL after two seconds), API server first.
