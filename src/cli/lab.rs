@@ -104,6 +104,10 @@ struct NodeAgentArgs {
     /// The cluster's pod network (the kind config's podSubnet), what kindnet does not masquerade.
     #[arg(long)]
     cluster_cidr: Option<String>,
+    /// Static pod manifests (`<name>.json`, with the running process in `<name>.pid`): the
+    /// agent keeps their mirror pods in the API.
+    #[arg(long)]
+    pod_manifest_path: Option<PathBuf>,
 }
 
 async fn node_agent(a: NodeAgentArgs) -> anyhow::Result<Exit> {
@@ -141,6 +145,7 @@ async fn node_agent(a: NodeAgentArgs) -> anyhow::Result<Exit> {
         client_ca_file: a.client_ca_file,
         kindnet: a.kindnet,
         cluster_cidr,
+        pod_manifest_path: a.pod_manifest_path,
     };
     match agent::run(opts).await {
         Ok(()) => Ok(Exit::Pass),

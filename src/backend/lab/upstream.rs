@@ -73,6 +73,11 @@ pub fn kubernetes_version() -> String {
     required(K8S_GO_MOD, "k8s.io/kubernetes").expect("k8s/go.mod requires k8s.io/kubernetes")
 }
 
+/// The etcd release the pinned Kubernetes uses (`v3.5.21`), from k8s/go.mod.
+pub fn etcd_version() -> String {
+    required(K8S_GO_MOD, "go.etcd.io/etcd/server/v3").expect("k8s/go.mod requires go.etcd.io/etcd/server/v3")
+}
+
 /// The pinned helm release.
 pub fn helm_version() -> String {
     required(HELM_GO_MOD, "helm.sh/helm/v3").expect("k8s/helm/go.mod requires helm.sh/helm/v3")

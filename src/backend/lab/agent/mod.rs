@@ -14,6 +14,7 @@ pub mod logs;
 pub mod node;
 pub mod podfiles;
 pub mod runtime;
+pub mod static_pods;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -81,6 +82,8 @@ pub struct Options {
     pub kindnet: bool,
     /// The cluster's pod network, for kindnet's masquerade.
     pub cluster_cidr: Option<Cidr>,
+    /// Static pods to mirror (see `static_pods`).
+    pub pod_manifest_path: Option<PathBuf>,
 }
 
 /// The annotation of mirror pods (static pods' API objects): their processes are not the
@@ -197,6 +200,10 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     let kindnet = opts.kindnet.then(|| {
         tokio::spawn(kindnet::run_for(client.clone(), opts.node.clone(), opts.cni_conf_dir.clone(), opts.cluster_cidr))
     });
+    let mirrors = opts
+        .pod_manifest_path
+        .clone()
+        .map(|dir| tokio::spawn(static_pods::run_for(client.clone(), opts.node.clone(), opts.node_ip, dir)));
     let node_ctl = Controller::new(
         Api::<Node>::all(client.clone()),
         watcher::Config::default().fields(&format!("metadata.name={}", opts.node)),
@@ -241,8 +248,8 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         _ = tokio::signal::ctrl_c() => {}
     }
     lease.abort();
-    if let Some(k) = kindnet {
-        k.abort();
+    for task in [kindnet, mirrors].into_iter().flatten() {
+        task.abort();
     }
     if let Some(k) = kubelet_server.as_mut() {
         let _ = k.kill();

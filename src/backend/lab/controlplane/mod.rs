@@ -354,8 +354,16 @@ impl ControlPlane {
     fn spawn(&mut self, node: &NsThread, name: &'static str, bin: Binary, args: Vec<String>) -> Result<(), LabError> {
         let log = self.dir.join("logs").join(format!("{name}.log"));
         let child = spawn(node, name, &upstream::path(bin), &args, &log, &self.dir)?;
+        write_static_pod(&self.manifest_dir(), name, &args, child.id())?;
         self.procs.push(Component { name: name.to_string(), child, log });
         Ok(())
+    }
+
+    /// Where the control-plane node's static pod manifests are written (its agent's
+    /// `--pod-manifest-path`): one `<component>.json` (the Pod kubeadm would write) and a
+    /// `<component>.pid` with the process that runs it.
+    pub fn manifest_dir(&self) -> PathBuf {
+        self.dir.join("nodes").join(&self.spec.control_plane).join("manifests")
     }
 
     /// The controller manager and the scheduler, once the API server is ready: they read the
@@ -468,6 +476,9 @@ impl ControlPlane {
             if kindnet {
                 args.extend(["--kindnet".into(), "--cluster-cidr".into(), self.spec.pod_subnet.to_string()]);
             }
+            if n.name == self.spec.control_plane {
+                args.extend(["--pod-manifest-path".into(), p(self.manifest_dir())]);
+            }
             let name = format!("node-agent {}", n.name);
             let log = self.dir.join("logs").join(format!("node-agent-{}.log", n.name));
             let child = spawn(n.ns, &name, exe, &args, &log, &self.dir)?;
@@ -511,6 +522,43 @@ impl Drop for ControlPlane {
 
 /// Start `bin` from `node`'s thread, output to `log`; it dies with that thread (PDEATHSIG), so a
 /// killed supervisor cannot leave it behind.
+/// The static pod of a control-plane component, as kubeadm writes it to
+/// `/etc/kubernetes/manifests` (image of the pinned release, the flags it runs with), and the
+/// pid of its process: the agent makes its mirror pod from these.
+fn write_static_pod(dir: &Path, name: &str, args: &[String], pid: u32) -> Result<(), LabError> {
+    let image = match name {
+        "etcd" => format!("registry.k8s.io/etcd:{}-0", upstream::etcd_version().trim_start_matches('v')),
+        _ => format!("registry.k8s.io/{name}:{}", upstream::kubernetes_version()),
+    };
+    let command: Vec<String> = std::iter::once(name.to_string()).chain(args.iter().cloned()).collect();
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "kube-system",
+            "labels": { "component": name, "tier": "control-plane" },
+        },
+        "spec": {
+            "hostNetwork": true,
+            "priorityClassName": "system-node-critical",
+            "securityContext": { "seccompProfile": { "type": "RuntimeDefault" } },
+            "containers": [{
+                "name": name,
+                "image": image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": command,
+            }],
+        },
+    });
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let json = dir.join(format!("{name}.json"));
+    let text = serde_json::to_string_pretty(&pod).expect("serialisable") + "\n";
+    std::fs::write(&json, text).map_err(|e| io(&json, e))?;
+    let pid_file = dir.join(format!("{name}.pid"));
+    std::fs::write(&pid_file, format!("{pid}\n")).map_err(|e| io(&pid_file, e))
+}
+
 fn spawn(node: &NsThread, name: &str, bin: &Path, args: &[String], log: &Path, cwd: &Path) -> Result<Child, LabError> {
     use std::os::unix::process::CommandExt;
     let out = std::fs::File::create(log).map_err(|e| io(log, e))?;
