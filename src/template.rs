@@ -105,6 +105,9 @@ impl Templates {
     /// Lines of `text` whose `{{ … }}` starts with a name tutor knows but reads like a Go
     /// template call (`{{ json .x }}` with a var named `json`): `(line offset, expression)`.
     pub fn ambiguous(&self, text: &str, fact_names: &[&str]) -> Vec<(usize, String)> {
+        if !text.contains("{{") {
+            return Vec::new();
+        }
         let known = self.known(text, fact_names);
         scan(text)
             .into_iter()
@@ -284,8 +287,9 @@ enum Part<'t> {
 
 /// The `{{ … }}` of `text`, skipping `{% raw %}` … `{% endraw %}` regions.
 fn scan(text: &str) -> Vec<Part<'_>> {
-    let raw_open = regex_lite(r"\{%-?\s*raw\s*-?%\}");
-    let raw_close = regex_lite(r"\{%-?\s*endraw\s*-?%\}");
+    static RAW: std::sync::OnceLock<(regex::Regex, regex::Regex)> = std::sync::OnceLock::new();
+    let (raw_open, raw_close) =
+        RAW.get_or_init(|| (regex_lite(r"\{%-?\s*raw\s*-?%\}"), regex_lite(r"\{%-?\s*endraw\s*-?%\}")));
     let mut parts = Vec::new();
     let mut i = 0;
     while let Some(off) = text[i..].find("{{") {
@@ -341,7 +345,8 @@ fn bound_names(text: &str) -> Vec<&str> {
     if !text.contains("{%") {
         return Vec::new();
     }
-    let re = regex_lite(r"\{%-?\s*(for|set|with|macro)\s+([^%]*?)(?:\s+in\s|=|%\})");
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| regex_lite(r"\{%-?\s*(for|set|with|macro)\s+([^%]*?)(?:\s+in\s|=|%\})"));
     let mut out = Vec::new();
     for c in re.captures_iter(text) {
         if &c[1] == "for" {

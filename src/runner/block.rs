@@ -51,6 +51,8 @@ pub struct Session {
     pub updated: Vec<PathBuf>,
     /// One live shell per target that ran a block.
     kernels: HashMap<Target, Kernel>,
+    /// The last state of targets whose shell ended, for the next one (see `kernel.rs`).
+    states: HashMap<Target, Vec<u8>>,
     /// Values captured with `[..NAME..]` so far, and where each was captured (`file:line`).
     pub captures: Captures,
     pub capture_sites: BTreeMap<String, String>,
@@ -67,6 +69,7 @@ impl Session {
             edits: Vec::new(),
             updated: Vec::new(),
             kernels: HashMap::new(),
+            states: HashMap::new(),
             captures: Captures::new(),
             capture_sites: BTreeMap::new(),
             pending: Vec::new(),
@@ -87,6 +90,9 @@ impl Session {
             && !k.alive()
         {
             let k = self.kernels.remove(target).expect("present");
+            if let Some(state) = k.state() {
+                self.states.insert(target.clone(), state.to_vec());
+            }
             k.stop().await;
         }
         if !self.kernels.contains_key(target) {
@@ -95,16 +101,14 @@ impl Session {
             if let Some(dir) = std::path::Path::new(&state).parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            let mut init = String::new();
             if self.seen.insert(target.clone()) {
-                // First block on this target in this run: forget what an earlier run left.
+                // First block on this target in this run: forget what an earlier run left (`bg`
+                // blocks source the file; `save_state` writes it before each).
                 let _ = std::fs::remove_file(&state);
-            } else {
-                init.push_str(&kernel::restore_script(&state));
-                init.push('\n');
             }
-            init.push_str(&kernel::assignments(&self.captures));
-            let k = Kernel::start(cmd, &state, &init).await?;
+            let mut init = self.states.get(target).map(|s| kernel::restore_script(s)).unwrap_or_default();
+            init.extend_from_slice(kernel::assignments(&self.captures).as_bytes());
+            let k = Kernel::start(cmd, &init).await?;
             self.kernels.insert(target.clone(), k);
         }
         Ok(self.kernels.get_mut(target))
@@ -117,7 +121,7 @@ impl Session {
         }
         let set = kernel::assignments(&new);
         for k in self.kernels.values_mut() {
-            k.run(&[(Mode::Plain, &set)], &|_, _| true, None, &Cancel::default()).await;
+            k.run(&[(Mode::Quiet, set.as_bytes())], &|_, _| true, None, &Cancel::default()).await;
         }
         for (name, value) in new {
             self.capture_sites.entry(name.clone()).or_insert_with(|| site.clone());
@@ -226,9 +230,11 @@ async fn execute(
     let deadline = Instant::now() + timeout;
     if let Some(k) = session.kernel(env, target).await? {
         let r = match work {
-            Work::Shell { body, .. } => k.run(&[(Mode::ErrExit, body)], &|_, _| true, Some(deadline), env.cancel).await,
+            Work::Shell { body, .. } => {
+                k.run(&[(Mode::ErrExit, body.as_bytes())], &|_, _| true, Some(deadline), env.cancel).await
+            }
             Work::Console { commands, rendered, .. } => {
-                let frames: Vec<(Mode, &str)> = rendered.iter().map(|c| (Mode::Plain, c.as_str())).collect();
+                let frames: Vec<(Mode, &[u8])> = rendered.iter().map(|c| (Mode::Plain, c.as_bytes())).collect();
                 let go_on = |i: usize, s: i32| goes_on(commands, expected_exit, i, s);
                 k.run(&frames, &go_on, Some(deadline), env.cancel).await
             }
@@ -296,7 +302,16 @@ pub async fn run(env: &Env<'_>, session: &mut Session, block: &Block) -> BlockRe
 
     if block.attrs.bg {
         let state_path = env.backend.state_path(target);
-        let fresh = session.seen.insert(target.clone());
+        // The target's shell writes its state for the new one (a live shell's state is kept in
+        // memory only).
+        let fresh = match session.kernel(env, target).await {
+            Ok(Some(k)) => match k.save_state(&state_path).await {
+                Ok(()) => false,
+                Err(e) => return result(block, Status::Error, Some(e), start),
+            },
+            Ok(None) => session.seen.insert(target.clone()),
+            Err(e) => return result(block, Status::Error, Some(e.to_string()), start),
+        };
         let body = match &work {
             Work::Shell { body, .. } => body.clone(),
             Work::Console { rendered, .. } => rendered.join("\n"),

@@ -1,25 +1,34 @@
 //! The notebook kernel: one long-lived bash per target for the whole tutorial, as in one terminal.
 //!
 //! The kernel starts from a small fixed boot script (argv) and is then fed through its stdin,
-//! never argv, one *frame* per command: a header line (`c` plain, `e` with `set -e`; `+` to
-//! save the state afterwards), the command text and a NUL byte. Each command runs with stdin
-//! from `/dev/null` and its stdout and stderr on the kernel's stdout (one pipe, the order a
-//! terminal shows). The kernel answers on its own stderr, a channel the command cannot reach
-//! (bash keeps the original descriptor aside, close-on-exec, while the command runs with
-//! `2>&1`): one line `status N` per frame. So output can never forge a status, and the runner
-//! knows a command ended when its status arrives, not when every holder of the output pipe
-//! (a daemon the command started) closes it: everything the command wrote before exiting is
-//! already in the pipe and is drained without waiting.
+//! never argv, one *frame* per command: a header line (`c` plain, `e` with `set -e`, `q` quiet:
+//! the runner's own commands, output discarded; `s`: send the state, no command), the command
+//! text and a NUL byte. Each command runs with stdin from `/dev/null` and its stdout and stderr on
+//! the kernel's stdout (one pipe, the order a terminal shows). The kernel answers on its own
+//! stderr, a channel the command cannot reach (bash keeps the original descriptor aside,
+//! close-on-exec, while the command runs with `2>&1`): one line `status N` per command frame.
+//! So output can never forge a status, and the runner knows a command ended when its status
+//! arrives, not when every holder of the output pipe (a daemon the command started) closes it:
+//! everything the command wrote before exiting is already in the pipe and is drained without
+//! waiting.
 //!
 //! State lives in the shell itself: variables, functions, aliases, the working directory,
-//! `set -o`/`shopt` options, traps, background jobs. After each block the kernel also writes
-//! its state (`declare -p`, `declare -f`, `alias -p`, `trap -p`, `umask`, the `set -o` and `shopt`
-//! options and the working directory) to the target's state file, with builtins only (a line
-//! per variable: the main cost of a block, about a hundred small writes), and again from an
-//! EXIT trap; a kernel that is restarted (after a time-out, or after `exit` or a `set -e`
-//! failure ended it) sources that file first. After a time-out the kernel is killed with
-//! SIGKILL, so the file holds the state from before the block: background jobs and open file
-//! descriptors are what a restart loses. [`Kernel::save_state`] writes the same file anywhere.
+//! `set -o`/`shopt` options, traps, background jobs. After each block the runner sends an `s`
+//! frame and the kernel answers on the control channel with its state (`declare -p`,
+//! `declare -f`, `alias -p`, `trap -p`, `umask -p`, the `set -o` and `shopt` options and the
+//! working directory, with builtins only), after the block's last status, so the runner judges
+//! the block meanwhile. The runner keeps the last complete state in memory; nothing is written to
+//! disk per block (on ext4, truncating and rewriting a file every block cost a writeback of
+//! about 3 ms each: most of a block's time). A kernel that is restarted (after a time-out, or
+//! after `exit` or a `set -e` failure ended it) is fed that state first, so it starts with the
+//! state from before the block that ended the last one: background jobs and open file
+//! descriptors are what a restart loses. [`Kernel::save_state`] writes the same text to a file
+//! where the kernel runs (for `bg` blocks, which are separate shells, and to resume later).
+//!
+//! Output that a background job of the kernel prints belongs to the command of this kernel that
+//! is running when it arrives; what arrives while no command runs (between blocks, or during the
+//! runner's quiet frames) goes to the next command of this kernel, as in cram, where it lands in
+//! the next command's output.
 
 use std::fmt::Write as _;
 use std::os::fd::OwnedFd;
@@ -33,14 +42,11 @@ use super::cancel::Cancel;
 use super::script::{CommandRun, quote};
 use crate::backend::{BackendError, process};
 
-/// The boot script: helpers and the frame loop. `$1` is the state file.
-const BOOT: &str = r#"__tutor_state=$1
-shopt -s expand_aliases
+/// The boot script: helpers and the frame loop.
+const BOOT: &str = r#"shopt -s expand_aliases
 __tutor_save() {
-  {
-    declare -p; declare -f; alias -p; trap -p; umask -p
-    printf '__tutor_options %q %q\ncd -- %q\n' "$SHELLOPTS" "$BASHOPTS" "$PWD"
-  } 2>/dev/null > "${1:-$__tutor_state}"
+  declare -p; declare -f; alias -p; trap -p; umask -p
+  printf '__tutor_options %q %q\ncd -- %q\n' "$SHELLOPTS" "$BASHOPTS" "$PWD"
 }
 __tutor_options() {
   local o
@@ -49,13 +55,14 @@ __tutor_options() {
   for o in ${BASHOPTS//:/ }; do case :$2: in *:$o:*) ;; *) shopt -u "$o" ;; esac; done
   for o in ${2//:/ }; do shopt -s "$o"; done
 }
-trap '__tutor_save' EXIT
 while IFS= read -r __tutor_h && IFS= read -r -d '' __tutor_s; do
   case $__tutor_h in
-    e*) set -e; eval "$__tutor_s" </dev/null 2>&1; __tutor_rc=$?; set +e ;;
+    s) { printf 'state\n'; __tutor_save; printf '\0'; } >&2 2>/dev/null; continue ;;
+    e) set -e; eval "$__tutor_s" </dev/null 2>&1; __tutor_rc=$?; set +e ;;
+    q) eval "$__tutor_s" </dev/null >/dev/null 2>&1; __tutor_rc=$? ;;
     *) eval "$__tutor_s" </dev/null 2>&1; __tutor_rc=$? ;;
   esac
-  case $__tutor_h in *+) __tutor_save ;; esac
+  __tutor_s=
   printf 'status %d\n' "$__tutor_rc" >&2
 done
 "#;
@@ -67,6 +74,9 @@ pub enum Mode {
     Plain,
     /// With `set -e` (sh/bash blocks): the first failing command ends the kernel.
     ErrExit,
+    /// The runner's own command (restore, captures, saves): its output is discarded, and what a
+    /// background job prints meanwhile is kept for the next command.
+    Quiet,
 }
 
 /// What one block did in a kernel.
@@ -86,8 +96,13 @@ pub struct Kernel {
     stdin: tokio::process::ChildStdin,
     out: pipe::Receiver,
     ctl: pipe::Receiver,
-    /// Bytes read from the control channel that do not form a whole line yet.
+    /// Bytes read from the control channel that do not form a whole line (or state) yet.
     ctl_buf: Vec<u8>,
+    /// The last complete state the kernel sent (see the module documentation).
+    state: Option<Vec<u8>>,
+    /// Output of background jobs that arrived while no command of a block ran: the next
+    /// command's.
+    pending: Vec<u8>,
 }
 
 fn io_err(context: &'static str) -> impl FnOnce(std::io::Error) -> BackendError {
@@ -103,9 +118,9 @@ pub type GoOn<'a> = &'a (dyn Fn(usize, i32) -> bool + Sync);
 
 impl Kernel {
     /// Start a kernel from `cmd` (a command that runs `bash` on the target; the boot script
-    /// and its arguments are appended), then run `init` (restore the state, set captures).
-    pub async fn start(mut cmd: std::process::Command, state_path: &str, init: &str) -> Result<Kernel, BackendError> {
-        cmd.args(["--noprofile", "--norc", "-c", BOOT, "bash", state_path]);
+    /// is appended), then run `init` quietly (restore a state, set captures).
+    pub async fn start(mut cmd: std::process::Command, init: &[u8]) -> Result<Kernel, BackendError> {
+        cmd.args(["--noprofile", "--norc", "-c", BOOT, "bash"]);
         let (out_r, out_w) = std::io::pipe().map_err(io_err("creating a pipe"))?;
         let (ctl_r, ctl_w) = std::io::pipe().map_err(io_err("creating a pipe"))?;
         cmd.stdin(Stdio::piped()).stdout(out_w).stderr(ctl_w);
@@ -124,9 +139,11 @@ impl Kernel {
             out: receiver(out_r).map_err(io_err("reading the shell's output"))?,
             ctl: receiver(ctl_r).map_err(io_err("reading the shell's status"))?,
             ctl_buf: Vec::new(),
+            state: None,
+            pending: Vec::new(),
         };
         if !init.is_empty() {
-            let r = k.run(&[(Mode::Plain, init)], &|_, _| true, None, &Cancel::default()).await;
+            let r = k.run(&[(Mode::Quiet, init)], &|_, _| true, None, &Cancel::default()).await;
             if let Some(how) = r.died {
                 k.stop().await;
                 return Err(BackendError::Other(format!("the target's shell did not start: {how}")));
@@ -140,21 +157,28 @@ impl Kernel {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The last state the kernel sent (after its latest block that ended normally), as text
+    /// that recreates it when run in a new kernel. `None` before the first block.
+    pub fn state(&self) -> Option<&[u8]> {
+        self.state.as_deref()
+    }
+
     /// Run `frames` one after the other until one's status does not `go_on`, the deadline
-    /// passes, `cancel` fires or the kernel ends. The last frame saves the state.
+    /// passes, `cancel` fires or the kernel ends. Then, unless the kernel died or was killed,
+    /// ask for its state (it arrives while the runner judges the block).
     pub async fn run(
         &mut self,
-        frames: &[(Mode, &str)],
+        frames: &[(Mode, &[u8])],
         go_on: GoOn<'_>,
         deadline: Option<Instant>,
         cancel: &Cancel,
     ) -> KernelRun {
         let mut result = KernelRun::default();
-        // Whatever a background job printed since the last block is not this block's output.
-        self.drain(&mut Vec::new());
         for (i, (mode, text)) in frames.iter().enumerate() {
-            let save = i + 1 == frames.len();
-            let (output, status) = self.one(*mode, text, save, deadline, cancel, &mut result).await;
+            let (mut output, status) = self.one(*mode, text, deadline, cancel, &mut result).await;
+            if *mode == Mode::Quiet {
+                self.pending.append(&mut output);
+            }
             let status = status.ok();
             result.runs.push(CommandRun { output: crate::snapshot::display(&output), status });
             let stop = match status {
@@ -168,6 +192,12 @@ impl Kernel {
         while result.runs.len() < frames.len() {
             result.runs.push(CommandRun { output: String::new(), status: None });
         }
+        if result.died.is_none() && !result.timed_out && !result.interrupted {
+            // Not waited for: the state follows the block's last status on the control channel.
+            if self.stdin.write_all(b"s\n\0").await.is_ok() {
+                let _ = self.stdin.flush().await;
+            }
+        }
         result
     }
 
@@ -176,21 +206,23 @@ impl Kernel {
     async fn one(
         &mut self,
         mode: Mode,
-        text: &str,
-        save: bool,
+        text: &[u8],
         deadline: Option<Instant>,
         cancel: &Cancel,
         result: &mut KernelRun,
     ) -> (Vec<u8>, Result<i32, ()>) {
-        let mut output = Vec::new();
+        // A command's output starts with what background jobs printed while none ran; a quiet
+        // frame's own output goes to /dev/null, so what arrives during one is theirs too.
+        let mut output = std::mem::take(&mut self.pending);
         let mut frame = Vec::with_capacity(text.len() + 8);
-        frame.push(if mode == Mode::ErrExit { b'e' } else { b'c' });
-        if save {
-            frame.push(b'+');
-        }
+        frame.push(match mode {
+            Mode::Plain => b'c',
+            Mode::ErrExit => b'e',
+            Mode::Quiet => b'q',
+        });
         frame.push(b'\n');
         // A NUL ends the frame: bash strings cannot hold one, so no text can contain it.
-        frame.extend(text.bytes().filter(|&b| b != 0));
+        frame.extend(text.iter().copied().filter(|&b| b != 0));
         frame.extend_from_slice(b"\n\0");
         let sleep = async {
             match deadline {
@@ -202,7 +234,7 @@ impl Kernel {
         // Write and read at once: a big frame must not block on a command that prints a lot.
         let mut written = 0;
         let mut buf = vec![0u8; 64 * 1024];
-        let mut ctl_chunk = [0u8; 256];
+        let mut ctl_chunk = [0u8; 4096];
         let mut ctl_open = true;
         loop {
             if let Some(status) = self.status_line() {
@@ -270,7 +302,7 @@ impl Kernel {
         sleep: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
         result: &mut KernelRun,
     ) -> Option<i32> {
-        let mut buf = [0u8; 256];
+        let mut buf = [0u8; 4096];
         loop {
             if let Some(s) = self.status_line() {
                 return Some(s);
@@ -289,10 +321,20 @@ impl Kernel {
         }
     }
 
-    /// The next `status N` line of the control channel (anything else there, such as a shell
-    /// warning printed outside any command, is skipped).
+    /// The next `status N` line of the control channel. A state (`state`, a line, the text, a
+    /// NUL) is kept as the kernel's latest; anything else there, such as a shell warning
+    /// printed outside any command, is skipped.
     fn status_line(&mut self) -> Option<i32> {
+        const STATE: &[u8] = b"state\n";
         loop {
+            if self.ctl_buf.starts_with(STATE) {
+                // Incomplete until its NUL: a kernel killed meanwhile keeps the previous state.
+                let end = self.ctl_buf.iter().position(|&b| b == 0)?;
+                let text = self.ctl_buf[STATE.len()..end].to_vec();
+                self.ctl_buf.drain(..=end);
+                self.state = Some(text);
+                continue;
+            }
             let nl = self.ctl_buf.iter().position(|&b| b == b'\n')?;
             let line: Vec<u8> = self.ctl_buf.drain(..=nl).collect();
             let text = String::from_utf8_lossy(&line);
@@ -304,13 +346,7 @@ impl Kernel {
 
     /// Everything already in the output pipe, without waiting.
     fn drain(&mut self, into: &mut Vec<u8>) {
-        let mut buf = [0u8; 64 * 1024];
-        while let Ok(n) = self.out.try_read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            into.extend_from_slice(&buf[..n]);
-        }
+        read_available(&self.out, into);
     }
 
     async fn exit_code(&mut self) -> i32 {
@@ -327,6 +363,9 @@ impl Kernel {
         let group = nix::unistd::Pid::from_raw(self.pgid);
         let _ = killpg(group, Signal::SIGKILL);
         let _ = self.child.wait().await;
+        // A state the kernel sent after the previous block may still be unread.
+        read_available(&self.ctl, &mut self.ctl_buf);
+        while self.status_line().is_some() {}
         // Until the group is empty (its members may be in the middle of a fork), briefly.
         for _ in 0..20 {
             if killpg(group, Signal::SIGKILL).is_err() {
@@ -338,18 +377,18 @@ impl Kernel {
     }
 
     /// Write the kernel's state (what a restart restores) to `path`, a path valid where the
-    /// kernel runs. For resuming a tutorial later from a saved environment.
+    /// kernel runs: for `bg` blocks (shells of their own that source it) and for resuming a
+    /// tutorial later from a saved environment.
     pub async fn save_state(&mut self, path: &str) -> Result<(), String> {
-        let cmd = format!("__tutor_save {}", quote(path));
-        let r = self.run(&[(Mode::Plain, &cmd)], &|_, _| true, None, &Cancel::default()).await;
+        let cmd = format!("__tutor_save > {}", quote(path));
+        let r = self.run(&[(Mode::Quiet, cmd.as_bytes())], &|_, _| true, None, &Cancel::default()).await;
         match r.runs.first().and_then(|r| r.status) {
             Some(0) if r.died.is_none() => Ok(()),
             _ => Err(format!("cannot save the shell's state to {path}")),
         }
     }
 
-    /// End the kernel and everything in its process group: SIGTERM (its EXIT trap saves the
-    /// state), a grace period, SIGKILL.
+    /// End the kernel and everything in its process group: SIGTERM, a grace period, SIGKILL.
     pub async fn stop(mut self) {
         use nix::sys::signal::{Signal, killpg};
         let group = nix::unistd::Pid::from_raw(self.pgid);
@@ -361,6 +400,19 @@ impl Kernel {
         let _ = killpg(group, Signal::SIGKILL);
         let _ = self.child.wait().await;
         process::unregister(self.pgid);
+    }
+}
+
+/// Everything already in the pipe, without waiting. A plain `read(2)` on the non-blocking
+/// descriptor: tokio's `try_read` answers from its cached readiness, which may not have seen yet
+/// the bytes a command wrote just before its status arrived on the other pipe.
+fn read_available(pipe: &pipe::Receiver, into: &mut Vec<u8>) {
+    let mut buf = [0u8; 64 * 1024];
+    while let Ok(n) = nix::unistd::read(pipe, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        into.extend_from_slice(&buf[..n]);
     }
 }
 
@@ -383,9 +435,12 @@ pub fn assignments<'a>(values: impl IntoIterator<Item = (&'a String, &'a String)
     s
 }
 
-/// Restore a kernel from its state file (quietly: read-only variables cannot be set again).
-pub fn restore_script(state_path: &str) -> String {
-    format!("if [ -f {p} ]; then . {p} >/dev/null 2>&1; fi\ntrue", p = quote(state_path))
+/// The text that restores `state` (from [`Kernel::state`]) in a new kernel, as a quiet frame
+/// (read-only variables cannot be set again: those errors are not seen).
+pub fn restore_script(state: &[u8]) -> Vec<u8> {
+    let mut s = state.to_vec();
+    s.extend_from_slice(b"\ntrue\n");
+    s
 }
 
 #[cfg(test)]
@@ -397,14 +452,13 @@ mod tests {
     }
 
     async fn kernel(dir: &std::path::Path) -> Kernel {
-        let state = dir.join("state.sh").display().to_string();
         let mut cmd = bash();
         cmd.current_dir(dir);
-        Kernel::start(cmd, &state, "").await.unwrap()
+        Kernel::start(cmd, b"").await.unwrap()
     }
 
     async fn run(k: &mut Kernel, cmds: &[&str]) -> KernelRun {
-        let frames: Vec<(Mode, &str)> = cmds.iter().map(|c| (Mode::Plain, *c)).collect();
+        let frames: Vec<(Mode, &[u8])> = cmds.iter().map(|c| (Mode::Plain, c.as_bytes())).collect();
         k.run(&frames, &|_, _| true, Some(Instant::now() + Duration::from_secs(10)), &Cancel::default()).await
     }
 
@@ -464,17 +518,18 @@ mod tests {
     #[tokio::test]
     async fn timeout_kills_the_block_and_a_restart_restores_the_state_from_before_it() {
         let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state.sh").display().to_string();
         let mut k = kernel(dir.path()).await;
         run(&mut k, &["export A=1; B=2; g() { echo g; }; cd /; set -o pipefail; shopt -s extglob; alias al='echo al'"])
             .await;
-        let frames = [(Mode::Plain, "A=changed; sleep 100")];
+        let frames = [(Mode::Plain, b"A=changed; sleep 100".as_slice())];
         let r =
             k.run(&frames, &|_, _| true, Some(Instant::now() + Duration::from_millis(300)), &Cancel::default()).await;
         assert!(r.timed_out);
         assert_eq!(r.runs[0].status, None);
         assert!(!k.alive());
-        let mut k = Kernel::start(bash(), &state, &restore_script(&state)).await.unwrap();
+        // The state the kernel sent after the first block (read when it was killed at the latest).
+        let state = k.state().expect("a state").to_vec();
+        let mut k = Kernel::start(bash(), &restore_script(&state)).await.unwrap();
         let r = run(&mut k, &["echo $A $B; g; pwd; shopt -q extglob && echo extglob; al", "false | true"]).await;
         assert_eq!(outputs(&r), [("1 2\ng\n/\nextglob\nal\n", Some(0)), ("", Some(1))]);
         k.stop().await;
@@ -488,7 +543,7 @@ mod tests {
         assert_eq!(outputs(&r), [("a\n", Some(0)), ("b\n", Some(4)), ("", None)]);
         assert_eq!(r.died.as_deref(), Some("the shell exited with status 4"));
         let mut k = kernel(dir.path()).await;
-        let frames = [(Mode::ErrExit, "echo one\nfalse\necho two")];
+        let frames = [(Mode::ErrExit, b"echo one\nfalse\necho two".as_slice())];
         let r = k.run(&frames, &|_, _| true, None, &Cancel::default()).await;
         assert_eq!(outputs(&r), [("one\n", Some(1))]);
         assert!(r.died.is_some());
@@ -498,12 +553,30 @@ mod tests {
     async fn go_on_stops_at_the_first_failure_and_big_frames_go_through_stdin() {
         let dir = tempfile::tempdir().unwrap();
         let mut k = kernel(dir.path()).await;
-        let frames = [(Mode::Plain, "echo a"), (Mode::Plain, "false"), (Mode::Plain, "echo never")];
+        let frames = [(Mode::Plain, b"echo a".as_slice()), (Mode::Plain, b"false"), (Mode::Plain, b"echo never")];
         let r = k.run(&frames, &|_, s| s == 0, None, &Cancel::default()).await;
         assert_eq!(outputs(&r), [("a\n", Some(0)), ("", Some(1)), ("", None)]);
         let big = format!("x='{}'; echo ${{#x}}", "y".repeat(300_000));
         let r = run(&mut k, &[&big, "seq 200000 | wc -l"]).await;
         assert_eq!(outputs(&r), [("300000\n", Some(0)), ("200000\n", Some(0))]);
+        k.stop().await;
+    }
+
+    #[tokio::test]
+    async fn background_output_between_blocks_goes_to_the_next_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut k = kernel(dir.path()).await;
+        let r = run(&mut k, &["(sleep 0.3; echo late) & echo started"]).await;
+        assert_eq!(outputs(&r), [("started\n", Some(0))]);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        // The runner's quiet frames (captures, saves) keep it for the next command.
+        let r = k.run(&[(Mode::Quiet, b"X=1".as_slice())], &|_, _| true, None, &Cancel::default()).await;
+        assert_eq!(outputs(&r), [("", Some(0))]);
+        let r = run(&mut k, &["echo next", "echo after"]).await;
+        assert_eq!(outputs(&r), [("late\nnext\n", Some(0)), ("after\n", Some(0))]);
+        // Printed while a command runs: that command's.
+        let r = run(&mut k, &["(sleep 0.2; echo during) & sleep 0.6; echo done"]).await;
+        assert_eq!(outputs(&r), [("during\ndone\n", Some(0))]);
         k.stop().await;
     }
 
@@ -518,7 +591,7 @@ mod tests {
             c2.cancel();
         });
         let start = Instant::now();
-        let r = k.run(&[(Mode::Plain, "sleep 100")], &|_, _| true, None, &cancel).await;
+        let r = k.run(&[(Mode::Plain, b"sleep 100")], &|_, _| true, None, &cancel).await;
         assert!(r.interrupted);
         assert!(start.elapsed() < Duration::from_secs(5));
     }

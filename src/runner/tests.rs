@@ -333,6 +333,20 @@ async fn a_timeout_restarts_the_shell_with_the_state_from_before_the_block() {
 }
 
 #[tokio::test]
+async fn a_shell_ended_by_exit_restarts_with_the_state_from_before_the_block() {
+    let t = with_steps(vec![vec![
+        console("a", &[("Y=before; cd /", "")]),
+        console("quit", &[("Y=changed; cd /tmp; exit 3", "")]),
+        console("b", &[("echo $Y $PWD", "before /")]),
+    ]]);
+    let r = go(t, RunOptions { keep_going: true, ..Default::default() }).await;
+    let got: Vec<Status> = r.blocks().map(|b| b.status).collect();
+    assert_eq!(got, [Status::Passed, Status::Failed, Status::Passed], "{r:#?}");
+    let quit = r.blocks().nth(1).unwrap();
+    assert!(quit.reason.as_deref().unwrap_or("").contains("the shell exited with status 3"), "{quit:?}");
+}
+
+#[tokio::test]
 async fn captures_bind_in_one_block_and_are_used_in_later_ones() {
     let t = with_steps(vec![vec![
         console("a", &[("echo id=4242", "id=[..ID..]")]),
