@@ -30,6 +30,7 @@
 //! runner's quiet frames) goes to the next command of this kernel, as in cram, where it lands in
 //! the next command's output.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::os::fd::OwnedFd;
 use std::process::Stdio;
@@ -100,6 +101,10 @@ pub struct Kernel {
     ctl_buf: Vec<u8>,
     /// The last complete state the kernel sent (see the module documentation).
     state: Option<Vec<u8>>,
+    /// Names of the functions and aliases in that state (a command calling one may change it).
+    defined: HashSet<Vec<u8>>,
+    /// How many states the kernel sent.
+    states_sent: usize,
     /// Output of background jobs that arrived while no command of a block ran: the next
     /// command's.
     pending: Vec<u8>,
@@ -140,6 +145,8 @@ impl Kernel {
             ctl: receiver(ctl_r).map_err(io_err("reading the shell's status"))?,
             ctl_buf: Vec::new(),
             state: None,
+            defined: HashSet::new(),
+            states_sent: 0,
             pending: Vec::new(),
         };
         if !init.is_empty() {
@@ -192,7 +199,8 @@ impl Kernel {
         while result.runs.len() < frames.len() {
             result.runs.push(CommandRun { output: String::new(), status: None });
         }
-        if result.died.is_none() && !result.timed_out && !result.interrupted {
+        let changes_state = frames.iter().any(|(mode, text)| *mode == Mode::Quiet || !keeps_state(text, &self.defined));
+        if changes_state && result.died.is_none() && !result.timed_out && !result.interrupted {
             // Not waited for: the state follows the block's last status on the control channel.
             if self.stdin.write_all(b"s\n\0").await.is_ok() {
                 let _ = self.stdin.flush().await;
@@ -332,7 +340,9 @@ impl Kernel {
                 let end = self.ctl_buf.iter().position(|&b| b == 0)?;
                 let text = self.ctl_buf[STATE.len()..end].to_vec();
                 self.ctl_buf.drain(..=end);
+                self.defined = defined_names(&text);
                 self.state = Some(text);
+                self.states_sent += 1;
                 continue;
             }
             let nl = self.ctl_buf.iter().position(|&b| b == b'\n')?;
@@ -414,6 +424,215 @@ fn read_available(pipe: &pipe::Receiver, into: &mut Vec<u8>) {
         }
         into.extend_from_slice(&buf[..n]);
     }
+}
+
+/// Names of the functions (`declare -f`: `NAME () `) and aliases (`alias NAME=…`) in a state.
+fn defined_names(state: &[u8]) -> HashSet<Vec<u8>> {
+    let mut names = HashSet::new();
+    for line in state.split(|&b| b == b'\n') {
+        if let Some(name) = line.strip_suffix(b" () ") {
+            names.insert(name.to_vec());
+        } else if let Some(rest) = line.strip_prefix(b"alias ") {
+            let rest = rest.strip_prefix(b"-- ").unwrap_or(rest);
+            if let Some(eq) = rest.iter().position(|&b| b == b'=') {
+                names.insert(rest[..eq].to_vec());
+            }
+        }
+    }
+    names
+}
+
+/// Builtins and keywords that may change what a state holds (variables, functions, aliases,
+/// options, traps, umask, the working directory), or run code that may.
+const STATEFUL_WORDS: &[&str] = &[
+    ".",
+    "source",
+    "alias",
+    "unalias",
+    "bind",
+    "builtin",
+    "cd",
+    "pushd",
+    "popd",
+    "command",
+    "declare",
+    "typeset",
+    "local",
+    "readonly",
+    "export",
+    "unset",
+    "enable",
+    "eval",
+    "exec",
+    "exit",
+    "logout",
+    "return",
+    "set",
+    "shopt",
+    "shift",
+    "trap",
+    "umask",
+    "read",
+    "readarray",
+    "mapfile",
+    "let",
+    "hash",
+    "getopts",
+    "complete",
+    "compopt",
+    "history",
+    "fc",
+    "coproc",
+    "if",
+    "then",
+    "else",
+    "elif",
+    "fi",
+    "case",
+    "esac",
+    "for",
+    "select",
+    "while",
+    "until",
+    "do",
+    "done",
+    "in",
+    "function",
+    "time",
+    "!",
+    "[[",
+    "]]",
+    "{",
+    "}",
+];
+
+/// Whether running `text` certainly leaves the shell's state as it was, so the kernel need not
+/// send it again (docs/architecture.md, "The notebook kernel"). Conservative: only lists of
+/// simple commands whose first word is a plain name (not a builtin or keyword of
+/// [`STATEFUL_WORDS`], not `printf -v`, not a function or alias of `defined`, no assignment),
+/// with no subshell or group, heredoc, arithmetic or `${…=…}` expansion. Command substitutions
+/// run in a subshell and are skipped. Anything else counts as changing the state.
+pub fn keeps_state(text: &[u8], defined: &HashSet<Vec<u8>>) -> bool {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"_./:@%+,-[".contains(&b);
+    let n = text.len();
+    let mut i = 0;
+    let mut first = true;
+    let mut after_printf = false;
+    while i < n {
+        let b = text[i];
+        match b {
+            b' ' | b'\t' => i += 1,
+            b'\n' | b';' | b'&' | b'|' => {
+                first = true;
+                after_printf = false;
+                i += 1;
+            }
+            b'\\' if text.get(i + 1) == Some(&b'\n') => i += 2,
+            b'#' => {
+                // A comment (words never start with `#` here: a word is read whole below).
+                while i < n && text[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            _ if first => {
+                let start = i;
+                while i < n && !matches!(text[i], b' ' | b'\t' | b'\n' | b';' | b'&' | b'|') {
+                    i += 1;
+                }
+                let word = &text[start..i];
+                if !word.iter().all(|&c| plain(c)) || (word.contains(&b'[') && word != b"[") {
+                    return false;
+                }
+                let name = std::str::from_utf8(word).unwrap_or("");
+                if STATEFUL_WORDS.contains(&name) || defined.contains(word) {
+                    return false;
+                }
+                after_printf = name == "printf";
+                first = false;
+            }
+            _ => {
+                // A later word: `printf -v` assigns; expansions and quotes are checked.
+                let start = i;
+                match skip_word(text, i) {
+                    Some(end) => i = end,
+                    None => return false,
+                }
+                if std::mem::take(&mut after_printf) && text[start..i].starts_with(b"-v") {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+/// The end of the word starting at `i` (not a command's first word), or `None` if it holds
+/// something that may change the state (an unquoted `(`, `{`/`}` group, `<<`, arithmetic,
+/// `${NAME=…}`) or does not parse.
+fn skip_word(text: &[u8], mut i: usize) -> Option<usize> {
+    let n = text.len();
+    let mut dquote = false;
+    while i < n {
+        let b = text[i];
+        match b {
+            b'\\' => i += 2,
+            b'\'' if !dquote => i += text[i + 1..].iter().position(|&c| c == b'\'')? + 2,
+            b'"' => {
+                dquote = !dquote;
+                i += 1;
+            }
+            b'`' => i += text[i + 1..].iter().position(|&c| c == b'`')? + 2,
+            b'$' => match text.get(i + 1) {
+                Some(b'(') if text.get(i + 2) == Some(&b'(') => return None,
+                Some(b'(') => i = skip_parens(text, i + 1)?,
+                Some(b'[') => return None,
+                Some(b'{') => {
+                    let end = i + 2 + text[i + 2..].iter().position(|&c| c == b'}')?;
+                    if text[i + 2..end].contains(&b'=') {
+                        return None;
+                    }
+                    i = end + 1;
+                }
+                _ => i += 1,
+            },
+            _ if dquote => i += 1,
+            b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' => return Some(i),
+            b'<' | b'>' if text.get(i + 1) == Some(&b'(') => i = skip_parens(text, i + 1)?,
+            b'<' if text.get(i + 1) == Some(&b'<') && text.get(i + 2) != Some(&b'<') => return None,
+            b'(' | b')' | b'{' | b'}' => return None,
+            _ => i += 1,
+        }
+    }
+    (!dquote).then_some(i.min(n))
+}
+
+/// `text[open]` is `(`: the index after its matching `)` (a subshell: whatever runs inside
+/// cannot change this shell), skipping quoted text.
+fn skip_parens(text: &[u8], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = open;
+    while i < text.len() {
+        match text[i] {
+            b'\\' => i += 1,
+            b'\'' => i += text[i + 1..].iter().position(|&c| c == b'\'')? + 1,
+            b'"' => {
+                i += 1;
+                while text.get(i)? != &b'"' {
+                    i += if text[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// How a kernel that ended on its own ended.
@@ -577,6 +796,81 @@ mod tests {
         // Printed while a command runs: that command's.
         let r = run(&mut k, &["(sleep 0.2; echo during) & sleep 0.6; echo done"]).await;
         assert_eq!(outputs(&r), [("during\ndone\n", Some(0))]);
+        k.stop().await;
+    }
+
+    #[test]
+    fn only_commands_that_cannot_change_the_state_keep_it() {
+        let defined: HashSet<Vec<u8>> = [b"greet".to_vec(), b"ll".to_vec()].into();
+        let keeps = |t: &str| keeps_state(t.as_bytes(), &defined);
+        for t in [
+            "echo block-1",
+            "kubectl get pods -o wide | grep -c Running; ip route",
+            "curl -s http://x/?a=b && echo \"ok $HOME ${PATH}\" || true",
+            "printf '%s\\n' \"$(cd /tmp; X=1; pwd)\" > out.txt 2>&1",
+            "[ -f x ] && cat x # cd /",
+            "sleep 1 &\nwait",
+            "diff <(sort a) <(sort b)",
+            "echo `date`",
+        ] {
+            assert!(keeps(t), "{t}");
+        }
+        for t in [
+            "X=1",
+            "X=1 echo",
+            "cd /tmp",
+            "echo a; export A=1",
+            "greet you",
+            "ll",
+            "f() { echo; }",
+            "function f { :; }",
+            "(cd /tmp)",
+            "{ echo; }",
+            "echo ${X:=1}",
+            "echo $((n++))",
+            "((n++))",
+            "for i in 1 2; do echo $i; done",
+            "printf -v X %s 1",
+            "cat <<EOF\nX\nEOF",
+            ". ./env.sh",
+            "source env.sh",
+            "$CMD arg",
+            "\"echo\" x",
+            "set -o pipefail",
+            "read X < f",
+            "echo 'unterminated",
+            "[[ -f x ]]",
+            "echo \"$(echo unbalanced\"",
+        ] {
+            assert!(!keeps(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn function_and_alias_names_come_from_the_state() {
+        let state = b"declare -- X=\"1\"\ngreet () \n{ \n    echo hi\n}\nalias ll='ls -l'\n";
+        let names = defined_names(state);
+        assert!(names.contains(b"greet".as_slice()) && names.contains(b"ll".as_slice()), "{names:?}");
+        assert_eq!(names.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_block_that_keeps_the_state_is_not_followed_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut k = kernel(dir.path()).await;
+        let text = |k: &Kernel| String::from_utf8_lossy(k.state().unwrap_or_default()).into_owned();
+        run(&mut k, &["X=1; bump() { G=$((G+1)); }"]).await;
+        run(&mut k, &["echo probe"]).await;
+        assert_eq!(k.states_sent, 1);
+        assert!(text(&k).contains("declare -- X=\"1\""));
+        run(&mut k, &["echo plain", "ls >/dev/null"]).await;
+        run(&mut k, &["echo probe"]).await;
+        assert_eq!(k.states_sent, 1, "no state after blocks that keep it");
+        // `bump` is a function now: calling it may change the state.
+        run(&mut k, &["bump"]).await;
+        run(&mut k, &["echo probe"]).await;
+        assert_eq!(k.states_sent, 2);
+        assert!(text(&k).contains("declare -- G=\"1\""));
         k.stop().await;
     }
 
