@@ -35,6 +35,15 @@ pub fn report(results: &[TutorialResult]) -> Report {
                 case.set_time(b.duration);
                 case.extra.insert("file".into(), t.path.display().to_string().into());
                 case.extra.insert("line".into(), b.line.to_string().into());
+                if b.status == Status::Passed
+                    && let Some(reason) = &b.reason
+                {
+                    // A passing case has no message; `passed after 3 tries, 1.9 s` goes here.
+                    case.add_property(quick_junit::Property::new("note", reason.as_str()));
+                }
+                if b.tries > 1 {
+                    case.add_property(quick_junit::Property::new("tries", b.tries.to_string()));
+                }
                 if step.setup {
                     case.add_property(quick_junit::Property::new("setup", format!("step {}", step.number)));
                 }

@@ -132,6 +132,7 @@ pub fn lint(t: &Tutorial, templates: &Templates, snapshots_dir: Option<&Path>) -
     let mut order_errors = Vec::new();
     if !captured.is_empty() {
         let mut bound: BTreeSet<String> = BTreeSet::new();
+        let mut assigned: BTreeSet<String> = BTreeSet::new();
         for block in t.steps.iter().flat_map(|s| s.blocks.iter()) {
             let (texts, names): (Vec<(&str, usize)>, Vec<String>) = match &block.kind {
                 BlockKind::Console(cmds) => (
@@ -142,6 +143,28 @@ pub fn lint(t: &Tutorial, templates: &Templates, snapshots_dir: Option<&Path>) -
                 ),
                 _ => (vec![(block.body.as_str(), block.body_line)], Vec::new()),
             };
+            // `$NAME` in a command, unless the tutorial assigned NAME itself by then.
+            let commands: Vec<(&str, usize)> = match &block.kind {
+                BlockKind::Console(cmds) => cmds.iter().map(|c| (c.command.as_str(), c.line)).collect(),
+                BlockKind::Shell => vec![(block.body.as_str(), block.body_line)],
+                BlockKind::File(_) => Vec::new(),
+            };
+            for (text, _) in &commands {
+                assigned.extend(shell_assignments(text));
+            }
+            for (text, line) in commands {
+                for name in shell_uses(text) {
+                    if let Some(site) = first_site.get(&name)
+                        && !bound.contains(&name)
+                        && !assigned.contains(&name)
+                    {
+                        order_errors.push(format!(
+                            "{p}:{line}: `${name}` is used before `[..{name}..]` captures it ({p}:{site})",
+                            p = path.display()
+                        ));
+                    }
+                }
+            }
             for (text, line) in texts {
                 for use_ in template_uses().captures_iter(text) {
                     let name = &use_[1];
@@ -241,6 +264,36 @@ fn template_uses() -> &'static regex::Regex {
     RE.get_or_init(|| regex::Regex::new(r"\{\{-?\s*([A-Z][A-Z0-9_]*)\s*-?\}\}").expect("valid regex"))
 }
 
+/// Capitalised names a shell command expands (`$NAME`, `${NAME…}`), outside single quotes.
+fn shell_uses(text: &str) -> Vec<String> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| regex::Regex::new(r"(^|[^\\])\$\{?([A-Z][A-Z0-9_]*)").expect("valid regex"));
+    let mut out: Vec<String> = Vec::new();
+    for (i, part) in text.split('\'').enumerate() {
+        if i % 2 == 1 {
+            continue; // inside '…'
+        }
+        for c in re.captures_iter(part) {
+            if !out.contains(&c[2].to_string()) {
+                out.push(c[2].to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Capitalised names a shell command assigns (`NAME=`, `read … NAME`, `for NAME in`).
+fn shell_assignments(text: &str) -> Vec<String> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(
+            r"(?:^|[\s;&|(])([A-Z][A-Z0-9_]*)\+?=|\bfor\s+([A-Z][A-Z0-9_]*)\b|\bread\b[^;&|\n]*?\b([A-Z][A-Z0-9_]*)\b",
+        )
+        .expect("valid regex")
+    });
+    re.captures_iter(text).filter_map(|c| c.get(1).or(c.get(2)).or(c.get(3)).map(|m| m.as_str().to_string())).collect()
+}
+
 /// Which backend a tutorial runs on: `--backend`, else its front matter, else lab.
 pub fn backend_kind(t: &Tutorial, flag: Option<BackendKind>) -> BackendKind {
     flag.or(t.front.backend).unwrap_or(BackendKind::Lab)
@@ -322,6 +375,25 @@ mod tests {
         ]]);
         let lint = lint(&t, &Templates::new(&t.front), None);
         assert_eq!(lint.errors, ["t.md:10: `{{ IP }}` is used before `[..IP..]` captures it (t.md:11)"]);
+    }
+
+    #[test]
+    fn a_shell_variable_used_before_its_capture_names_both_places() {
+        use crate::runner::testing::console;
+        let t = crate::runner::testing::with_steps(vec![vec![
+            console("use", &[("curl http://$IP/ && echo '$IP is literal here'", "")]),
+            console("bind", &[("hostname -I", "[..IP..]")]),
+            console("later", &[("echo \"${IP}\"", "")]),
+        ]]);
+        let found = lint(&t, &Templates::new(&t.front), None);
+        assert_eq!(found.errors, ["t.md:10: `$IP` is used before `[..IP..]` captures it (t.md:11)"]);
+        // A tutorial that sets the variable itself first is not using the capture.
+        let t = crate::runner::testing::with_steps(vec![vec![
+            console("own", &[("IP=10.0.0.1; echo $IP", "10.0.0.1")]),
+            console("bind", &[("hostname -I", "[..IP..]")]),
+        ]]);
+        assert!(lint(&t, &Templates::new(&t.front), None).errors.is_empty());
+        assert_eq!(shell_assignments("export A=1; read -r B C; for D in x; do :; done"), ["A", "B", "D"]);
     }
 
     #[test]

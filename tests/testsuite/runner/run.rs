@@ -9,6 +9,7 @@ crate::tests![
     keep_going_runs_the_rest_and_reports_wrong_exit_status,
     json_format_prints_one_record_per_block,
     junit_report_has_a_suite_per_tutorial_and_failures_with_the_diff,
+    a_block_that_passed_after_retries_says_so_in_every_report,
     timeout_kills_the_whole_process_group,
     step_selection,
     a_backend_that_cannot_run_here_is_a_usage_error,
@@ -223,4 +224,44 @@ fn the_run_record_defaults_to_target_tutor_last_run() {
     assert_eq!(block["reason"], "output does not match");
     assert!(block["diff"].as_str().unwrap().contains("-2"), "{block}");
     assert_eq!(block["output"], "$ printf 'one\\ntwo\\nthree\\n'\none\ntwo\nthree\n");
+}
+
+fn a_block_that_passed_after_retries_says_so_in_every_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let record = tmp.path().join("r.json");
+    let junit = tmp.path().join("junit.xml");
+    let says = |text: &str| {
+        let at = text.find("passed after 3 tries, ").unwrap_or_else(|| panic!("no retry note in {text}"));
+        assert!(text[at..].contains(" s"), "{text}");
+    };
+    // Human: the block's line, and JUnit from the same run.
+    let w = tmp.path().join("w1");
+    let out = run_in(
+        tmp.path(),
+        &["run", s(&fixture("features.md")), "--workdir", s(&w), "--record", s(&record), "--junit", s(&junit)],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let line = out.stdout.lines().find(|l| l.contains("✓ converge")).unwrap_or_else(|| panic!("{out:?}"));
+    says(line);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let case = &xml[xml.find("name=\"converge\"").unwrap_or_else(|| panic!("{xml}"))..];
+    let case = &case[..case.find("</testcase>").unwrap_or(case.len())];
+    assert!(case.contains("name=\"tries\" value=\"3\""), "{case}");
+    says(case);
+    // JSON.
+    let w = tmp.path().join("w2");
+    let out = run_in(
+        tmp.path(),
+        &["run", s(&fixture("features.md")), "--workdir", s(&w), "--record", s(&record), "--format", "json"],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let converge = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["id"] == "converge")
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert_eq!(converge["tries"], 3, "{converge}");
+    assert_eq!(converge["status"], "passed", "{converge}");
+    says(converge["reason"].as_str().unwrap_or_default());
 }
