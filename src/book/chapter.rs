@@ -507,6 +507,7 @@ secret-lab-setup
 
 ```yaml {file=kind-config.yaml}
 kind: Cluster
+nodes: [{role: control-plane}, {role: worker}]
 ```
 
 ```sh {backend=kind id=real}
@@ -540,7 +541,7 @@ docker ps
         );
         assert!(out.contains("```console\n$ ip route\ndefault via [..] dev eth0\n```"), "{out}");
         assert!(!out.contains("secret-lab-setup"), "backend=lab blocks are hidden:\n{out}");
-        assert!(out.contains("<div class=\"tutor-file\">\n<div class=\"tutor-file-name\">kind-config.yaml</div>\n\n```yaml\nkind: Cluster\n```\n\n</div>"), "{out}");
+        assert!(out.contains("<div class=\"tutor-file\">\n<div class=\"tutor-file-name\">kind-config.yaml</div>\n\n```yaml\nkind: Cluster\nnodes: [{role: control-plane}, {role: worker}]\n```\n\n</div>"), "{out}");
         assert!(out.contains("```sh\ndocker ps\n```"), "backend=kind blocks stay:\n{out}");
         assert!(out.contains("not run yet: outputs shown are the recorded expectations"), "{out}");
         assert_eq!(out.matches("class=\"tutor-step\" data-status=\"not-run\"").count(), 2, "{out}");

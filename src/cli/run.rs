@@ -99,23 +99,33 @@ fn input_errors(format: Format, errors: &[String]) -> Exit {
 
 /// Discover and parse every tutorial: those that parse, and every error at once.
 pub(super) fn load(paths: &[PathBuf]) -> (Vec<Tutorial>, Vec<String>) {
+    let (tutorials, errors, _) = load_noting(paths);
+    (tutorials, errors)
+}
+
+/// [`load`], and the notes (`path:line: message`) of the files that did not parse.
+pub(super) fn load_noting(paths: &[PathBuf]) -> (Vec<Tutorial>, Vec<String>, Vec<String>) {
     let files = match tutorial::discover(paths) {
         Ok(f) => f,
-        Err(e) => return (Vec::new(), vec![e.to_string()]),
+        Err(e) => return (Vec::new(), vec![e.to_string()], Vec::new()),
     };
     if files.is_empty() {
         let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        return (Vec::new(), vec![format!("no Markdown tutorials found in {}", list.join(", "))]);
+        return (Vec::new(), vec![format!("no Markdown tutorials found in {}", list.join(", "))], Vec::new());
     }
     let mut tutorials = Vec::new();
     let mut errors = Vec::new();
+    let mut notes = Vec::new();
     for f in files {
         match tutorial::parse_file(&f) {
             Ok(t) => tutorials.push(t),
-            Err(e) => errors.push(e.to_string()),
+            Err(failed) => {
+                errors.extend(failed.errors.iter().map(ToString::to_string));
+                notes.extend(failed.notes.iter().map(|n| format!("{}:{}: {}", f.display(), n.line, n.message)));
+            }
         }
     }
-    (tutorials, errors)
+    (tutorials, errors, notes)
 }
 
 /// Exit status of a finished run.

@@ -95,7 +95,8 @@ pub struct Lint {
     pub errors: Vec<String>,
     /// `sh` blocks without a `.snap` file.
     pub missing: Vec<String>,
-    /// `.snap` files no block uses.
+    /// Files of the snapshot folder no block uses: `.snap` files and pending changes
+    /// (`.snap.new`, `.console.new`) of blocks that are gone.
     pub orphans: Vec<PathBuf>,
     /// Not errors, but worth a look (`tutor check` prints them): ambiguous templates.
     pub warnings: Vec<String>,
@@ -246,11 +247,27 @@ pub fn lint(t: &Tutorial, templates: &Templates, snapshots_dir: Option<&Path>) -
     lint.errors.extend(template_errors);
     lint.warnings.extend(warnings);
     lint.errors.extend(regex_errors);
+    // Files of the snapshot folder that no block uses: `<id>.snap` and pending `<id>.snap.new`
+    // of no `sh` block, pending `<id>.console.new` of no console block.
+    let consoles: BTreeSet<&str> = t
+        .steps
+        .iter()
+        .flat_map(|s| s.blocks.iter())
+        .filter(|b| matches!(b.kind, BlockKind::Console(_)))
+        .map(|b| b.id.as_str())
+        .collect();
     if let Ok(entries) = std::fs::read_dir(&lint.snapshot_dir) {
         let mut orphans: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "snap"))
-            .filter(|p| p.file_stem().and_then(|s| s.to_str()).is_none_or(|s| !wanted.contains(s)))
+            .filter(|p| {
+                let Some(name) = p.file_name().and_then(|n| n.to_str()) else { return false };
+                let snap = name.strip_suffix(".snap").or_else(|| name.strip_suffix(".snap.new"));
+                match (snap, name.strip_suffix(".console.new")) {
+                    (Some(id), _) => !wanted.contains(id),
+                    (None, Some(id)) => !consoles.contains(id),
+                    (None, None) => false,
+                }
+            })
             .collect();
         orphans.sort();
         lint.orphans = orphans;
@@ -413,11 +430,17 @@ mod tests {
         };
         crate::snapshot::write(&snapshot::snapshot_path(&snaps, "s1-1"), &keep).unwrap();
         crate::snapshot::write(&snapshot::snapshot_path(&snaps, "gone"), &keep).unwrap();
+        // Pending changes: of a block that is there (kept) and of blocks that are gone.
+        for name in ["s1-1.snap.new", "gone2.snap.new", "s1-2.console.new", "gone3.console.new", "notes.txt"] {
+            std::fs::write(snaps.join(name), "x").unwrap();
+        }
         let lint = lint(&t, &Templates::new(&t.front), Some(dir.path()));
         assert!(lint.errors.is_empty(), "{:?}", lint.errors);
         assert_eq!(lint.missing.len(), 1);
         assert!(lint.missing[0].contains("s1-2"), "{:?}", lint.missing);
-        assert_eq!(lint.orphans, vec![snaps.join("gone.snap")]);
+        let names: Vec<_> = lint.orphans.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
+        // s1-2 is an `sh` block here: a pending console body of it is stale.
+        assert_eq!(names, ["gone.snap", "gone2.snap.new", "gone3.console.new", "s1-2.console.new"]);
         assert!(lint.snapshots.contains_key("s1-1"));
     }
 }

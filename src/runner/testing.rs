@@ -68,6 +68,7 @@ pub fn with_steps(steps: Vec<Vec<Block>>) -> Tutorial {
         source: String::new(),
         front: FrontMatter::default(),
         steps,
+        notes: Vec::new(),
     }
 }
 

@@ -18,8 +18,9 @@ pub enum AttributeError {
     UnterminatedQuote(String),
     #[error("malformed attribute list: empty attribute name")]
     EmptyName,
-    #[error("unknown attribute `{0}` (known: id, on, retry, timeout, exit, bg, backend, skip, hidden, file)")]
-    Unknown(String),
+    #[error("unknown attribute `{name}` ({}known: id, on, retry, timeout, exit, bg, backend, skip, hidden, file)",
+        suggestion.as_ref().map(|s| format!("did you mean `{s}`? ")).unwrap_or_default())]
+    Unknown { name: String, suggestion: Option<String> },
     #[error("attribute `{0}` needs a value (`{0}=…`)")]
     NeedsValue(String),
     #[error("attribute `{key}` is a flag; `{key}={value}` is not valid")]
@@ -28,8 +29,11 @@ pub enum AttributeError {
     InvalidId(String),
     #[error("invalid duration `{value}` for `{key}=` (expected e.g. 30s, 2m, 500ms)")]
     InvalidDuration { key: String, value: String },
-    #[error("invalid exit status `{0}` (expected a number)")]
+    #[error("invalid exit status `{0}` (expected a number from 0 to 255)")]
     InvalidExit(String),
+    /// `timeout=0s`: the block would be killed before it starts.
+    #[error("`{key}={value}` must be longer than 0")]
+    ZeroDuration { key: String, value: String },
     /// `on=` or `backend=` names no target or backend (the message says which and why).
     #[error("{message}")]
     InvalidValue { key: String, message: String },
@@ -38,8 +42,11 @@ pub enum AttributeError {
     NotForFiles(String),
 }
 
-/// Language and attributes of one fence.
-pub fn parse_info(info: &str) -> Result<(String, Attributes, bool), AttributeError> {
+/// Every known attribute name (for "did you mean").
+pub const NAMES: &[&str] = &["id", "on", "retry", "timeout", "exit", "bg", "backend", "skip", "hidden", "file"];
+
+/// Language and attributes of one fence. Every bad attribute of the list is reported, in order.
+pub fn parse_info(info: &str) -> Result<(String, Attributes, bool), Vec<AttributeError>> {
     let info = info.trim();
     let (lang, rest) = match info.find(|c: char| c.is_whitespace() || c == '{') {
         Some(i) => (&info[..i], info[i..].trim()),
@@ -51,15 +58,14 @@ pub fn parse_info(info: &str) -> Result<(String, Attributes, bool), AttributeErr
     }
     let inner = rest
         .strip_prefix('{')
-        .ok_or_else(|| AttributeError::NotOpened { lang: lang.to_string(), found: rest.to_string() })?;
-    let inner = inner.strip_suffix('}').ok_or_else(|| AttributeError::NotClosed(rest.to_string()))?;
+        .ok_or_else(|| vec![AttributeError::NotOpened { lang: lang.to_string(), found: rest.to_string() }])?;
+    let inner = inner.strip_suffix('}').ok_or_else(|| vec![AttributeError::NotClosed(rest.to_string())])?;
     if inner.contains(['{', '}']) {
-        return Err(AttributeError::NestedBraces(rest.to_string()));
+        return Err(vec![AttributeError::NestedBraces(rest.to_string())]);
     }
-    for token in tokens(inner)? {
-        apply(&mut attrs, &token)?;
-    }
-    Ok((lang.to_string(), attrs, true))
+    let errors: Vec<AttributeError> =
+        tokens(inner).map_err(|e| vec![e])?.iter().filter_map(|t| apply(&mut attrs, t).err()).collect();
+    if errors.is_empty() { Ok((lang.to_string(), attrs, true)) } else { Err(errors) }
 }
 
 /// Split on whitespace (or commas), keeping `key="a value"` together.
@@ -92,6 +98,14 @@ fn duration(key: &str, value: &str) -> Result<Duration, AttributeError> {
         .map_err(|_| AttributeError::InvalidDuration { key: key.to_string(), value: value.to_string() })
 }
 
+/// A time-out of zero would kill the block before it starts (`retry=0s` is fine: one try).
+fn positive(key: &str, value: &str) -> Result<Duration, AttributeError> {
+    match duration(key, value)? {
+        d if d.is_zero() => Err(AttributeError::ZeroDuration { key: key.to_string(), value: value.to_string() }),
+        d => Ok(d),
+    }
+}
+
 fn apply(attrs: &mut Attributes, token: &str) -> Result<(), AttributeError> {
     let (key, value) = match token.split_once('=') {
         Some((k, v)) => (k, Some(v)),
@@ -121,10 +135,11 @@ fn apply(attrs: &mut Attributes, token: &str) -> Result<(), AttributeError> {
         }
         "on" => attrs.on = need(value)?.parse().map_err(invalid)?,
         "retry" => attrs.retry = Some(duration(key, &need(value)?)?),
-        "timeout" => attrs.timeout = Some(duration(key, &need(value)?)?),
+        "timeout" => attrs.timeout = Some(positive(key, &need(value)?)?),
         "exit" => {
             let v = need(value)?;
-            attrs.exit = v.parse().map_err(|_| AttributeError::InvalidExit(v))?;
+            // An exit status is one byte: 256 would never be seen (bash reports 0).
+            attrs.exit = v.parse::<u8>().map(i32::from).map_err(|_| AttributeError::InvalidExit(v))?;
         }
         "bg" => attrs.bg = flag(value)?,
         "skip" => attrs.skip = flag(value)?,
@@ -132,7 +147,10 @@ fn apply(attrs: &mut Attributes, token: &str) -> Result<(), AttributeError> {
         "backend" => attrs.backend = Some(need(value)?.parse().map_err(invalid)?),
         "file" => attrs.file = Some(need(value)?),
         "" => return Err(AttributeError::EmptyName),
-        other => return Err(AttributeError::Unknown(other.to_string())),
+        other => {
+            let suggestion = crate::template::closest(other, NAMES).map(str::to_string);
+            return Err(AttributeError::Unknown { name: other.to_string(), suggestion });
+        }
     }
     Ok(())
 }
@@ -175,7 +193,7 @@ mod tests {
 
     #[test]
     fn errors_say_what_is_wrong() {
-        let err = |s: &str| parse_info(s).unwrap_err().to_string();
+        let err = |s: &str| parse_info(s).unwrap_err()[0].to_string();
         assert!(err("sh {frobnicate=1}").contains("unknown attribute `frobnicate`"));
         assert!(err("sh {retry=abc}").contains("invalid duration `abc`"));
         assert!(err("sh {on=x").contains("not closed"));
@@ -185,5 +203,25 @@ mod tests {
         assert!(err("sh {backend=docker}").contains("unknown backend"));
         assert!(err("sh {on=a/b}").contains("invalid target"));
         assert!(err("sh {id=\"a}").contains("unterminated quote"));
+    }
+
+    #[test]
+    fn ranges_and_suggestions() {
+        let errs = |s: &str| parse_info(s).unwrap_err().iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(errs("sh {exit=256}"), ["invalid exit status `256` (expected a number from 0 to 255)"]);
+        assert_eq!(errs("sh {exit=-1}"), ["invalid exit status `-1` (expected a number from 0 to 255)"]);
+        assert_eq!(parse_info("sh {exit=255}").unwrap().1.exit, 255);
+        assert_eq!(errs("sh {timeout=0s}"), ["`timeout=0s` must be longer than 0"]);
+        assert_eq!(parse_info("sh {retry=0s}").unwrap().1.retry, Some(Duration::ZERO));
+        assert!(errs("sh {retry=-1s}")[0].contains("invalid duration `-1s`"));
+        // Every bad attribute of one list, in order, each with its suggestion.
+        assert_eq!(
+            errs("sh {tmeout=1s exit=300 on=kind-worker hiden}"),
+            [
+                "unknown attribute `tmeout` (did you mean `timeout`? known: id, on, retry, timeout, exit, bg, backend, skip, hidden, file)",
+                "invalid exit status `300` (expected a number from 0 to 255)",
+                "unknown attribute `hiden` (did you mean `hidden`? known: id, on, retry, timeout, exit, bg, backend, skip, hidden, file)",
+            ]
+        );
     }
 }

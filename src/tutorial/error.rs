@@ -13,6 +13,14 @@ pub enum TutorialError {
 }
 
 impl TutorialError {
+    /// The 1-based line, 0 when the error is about the whole file.
+    pub fn line(&self) -> usize {
+        match self {
+            TutorialError::Syntax { line, .. } => *line,
+            TutorialError::Path { .. } | TutorialError::Io { .. } => 0,
+        }
+    }
+
     pub(crate) fn at(path: &std::path::Path, line: usize, message: impl Into<String>) -> Self {
         TutorialError::Syntax { path: path.to_path_buf(), line, message: message.into() }
     }

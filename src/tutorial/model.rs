@@ -18,6 +18,16 @@ pub struct Tutorial {
     pub source: String,
     pub front: FrontMatter,
     pub steps: Vec<Step>,
+    /// Not errors, but worth a look (`tutor check` prints them): fences that look like commands
+    /// but will not run.
+    pub notes: Vec<Note>,
+}
+
+/// Something about a tutorial worth a warning, at a line of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub line: usize,
+    pub message: String,
 }
 
 /// Optional YAML front matter (docs/architecture.md, "Tutorial format").
@@ -93,7 +103,7 @@ pub struct ConsoleCommand {
 }
 
 /// Attributes in braces after the language (docs/architecture.md, "Tutorial format").
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Attributes {
     pub id: Option<String>,
     pub on: Target,

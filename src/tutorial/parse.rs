@@ -10,7 +10,9 @@ use super::attributes::{AttributeError, parse_info};
 use super::console;
 use super::error::TutorialError;
 use super::front_matter;
-use super::model::{Attributes, Block, BlockKind, FrontMatter, Step, Tutorial};
+use super::model::{Attributes, Block, BlockKind, FrontMatter, Note, Step, Tutorial};
+use crate::backend::Target;
+use crate::backend::kind::config::KindConfig;
 
 const EXEC_LANGS: &[&str] = &["sh", "bash", "console"];
 
@@ -34,16 +36,26 @@ struct OpenBlock {
     span: Option<std::ops::Range<usize>>,
 }
 
-pub fn parse_str(path: &Path, source: &str) -> Result<Tutorial, TutorialError> {
+/// A tutorial that does not parse: every error (sorted by line), and the notes found anyway.
+#[derive(Debug)]
+pub struct Failed {
+    pub errors: Vec<TutorialError>,
+    pub notes: Vec<Note>,
+}
+
+/// Parse a tutorial, stopping at nothing: every error of the file (sorted by line) and, when
+/// there is none, the tutorial. A block with an error is left out and the walk goes on.
+pub fn parse_all(path: &Path, source: &str) -> Result<Tutorial, Failed> {
     let (yaml, body_start) = front_matter::split(source);
-    let front = match yaml {
-        Some(y) => front_matter::parse(path, y)?,
-        None => FrontMatter::default(),
+    let (front, mut errors) = match yaml {
+        Some(y) => front_matter::parse(path, y),
+        None => (FrontMatter::default(), Vec::new()),
     };
     let lines = Lines::new(source);
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
 
     let mut steps: Vec<Step> = Vec::new();
+    let mut notes: Vec<Note> = Vec::new();
     let mut h1: Option<String> = None;
     let mut heading: Option<(HeadingLevel, usize, String)> = None;
     let mut open: Option<OpenBlock> = None;
@@ -76,8 +88,21 @@ pub fn parse_str(path: &Path, source: &str) -> Result<Tutorial, TutorialError> {
             }
             Event::End(TagEnd::CodeBlock) => {
                 let Some(b) = open.take() else { continue };
-                check_closed(path, source, &lines, &b, range.end)?;
-                let Some(block) = make_block(path, source, &lines, b)? else { continue };
+                if let Err(e) = check_closed(path, source, &lines, &b, range.end) {
+                    errors.push(e);
+                    continue;
+                }
+                let block = match make_block(path, source, &lines, b) {
+                    Ok(Made::Block(block)) => *block,
+                    Ok(Made::Prose(note)) => {
+                        notes.extend(note);
+                        continue;
+                    }
+                    Err(e) => {
+                        errors.extend(e);
+                        continue;
+                    }
+                };
                 if steps.is_empty() {
                     let title = h1.clone().unwrap_or_else(|| "Preamble".to_string());
                     steps.push(new_step(1, title, 1));
@@ -87,10 +112,20 @@ pub fn parse_str(path: &Path, source: &str) -> Result<Tutorial, TutorialError> {
             _ => {}
         }
     }
-    assign_ids(path, &mut steps)?;
+    errors.extend(assign_ids(path, &mut steps));
+    errors.extend(check_targets(path, &steps));
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| e.line());
+        return Err(Failed { errors, notes });
+    }
     let title = front.title.clone().or(h1);
     let front = FrontMatter { title, ..front };
-    Ok(Tutorial { path: path.to_path_buf(), stem, source: source.to_string(), front, steps })
+    Ok(Tutorial { path: path.to_path_buf(), stem, source: source.to_string(), front, steps, notes })
+}
+
+/// Parse a tutorial; its first error (by line) if it has any ([`parse_all`] gives them all).
+pub fn parse_str(path: &Path, source: &str) -> Result<Tutorial, TutorialError> {
+    parse_all(path, source).map_err(|f| f.errors.into_iter().next().expect("at least one error"))
 }
 
 fn new_step(number: usize, title: String, line: usize) -> Step {
@@ -131,10 +166,65 @@ fn check_closed(path: &Path, src: &str, lines: &Lines, b: &OpenBlock, end: usize
     }
 }
 
-fn make_block(path: &Path, src: &str, lines: &Lines, b: OpenBlock) -> Result<Option<Block>, TutorialError> {
+/// What a fence turned out to be.
+enum Made {
+    Block(Box<Block>),
+    /// Prose (not kept), with a note when it looks like commands that will not run.
+    Prose(Option<Note>),
+}
+
+/// Languages of fences that look like shell commands but are prose to tutor.
+const SHELL_LIKE: &[&str] = &[
+    "shell",
+    "zsh",
+    "fish",
+    "ksh",
+    "csh",
+    "tcsh",
+    "dash",
+    "shellscript",
+    "shell-session",
+    "shellsession",
+    "sh-session",
+    "bash-session",
+    "console-session",
+    "terminal",
+    "session",
+];
+
+/// A note for a fence that looks like commands but is prose (`shell`, `zsh`, `Bash`,
+/// `bash session`, …): it would silently never run.
+fn shell_like(lang: &str, rest: &str, line: usize) -> Option<Note> {
+    let lower = lang.to_ascii_lowercase();
+    let written = if rest.is_empty() { lang.to_string() } else { format!("{lang} {rest}") };
+    let looks = SHELL_LIKE.contains(&lower.as_str()) || EXEC_LANGS.contains(&lower.as_str());
+    looks.then(|| Note {
+        line,
+        message: format!(
+            "```{written} blocks do not run: tutor runs ```sh, ```bash and ```console blocks (write one of \
+             those, with {{skip}} if it must not run)"
+        ),
+    })
+}
+
+fn make_block(path: &Path, src: &str, lines: &Lines, b: OpenBlock) -> Result<Made, Vec<TutorialError>> {
     let line = lines.line(b.start);
     let err = |m: String| TutorialError::at(path, line, m);
-    let (lang, attrs, had_braces) = parse_info(&b.info).map_err(|e| err(e.to_string()))?;
+    let info = b.info.trim();
+    let lang = info.split(|c: char| c.is_whitespace() || c == '{').next().unwrap_or("");
+    let rest = info[lang.len()..].trim();
+    let (lang, attrs, had_braces) = match parse_info(&b.info) {
+        Ok(parsed) => parsed,
+        // Words after a prose language are the author's business (`python title="x.py"`).
+        Err(e)
+            if !EXEC_LANGS.contains(&lang)
+                && !rest.contains('{')
+                && matches!(e[..], [AttributeError::NotOpened { .. }]) =>
+        {
+            return Ok(Made::Prose(shell_like(lang, rest, line)));
+        }
+        Err(e) => return Err(e.into_iter().map(|e| err(e.to_string())).collect()),
+    };
     let body_start = b
         .span
         .as_ref()
@@ -143,25 +233,27 @@ fn make_block(path: &Path, src: &str, lines: &Lines, b: OpenBlock) -> Result<Opt
     let body_span = b.span.clone().unwrap_or(body_start..body_start);
     let body_line = lines.line(body_start);
     let kind = if let Some(name) = &attrs.file {
-        check_file_attrs(&attrs).map_err(|e| err(e.to_string()))?;
+        check_file_attrs(&attrs).map_err(|e| vec![err(e.to_string())])?;
         if name.contains("..") || name.starts_with('/') {
-            return Err(err(format!("file=`{name}` must be a relative path inside the work directory")));
+            return Err(vec![err(format!("file=`{name}` must be a relative path inside the work directory"))]);
         }
         BlockKind::File(name.clone())
     } else if !EXEC_LANGS.contains(&lang.as_str()) {
-        if had_braces {
-            return Err(err(format!(
+        // `{skip}` alone says "prose on purpose" (and silences the note).
+        if had_braces && !(attrs.skip && Attributes { skip: false, ..attrs.clone() } == Attributes::default()) {
+            return Err(vec![err(format!(
                 "`{lang}` blocks are prose: attributes apply to sh, bash and console blocks (or add file=NAME)"
-            )));
+            ))]);
         }
-        return Ok(None);
+        return Ok(Made::Prose(if attrs.skip { None } else { shell_like(&lang, "", line) }));
     } else if lang == "console" {
-        let commands = console::parse(&b.text, body_line).map_err(|(l, m)| TutorialError::at(path, l.max(line), m))?;
+        let commands =
+            console::parse(&b.text, body_line).map_err(|(l, m)| vec![TutorialError::at(path, l.max(line), m)])?;
         BlockKind::Console(commands)
     } else {
         BlockKind::Shell
     };
-    Ok(Some(Block { id: String::new(), line, lang, attrs, kind, body: b.text, body_line, body_span }))
+    Ok(Made::Block(Box::new(Block { id: String::new(), line, lang, attrs, kind, body: b.text, body_line, body_span })))
 }
 
 fn check_file_attrs(a: &Attributes) -> Result<(), AttributeError> {
@@ -180,7 +272,8 @@ fn check_file_attrs(a: &Attributes) -> Result<(), AttributeError> {
 
 /// Default ids are `<step slug>-<n>` (n counts command blocks in the step) and
 /// `<step slug>-file-<n>` for file blocks; every id must be unique in the tutorial.
-fn assign_ids(path: &Path, steps: &mut [Step]) -> Result<(), TutorialError> {
+fn assign_ids(path: &Path, steps: &mut [Step]) -> Vec<TutorialError> {
+    let mut errors = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for step in steps.iter_mut() {
         let (mut commands, mut files) = (0, 0);
@@ -193,22 +286,97 @@ fn assign_ids(path: &Path, steps: &mut [Step]) -> Result<(), TutorialError> {
                 format!("{}-file-{files}", step.slug)
             };
             block.id = block.attrs.id.clone().unwrap_or(default);
-            if let Some(first) = seen.insert(block.id.clone(), block.line) {
-                return Err(TutorialError::at(
+            match seen.get(&block.id) {
+                Some(first) => errors.push(TutorialError::at(
                     path,
                     block.line,
                     format!("duplicate block id `{}` (first used on line {first})", block.id),
-                ));
+                )),
+                None => {
+                    seen.insert(block.id.clone(), block.line);
+                }
             }
         }
     }
-    Ok(())
+    errors
+}
+
+/// `on=NODE` of every block checked against the nodes of the tutorial's kind cluster configs
+/// (`file=` blocks holding `kind: Cluster`), named as kind names them. Without such a config the
+/// nodes are not known here and nothing is checked; nor when a cluster's name is chosen at run
+/// time (`kind create cluster --name "$X"`).
+fn check_targets(path: &Path, steps: &[Step]) -> Vec<TutorialError> {
+    let blocks = || steps.iter().flat_map(|s| s.blocks.iter());
+    let configs: Vec<(&Block, KindConfig)> = blocks()
+        .filter(|b| matches!(b.kind, BlockKind::File(_)))
+        .filter_map(|b| {
+            let cfg = KindConfig::parse(&b.body).ok()?;
+            (cfg.kind.as_deref() == Some("Cluster")).then_some((b, cfg))
+        })
+        .collect();
+    if configs.is_empty() {
+        return Vec::new();
+    }
+    // Cluster names given on `kind create cluster` command lines.
+    let mut flagged: Vec<String> = Vec::new();
+    for b in blocks() {
+        let texts: Vec<&str> = match &b.kind {
+            BlockKind::Console(cmds) => cmds.iter().map(|c| c.command.as_str()).collect(),
+            BlockKind::Shell => vec![b.body.as_str()],
+            BlockKind::File(_) => continue,
+        };
+        for text in texts.iter().flat_map(|t| t.lines()).filter(|l| l.contains("kind create cluster")) {
+            let words: Vec<&str> = text.split_whitespace().collect();
+            for (i, w) in words.iter().enumerate() {
+                let name = match w.strip_prefix("--name=") {
+                    Some(n) => Some(n),
+                    None if *w == "--name" || *w == "-n" => words.get(i + 1).copied(),
+                    None => None,
+                };
+                if let Some(n) = name {
+                    if n.contains(['$', '{', '`', '(']) {
+                        return Vec::new();
+                    }
+                    flagged.push(n.trim_matches(['\'', '"']).to_string());
+                }
+            }
+        }
+    }
+    let mut nodes: Vec<String> = Vec::new();
+    for (_, cfg) in &configs {
+        let mut clusters = flagged.clone();
+        clusters.extend(cfg.name.clone());
+        if clusters.is_empty() {
+            clusters.push("kind".to_string());
+        }
+        for c in clusters {
+            nodes.extend(cfg.node_names(&c).into_iter().filter(|n| !nodes.contains(n)).collect::<Vec<_>>());
+        }
+    }
+    let known: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    let where_ = configs.iter().map(|(b, _)| format!("line {}", b.line)).collect::<Vec<_>>().join(", ");
+    blocks()
+        .filter_map(|b| match &b.attrs.on {
+            Target::Node(n) if !nodes.contains(n) => {
+                let hint =
+                    crate::template::closest(n, &known).map(|k| format!("did you mean `{k}`? ")).unwrap_or_default();
+                Some(TutorialError::at(
+                    path,
+                    b.line,
+                    format!(
+                        "on={n}: no node `{n}` in the tutorial's kind config ({where_}): {hint}its nodes are {}",
+                        known.join(", ")
+                    ),
+                ))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Target;
 
     fn parse(src: &str) -> Result<Tutorial, TutorialError> {
         parse_str(Path::new("t.md"), src)

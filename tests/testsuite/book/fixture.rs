@@ -18,7 +18,7 @@ A kind cluster without its default CNI and without kube-proxy, then Cilium in na
 
 ```yaml {file=kind-config.yaml}
 kind: Cluster
-apiVersion: kind.x-k8s.io/v1alpha4
+nodes: [{role: control-plane}, {role: worker}]
 networking:
   disableDefaultCNI: true
   kubeProxyMode: none

@@ -6,7 +6,11 @@ crate::tests![
     a_good_tutorial_checks_clean,
     missing_and_orphan_snapshots_are_reported,
     check_reports_every_bad_input,
-    an_invalid_regex_line_is_an_input_error
+    an_invalid_regex_line_is_an_input_error,
+    every_error_of_a_file_at_once_sorted_by_line,
+    front_matter_yaml_errors_are_at_the_files_line,
+    fences_that_will_not_run_get_a_note,
+    prune_removes_orphans_and_names_each
 ];
 
 fn a_good_tutorial_checks_clean() {
@@ -29,8 +33,87 @@ fn missing_and_orphan_snapshots_are_reported() {
     let out = run_in(tmp.path(), &["check", "features.md"]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("features.md:51: no snapshot"), "{out:?}");
+    // The orphan is a warning (`--prune` removes it), the missing snapshot the one problem.
+    let orphan = out.stderr.lines().find(|l| l.contains("old-name.snap")).unwrap_or_else(|| panic!("{out:?}"));
+    assert!(orphan.starts_with("warning: ") && orphan.contains("snapshots/features/old-name.snap: orphan snapshot"));
+    assert!(out.stderr.contains("1 problem(s)"), "{out:?}");
+}
+
+fn every_error_of_a_file_at_once_sorted_by_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = "---\ntitel: T\n---\n\n## One\n\n```yaml {file=kind-config.yaml}\nkind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n  - role: control-plane\n  - role: worker\n```\n\n```console {on=kind-wroker}\n$ true\n```\n\n```sh {exit=256 tmeout=5s}\ntrue\n```\n\n```sh {timeout=0s id=a}\ntrue\n```\n\n## Two\n\n```console {id=a retry=-1s}\n$ true\n```\n\n```console {on=kind-worker}\n$ true\n```\n";
+    std::fs::write(tmp.path().join("t.md"), text).unwrap();
+    let out = run_in(tmp.path(), &["check", "t.md"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    let errors: Vec<&str> = out.stderr.lines().filter_map(|l| l.strip_prefix("error: ")).collect();
+    assert_eq!(
+        errors,
+        [
+            "t.md:2: front matter: unknown key `titel` (did you mean `title`? known: title, backend, timeout, vars, redact)",
+            "t.md:15: on=kind-wroker: no node `kind-wroker` in the tutorial's kind config (line 7): did you mean `kind-worker`? its nodes are kind-control-plane, kind-worker",
+            "t.md:19: invalid exit status `256` (expected a number from 0 to 255)",
+            "t.md:19: unknown attribute `tmeout` (did you mean `timeout`? known: id, on, retry, timeout, exit, bg, backend, skip, hidden, file)",
+            "t.md:23: `timeout=0s` must be longer than 0",
+            "t.md:29: invalid duration `-1s` for `retry=` (expected e.g. 30s, 2m, 500ms)",
+        ],
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("6 problem(s)"), "{out:?}");
+    // `tutor run` refuses the same file with the same errors, before running anything.
+    let out = run_in(tmp.path(), &["run", "t.md", "--record", "r.json"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("t.md:29: invalid duration"), "{out:?}");
+}
+
+fn front_matter_yaml_errors_are_at_the_files_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("t.md"), "---\ntitle: T\nvars:\n  a: 1\n b: 2\n---\n\n```sh\ntrue\n```\n").unwrap();
+    let out = run_in(tmp.path(), &["check", "t.md"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("error: t.md:5: front matter: "), "{out:?}");
+    assert!(!out.stderr.contains(" at line "), "no position in the YAML document: {out:?}");
+}
+
+fn fences_that_will_not_run_get_a_note() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("t.md"),
+        "# T\n\n```shell\nls\n```\n\n```zsh\nls\n```\n\n```Bash\nls\n```\n\n```shell {skip}\nls\n```\n\n```python title=\"x.py\"\nprint(1)\n```\n\n```console\n$ true\n```\n",
+    )
+    .unwrap();
+    let out = run_in(tmp.path(), &["check", "t.md"]);
+    assert_eq!(out.code, 0, "notes are not errors: {out:?}");
+    let notes: Vec<&str> = out.stderr.lines().filter_map(|l| l.strip_prefix("warning: ")).collect();
+    assert_eq!(notes.len(), 3, "{out:?}");
+    for (note, (line, lang)) in notes.iter().zip([(3, "shell"), (7, "zsh"), (11, "Bash")]) {
+        assert!(note.starts_with(&format!("t.md:{line}: ```{lang} blocks do not run")), "{out:?}");
+    }
+}
+
+fn prune_removes_orphans_and_names_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_tree(&fixture("snapshots/features"), &tmp.path().join("snapshots/features"));
+    std::fs::copy(fixture("features.md"), tmp.path().join("features.md")).unwrap();
+    let dir = tmp.path().join("snapshots/features");
+    std::fs::copy(dir.join("show-config.snap"), dir.join("old-name.snap")).unwrap();
+    std::fs::write(dir.join("gone.snap.new"), "x").unwrap();
+    let out = run_in(tmp.path(), &["check", "features.md"]);
+    assert_eq!(out.code, 0, "orphans alone are warnings: {out:?}");
     assert!(out.stderr.contains("old-name.snap: orphan snapshot"), "{out:?}");
-    assert!(out.stderr.contains("2 problem(s)"), "{out:?}");
+    assert!(out.stderr.contains("gone.snap.new: orphan snapshot"), "{out:?}");
+    assert!(out.stderr.contains("`tutor check --prune` removes it"), "{out:?}");
+    assert!(dir.join("old-name.snap").exists(), "never removed without --prune");
+
+    let out = run_in(tmp.path(), &["check", "--prune", "features.md"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let removed: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("removed ")).collect();
+    assert_eq!(removed.len(), 2, "{out:?}");
+    assert!(removed[0].ends_with("snapshots/features/gone.snap.new (orphan snapshot)"), "{out:?}");
+    assert!(removed[1].ends_with("snapshots/features/old-name.snap (orphan snapshot)"), "{out:?}");
+    assert!(!dir.join("old-name.snap").exists() && !dir.join("gone.snap.new").exists());
+    assert!(dir.join("show-config.snap").exists(), "a used snapshot stays");
+    let out = run_in(tmp.path(), &["check", "features.md"]);
+    assert!(!out.stderr.contains("orphan"), "{out:?}");
 }
 
 fn check_reports_every_bad_input() {
