@@ -4,6 +4,7 @@
 //! with [`Backend::exec`] (or [`Backend::spawn`] for `bg` blocks) on a [`Target`], and always
 //! calls [`Backend::down`], whatever happened.
 
+pub mod attach;
 pub mod host;
 pub mod kind;
 pub mod kind_names;

@@ -8,8 +8,9 @@ use std::time::{Instant, SystemTime};
 use console::style;
 
 use super::Exit;
-use crate::backend::{BackendKind, process};
+use crate::backend::{BackendKind, attach, process};
 use crate::report::{json, junit, progress, record, summary};
+use crate::runner::kept::{self, KeptEnv};
 use crate::runner::{self, Cancel, Counts, Reporter, RunOptions, StepRange, TutorialResult};
 use crate::tutorial::{self, Tutorial};
 
@@ -21,8 +22,8 @@ pub enum Format {
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Markdown tutorials, or folders searched recursively for them.
-    #[arg(default_value = "tutorials")]
+    /// Markdown tutorials, or folders searched recursively for them (default: tutorials, or with
+    /// --env the kept run's tutorial).
     paths: Vec<PathBuf>,
     /// Environment to run in (default: the tutorial's front matter `backend`, else lab).
     #[arg(long)]
@@ -30,9 +31,15 @@ pub struct RunArgs {
     /// Kubeconfig context (kube backend).
     #[arg(long)]
     context: Option<String>,
-    /// Leave the environment and the work directory in place after the run.
+    /// Leave the environment and the work directory in place after the run, and say how to go on
+    /// in it (`--env`).
     #[arg(long)]
     keep: bool,
+    /// Go on in the environment a `--keep` run left, with its shells' state (variables, working
+    /// directory) restored: no fresh environment, no teardown, no set-up steps. Runs from where
+    /// the kept run stopped unless --step or --from says otherwise.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["backend", "workdir", "jobs"])]
+    env: Option<String>,
     /// Record this run's outputs as the expectations (.snap files, console blocks in place).
     #[arg(long)]
     update: bool,
@@ -43,7 +50,7 @@ pub struct RunArgs {
     /// Never record pending changes.
     #[arg(long, conflicts_with = "pending", env = "TUTOR_NO_PENDING")]
     no_pending: bool,
-    /// Run only step N.
+    /// Run only step N (on a fresh environment steps 1..N-1 run first, as set-up).
     #[arg(long, value_name = "N", conflicts_with_all = ["from", "to"])]
     step: Option<usize>,
     /// Run from step N on.
@@ -128,6 +135,55 @@ pub(super) fn load_noting(paths: &[PathBuf]) -> (Vec<Tutorial>, Vec<String>, Vec
     (tutorials, errors, notes)
 }
 
+/// The kept environment `name`, if it is still there (else its entry is dropped).
+fn kept_env(envs: &std::path::Path, name: &str) -> Result<KeptEnv, String> {
+    let k = kept::read(envs, name).map_err(|e| format!("--env {name}: {e}"))?;
+    if let Err(why) = attach::still_there(k.backend, &k.name, &k.workdir) {
+        kept::remove(envs, name);
+        return Err(format!("--env {name}: the kept {} environment is gone: {why}", k.backend));
+    }
+    Ok(k)
+}
+
+/// What `--env` needs: one tutorial, and a step to go on from.
+fn resume_checks(k: &KeptEnv, tutorials: &[Tutorial], steps: StepRange) -> Result<(), String> {
+    let [t] = tutorials else {
+        return Err(format!("--env {} goes on with one tutorial (the kept run's: {})", k.name, k.tutorial.display()));
+    };
+    if let Some(from) = steps.from
+        && steps.to.is_none()
+        && from > t.steps.len()
+    {
+        return Err(format!(
+            "--env {}: the kept run went through every step of {} ({}); choose one with --step N or --from N",
+            k.name,
+            t.path.display(),
+            t.steps.len()
+        ));
+    }
+    Ok(())
+}
+
+/// How to go on in a kept environment, for the end of the run.
+fn kept_hint(k: &KeptEnv, r: &TutorialResult) -> Vec<String> {
+    let how = match k.backend {
+        BackendKind::Lab => {
+            format!("`tutor lab exec {} -- …` to look around, `tutor lab down {}` to end it", k.name, k.name)
+        }
+        _ => format!("remove {} to end it", k.workdir.display()),
+    };
+    let file = r.path.display();
+    let resume = if k.next_step <= k.last_step {
+        format!("tutor run --env {} --from {} {file}", k.name, k.next_step)
+    } else {
+        format!("tutor run --env {} --step N {file} (every step ran)", k.name)
+    };
+    vec![
+        format!("kept environment {} ({} backend, work directory {}): {how}", k.name, k.backend, k.workdir.display()),
+        format!("  go on with: {resume}"),
+    ]
+}
+
 /// Exit status of a finished run.
 fn exit_of(results: &[TutorialResult]) -> Exit {
     if results.iter().any(|r| r.interrupted) {
@@ -153,7 +209,18 @@ fn backend_label(flag: Option<BackendKind>, results: &[TutorialResult]) -> Strin
     }
 }
 
-pub async fn execute(args: RunArgs) -> anyhow::Result<Exit> {
+pub async fn execute(mut args: RunArgs) -> anyhow::Result<Exit> {
+    let envs = kept::dir(&args.record);
+    let resume = match &args.env {
+        Some(name) => match kept_env(&envs, name) {
+            Ok(k) => Some(k),
+            Err(e) => return Ok(input_errors(args.format, &[e])),
+        },
+        None => None,
+    };
+    if args.paths.is_empty() {
+        args.paths = vec![resume.as_ref().map(|k| k.tutorial.clone()).unwrap_or_else(|| PathBuf::from("tutorials"))];
+    }
     let (tutorials, errors) = load(&args.paths);
     if !errors.is_empty() {
         return Ok(input_errors(args.format, &errors));
@@ -164,16 +231,33 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<Exit> {
     if tutorials.is_empty() {
         return Ok(input_errors(args.format, &["no tutorial with a command block to run".to_string()]));
     }
-    let steps = match args.step {
-        // On a fresh environment the earlier steps run first, as set-up.
-        Some(n) => StepRange { from: Some(n), to: Some(n), setup: true },
-        None => StepRange { from: args.from, to: args.to, setup: false },
+    let steps = match (args.step, &resume) {
+        // On a fresh environment the earlier steps run first, as set-up; a kept one has them.
+        (Some(n), _) => StepRange { from: Some(n), to: Some(n), setup: resume.is_none() },
+        (None, Some(k)) if args.from.is_none() && args.to.is_none() => {
+            StepRange { from: Some(k.next_step), to: None, setup: false }
+        }
+        (None, _) => StepRange { from: args.from, to: args.to, setup: false },
     };
+    if let Some(k) = &resume
+        && let Err(e) = resume_checks(k, &tutorials, steps)
+    {
+        return Ok(input_errors(args.format, &[e]));
+    }
+    let backend_flag = resume.as_ref().map(|k| k.backend).or(args.backend);
     let mut prepared = Vec::new();
     let mut errors = Vec::new();
     for t in tutorials {
-        match runner::prepare(t, args.backend, args.context.as_deref(), steps, args.snapshots.as_deref()) {
-            Ok(p) => prepared.push(p),
+        match runner::prepare(t, backend_flag, args.context.as_deref(), steps, args.snapshots.as_deref()) {
+            Ok(mut p) => {
+                if let Some(k) = &resume {
+                    match attach::attach(k.backend, &k.name) {
+                        Ok(b) => p.backend = b,
+                        Err(e) => errors.push(format!("--env {}: {e}", k.name)),
+                    }
+                }
+                prepared.push(p)
+            }
             Err(e) => errors.extend(e),
         }
     }
@@ -195,7 +279,8 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<Exit> {
         no_retry: args.no_retry,
         keep: args.keep,
         jobs: args.jobs as usize,
-        workdir: args.workdir.clone(),
+        workdir: resume.as_ref().map(|k| k.workdir.clone()).or_else(|| args.workdir.clone()),
+        resume: resume.as_ref().map(kept::Resume::from),
     };
     let started_at = SystemTime::now();
     let start = Instant::now();
@@ -218,6 +303,14 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<Exit> {
         && let Err(e) = junit::write(&results, path)
     {
         write_errors.push(format!("cannot write the JUnit report {}: {e}", path.display()));
+    }
+    let mut kept_lines = Vec::new();
+    for r in &results {
+        let Some(k) = &r.kept else { continue };
+        match kept::write(&envs, k) {
+            Ok(_) => kept_lines.extend(kept_hint(k, r)),
+            Err(e) => write_errors.push(format!("cannot record the kept environment: {e}")),
+        }
     }
     print_errors(&write_errors);
     if !write_errors.is_empty() && exit == Exit::Pass {
@@ -251,6 +344,7 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<Exit> {
             "{pending} pending change(s): `tutor review` to see and accept or reject them (`--accept`/`--reject` for all)"
         ));
     }
+    lines.extend(kept_lines);
     if exit == Exit::Interrupted {
         lines.push(format!("{}", style("interrupted").red().bold()));
     }

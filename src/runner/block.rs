@@ -76,6 +76,46 @@ impl Session {
         }
     }
 
+    /// Go on from a kept environment: `targets` start from the state their shells saved in
+    /// their state files at the end of the kept run (instead of starting clean), and the
+    /// captured values are bound again.
+    pub fn resume(
+        &mut self,
+        backend: &dyn Backend,
+        targets: impl IntoIterator<Item = Target>,
+        captures: Captures,
+        capture_sites: BTreeMap<String, String>,
+    ) {
+        for target in targets {
+            if let Ok(state) = std::fs::read(backend.state_path(&target)) {
+                self.states.insert(target.clone(), state);
+            }
+            self.seen.insert(target);
+        }
+        self.captures = captures;
+        self.capture_sites = capture_sites;
+    }
+
+    /// Keep each target's last state in its state file (`--keep`), for a later `--env` run:
+    /// live shells write theirs where they run; shells that ended left theirs here.
+    pub async fn save_states(&mut self, backend: &dyn Backend) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (target, k) in self.kernels.iter_mut() {
+            if let Err(e) = k.save_state(&backend.state_path(target)).await {
+                errors.push(format!("{target}: {e}"));
+            }
+        }
+        for (target, state) in &self.states {
+            if !self.kernels.contains_key(target) {
+                let path = backend.state_path(target);
+                if let Err(e) = std::fs::write(&path, state) {
+                    errors.push(format!("{target}: cannot save the shell's state to {path}: {e}"));
+                }
+            }
+        }
+        errors
+    }
+
     /// End every kernel (and what runs in its process group); the end of the tutorial.
     pub async fn close(&mut self) {
         for (_, k) in self.kernels.drain() {

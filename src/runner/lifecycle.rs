@@ -10,10 +10,11 @@ use tokio::sync::RwLock;
 use super::RunOptions;
 use super::cancel::Cancel;
 use super::events::{Event, Reporter};
-use super::outcome::TutorialResult;
+use super::kept::KeptEnv;
+use super::outcome::{Status, TutorialResult};
 use super::preflight::Prepared;
 use super::steps;
-use crate::backend::{BackendError, UpContext};
+use crate::backend::{BackendError, BackendKind, UpContext};
 
 /// The work directory: `--workdir` (a sub-folder per tutorial when several run), else a fresh
 /// temporary one that is removed afterwards unless `--keep`.
@@ -55,6 +56,7 @@ pub async fn run(
         usage_error: false,
         interrupted: false,
         kept_workdir: None,
+        kept: None,
         partial: plan.partial(),
     };
     let (dir, tmp) = match workdir(&opts, &t.stem, several) {
@@ -65,11 +67,16 @@ pub async fn run(
         }
     };
     let backend = Arc::new(RwLock::new(prepared.backend));
+    let keep = opts.keep || opts.resume.is_some();
     let ctx = UpContext {
         workdir: dir.clone(),
-        run_name: format!("{:06x}", rand::random::<u32>() & 0xff_ffff),
-        keep: opts.keep,
+        run_name: match &opts.resume {
+            Some(r) => r.name.clone(),
+            None => format!("{:06x}", rand::random::<u32>() & 0xff_ffff),
+        },
+        keep,
     };
+    let mut captures = None;
     // `up` runs in its own task so that a panic in it still reaches `down` below; Ctrl-C aborts it.
     let up = if cancel.is_cancelled() {
         Err(BackendError::Other("interrupted".into()))
@@ -108,6 +115,7 @@ pub async fn run(
                     result.updated = out.updated;
                     result.pending = out.pending;
                     result.errors.extend(out.errors);
+                    captures = Some((out.captures, out.capture_sites));
                 }
                 Err(e) => result.errors.push(format!("internal error while running the steps: {e}")),
             }
@@ -117,13 +125,38 @@ pub async fn run(
         result.errors.push(format!("{} backend: tearing down: {e}", plan.backend));
     }
     result.interrupted = cancel.is_cancelled();
-    if opts.keep {
-        result.kept_workdir = Some(match tmp {
+    if keep {
+        let dir = match tmp {
             Some(tmp) => tmp.keep(),
             None => dir,
-        });
+        };
+        // Environments `--env NAME` can go on in: those whose state lives in the work directory.
+        if let (Some((captures, capture_sites)), BackendKind::Host | BackendKind::Lab) = (captures, plan.backend) {
+            result.kept = Some(KeptEnv {
+                name: ctx.run_name.clone(),
+                backend: plan.backend,
+                tutorial: std::path::absolute(&t.path).unwrap_or_else(|_| t.path.clone()),
+                workdir: dir.clone(),
+                next_step: next_step(&plan, &result),
+                last_step: t.steps.len(),
+                captures,
+                capture_sites,
+            });
+        }
+        result.kept_workdir = Some(dir);
     }
     finish(result, start, &*reporter, t)
+}
+
+/// Where a later `--env` run goes on: the first selected step that did not pass (a failed,
+/// errored or not-run block), else the step after the last one that ran.
+fn next_step(plan: &super::preflight::Plan, result: &TutorialResult) -> usize {
+    let selected = || result.steps.iter().filter(|s| !s.setup);
+    let unfinished = selected()
+        .find(|s| s.blocks.iter().any(|b| matches!(b.status, Status::Failed | Status::Error)))
+        .map(|s| s.number);
+    let after_last = selected().map(|s| s.number + 1).next_back();
+    unfinished.or(after_last).unwrap_or(*plan.steps.start())
 }
 
 fn finish(

@@ -10,6 +10,7 @@ mod block;
 pub mod cancel;
 pub mod events;
 mod judge;
+pub mod kept;
 pub mod kernel;
 mod lifecycle;
 pub mod outcome;
@@ -49,6 +50,9 @@ pub struct RunOptions {
     pub jobs: usize,
     /// `--workdir`.
     pub workdir: Option<PathBuf>,
+    /// `--env NAME`: run in that kept environment (its name, the captured values) and restore
+    /// its targets' shell state instead of starting each target fresh. Implies `keep`.
+    pub resume: Option<kept::Resume>,
 }
 
 /// Run every prepared tutorial, at most `opts.jobs` at a time; results come back in input order.
@@ -86,6 +90,7 @@ pub async fn run_all(
             usage_error: false,
             interrupted: false,
             kept_workdir: None,
+            kept: None,
             partial: None,
         }));
     }

@@ -119,6 +119,8 @@ pub struct TutorialResult {
     pub interrupted: bool,
     /// `--keep`: where the work directory was left.
     pub kept_workdir: Option<PathBuf>,
+    /// `--keep` (or `--env`) on a backend that can resume: the environment left for `--env NAME`.
+    pub kept: Option<super::kept::KeptEnv>,
     /// `None` when every step was selected; else which ones ran (`step 3`, `steps 2-4`).
     pub partial: Option<String>,
 }

@@ -23,6 +23,9 @@ pub struct StepsOutcome {
     pub updated: Vec<PathBuf>,
     pub pending: Vec<PathBuf>,
     pub errors: Vec<String>,
+    /// Values captured with `[..NAME..]` by the end, and where (kept for `--env`).
+    pub captures: crate::snapshot::Captures,
+    pub capture_sites: std::collections::BTreeMap<String, String>,
 }
 
 /// Why a block does not run here, if it does not.
@@ -77,6 +80,11 @@ pub async fn run(
     let setup_env = Env { update: false, pending: false, ..env };
     let tutorial = &plan.tutorial;
     let mut session = Session::new();
+    if let Some(resume) = &opts.resume {
+        // A kept environment: every target's shell goes on from its saved state.
+        let targets = tutorial.steps.iter().flat_map(|s| &s.blocks).map(|b| b.attrs.on.clone());
+        session.resume(env.backend, targets, resume.captures.clone(), resume.capture_sites.clone());
+    }
     let mut stop: Option<&str> = None;
     let mut steps = Vec::new();
     let mut setup_done = plan.setup.is_empty();
@@ -151,8 +159,12 @@ pub async fn run(
     for task in session.bg.drain(..) {
         task.stop().await;
     }
-    session.close().await;
     let mut errors = Vec::new();
+    if opts.keep || opts.resume.is_some() {
+        // A kept environment keeps its shells' state for `--env NAME`.
+        errors.extend(session.save_states(env.backend).await);
+    }
+    session.close().await;
     let mut updated = std::mem::take(&mut session.updated);
     if opts.update {
         match update::rewrite_markdown(&tutorial.path, &tutorial.source, std::mem::take(&mut session.edits)) {
@@ -161,5 +173,12 @@ pub async fn run(
             Err(e) => errors.push(format!("cannot rewrite {}: {e}", tutorial.path.display())),
         }
     }
-    StepsOutcome { steps, updated, pending: std::mem::take(&mut session.pending), errors }
+    StepsOutcome {
+        steps,
+        updated,
+        pending: std::mem::take(&mut session.pending),
+        errors,
+        captures: std::mem::take(&mut session.captures),
+        capture_sites: std::mem::take(&mut session.capture_sites),
+    }
 }

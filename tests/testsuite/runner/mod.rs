@@ -2,10 +2,14 @@
 
 mod author;
 mod kernel;
+mod resume;
 mod run;
 mod signal;
 mod update;
 
 pub(crate) fn tests() -> Vec<crate::harness::Test> {
-    [author::tests(), kernel::tests(), run::tests(), signal::tests(), update::tests()].into_iter().flatten().collect()
+    [author::tests(), kernel::tests(), resume::tests(), run::tests(), signal::tests(), update::tests()]
+        .into_iter()
+        .flatten()
+        .collect()
 }
