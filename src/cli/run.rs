@@ -168,7 +168,7 @@ fn resume_checks(k: &KeptEnv, tutorials: &[Tutorial], steps: StepRange) -> Resul
 fn kept_hint(k: &KeptEnv, r: &TutorialResult) -> Vec<String> {
     let how = match k.backend {
         BackendKind::Lab => {
-            format!("`tutor lab exec {} -- …` to look around, `tutor lab down {}` to end it", k.name, k.name)
+            format!("`tutor lab exec {} TARGET -- …` to look around, `tutor lab down {}` to end it", k.name, k.name)
         }
         _ => format!("remove {} to end it", k.workdir.display()),
     };

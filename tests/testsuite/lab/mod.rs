@@ -11,6 +11,7 @@ mod lb_l2;
 pub(crate) mod lb_support;
 mod lb_traffic;
 mod lb_tutorial;
+mod resume;
 mod shims;
 pub(crate) mod support;
 mod topology;
@@ -28,6 +29,7 @@ pub(crate) fn tests() -> Vec<crate::harness::Test> {
         lb_l2::tests(),
         lb_traffic::tests(),
         lb_tutorial::tests(),
+        resume::tests(),
         shims::tests(),
         topology::tests(),
         tutorial::tests(),

@@ -1,0 +1,32 @@
+//! Resuming a kept lab: `tutor run --keep` leaves the lab up and names it; `tutor run --env NAME`
+//! goes on in it (no fresh lab, no teardown), a node's shell with the state it had.
+
+use crate::lab::support::{fixtures, tutor};
+
+crate::tests![a_kept_lab_goes_on_with_its_nodes_shell_state(Lab)];
+
+fn a_kept_lab_goes_on_with_its_nodes_shell_state() {
+    // SAFETY: set before any thread of this test reads the environment.
+    unsafe { std::env::set_var("TUTOR_BIN", crate::lab::support::TUTOR) };
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("r.json");
+    let rec = rec.to_str().unwrap();
+    let t = fixtures().join("resume.md");
+    let t = t.to_str().unwrap();
+    let out = tutor(&["run", t, "--keep", "--to", "2", "--record", rec], tmp.path()).ok();
+    let kept = out.lines().find(|l| l.starts_with("kept environment ")).unwrap_or_else(|| panic!("{out}"));
+    let name = kept["kept environment ".len()..].split(' ').next().unwrap().to_string();
+    assert!(kept.contains("(lab backend"), "{out}");
+    assert!(out.contains(&format!("go on with: tutor run --env {name} --from 3 ")), "{out}");
+    // Step 3 on kind-worker needs the variable and directory step 2 left in that node's shell.
+    let resumed = tutor(&["run", "--env", &name, "--record", rec], tmp.path());
+    let listed = tutor(&["lab", "list"], tmp.path()).stdout;
+    let down = tutor(&["lab", "down", &name], tmp.path());
+    let workdir = kept.split("work directory ").nth(1).unwrap().split("):").next().unwrap();
+    let _ = std::fs::remove_dir_all(workdir);
+    let out = resumed.ok();
+    assert!(out.contains("3. Use it") && !out.contains("2. State on a node"), "{out}");
+    assert!(out.contains("1 passed, 0 failed"), "{out}");
+    assert!(listed.contains(&name), "the lab stays up after an --env run: {listed}");
+    down.ok();
+}
