@@ -2,7 +2,8 @@
 # Builds the lab's upstream binaries from their Go modules: kube-apiserver,
 # kube-controller-manager, kube-scheduler and kubectl (k8s.io/kubernetes), etcd (its server
 # module, at the version that Kubernetes release uses), helm (helm.sh/helm/v3) and tutor-kubelet
-# (k8s/cmd/tutor-kubelet: the lab nodes' kubelet API, on k8s.io/kubelet's streaming server).
+# (k8s/cmd/tutor-kubelet: the lab nodes' kubelet API, on k8s.io/kubelet's streaming server), and
+# agnhost (k8s.io/kubernetes/test/images/agnhost: the program of the e2e image the lab's pods play).
 #
 # The pins are the modules' versions in k8s/go.mod and k8s/helm/go.mod (see docs/architecture.md,
 # "Upstream binaries"). The binaries land in
@@ -57,7 +58,7 @@ fi
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
 
 stamp=$( (cd "$here" && cat go.mod go.sum helm/go.mod helm/go.sum build.sh && find cmd -type f -name '*.go' | sort | xargs cat) | sha256sum | cut -d' ' -f1)
-bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm tutor-kubelet)
+bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm tutor-kubelet agnhost)
 if ((!force)) && [[ -f $out/.stamp && $(cat "$out/.stamp") == "$stamp" ]]; then
   ok=1
   for b in "${bins[@]}"; do [[ -x $out/$b ]] || ok=0; done
@@ -88,10 +89,11 @@ mkdir -p "$out"
 tmp=$(mktemp -d "$cache/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s)
-echo "k8s/build.sh: building Kubernetes $k8s_version (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, tutor-kubelet) and helm $helm_version into $out"
+echo "k8s/build.sh: building Kubernetes $k8s_version (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, tutor-kubelet, agnhost) and helm $helm_version into $out"
 (cd "$here" && go build -trimpath -ldflags "-s -w$kv" -o "$tmp/" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl ./cmd/etcd ./cmd/tutor-kubelet)
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl ./cmd/etcd ./cmd/tutor-kubelet \
+  k8s.io/kubernetes/test/images/agnhost)
 (cd "$here/helm" && go build -trimpath -ldflags "-s -w $hv" -o "$tmp/" helm.sh/helm/v3/cmd/helm)
 for b in "${bins[@]}"; do mv -f "$tmp/$b" "$out/$b"; done
 echo "$stamp" > "$out/.stamp"

@@ -190,6 +190,8 @@ require (
 	sigs.k8s.io/yaml v1.4.0 // indirect
 )
 
+require github.com/ishidawataru/sctp v0.0.0-20230406120618-7ff4192f6ff2 // indirect
+
 // k8s.io/kubernetes requires its staging modules at v0.0.0 (they live in its own tree);
 // outside that tree each maps to the version published with the release: v1.33.1 -> v0.33.1.
 replace (

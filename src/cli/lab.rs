@@ -104,6 +104,10 @@ struct NodeAgentArgs {
     /// The cluster's pod network (the kind config's podSubnet), what kindnet does not masquerade.
     #[arg(long)]
     cluster_cidr: Option<String>,
+    /// The identity kindnet's role acts as (kind's `kindnet` ServiceAccount); the node's own
+    /// may not list the other Nodes.
+    #[arg(long)]
+    kindnet_kubeconfig: Option<PathBuf>,
     /// Static pod manifests (`<name>.json`, with the running process in `<name>.pid`): the
     /// agent keeps their mirror pods in the API.
     #[arg(long)]
@@ -145,6 +149,7 @@ async fn node_agent(a: NodeAgentArgs) -> anyhow::Result<Exit> {
         client_ca_file: a.client_ca_file,
         kindnet: a.kindnet,
         cluster_cidr,
+        kindnet_kubeconfig: a.kindnet_kubeconfig,
         pod_manifest_path: a.pod_manifest_path,
     };
     match agent::run(opts).await {

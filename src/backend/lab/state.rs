@@ -337,8 +337,24 @@ impl Lab {
                 controlplane::AgentNode { name: &n.plan.name, ip: n.plan.ip, ns: &n.ns, labels, taints }
             })
             .collect();
-        cp.start_agents(&agents, &super::tutor_exe(), !config.networking.disable_default_cni)?;
+        // What a node may not set on itself is set by the admin once it has registered.
+        let (agents, marks): (Vec<_>, Vec<_>) = agents
+            .into_iter()
+            .map(|mut a| {
+                let (restricted, own) =
+                    std::mem::take(&mut a.labels).into_iter().partition(|(k, _)| controlplane::node_restricted(k));
+                a.labels = own;
+                let name = a.name.to_string();
+                (a, (name, restricted))
+            })
+            .unzip();
+        let kindnet = !config.networking.disable_default_cni;
+        if kindnet {
+            cp.apply_kindnet_rbac(&cp_node.ns)?;
+        }
+        cp.start_agents(&agents, &super::tutor_exe(), kindnet)?;
         drop(agents);
+        cp.label_nodes(&cp_node.ns, &marks, std::time::Duration::from_secs(60))?;
         let rt = ClusterRt {
             lb: super::xdp_lb::LbState::new(&self.name, self.host.tid()),
             plan,

@@ -23,10 +23,13 @@ pub enum Binary {
     Helm,
     /// The lab nodes' kubelet API server (`k8s/cmd/tutor-kubelet`).
     TutorKubelet,
+    /// The program of the `registry.k8s.io/e2e-test-images/agnhost` image, which the lab's
+    /// pods play (`k8s.io/kubernetes/test/images/agnhost`).
+    Agnhost,
 }
 
 impl Binary {
-    pub const ALL: [Binary; 7] = [
+    pub const ALL: [Binary; 8] = [
         Binary::Etcd,
         Binary::KubeApiserver,
         Binary::KubeControllerManager,
@@ -34,6 +37,7 @@ impl Binary {
         Binary::Kubectl,
         Binary::Helm,
         Binary::TutorKubelet,
+        Binary::Agnhost,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -45,6 +49,7 @@ impl Binary {
             Binary::Kubectl => "kubectl",
             Binary::Helm => "helm",
             Binary::TutorKubelet => "tutor-kubelet",
+            Binary::Agnhost => "agnhost",
         }
     }
 }

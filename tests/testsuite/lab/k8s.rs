@@ -137,6 +137,15 @@ fn the_real_api_server_answers_kubectl() {
         ("kind-control-plane", "Ready", "control-plane", "v1.33.1"),
         "{nodes}"
     );
+    // The control plane's processes as their mirror pods, as on kind.
+    let mirrors = lab.eventually(
+        "kubectl -n kube-system get pods -l tier=control-plane --no-headers | grep -c ' 1/1 *Running' | grep -qx 4 && kubectl -n kube-system get pods -l tier=control-plane -o name",
+    );
+    for c in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+        assert!(mirrors.lines().any(|l| l == format!("pod/{c}-kind-control-plane")), "{c} missing:\n{mirrors}");
+    }
+    let flags = lab.sh("kubectl -n kube-system get pod kube-apiserver-kind-control-plane -o jsonpath='{.spec.containers[0].command}'").ok();
+    assert!(flags.contains("--service-cluster-ip-range=10.96.0.0/"), "{flags}");
     let cidr = lab.sh("kubectl get node kind-control-plane -o jsonpath='{.spec.podCIDR}'").ok();
     assert_eq!(cidr, "10.244.0.0/24");
     let ready = lab.sh("kubectl -n shop wait --for=condition=Ready pods -l app=web --timeout=60s");
@@ -155,8 +164,11 @@ fn the_real_api_server_answers_kubectl() {
     let first_ip = ips.lines().next().unwrap().split(' ').next().unwrap().to_string();
     let page = lab.on("kind-control-plane", &format!("curl -sf http://{first_ip}/")).ok();
     assert!(page.contains("Welcome to nginx"), "{page}");
-    let logs = lab.eventually(&format!("kubectl -n shop logs {pod} | grep GET"));
-    assert!(logs.contains("\"GET / HTTP/1.1\" 200"), "{logs}");
+    lab.sh("kubectl -n shop run hello --image=busybox --restart=Never -- echo hello from busybox").ok();
+    let logs = lab.eventually("kubectl -n shop logs hello | grep .");
+    assert_eq!(logs, "hello from busybox\n");
+    let phase = lab.eventually("kubectl -n shop get pod hello -o jsonpath='{.status.phase}' | grep -x Succeeded");
+    assert_eq!(phase, "Succeeded\n");
 }
 
 /// Two nodes with kind's default CNI: each gets its podCIDR, pods on different nodes reach each
@@ -167,11 +179,22 @@ fn pods_on_two_nodes_reach_each_other() {
     let o = lab.sh(&format!("cat > /tmp/two.yaml <<'EOF'\n{cfg}EOF\nkind create cluster --config /tmp/two.yaml"));
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
     lab.eventually("kubectl wait --for=condition=Ready nodes --all --timeout=1s");
-    let taints = lab.sh("kubectl get node kind-control-plane -o jsonpath='{.spec.taints[*].key}'").ok();
-    assert_eq!(taints, "node-role.kubernetes.io/control-plane");
-    for (pod, node) in [("a", "kind-control-plane"), ("b", "kind-worker")] {
+    // Once the node lifecycle controller has seen the nodes Ready, only kind's taint is left.
+    let taints = lab.eventually(
+        "kubectl get node kind-control-plane -o jsonpath='{.spec.taints[*].key}' | grep -x node-role.kubernetes.io/control-plane",
+    );
+    assert_eq!(taints, "node-role.kubernetes.io/control-plane\n");
+    // Pod b runs agnhost (built from its Go module with the control plane).
+    for (pod, node, container) in [
+        ("a", "kind-control-plane", r#"{"name":"c","image":"busybox","command":["sleep","3600"]}"#),
+        (
+            "b",
+            "kind-worker",
+            r#"{"name":"c","image":"registry.k8s.io/e2e-test-images/agnhost:2.53","args":["netexec","--http-port=8080"]}"#,
+        ),
+    ] {
         let spec = format!(
-            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{pod}"}},"spec":{{"nodeName":"{node}","tolerations":[{{"operator":"Exists"}}],"containers":[{{"name":"c","image":"busybox","command":["sleep","3600"]}}]}}}}"#
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{pod}"}},"spec":{{"nodeName":"{node}","tolerations":[{{"operator":"Exists"}}],"containers":[{container}]}}}}"#
         );
         lab.sh(&format!("kubectl create -f - <<'EOF'\n{spec}\nEOF")).ok();
     }
@@ -182,6 +205,8 @@ fn pods_on_two_nodes_reach_each_other() {
     let ping = lab.sh(&format!("kubectl exec a -- ping -c 1 -W 2 {ip_b}"));
     assert_eq!(ping.code, 0, "{}{}", ping.stdout, ping.stderr);
     assert!(ping.stdout.contains("1 packets received"), "{}", ping.stdout);
+    let hostname = lab.sh(&format!("kubectl exec a -- wget -qO- http://{ip_b}:8080/hostname")).ok();
+    assert_eq!(hostname, "b");
 }
 
 fn delete_cluster_stops_the_control_plane_and_removes_its_context() {

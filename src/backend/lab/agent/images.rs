@@ -203,6 +203,33 @@ pub fn argv(image: &Image, command: &[String], args: &[String]) -> Vec<String> {
     }
 }
 
+/// Image programs built with the lab's Kubernetes (`k8s/build.sh`), made visible to pods
+/// through a directory of their own (`<image dir>/built`, first on the containers' PATH) so
+/// that pods see these programs and not the rest of the build (kubectl, the control plane).
+pub const BUILT: &[crate::backend::lab::upstream::Binary] = &[crate::backend::lab::upstream::Binary::Agnhost];
+
+/// Link the built image programs that exist into `<image_dir>/built` (replacing older links
+/// atomically); the directory to put first on the containers' PATH.
+pub fn link_built(image_dir: &Path) -> std::io::Result<PathBuf> {
+    let dir = image_dir.join("built");
+    std::fs::create_dir_all(&dir)?;
+    for b in BUILT {
+        let target = crate::backend::lab::upstream::path(*b);
+        if !target.exists() {
+            continue;
+        }
+        let link = dir.join(b.file_name());
+        if std::fs::read_link(&link).is_ok_and(|t| t == target) {
+            continue;
+        }
+        let tmp = dir.join(format!(".{}.{}", b.file_name(), std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&target, &tmp)?;
+        std::fs::rename(&tmp, &link)?;
+    }
+    Ok(dir)
+}
+
 /// First executable named `program` on `path` (a `:`-separated list); absolute names as is.
 pub fn which(program: &str, path: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;

@@ -183,8 +183,10 @@ pub async fn run_for(client: Client, me: String, cni_dir: PathBuf, pod_subnet: O
     loop {
         tokio::select! {
             ev = stream.next() => {
-                if ev.is_none() {
-                    return;
+                match ev {
+                    None => return,
+                    Some(Err(e)) => eprintln!("kindnet on {me}: watching nodes: {e}"),
+                    Some(Ok(_)) => {}
                 }
             }
             _ = tick.tick() => {}

@@ -82,6 +82,8 @@ pub struct Options {
     pub kindnet: bool,
     /// The cluster's pod network, for kindnet's masquerade.
     pub cluster_cidr: Option<Cidr>,
+    /// kindnet's own identity (the node's may not list other Nodes); the node's when absent.
+    pub kindnet_kubeconfig: Option<PathBuf>,
     /// Static pods to mirror (see `static_pods`).
     pub pod_manifest_path: Option<PathBuf>,
 }
@@ -166,8 +168,14 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
             node_ip: opts.node_ip,
             state_dir: opts.state_dir.clone(),
             image_dir: opts.image_dir.clone(),
-            path: std::env::var("PATH")
-                .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+            path: format!(
+                "{}:{}",
+                images::link_built(&opts.image_dir)
+                    .map_err(|e| AgentError::System(format!("{}: {e}", opts.image_dir.display())))?
+                    .display(),
+                std::env::var("PATH")
+                    .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into())
+            ),
             dns: podfiles::DnsSettings {
                 cluster_dns: opts.cluster_dns.clone(),
                 cluster_domain: opts.cluster_domain.clone(),
@@ -197,8 +205,12 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         let _ = reconcile_node(Arc::new(n), ctx.clone()).await;
     }
     let lease = tokio::spawn(lease_loop(ctx.clone()));
+    let kindnet_client = match (&opts.kindnet_kubeconfig, opts.kindnet) {
+        (Some(path), true) => self::client(path).await?,
+        _ => client.clone(),
+    };
     let kindnet = opts.kindnet.then(|| {
-        tokio::spawn(kindnet::run_for(client.clone(), opts.node.clone(), opts.cni_conf_dir.clone(), opts.cluster_cidr))
+        tokio::spawn(kindnet::run_for(kindnet_client, opts.node.clone(), opts.cni_conf_dir.clone(), opts.cluster_cidr))
     });
     let mirrors = opts
         .pod_manifest_path

@@ -573,14 +573,16 @@ impl Runtime {
             std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
             Ok(p)
         };
-        let mounts = Mounts {
-            binds: vec![
-                (write("hosts", &hosts)?, PathBuf::from("/etc/hosts")),
-                (write("resolv.conf", &podfiles::resolv_conf(pod, &self.cfg.dns))?, PathBuf::from("/etc/resolv.conf")),
-            ],
-            tmpfs: vec![PathBuf::from("/run"), PathBuf::from("/tmp")],
-        };
         let hostname = podfiles::hostname(pod);
+        let mut binds = vec![
+            (write("hosts", &hosts)?, PathBuf::from("/etc/hosts")),
+            (write("resolv.conf", &podfiles::resolv_conf(pod, &self.cfg.dns))?, PathBuf::from("/etc/resolv.conf")),
+        ];
+        // The kubelet gives each pod its own /etc/hostname too (host-network pods: the node's).
+        if !host_network {
+            binds.push((write("hostname", &format!("{hostname}\n"))?, PathBuf::from("/etc/hostname")));
+        }
+        let mounts = Mounts { binds, tmpfs: vec![PathBuf::from("/run"), PathBuf::from("/tmp")] };
         let release = |e: String| {
             self.ipam.lock().unwrap_or_else(|e| e.into_inner()).release(&rt.uid);
             e

@@ -17,7 +17,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::chrono::{DateTime, Utc};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 
 use super::status::{self, Record, Sandbox, State};
@@ -198,7 +198,8 @@ pub async fn run_for(client: Client, node: String, node_ip: Ipv4Addr, dir: PathB
     loop {
         if let Err(e) = sync(&client, &nodes, &node, node_ip, &dir).await {
             if !warned {
-                eprintln!("node agent {node}: static pods: {e}");
+                let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+                eprintln!("node agent {node}: static pods: {e}{cause}");
                 warned = true;
             }
         } else {
@@ -231,13 +232,21 @@ async fn sync(client: &Client, nodes: &Api<Node>, node: &str, node_ip: Ipv4Addr,
     }
     let me = nodes.get(node).await.map_err(api(format!("reading node {node}")))?;
     let uid = me.meta().uid.clone().unwrap_or_default();
+    // A node may read only the pods bound to it: list those (a get of a missing pod is refused).
+    let bound = Api::<Pod>::all(client.clone())
+        .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+        .await
+        .map_err(api(format!("listing the pods of node {node}")))?;
     for sp in &statics {
         let want = mirror(sp, node, &uid, Utc::now());
         let ns = want.metadata.namespace.clone().unwrap_or_default();
         let name = want.metadata.name.clone().unwrap_or_default();
         let pods = Api::<Pod>::namespaced(client.clone(), &ns);
-        let current = match pods.get_opt(&name).await.map_err(api(format!("reading mirror pod {ns}/{name}")))? {
-            Some(p) => p,
+        let existing = bound.items.iter().find(|p| {
+            p.metadata.name.as_deref() == Some(name.as_str()) && p.metadata.namespace.as_deref() == Some(ns.as_str())
+        });
+        let current = match existing {
+            Some(p) => p.clone(),
             None => pods
                 .create(&PostParams::default(), &want)
                 .await

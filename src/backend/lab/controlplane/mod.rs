@@ -85,6 +85,27 @@ pub struct Timings {
 }
 
 /// A lab node as its agent is started: where (its namespaces) and what it registers.
+/// Whether the NodeRestriction admission plugin forbids a node to set this label on itself:
+/// keys under `kubernetes.io` or `k8s.io` except the kubelet's own and the topology ones.
+pub fn node_restricted(key: &str) -> bool {
+    let Some((domain, _)) = key.split_once('/') else { return false };
+    let k8s = |d: &str| domain == d || domain.ends_with(&format!(".{d}"));
+    if !k8s("kubernetes.io") && !k8s("k8s.io") {
+        return false;
+    }
+    let allowed_keys = [
+        "kubernetes.io/hostname",
+        "kubernetes.io/arch",
+        "kubernetes.io/os",
+        "node.kubernetes.io/instance-type",
+        "beta.kubernetes.io/arch",
+        "beta.kubernetes.io/os",
+        "beta.kubernetes.io/instance-type",
+    ];
+    let allowed_domains = ["kubelet.kubernetes.io", "node.kubernetes.io", "topology.kubernetes.io"];
+    !(allowed_keys.contains(&key) || allowed_domains.iter().any(|d| domain == *d || domain.ends_with(&format!(".{d}"))))
+}
+
 pub struct AgentNode<'a> {
     pub name: &'a str,
     pub ip: Ipv4Addr,
@@ -297,6 +318,15 @@ fn write_pki(spec: &Spec, dir: &Path) -> Result<(Pair, Pair), LabError> {
     };
     let admin = conf(&dir.join("admin.conf"), Identity { user: "kubernetes-admin", groups: &["system:masters"] })?;
     conf(&dir.join("controller-manager.conf"), Identity { user: "system:kube-controller-manager", groups: &[] })?;
+    // kindnet's role in the node agents acts as kind's `kindnet` ServiceAccount (RBAC from
+    // `apply_kindnet_rbac`).
+    conf(
+        &dir.join("kindnet.conf"),
+        Identity {
+            user: "system:serviceaccount:kube-system:kindnet",
+            groups: &["system:serviceaccounts", "system:serviceaccounts:kube-system"],
+        },
+    )?;
     conf(&dir.join("scheduler.conf"), Identity { user: "system:kube-scheduler", groups: &[] })?;
     for (stem, cn) in [("controller-manager", "kube-controller-manager"), ("scheduler", "kube-scheduler")] {
         ca.server(cn, &["localhost", cn], &[Ipv4Addr::LOCALHOST])?.write(&pki, stem)?;
@@ -475,6 +505,7 @@ impl ControlPlane {
             .collect();
             if kindnet {
                 args.extend(["--kindnet".into(), "--cluster-cidr".into(), self.spec.pod_subnet.to_string()]);
+                args.extend(["--kindnet-kubeconfig".into(), p(self.dir.join("kindnet.conf"))]);
             }
             if n.name == self.spec.control_plane {
                 args.extend(["--pod-manifest-path".into(), p(self.manifest_dir())]);
@@ -485,6 +516,83 @@ impl ControlPlane {
             self.procs.push(Component { name, child, log });
         }
         Ok(())
+    }
+
+    /// Run the real kubectl as the cluster's admin from `node`'s namespaces, with `stdin`,
+    /// until it succeeds or `deadline` passes (objects it needs may not exist yet).
+    fn kubectl_admin(&self, node: &NsThread, args: &[String], stdin: &str, deadline: Instant) -> Result<(), LabError> {
+        use std::io::Write;
+        let kubectl = upstream::path(Binary::Kubectl);
+        let admin = self.dir.join("admin.conf");
+        loop {
+            let mut cmd = Command::new(&kubectl);
+            cmd.arg("--kubeconfig")
+                .arg(&admin)
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let child = node.run(move || cmd.spawn())?.map_err(|e| io(&kubectl, e))?;
+            let out = (|| {
+                let mut child = child;
+                child.stdin.take().expect("piped").write_all(stdin.as_bytes())?;
+                child.wait_with_output()
+            })()
+            .map_err(|e| io(&kubectl, e))?;
+            if out.status.success() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::System(format!(
+                    "kubectl {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Label registered nodes as the cluster's admin, as kubeadm marks the control plane: the
+    /// labels the NodeRestriction admission plugin does not let a node set on itself
+    /// (`node-role.kubernetes.io/…`). Waits for each node to register (`timeout` in all).
+    pub fn label_nodes(
+        &self,
+        node: &NsThread,
+        labels: &[(String, std::collections::BTreeMap<String, String>)],
+        timeout: Duration,
+    ) -> Result<(), LabError> {
+        let deadline = Instant::now() + timeout;
+        for (name, map) in labels.iter().filter(|(_, m)| !m.is_empty()) {
+            let mut args: Vec<String> = vec!["label".into(), "--overwrite".into(), format!("node/{name}")];
+            args.extend(map.iter().map(|(k, v)| format!("{k}={v}")));
+            self.kubectl_admin(node, &args, "", deadline)?;
+        }
+        Ok(())
+    }
+
+    /// kindnet's ServiceAccount and RBAC, as kind's manifest grants them: read and patch Nodes,
+    /// watch pods, namespaces and network policies.
+    pub fn apply_kindnet_rbac(&self, node: &NsThread) -> Result<(), LabError> {
+        let objects = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [
+                {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "kindnet", "namespace": "kube-system"}},
+                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "kindnet"},
+                 "rules": [
+                    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch", "patch"]},
+                    {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["list", "watch"]},
+                    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["list", "watch"]},
+                 ]},
+                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "kindnet"},
+                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kindnet"},
+                 "subjects": [{"kind": "ServiceAccount", "name": "kindnet", "namespace": "kube-system"}]},
+            ],
+        });
+        let args: Vec<String> =
+            ["apply", "--server-side", "--field-manager=kind", "-f", "-"].map(String::from).to_vec();
+        self.kubectl_admin(node, &args, &objects.to_string(), Instant::now() + Duration::from_secs(30))
     }
 
     /// The processes, for reports: (component, pid).
@@ -587,6 +695,27 @@ fn spawn(node: &NsThread, name: &str, bin: &Path, args: &[String], log: &Path, c
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_restriction_decides_which_labels_a_node_sets_itself() {
+        for own in [
+            "kubernetes.io/hostname",
+            "node.kubernetes.io/exclude-from-external-load-balancers",
+            "tier",
+            "example.com/x",
+            "topology.kubernetes.io/zone",
+        ] {
+            assert!(!node_restricted(own), "{own}");
+        }
+        for admin in [
+            "node-role.kubernetes.io/control-plane",
+            "node-role.kubernetes.io/worker",
+            "foo.k8s.io/bar",
+            "kubernetes.io/role",
+        ] {
+            assert!(node_restricted(admin), "{admin}");
+        }
+    }
 
     fn spec() -> Spec {
         Spec {
