@@ -191,19 +191,25 @@ pub async fn execute(args: LabArgs) -> anyhow::Result<Exit> {
             }
         }
         LabCommand::List => {
-            let labs = registry::list();
-            if labs.is_empty() {
+            // Live and starting labs; dead entries are `gc`'s.
+            let entries: Vec<registry::Entry> =
+                registry::entries().into_iter().filter(|e| !matches!(e, registry::Entry::Dead { .. })).collect();
+            if entries.is_empty() {
                 println!("no labs are up");
             }
-            for l in labs {
-                println!(
-                    "{}\tpid {}\tcluster {}\t{} nodes\t{} pods",
-                    l.name,
-                    l.pid,
-                    l.cluster.as_deref().unwrap_or("-"),
-                    l.nodes.len(),
-                    l.pods.len()
-                );
+            for e in entries {
+                match e {
+                    registry::Entry::Live(l) => println!(
+                        "{}\tpid {}\tcluster {}\t{} nodes\t{} pods",
+                        l.name,
+                        l.pid,
+                        l.cluster.as_deref().unwrap_or("-"),
+                        l.nodes.len(),
+                        l.pods.len()
+                    ),
+                    registry::Entry::Starting { name, pid } => println!("{name}\tpid {pid}\tstarting"),
+                    registry::Entry::Dead { .. } => {}
+                }
             }
             Ok(Exit::Pass)
         }
@@ -237,6 +243,9 @@ pub async fn execute(args: LabArgs) -> anyhow::Result<Exit> {
                     }
                 }
             };
+            if let Some(registry::Entry::Starting { pid, .. }) = registry::entry(&name) {
+                return Ok(report(LabError::Starting { name, pid }));
+            }
             match tokio::task::spawn_blocking(move || lab::stop(&name).map(|_| name)).await? {
                 Ok(name) => {
                     println!("lab {name} is down");

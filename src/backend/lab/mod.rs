@@ -69,6 +69,9 @@ pub enum LabError {
     /// `tutor lab up --name NAME` while a lab of that name is up: exit 2.
     #[error("a lab named `{0}` is already up")]
     AlreadyUp(String),
+    /// The name is claimed by a lab whose supervisor is still starting it: exit 2.
+    #[error("a lab named `{name}` is starting (supervisor pid {pid}); choose another name or wait for it")]
+    Starting { name: String, pid: i32 },
     /// A whole command outside the lab's subset, with what in it is outside when known: exit 2.
     #[error(
         "`{tool} {}` is not supported on the lab backend: mark the block backend=kind{}",
@@ -177,6 +180,8 @@ pub fn tutor_exe() -> PathBuf {
 pub fn start(name: &str, owner: Option<i32>, config: Option<&std::path::Path>) -> Result<registry::LabInfo, LabError> {
     use std::io::Read;
     use std::os::unix::process::CommandExt;
+    // A taken name is refused before anything is created; the supervisor's claim decides races.
+    registry::check_free(name)?;
     preflight::check()?;
     if controlplane::upstream_mode() {
         upstream::check(&upstream::Binary::ALL).map_err(|e| LabError::Preflight(e.to_string()))?;
@@ -239,7 +244,7 @@ pub fn stop(name: &str) -> Result<(), LabError> {
     while supervisor::kill_inside(&info.netns_inodes) > 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let _ = std::fs::remove_dir_all(registry::dir(name));
+    registry::release_dead(&info);
     Ok(())
 }
 

@@ -118,6 +118,7 @@ pub fn write_info(info: &LabInfo) -> Result<(), LabError> {
 }
 
 pub fn read_info(name: &str) -> Result<LabInfo, LabError> {
+    check_name(name)?;
     let path = dir(name).join("lab.json");
     let text = std::fs::read_to_string(&path).map_err(|_| LabError::NoSuchLab(name.to_string()))?;
     let info: LabInfo =
@@ -132,46 +133,207 @@ fn io(path: &Path, e: std::io::Error) -> LabError {
     LabError::System(format!("{}: {e}", path.display()))
 }
 
-/// Live labs, by name.
-pub fn list() -> Vec<LabInfo> {
-    let mut labs: Vec<LabInfo> = std::fs::read_dir(root())
+/// A registry entry as another process sees it.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// The supervisor published `lab.json` and is alive.
+    Live(Box<LabInfo>),
+    /// The supervisor claimed the name and is alive but has not published yet.
+    Starting { name: String, pid: i32 },
+    /// Its supervisor is gone: `gc` removes it.
+    Dead { name: String },
+}
+
+impl Entry {
+    pub fn name(&self) -> &str {
+        match self {
+            Entry::Live(i) => &i.name,
+            Entry::Starting { name, .. } | Entry::Dead { name } => name,
+        }
+    }
+}
+
+/// Who claimed an entry: the supervisor's pid and kernel start time. Written into the entry
+/// before it becomes visible under its name, so an entry never exists without its owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+impl Claim {
+    fn me() -> Claim {
+        let pid = std::process::id() as i32;
+        Claim { pid, start_time: start_time(pid).unwrap_or_default() }
+    }
+
+    pub fn alive(&self) -> bool {
+        start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+const CLAIM: &str = "claim.json";
+
+fn read_claim(d: &Path) -> Option<Claim> {
+    let text = std::fs::read_to_string(d.join(CLAIM)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn read_lab_json(d: &Path) -> Option<LabInfo> {
+    serde_json::from_str(&std::fs::read_to_string(d.join("lab.json")).ok()?).ok()
+}
+
+/// The state of entry `name` (`None`: there is none).
+pub fn entry(name: &str) -> Option<Entry> {
+    check_name(name).ok()?;
+    let d = dir(name);
+    if !d.is_dir() {
+        return None;
+    }
+    let info = read_lab_json(&d);
+    // The claim is the owner; `lab.json` of an entry from before claims existed also names it.
+    let owner = read_claim(&d).or_else(|| info.as_ref().map(|i| Claim { pid: i.pid, start_time: i.start_time }));
+    Some(match (owner, info) {
+        (Some(c), Some(i)) if c.alive() && i.pid == c.pid => Entry::Live(Box::new(i)),
+        (Some(c), _) if c.alive() => Entry::Starting { name: name.to_string(), pid: c.pid },
+        _ => Entry::Dead { name: name.to_string() },
+    })
+}
+
+/// Every entry, by name (live, starting and dead).
+pub fn entries() -> Vec<Entry> {
+    let mut names: Vec<String> = std::fs::read_dir(root())
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| read_info(&e.file_name().to_string_lossy()).ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        // `.lock`, `.claim-*`: the registry's own files.
+        .filter(|n| !n.starts_with('.'))
         .collect();
-    labs.sort_by(|a, b| a.name.cmp(&b.name));
-    labs
+    names.sort();
+    names.iter().filter_map(|n| entry(n)).collect()
 }
 
-/// Claim a registry entry for a new lab: fails when a live lab already has the name; a dead
-/// one's entry is removed first.
+/// Live labs, by name.
+pub fn list() -> Vec<LabInfo> {
+    entries()
+        .into_iter()
+        .filter_map(|e| match e {
+            Entry::Live(i) => Some(*i),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Lab names: letters, digits, `-` and `_` (they name a folder and prefix kernel objects).
+pub fn check_name(name: &str) -> Result<(), LabError> {
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(LabError::Input(format!("invalid lab name `{name}` (up to 64 letters, digits, - and _)")));
+    }
+    Ok(())
+}
+
+/// Refuse a name that a live or starting lab holds, before anything is created (`lab up`
+/// checks here before starting a supervisor; [`claim`] is what decides).
+pub fn check_free(name: &str) -> Result<(), LabError> {
+    check_name(name)?;
+    match entry(name) {
+        Some(Entry::Live(_)) => Err(LabError::AlreadyUp(name.to_string())),
+        Some(Entry::Starting { pid, .. }) => Err(LabError::Starting { name: name.to_string(), pid }),
+        _ => Ok(()),
+    }
+}
+
+/// The registry's lock: held while an entry is claimed and while `gc` removes dead ones, so a
+/// dead entry is never removed twice nor a fresh claim removed as dead. Released on drop (and
+/// by the kernel when the process dies).
+struct RootLock(std::fs::File);
+
+fn lock_root() -> Result<RootLock, LabError> {
+    let r = root();
+    std::fs::create_dir_all(&r).map_err(|e| io(&r, e))?;
+    let path = r.join(".lock");
+    let f =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| io(&path, e))?;
+    f.lock().map_err(|e| io(&path, e))?;
+    Ok(RootLock(f))
+}
+
+impl Drop for RootLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// Claim the registry entry of a new lab for this process (its supervisor). Atomic: the entry
+/// appears under its name with its owner already in it (a prepared folder renamed with
+/// `RENAME_NOREPLACE`, under the registry's lock). A name held by a live or starting lab is
+/// refused with [`LabError::AlreadyUp`] and nothing of the holder is touched; a dead holder's
+/// entry is removed first.
 pub fn claim(name: &str) -> Result<PathBuf, LabError> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(LabError::Input(format!("invalid lab name `{name}` (letters, digits, - and _)")));
+    check_name(name)?;
+    let _lock = lock_root()?;
+    let d = dir(name);
+    match entry(name) {
+        None => {}
+        Some(Entry::Live(_)) => return Err(LabError::AlreadyUp(name.to_string())),
+        Some(Entry::Starting { pid, .. }) => return Err(LabError::Starting { name: name.to_string(), pid }),
+        Some(Entry::Dead { .. }) => remove_entry(&d)?,
+    }
+    let me = Claim::me();
+    let tmp = root().join(format!(".claim-{}-{name}", me.pid));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).map_err(|e| io(&tmp, e))?;
+    let json = serde_json::to_vec(&me).expect("serialisable");
+    if let Err(e) = std::fs::write(tmp.join(CLAIM), json) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(io(&tmp, e));
+    }
+    let cwd = nix::fcntl::AT_FDCWD;
+    match nix::fcntl::renameat2(cwd, &tmp, cwd, &d, nix::fcntl::RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(d),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            if e == nix::errno::Errno::EEXIST || e == nix::errno::Errno::ENOTEMPTY {
+                // Only a tutor without the lock (an older one) gets here.
+                Err(LabError::AlreadyUp(name.to_string()))
+            } else {
+                Err(io(&d, std::io::Error::from(e)))
+            }
+        }
+    }
+}
+
+/// Remove entry `name` if this process claimed it (a supervisor that failed to start).
+pub fn release_mine(name: &str) {
+    if check_name(name).is_err() {
+        return;
     }
     let d = dir(name);
-    std::fs::create_dir_all(root()).map_err(|e| io(&root(), e))?;
-    match std::fs::create_dir(&d) {
-        Ok(()) => Ok(d),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            if read_info(name).is_ok() {
-                return Err(LabError::AlreadyUp(name.to_string()));
-            }
-            remove_entry(&d)?;
-            std::fs::create_dir(&d).map_err(|e| io(&d, e))?;
-            Ok(d)
-        }
-        Err(e) => Err(io(&d, e)),
+    if read_claim(&d) == Some(Claim::me()) {
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
+
+/// Remove entry `name` once the supervisor `info` describes is dead (`lab down`), unless the
+/// name has been claimed again since.
+pub fn release_dead(info: &LabInfo) {
+    let Ok(_lock) = lock_root() else { return };
+    let d = dir(&info.name);
+    let owner = read_claim(&d).or_else(|| read_lab_json(&d).map(|i| Claim { pid: i.pid, start_time: i.start_time }));
+    if let Some(c) = owner
+        && c.pid == info.pid
+        && c.start_time == info.start_time
+        && !c.alive()
+    {
+        let _ = std::fs::remove_dir_all(&d);
     }
 }
 
 /// Remove a dead lab's entry, ending first whatever a block left running inside its namespaces
 /// (which keeps them alive).
 fn remove_entry(p: &Path) -> Result<(), LabError> {
-    if let Some(info) =
-        std::fs::read_to_string(p.join("lab.json")).ok().and_then(|t| serde_json::from_str::<LabInfo>(&t).ok())
-    {
+    if let Some(info) = read_lab_json(p) {
         super::supervisor::kill_inside(&info.netns_inodes);
     }
     if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) }.map_err(|e| io(p, e))
@@ -186,28 +348,31 @@ pub struct GcReport {
     pub pins: Vec<String>,
 }
 
-/// Remove the registry entries of dead labs and every root-namespace object carrying tutor's
-/// prefix that no live lab owns.
+/// Remove the registry entries of dead labs (never a live or starting one: only an entry whose
+/// claimed supervisor — pid and kernel start time — is gone) and every root-namespace object
+/// carrying tutor's prefix that no live lab owns.
 pub fn gc() -> Result<GcReport, LabError> {
     let mut report = GcReport::default();
-    let live: Vec<String> = list().into_iter().map(|l| l.name).collect();
-    for entry in std::fs::read_dir(root()).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if live.contains(&name) {
-            continue;
+    let live: Vec<String> = {
+        let _lock = lock_root()?;
+        // Claims a claimer died in the middle of (the lock is held for a whole claim).
+        for e in std::fs::read_dir(root()).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with(".claim-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
         }
-        // A supervisor that is still starting has not written lab.json yet.
-        let young = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .map(|t| t.elapsed().unwrap_or_default().as_secs() < 5)
-            .unwrap_or(false);
-        if young && !entry.path().join("lab.json").exists() {
-            continue;
+        let mut live = Vec::new();
+        for e in entries() {
+            match e {
+                Entry::Dead { name } => {
+                    remove_entry(&dir(&name))?;
+                    report.entries.push(name);
+                }
+                other => live.push(other.name().to_string()),
+            }
         }
-        remove_entry(&entry.path())?;
-        report.entries.push(name);
-    }
+        live
+    };
     let owned = |obj: &str| live.iter().any(|l| obj.starts_with(&format!("{PREFIX}{l}-")));
     for ns in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
         let n = ns.file_name().to_string_lossy().into_owned();

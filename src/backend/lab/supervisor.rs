@@ -29,11 +29,8 @@ pub fn serve(opts: Options, ready: impl FnOnce(Result<registry::LabInfo, LabErro
     let lab = match build(&opts) {
         Ok(lab) => lab,
         Err(e) => {
-            // The registry entry is ours only if `claim` succeeded: a name clash must not remove
-            // the other lab's entry.
-            if !matches!(e, LabError::AlreadyUp(_)) {
-                let _ = std::fs::remove_dir_all(registry::dir(&opts.name));
-            }
+            // Only an entry this process claimed: a name clash must not remove the other lab's.
+            registry::release_mine(&opts.name);
             let msg = e.report();
             ready(Err(e));
             return Err(LabError::System(msg));

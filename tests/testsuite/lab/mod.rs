@@ -11,6 +11,7 @@ mod lb_l2;
 pub(crate) mod lb_support;
 mod lb_traffic;
 mod lb_tutorial;
+mod registry;
 mod resume;
 mod shims;
 pub(crate) mod support;
@@ -29,6 +30,7 @@ pub(crate) fn tests() -> Vec<crate::harness::Test> {
         lb_l2::tests(),
         lb_traffic::tests(),
         lb_tutorial::tests(),
+        registry::tests(),
         resume::tests(),
         shims::tests(),
         topology::tests(),
