@@ -256,14 +256,22 @@ pub async fn execute(args: LabArgs) -> anyhow::Result<Exit> {
         }
         LabCommand::Gc => {
             let r = registry::gc()?;
-            for (what, items) in
-                [("lab entry", &r.entries), ("netns", &r.netns), ("link", &r.links), ("bpf pin", &r.pins)]
-            {
+            let workdirs: Vec<String> =
+                crate::runner::workdirs::sweep().iter().map(|p| p.display().to_string()).collect();
+            let mut removed = 0;
+            for (what, items) in [
+                ("lab entry", &r.entries),
+                ("netns", &r.netns),
+                ("link", &r.links),
+                ("bpf pin", &r.pins),
+                ("work directory", &workdirs),
+            ] {
                 for i in items {
                     println!("removed {what} {i}");
+                    removed += 1;
                 }
             }
-            if r.entries.is_empty() && r.netns.is_empty() && r.links.is_empty() && r.pins.is_empty() {
+            if removed == 0 {
                 println!("nothing to clean");
             }
             Ok(Exit::Pass)

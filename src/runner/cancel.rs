@@ -1,4 +1,4 @@
-//! Ctrl-C and SIGTERM: a shared flag the runner checks between blocks, plus killing the live
+//! Ctrl-C, SIGTERM, SIGHUP and SIGQUIT: a shared flag the runner checks between blocks, plus killing the live
 //! process groups so that a running block returns at once.
 
 use std::sync::Arc;
@@ -48,17 +48,26 @@ impl Cancel {
     }
 }
 
-/// Install SIGINT/SIGTERM handlers that cancel `cancel` and stop every running block. A block
-/// that was being spawned while the signal arrived is caught by the second sweep.
+/// Install handlers for SIGINT, SIGTERM, SIGHUP and SIGQUIT that cancel `cancel` and stop every
+/// running block: the four end a run the same way (teardown, reports written, exit 130). A
+/// block that was being spawned while the signal arrived is caught by the second sweep.
+///
+/// SIGHUP usually means the terminal is gone: standard output and error are then pointed at
+/// `/dev/null` when they were that terminal, so the closing lines cannot fail the teardown
+/// (the run record and JUnit report are files and are still written).
 pub fn on_signals(cancel: Cancel) -> std::io::Result<tokio::task::JoinHandle<()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut quit = signal(SignalKind::quit())?;
     Ok(tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
+                _ = hup.recv() => detach_from_terminal(),
+                _ = quit.recv() => {}
             }
             cancel.cancel();
             process::kill_all();
@@ -66,6 +75,26 @@ pub fn on_signals(cancel: Cancel) -> std::io::Result<tokio::task::JoinHandle<()>
             process::kill_all();
         }
     }))
+}
+
+/// Point standard output and error at `/dev/null` where they are a terminal (one that hung up
+/// fails every write with EIO, and `println!` panics on that). A hung-up terminal no longer
+/// answers `isatty`, so the descriptor's target is looked at too.
+fn detach_from_terminal() {
+    let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else { return };
+    use std::io::IsTerminal;
+    let on_tty = |fd: i32, isatty: bool| {
+        isatty
+            || std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                .map(|p| p.starts_with("/dev/pts") || p.to_string_lossy().starts_with("/dev/tty"))
+                .unwrap_or(false)
+    };
+    if on_tty(1, std::io::stdout().is_terminal()) {
+        let _ = nix::unistd::dup2_stdout(&null);
+    }
+    if on_tty(2, std::io::stderr().is_terminal()) {
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
 }
 
 #[cfg(test)]

@@ -14,11 +14,13 @@ use super::kept::KeptEnv;
 use super::outcome::{Status, TutorialResult};
 use super::preflight::Prepared;
 use super::steps;
+use super::workdirs;
 use crate::backend::{BackendError, BackendKind, UpContext};
 
 /// The work directory: `--workdir` (a sub-folder per tutorial when several run), else a fresh
 /// temporary one that is removed afterwards unless `--keep`.
-fn workdir(opts: &RunOptions, stem: &str, several: bool) -> std::io::Result<(PathBuf, Option<tempfile::TempDir>)> {
+/// A temporary one is recorded (`workdirs`) until it is removed, so a killed run's is swept.
+fn workdir(opts: &RunOptions, stem: &str, several: bool) -> std::io::Result<(PathBuf, Option<Temp>)> {
     match &opts.workdir {
         Some(dir) => {
             let dir = if several { dir.join(stem) } else { dir.clone() };
@@ -26,10 +28,17 @@ fn workdir(opts: &RunOptions, stem: &str, several: bool) -> std::io::Result<(Pat
             Ok((std::path::absolute(&dir)?, None))
         }
         None => {
-            let tmp = tempfile::Builder::new().prefix(&format!("tutor-{stem}-")).tempdir()?;
-            Ok((tmp.path().to_path_buf(), Some(tmp)))
+            let dir = tempfile::Builder::new().prefix(&format!("tutor-{stem}-")).tempdir()?;
+            let record = workdirs::record(dir.path());
+            Ok((dir.path().to_path_buf(), Some(Temp { dir, _record: record })))
         }
     }
+}
+
+/// A temporary work directory and its record (fields drop in order: the directory first).
+struct Temp {
+    dir: tempfile::TempDir,
+    _record: workdirs::Recorded,
 }
 
 pub async fn run(
@@ -127,7 +136,7 @@ pub async fn run(
     result.interrupted = cancel.is_cancelled();
     if keep {
         let dir = match tmp {
-            Some(tmp) => tmp.keep(),
+            Some(tmp) => tmp.dir.keep(),
             None => dir,
         };
         // Environments `--env NAME` can go on in: those whose state lives in the work directory.

@@ -23,6 +23,7 @@ mod testing;
 mod tests;
 mod transcript;
 mod update;
+pub mod workdirs;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -6,6 +6,7 @@ mod datapath;
 mod gc;
 mod isolation;
 mod k8s;
+mod kill;
 mod lb_ipam;
 mod lb_l2;
 pub(crate) mod lb_support;
@@ -26,6 +27,7 @@ pub(crate) fn tests() -> Vec<crate::harness::Test> {
         gc::tests(),
         isolation::tests(),
         k8s::tests(),
+        kill::tests(),
         lb_ipam::tests(),
         lb_l2::tests(),
         lb_traffic::tests(),
