@@ -10,6 +10,7 @@
 mod chapter;
 mod driver;
 mod fill;
+mod includes;
 mod markdown;
 mod preprocess;
 mod record;
@@ -44,4 +45,10 @@ pub enum BookError {
     Config(String),
     #[error("{0}")]
     Mdbook(String),
+    /// A file helper (`{{#include}}`, …) naming a file outside the book's root.
+    #[error(
+        "{}:{line}: `{helper}` names a file outside the book's root ({}): the book only includes files from inside it",
+        path.display(), root.display()
+    )]
+    Include { path: PathBuf, line: usize, helper: String, root: PathBuf },
 }

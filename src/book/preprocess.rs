@@ -20,6 +20,7 @@ use mdbook_preprocessor::book::Book;
 
 use super::BookError;
 use super::chapter::{Options, Scrub, transform};
+use super::includes;
 use super::record::{self, DEFAULT_RECORD, RunIndex};
 use crate::backend::BackendKind;
 
@@ -71,7 +72,16 @@ pub fn preprocess(input: &str, settings: &Settings) -> Result<Book, BookError> {
             return;
         }
         let Some(source) = &chapter.source_path else { return };
-        match transform(&src.join(source), &chapter.content, index.as_ref(), &opts) {
+        let file = src.join(source);
+        // The file as written (mdBook's `links` may have expanded the content already).
+        let written = std::fs::read_to_string(&file).unwrap_or_default();
+        if let Err(e) = includes::check(&ctx.root, &file, &written)
+            .and_then(|_| includes::check(&ctx.root, &file, &chapter.content))
+        {
+            first_error = Some(e);
+            return;
+        }
+        match transform(&file, &chapter.content, index.as_ref(), &opts) {
             Ok(Some(content)) => chapter.content = content,
             Ok(None) => {}
             Err(e) => first_error = Some(e),
@@ -216,6 +226,25 @@ mod tests {
         let text = input(p.root(), "[book]\nsrc = \"tutorials\"\n", &[("bad", "## S\n\n```sh {on=}\n```\n")]);
         let e = preprocess(&text, &Settings::default()).unwrap_err().to_string();
         assert!(e.contains(&format!("{}:3: attribute `on` needs a value", p.tutorial_path("bad.md").display())), "{e}");
+    }
+
+    #[test]
+    fn includes_from_outside_the_book_root_are_refused() {
+        let p = Project::new();
+        let chapter = "# T\n\n{{#include ../../../../../../../../etc/passwd}}\n";
+        let text = input(p.root(), "[book]\nsrc = \"tutorials\"\n", &[("intro", chapter)]);
+        let e = preprocess(&text, &Settings::default()).unwrap_err().to_string();
+        let file = p.root().join("tutorials/intro.md");
+        assert!(
+            e.starts_with(&format!("{}:3: `{{{{#include ../../../../../../../../etc/passwd}}}}`", file.display())),
+            "{e}"
+        );
+        // The file as written counts even when `links` already expanded the content.
+        std::fs::write(&file, chapter).unwrap();
+        let text = input(p.root(), "[book]\nsrc = \"tutorials\"\n", &[("intro", "# T\n\nroot:x:0:0\n")]);
+        assert!(preprocess(&text, &Settings::default()).is_err());
+        let ok = input(p.root(), "[book]\nsrc = \"tutorials\"\n", &[("intro2", "{{#include ../book.toml}}\n")]);
+        preprocess(&ok, &Settings::default()).unwrap();
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! problem there is an input error); [`run_all`] then runs the prepared tutorials, reporting
 //! progress through a [`Reporter`] and returning one [`TutorialResult`] per tutorial.
 
+mod beneath;
 mod block;
 pub mod cancel;
 pub mod events;

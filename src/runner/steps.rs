@@ -39,7 +39,7 @@ fn skip_reason(plan: &Plan, block: &Block) -> Option<String> {
     }
 }
 
-/// Write a `file=` block (rendered) into the work directory.
+/// Write a `file=` block (rendered) into the work directory, never outside it (`beneath`).
 fn write_file(env: &Env<'_>, workdir: &Path, name: &str, block: &Block) -> Result<(), String> {
     let rel = Path::new(name);
     if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
@@ -50,12 +50,12 @@ fn write_file(env: &Env<'_>, workdir: &Path, name: &str, block: &Block) -> Resul
         .templates
         .render(&block.body, &env.backend.facts(), &env.plan.tutorial.path, block.body_line)
         .map_err(|e| e.to_string())?;
-    let path = workdir.join(rel);
-    let io = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io)?;
-    }
-    std::fs::write(&path, text).map_err(io)
+    super::beneath::write(workdir, name, text.as_bytes()).map_err(|e| match &e {
+        super::beneath::BeneathError::Io { source, .. } => {
+            format!("file={name}: cannot write {}: {source}", workdir.join(rel).display())
+        }
+        _ => format!("file={name}: {e}"),
+    })
 }
 
 pub async fn run(

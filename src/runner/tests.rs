@@ -171,6 +171,26 @@ async fn file_blocks_are_written_before_the_steps_commands() {
 }
 
 #[tokio::test]
+async fn a_file_block_never_writes_through_a_symlink_out_of_the_work_directory() {
+    let outside = tempfile::tempdir().unwrap();
+    let link = format!("ln -s {} linkdir", outside.path().display());
+    let mut f = shell("f", "escaped\n");
+    f.kind = BlockKind::File("linkdir/x.txt".into());
+    let t = with_steps(vec![vec![console("link", &[(&link, "")])], vec![f, console("after", &[("true", "")])]]);
+    let r = go(t, RunOptions::default()).await;
+    assert!(!outside.path().join("x.txt").exists(), "written outside the work directory");
+    let f = r.blocks().find(|b| b.id == "f").expect("the file block is reported");
+    assert_eq!(f.status, Status::Error);
+    let reason = f.reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains(
+            "file=linkdir/x.txt: `linkdir/x.txt` leads out of the work directory through a symbolic link (`linkdir`)"
+        ),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
 async fn sh_blocks_need_a_snapshot_and_update_mode_records_one() {
     let snaps = tempfile::tempdir().unwrap();
     let t = with_steps(vec![vec![shell("greet", "echo hi; echo err >&2\n")]]);

@@ -53,6 +53,17 @@ pub fn parse_all(path: &Path, source: &str) -> Result<Tutorial, Failed> {
     };
     let lines = Lines::new(source);
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    // The stem names the snapshot folder `snapshots/<stem>/` (and the run record's key): it must
+    // be one plain path component (`...md` would give `..`).
+    if matches!(stem.as_str(), "" | "." | "..") || stem.contains(['/', '\0']) {
+        errors.push(TutorialError::Path {
+            path: path.to_path_buf(),
+            message: format!(
+                "the file name gives the tutorial the name `{stem}`, which cannot name its snapshot folder \
+                 (snapshots/<name>/): rename the file"
+            ),
+        });
+    }
 
     let mut steps: Vec<Step> = Vec::new();
     let mut notes: Vec<Note> = Vec::new();
@@ -377,6 +388,15 @@ fn check_targets(path: &Path, steps: &[Step]) -> Vec<TutorialError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_name_that_gives_no_plain_stem_is_refused() {
+        for name in ["...md", "/t/...md"] {
+            let e = parse_str(Path::new(name), "# T\n\n## S\n\n```console\n$ true\n```\n").unwrap_err().to_string();
+            assert!(e.contains("gives the tutorial the name `..`"), "{e}");
+        }
+        assert_eq!(parse_str(Path::new("....md"), "# T\n").unwrap().stem, "...");
+    }
 
     fn parse(src: &str) -> Result<Tutorial, TutorialError> {
         parse_str(Path::new("t.md"), src)
