@@ -143,8 +143,69 @@ impl Cluster {
                 "{origin}: networking.ipFamily `{family}` (the lab is IPv4 only)"
             )));
         }
+        cluster.check_networks(text, origin)?;
         Ok(cluster)
     }
+
+    /// The node count fits the node network, and the pod, service and node networks (the
+    /// node network is the lab's bridge, 172.18.0.0/16, as Docker's `kind` network) are
+    /// disjoint: overlapping ranges route one kind of address to the other.
+    fn check_networks(&self, text: &str, origin: &str) -> Result<(), LabError> {
+        use super::topology::{self, Cidr};
+        let at = |key: &str| line_of(text, key).map(|l| format!(":{l}")).unwrap_or_default();
+        let nodes = Cidr { addr: topology::BRIDGE_NET, len: topology::BRIDGE_PREFIX };
+        let max = topology::max_nodes();
+        if self.nodes.len() as u64 > max {
+            return Err(LabError::Input(format!(
+                "{origin}{}: {} nodes do not fit in the node network {nodes} (at most {max}: .0 and .1 are \
+                 the network and the bridge, the last address is broadcast); use fewer nodes",
+                at("nodes"),
+                self.nodes.len()
+            )));
+        }
+        let subnet = |v: &Option<String>, default: &str, key: &str| {
+            Cidr::parse(v.as_deref().unwrap_or(default))
+                .map_err(|e| LabError::Input(format!("{origin}{}: networking.{key}: {e}", at(key))))
+        };
+        let pods = subnet(&self.networking.pod_subnet, topology::DEFAULT_POD_SUBNET, "podSubnet")?;
+        let services = subnet(&self.networking.service_subnet, topology::DEFAULT_SERVICE_SUBNET, "serviceSubnet")?;
+        let overlap = |a: Cidr, b: Cidr| a.contains(b.addr) || b.contains(a.addr);
+        let given =
+            |key: &str, v: &Option<String>| if v.is_some() { key.to_string() } else { format!("{key} (default)") };
+        let pod_key = given("podSubnet", &self.networking.pod_subnet);
+        let svc_key = given("serviceSubnet", &self.networking.service_subnet);
+        // Blame the line of a subnet that is written down.
+        let line = |first: &str| if at(first).is_empty() { at("serviceSubnet") } else { at(first) };
+        if overlap(pods, nodes) {
+            return Err(LabError::Input(format!(
+                "{origin}{}: networking.{pod_key} {pods} overlaps the node network {nodes} (the lab's bridge, \
+                 as Docker's `kind` network): choose a range outside it, e.g. {}",
+                at("podSubnet"),
+                topology::DEFAULT_POD_SUBNET
+            )));
+        }
+        if overlap(services, nodes) {
+            return Err(LabError::Input(format!(
+                "{origin}{}: networking.{svc_key} {services} overlaps the node network {nodes} (the lab's \
+                 bridge, as Docker's `kind` network): choose a range outside it, e.g. {}",
+                at("serviceSubnet"),
+                topology::DEFAULT_SERVICE_SUBNET
+            )));
+        }
+        if overlap(pods, services) {
+            return Err(LabError::Input(format!(
+                "{origin}{}: networking.{pod_key} {pods} and networking.{svc_key} {services} overlap: pod and \
+                 service addresses must be distinct ranges",
+                line("podSubnet")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The 1-based line of the first `key:` in `text` (a YAML key at any indentation).
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    text.lines().position(|l| l.trim_start().trim_start_matches("- ").starts_with(&format!("{key}:"))).map(|i| i + 1)
 }
 
 #[cfg(test)]
@@ -168,6 +229,58 @@ mod tests {
         let e = Cluster::parse(&text, "k.yaml").unwrap_err().to_string();
         assert!(e.starts_with("k.yaml:9:"), "{e}");
         assert!(e.contains("kubeProxyMod"), "{e}");
+    }
+
+    const NET: &str =
+        "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n  - role: control-plane\nnetworking:\n";
+
+    #[test]
+    fn networks_must_not_overlap() {
+        let e = |extra: &str| Cluster::parse(&format!("{NET}{extra}"), "k.yaml").unwrap_err().to_string();
+        let msg = e("  podSubnet: 172.18.0.0/16\n");
+        assert!(
+            msg.starts_with("k.yaml:6: networking.podSubnet 172.18.0.0/16 overlaps the node network 172.18.0.0/16"),
+            "{msg}"
+        );
+        let msg = e("  podSubnet: 172.16.0.0/12\n");
+        assert!(msg.starts_with("k.yaml:6: networking.podSubnet 172.16.0.0/12 overlaps the node network"), "{msg}");
+        let msg = e("  serviceSubnet: 172.18.128.0/20\n");
+        assert!(
+            msg.starts_with("k.yaml:6: networking.serviceSubnet 172.18.128.0/20 overlaps the node network"),
+            "{msg}"
+        );
+        let msg = e("  podSubnet: 10.96.0.0/16\n  serviceSubnet: 10.96.0.0/16\n");
+        assert!(
+            msg.starts_with(
+                "k.yaml:6: networking.podSubnet 10.96.0.0/16 and networking.serviceSubnet 10.96.0.0/16 overlap"
+            ),
+            "{msg}"
+        );
+        // kind's default service range is 10.96.0.0/16.
+        let msg = e("  podSubnet: 10.96.128.0/17\n");
+        assert!(msg.contains("networking.serviceSubnet (default) 10.96.0.0/16 overlap"), "{msg}");
+        Cluster::parse(&format!("{NET}  podSubnet: 10.100.0.0/16\n"), "k.yaml").unwrap();
+        let msg = e("  podSubnet: 10.1.0.0/33\n");
+        assert!(msg.starts_with("k.yaml:6: networking.podSubnet: `10.1.0.0/33`: bad prefix length"), "{msg}");
+        Cluster::parse(&format!("{NET}  podSubnet: 10.244.0.0/16\n  serviceSubnet: 10.96.0.0/16\n"), "k.yaml").unwrap();
+    }
+
+    #[test]
+    fn the_node_count_is_bounded_by_the_node_network() {
+        let many = |n: usize| {
+            let mut t =
+                String::from("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n  - role: control-plane\n");
+            t.push_str(&"  - role: worker\n".repeat(n - 1));
+            t.push_str("networking:\n  podSubnet: 10.0.0.0/8\n  serviceSubnet: 192.168.128.0/17\n");
+            t
+        };
+        let max = super::super::topology::max_nodes() as usize;
+        assert_eq!(Cluster::parse(&many(max), "k.yaml").unwrap().nodes.len(), max);
+        let e = Cluster::parse(&many(max + 1), "k.yaml").unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("k.yaml:3: {} nodes do not fit in the node network 172.18.0.0/16", max + 1)),
+            "{e}"
+        );
     }
 
     #[test]

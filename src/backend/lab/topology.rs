@@ -13,7 +13,8 @@ pub const BRIDGE_NET: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 0);
 pub const BRIDGE_PREFIX: u8 = 16;
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 1);
 pub const DEFAULT_POD_SUBNET: &str = "10.244.0.0/16";
-pub const DEFAULT_SERVICE_SUBNET: &str = "10.96.0.0/12";
+/// kind's default (kubeadm's own would be 10.96.0.0/12; kind narrows it to a /16).
+pub const DEFAULT_SERVICE_SUBNET: &str = "10.96.0.0/16";
 /// Host octet of each node's cilium_host router IP inside its /24 (the article's kind-worker
 /// shows 10.244.2.224; Cilium picks it at random, the lab picks it the same for every node).
 pub const ROUTER_OCTET: u8 = 224;
@@ -55,6 +56,18 @@ impl std::fmt::Display for Cidr {
 
 fn mask(len: u8) -> u32 {
     if len == 0 { 0 } else { u32::MAX << (32 - len as u32) }
+}
+
+/// How many nodes the node network holds: every address but the network's, the bridge's (.1)
+/// and the broadcast address.
+pub fn max_nodes() -> u64 {
+    Cidr { addr: BRIDGE_NET, len: BRIDGE_PREFIX }.size() - 3
+}
+
+/// The address of node `i` (0-based): .2, .3, … through the whole node network, as Docker
+/// hands them out.
+pub fn node_ip(i: usize) -> Option<Ipv4Addr> {
+    ((i as u64) < max_nodes()).then(|| Cidr { addr: BRIDGE_NET, len: BRIDGE_PREFIX }.nth(2 + i as u32))
 }
 
 /// One node of the plan.
@@ -99,6 +112,13 @@ pub fn plan(cluster: &Cluster, name: Option<&str>) -> Result<Plan, LabError> {
             cluster.nodes.len()
         )));
     }
+    if cluster.nodes.len() as u64 > max_nodes() {
+        return Err(LabError::Input(format!(
+            "{} nodes do not fit in the node network {BRIDGE_NET}/{BRIDGE_PREFIX} (at most {})",
+            cluster.nodes.len(),
+            max_nodes()
+        )));
+    }
     let roles = cluster.nodes.iter().map(|n| match n.role {
         Role::ControlPlane => "control-plane",
         Role::Worker => "worker",
@@ -120,7 +140,7 @@ pub fn plan(cluster: &Cluster, name: Option<&str>) -> Result<Plan, LabError> {
         .into_iter()
         .enumerate()
         .map(|(i, (name, role))| {
-            let ip = Ipv4Addr::new(172, 18, 0, 2 + i as u8);
+            let ip = node_ip(i).expect("node count checked above");
             let pod_cidr = Cidr { addr: pod_subnet.nth(cidr_index[i] * 256), len: 24 };
             NodePlan { name, role, ip, mac: docker_mac(ip), router_ip: pod_cidr.nth(ROUTER_OCTET as u32), pod_cidr }
         })
@@ -152,7 +172,7 @@ mod tests {
         assert_eq!(got, want.map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())));
         assert_eq!(p.nodes[1].router_ip, Ipv4Addr::new(10, 244, 2, 224));
         assert_eq!(p.nodes[2].mac, "02:42:ac:12:00:04");
-        assert_eq!(p.service_subnet.to_string(), "10.96.0.0/12");
+        assert_eq!(p.service_subnet.to_string(), "10.96.0.0/16");
     }
 
     #[test]
@@ -173,6 +193,23 @@ mod tests {
             "{HEAD}nodes:\n- role: control-plane\n- role: worker\nnetworking:\n  podSubnet: 10.1.0.0/24\n"
         ));
         assert!(plan(&c, None).is_err());
+    }
+
+    #[test]
+    fn node_addresses_never_wrap() {
+        assert_eq!(node_ip(0), Some(Ipv4Addr::new(172, 18, 0, 2)));
+        assert_eq!(node_ip(253), Some(Ipv4Addr::new(172, 18, 0, 255)));
+        assert_eq!(node_ip(254), Some(Ipv4Addr::new(172, 18, 1, 0)));
+        assert_eq!(node_ip(65532), Some(Ipv4Addr::new(172, 18, 255, 254)));
+        assert_eq!(node_ip(65533), None);
+        let mut c = cluster(&format!("{HEAD}nodes:\n- role: control-plane\nnetworking:\n  podSubnet: 10.128.0.0/9\n"));
+        c.nodes = vec![c.nodes[0].clone(); 300];
+        let p = plan(&c, None).unwrap();
+        let mut ips: Vec<Ipv4Addr> = p.nodes.iter().map(|n| n.ip).collect();
+        assert!(!ips.contains(&GATEWAY));
+        ips.sort();
+        ips.dedup();
+        assert_eq!(ips.len(), 300, "every node has its own address");
     }
 
     #[test]

@@ -82,7 +82,7 @@ fn five_nodes_custom_pod_subnet_and_name() {
     )
     .ok();
     let cm = lab.sh("host", "kubectl get configmaps -n kube-system kubeadm-config -o yaml | grep Subnet").ok();
-    assert_eq!(cm, "      podSubnet: 10.100.0.0/16\n      serviceSubnet: 10.96.0.0/12\n");
+    assert_eq!(cm, "      podSubnet: 10.100.0.0/16\n      serviceSubnet: 10.96.0.0/16\n");
 }
 
 fn bad_config_is_an_input_error_with_line() {

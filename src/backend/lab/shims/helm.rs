@@ -52,6 +52,9 @@ fn install(
             let at = e.location().map(|l| format!(":{}", l.line())).unwrap_or_default();
             LabError::Input(format!("{f}{at}: {e}"))
         })?;
+        if !v.is_null() && !v.is_mapping() {
+            return Err(not_a_mapping(f, &text, &v));
+        }
         if !v.is_null() {
             merge(&mut raw, v);
         }
@@ -94,9 +97,37 @@ fn install(
     )))
 }
 
+/// Helm values files hold one mapping (`key: value`); a list or a scalar is an error naming the
+/// file and the line where the document starts, as Helm's "cannot unmarshal" is unclear.
+fn not_a_mapping(file: &str, text: &str, v: &Value) -> LabError {
+    let line = text
+        .lines()
+        .position(|l| {
+            let t = l.trim();
+            !t.is_empty() && !t.starts_with('#') && t != "---"
+        })
+        .map_or(1, |i| i + 1);
+    let what = match v {
+        Value::Sequence(_) => "a list",
+        Value::String(_) => "a string",
+        Value::Number(_) => "a number",
+        Value::Bool(_) => "a boolean",
+        _ => "not a mapping",
+    };
+    LabError::Input(format!(
+        "{file}:{line}: Helm values must be a mapping of keys to values (`key: value`), this file holds {what}"
+    ))
+}
+
 /// `--set a.b=c` as a values tree.
 fn set_value(s: &str) -> Result<Value, LabError> {
     let (path, v) = s.split_once('=').ok_or_else(|| LabError::Input(format!("--set {s}: expected key=value")))?;
+    if path.is_empty() {
+        return Err(LabError::Input(format!("--set {s}: the key before `=` is empty (expected key=value)")));
+    }
+    if path.split('.').any(str::is_empty) {
+        return Err(LabError::Input(format!("--set {s}: `{path}` has an empty key between dots (expected a.b=value)")));
+    }
     let mut value: Value = serde_yaml::from_str(v).unwrap_or(Value::String(v.into()));
     for key in path.rsplit('.') {
         let mut m = serde_yaml::Mapping::new();
@@ -125,6 +156,26 @@ mod tests {
     fn set_builds_nested_values() {
         let v = set_value("bpf.masquerade=true").unwrap();
         assert_eq!(v["bpf"]["masquerade"], Value::Bool(true));
+    }
+
+    #[test]
+    fn empty_set_keys_are_errors() {
+        let e = set_value("=x").unwrap_err().to_string();
+        assert_eq!(e, "--set =x: the key before `=` is empty (expected key=value)");
+        let e = set_value("a..b=1").unwrap_err().to_string();
+        assert!(e.contains("`a..b` has an empty key between dots"), "{e}");
+        assert!(set_value(".a=1").is_err() && set_value("a.=1").is_err());
+    }
+
+    #[test]
+    fn values_that_are_not_a_mapping_name_file_and_line() {
+        let text = "# Cilium\n\n- routingMode: native\n";
+        let v: Value = serde_yaml::from_str(text).unwrap();
+        let e = not_a_mapping("values.yaml", text, &v).to_string();
+        assert_eq!(
+            e,
+            "values.yaml:3: Helm values must be a mapping of keys to values (`key: value`), this file holds a list"
+        );
     }
 
     #[test]
