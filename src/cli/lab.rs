@@ -258,6 +258,8 @@ pub async fn execute(args: LabArgs) -> anyhow::Result<Exit> {
             let r = registry::gc()?;
             let workdirs: Vec<String> =
                 crate::runner::workdirs::sweep().iter().map(|p| p.display().to_string()).collect();
+            // Namespaces of killed packet-rate benchmarks (`tutor lb bench --traffic`).
+            let bench_netns = crate::lb::netns::sweep_stale();
             let mut removed = 0;
             for (what, items) in [
                 ("lab entry", &r.entries),
@@ -265,6 +267,7 @@ pub async fn execute(args: LabArgs) -> anyhow::Result<Exit> {
                 ("link", &r.links),
                 ("bpf pin", &r.pins),
                 ("work directory", &workdirs),
+                ("netns", &bench_netns),
             ] {
                 for i in items {
                     println!("removed {what} {i}");

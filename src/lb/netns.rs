@@ -99,3 +99,28 @@ pub(crate) fn run_command(args: &[&str]) -> Result<(), LbError> {
     }
     Ok(())
 }
+
+/// Names of the namespaces a packet-rate benchmark run (`tutor lb bench --traffic`) creates:
+/// `lbpps-<pid>-<role>`. Not `tutor-…`: `tutor lab gc` deletes every `tutor-…` namespace no live
+/// lab owns, which would pull the node from under a running benchmark.
+pub const BENCH_PREFIX: &str = "lbpps-";
+
+/// The namespaces of benchmark runs that did not end cleanly (their process is gone: killed,
+/// or interrupted before it could delete them): deleted by the next run and by `tutor lab gc`.
+/// The names deleted.
+pub fn sweep_stale() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else { return Vec::new() };
+    let mut deleted = Vec::new();
+    for name in entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()) {
+        if stale_owner(&name).is_some() && run_command(&["ip", "netns", "del", &name]).is_ok() {
+            deleted.push(name);
+        }
+    }
+    deleted
+}
+
+/// The pid in a `lbpps-<pid>-<role>` name whose process no longer exists.
+pub(crate) fn stale_owner(name: &str) -> Option<i32> {
+    let pid: i32 = name.strip_prefix(BENCH_PREFIX)?.split('-').next()?.parse().ok()?;
+    (!Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
+}

@@ -38,7 +38,9 @@ use aya::{Ebpf, EbpfLoader};
 
 use super::balancer::{AttachMode, LoadBalancer, LoadOptions};
 use super::error::{LbError, Result, map_err, prog_err};
-use super::netns::{in_netns, run_command};
+#[cfg(test)]
+use super::netns::stale_owner;
+use super::netns::{BENCH_PREFIX as PREFIX, in_netns, run_command, sweep_stale};
 use super::service::{Frontend, Proto, Service, ServiceKind};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/traffic.bpf.o"));
@@ -839,28 +841,6 @@ pub fn run(opts: &TrafficOptions) -> Result<TrafficReport> {
         cross_cpu_duplicates,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
     })
-}
-
-/// Names of the namespaces a run creates: `lbpps-<pid>-<role>`. Not `tutor-…`: `tutor lab gc`
-/// deletes every `tutor-…` namespace no live lab owns, which would pull the node from under a
-/// running benchmark.
-const PREFIX: &str = "lbpps-";
-
-/// The namespaces of a run that did not end cleanly (its process is gone: killed, or
-/// interrupted before it could delete them) are deleted by the next run.
-fn sweep_stale() {
-    let Ok(entries) = std::fs::read_dir("/run/netns") else { return };
-    for name in entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()) {
-        if stale_owner(&name).is_some() {
-            let _ = run_command(&["ip", "netns", "del", &name]);
-        }
-    }
-}
-
-/// The pid in a `lbpps-<pid>-<role>` name whose process no longer exists.
-fn stale_owner(name: &str) -> Option<i32> {
-    let pid: i32 = name.strip_prefix(PREFIX)?.split('-').next()?.parse().ok()?;
-    (!Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
 }
 
 fn validate(opts: &TrafficOptions) -> Result<()> {
