@@ -50,6 +50,9 @@ pub fn node_veth(lab: &str, node: &str) -> String {
 /// A node's eth0 on the bridge, its address and default route.
 pub fn attach_node(host: &NsThread, node: &NsThread, lab: &str, plan: &NodePlan) -> Result<(), LabError> {
     let veth = node_veth(lab, &plan.name);
+    // A cluster deleted just before leaves its nodes' veths until the kernel has finished
+    // tearing their namespaces down; the name is this lab's own, so take it back.
+    let _ = host.ip(&[format!("link del {veth}")]);
     host.ip(&[
         format!("link add {veth} type veth peer name eth0 netns {}", node.tid()),
         format!("link set {veth} master {} up", bridge_name(lab)),
