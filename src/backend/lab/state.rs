@@ -318,9 +318,10 @@ impl Lab {
             },
         )?;
         // Each node's agent (the kubelet's role), with kind's labels and taints; a cluster
-        // without workers keeps no control-plane taint, as kind removes it.
+        // without workers keeps no control-plane taint, as kind removes it. What a node may not
+        // set on itself (`marks`) is set by the admin once it has registered.
         let workers = plan.nodes.iter().any(|n| n.role == super::config::Role::Worker);
-        let agents: Vec<controlplane::AgentNode<'_>> = nodes
+        let (agents, marks): (Vec<controlplane::AgentNode<'_>>, Vec<_>) = nodes
             .iter()
             .zip(&config.nodes)
             .map(|(n, c)| {
@@ -334,18 +335,9 @@ impl Lab {
                     }
                 }
                 labels.extend(c.labels.clone().unwrap_or_default());
-                controlplane::AgentNode { name: &n.plan.name, ip: n.plan.ip, ns: &n.ns, labels, taints }
-            })
-            .collect();
-        // What a node may not set on itself is set by the admin once it has registered.
-        let (agents, marks): (Vec<_>, Vec<_>) = agents
-            .into_iter()
-            .map(|mut a| {
-                let (restricted, own) =
-                    std::mem::take(&mut a.labels).into_iter().partition(|(k, _)| controlplane::node_restricted(k));
-                a.labels = own;
-                let name = a.name.to_string();
-                (a, (name, restricted))
+                let (restricted, labels) = labels.into_iter().partition(|(k, _)| controlplane::node_restricted(k));
+                let agent = controlplane::AgentNode { name: &n.plan.name, ip: n.plan.ip, ns: &n.ns, labels, taints };
+                (agent, (n.plan.name.clone(), restricted))
             })
             .unzip();
         let kindnet = !config.networking.disable_default_cni;
@@ -353,7 +345,6 @@ impl Lab {
             cp.apply_kindnet_rbac(&cp_node.ns)?;
         }
         cp.start_agents(&agents, &super::tutor_exe(), kindnet)?;
-        drop(agents);
         cp.label_nodes(&cp_node.ns, &marks, std::time::Duration::from_secs(60))?;
         let rt = ClusterRt {
             lb: super::xdp_lb::LbState::new(&self.name, self.host.tid()),

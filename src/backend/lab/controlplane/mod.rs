@@ -89,10 +89,7 @@ pub struct Timings {
 /// keys under `kubernetes.io` or `k8s.io` except the kubelet's own and the topology ones.
 pub fn node_restricted(key: &str) -> bool {
     let Some((domain, _)) = key.split_once('/') else { return false };
-    let k8s = |d: &str| domain == d || domain.ends_with(&format!(".{d}"));
-    if !k8s("kubernetes.io") && !k8s("k8s.io") {
-        return false;
-    }
+    let under = |d: &str| domain == d || domain.ends_with(&format!(".{d}"));
     let allowed_keys = [
         "kubernetes.io/hostname",
         "kubernetes.io/arch",
@@ -103,7 +100,9 @@ pub fn node_restricted(key: &str) -> bool {
         "beta.kubernetes.io/instance-type",
     ];
     let allowed_domains = ["kubelet.kubernetes.io", "node.kubernetes.io", "topology.kubernetes.io"];
-    !(allowed_keys.contains(&key) || allowed_domains.iter().any(|d| domain == *d || domain.ends_with(&format!(".{d}"))))
+    (under("kubernetes.io") || under("k8s.io"))
+        && !allowed_keys.contains(&key)
+        && !allowed_domains.iter().any(|d| under(d))
 }
 
 pub struct AgentNode<'a> {
