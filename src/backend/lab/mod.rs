@@ -270,32 +270,45 @@ pub fn target_command(
     Ok(cmd)
 }
 
-/// The lab as the runner's backend: one fresh lab per tutorial, named after the run.
+/// The lab as the runner's backend: one fresh lab per tutorial, named after the run, or
+/// ([`LabBackend::attach`]) the lab an earlier `tutor run --keep` left.
 pub struct LabBackend {
     name: Option<String>,
     workdir: PathBuf,
     keep: bool,
+    /// Attached to a running lab: `up` checks it is there instead of starting one.
+    attached: bool,
 }
 
 pub fn create() -> Result<Box<dyn Backend>, BackendError> {
-    Ok(Box::new(LabBackend { name: None, workdir: PathBuf::from("/"), keep: false }))
+    Ok(Box::new(LabBackend { name: None, workdir: PathBuf::from("/"), keep: false, attached: false }))
 }
 
 impl LabBackend {
+    /// The running lab `name` as it is, never started nor torn down (`tutor run --env NAME`).
+    pub fn attach(name: &str) -> LabBackend {
+        LabBackend { name: Some(name.to_string()), workdir: PathBuf::from("/"), keep: true, attached: true }
+    }
+
+    /// Read on every use: the lab's nodes and pods change as the tutorial goes on.
     fn info(&self) -> Result<registry::LabInfo, BackendError> {
         let name = self.name.as_deref().ok_or_else(|| BackendError::Other("the lab is not up".into()))?;
         Ok(registry::read_info(name)?)
+    }
+
+    /// The lab's kubeconfig when it runs the real API server.
+    fn kubeconfig(&self) -> Option<PathBuf> {
+        let path = registry::dir(self.name.as_deref()?).join("kubeconfig");
+        path.exists().then_some(path)
     }
 
     /// Pods of a lab that runs the real API server are reached as on any cluster: through the
     /// Kubernetes exec API (the kind and kube backends' code), which the node agent's kubelet
     /// API serves. `None` for the emulated lab.
     async fn pod_transport(&self) -> Result<Option<super::kind::pod_exec::KubeTransport>, BackendError> {
-        let info = self.info()?;
-        let kubeconfig = registry::dir(&info.name).join("kubeconfig");
-        if !kubeconfig.exists() {
+        let Some(kubeconfig) = self.kubeconfig() else {
             return Ok(None);
-        }
+        };
         let client = super::kind::cluster::client(&kubeconfig, None).await?;
         Ok(Some(super::kind::pod_exec::KubeTransport { client }))
     }
@@ -318,6 +331,19 @@ impl Backend for LabBackend {
     }
 
     async fn up(&mut self, ctx: &UpContext) -> Result<(), BackendError> {
+        if self.attached {
+            let name = self.name.as_deref().unwrap_or_default();
+            let gone = |why: String| BackendError::Preflight {
+                backend: BackendKind::Lab,
+                message: format!("the kept lab `{name}` is gone ({why}); start again without --env"),
+            };
+            let info = registry::read_info(name).map_err(|e| gone(e.to_string()))?;
+            if !info.alive() {
+                return Err(gone("its supervisor has exited".into()));
+            }
+            self.workdir = ctx.workdir.clone();
+            return Ok(());
+        }
         let name: String =
             ctx.run_name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
         let owner = if ctx.keep { None } else { Some(std::process::id() as i32) };
@@ -353,13 +379,12 @@ impl Backend for LabBackend {
     }
 
     fn kernel_command(&self, target: &Target) -> Result<Option<std::process::Command>, BackendError> {
-        let info = self.info()?;
         // Pods behind a real API server are reached through its exec API, a block at a time
         // (see `pod_transport`).
-        if matches!(target, Target::Pod { .. }) && registry::dir(&info.name).join("kubeconfig").exists() {
+        if matches!(target, Target::Pod { .. }) && self.kubeconfig().is_some() {
             return Ok(None);
         }
-        let mut cmd = target_command(&info, target, &self.workdir, &["bash".to_string()])?;
+        let mut cmd = target_command(&self.info()?, target, &self.workdir, &["bash".to_string()])?;
         super::block_env(&mut cmd);
         Ok(Some(cmd))
     }
