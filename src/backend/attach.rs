@@ -5,8 +5,8 @@
 //! backend attaches to the running lab by name ([`LabBackend::attach`]). A kept kind or kube
 //! environment cannot be attached to yet.
 
-use super::lab::{LabBackend, registry};
-use super::{Backend, BackendError, BackendKind};
+use super::lab::{self, LabBackend, registry};
+use super::{Backend, BackendError, BackendKind, Target};
 
 /// The backend of kind `kind` attached to the kept environment `name`.
 pub fn attach(kind: BackendKind, name: &str) -> Result<Box<dyn Backend>, BackendError> {
@@ -34,3 +34,27 @@ pub fn still_there(kind: BackendKind, name: &str, workdir: &std::path::Path) -> 
     }
 }
 
+/// A command that runs `argv` on `target` of the kept environment `name` (of kind `kind`, work
+/// directory `workdir`), to look around in it (`tutor shell`): a local process starting in the
+/// work directory on the host, `nsenter` into the target's namespaces on the lab.
+pub fn shell_command(
+    kind: BackendKind,
+    name: &str,
+    workdir: &std::path::Path,
+    target: &Target,
+    argv: &[String],
+) -> Result<std::process::Command, BackendError> {
+    match kind {
+        BackendKind::Host if *target == Target::Host => {
+            let (program, args) = argv.split_first().expect("a shell's argv has a program");
+            let mut cmd = std::process::Command::new(program);
+            cmd.args(args).current_dir(workdir);
+            Ok(cmd)
+        }
+        BackendKind::Host => Err(BackendError::UnknownTarget { backend: kind, target: target.to_string() }),
+        BackendKind::Lab => Ok(lab::target_command(&registry::read_info(name)?, target, workdir, argv)?),
+        other => Err(BackendError::Unsupported(format!(
+            "a shell in a kept environment works on the host and lab backends, not on {other}"
+        ))),
+    }
+}

@@ -9,6 +9,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::Exit;
 use crate::backend::Target;
 use crate::backend::lab::{self, LabError, protocol, registry, supervisor};
+use crate::runner::kept;
 
 #[derive(Debug, clap::Args)]
 pub struct LabArgs {
@@ -29,11 +30,18 @@ enum LabCommand {
     },
     /// List running labs.
     List,
-    /// Run a command in a lab: on `host`, a node, or `pod/NAME` (`ns/NS/pod/NAME`).
+    /// Run a command or a shell in a lab: on `host`, a node, or `pod/NAME` (`ns/NS/pod/NAME`)
+    ///
+    /// In a lab that `tutor run --keep` left, it starts with the tutorial's state of that target:
+    /// variables, functions, captured values, working directory.
     Exec {
+        /// The lab (`tutor lab list`).
         name: String,
+        /// `host`, a node, `pod/NAME` or `ns/NS/pod/NAME`.
         target: String,
-        #[arg(last = true, required = true)]
+        /// One argument is a command line, several are a command and its arguments; none: a
+        /// shell (interactive when stdin is a terminal, else the script on stdin).
+        #[arg(last = true)]
         command: Vec<String>,
     },
     /// Tear a lab down (the only one when no name is given).
@@ -219,14 +227,21 @@ pub async fn execute(args: LabArgs) -> anyhow::Result<Exit> {
                 Ok(i) => i,
                 Err(e) => return Ok(report(e)),
             };
+            // The kept run this lab was left up for, if any: its shells' state.
+            let kept = registry::kept_run(&name)
+                .and_then(|path| kept::read_file(&path).ok())
+                .filter(|k| k.name == name && k.backend == crate::backend::BackendKind::Lab);
+            let run = kept::ShellRun::of(command);
+            let shell = kept::shell(kept.as_ref(), &target, &run)?;
             let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-            let mut cmd = match lab::target_command(&info, &target, &cwd, &command) {
+            let cmd = match lab::target_command(&info, &target, &cwd, &shell.argv) {
                 Ok(c) => c,
                 Err(e) => return Ok(report(e)),
             };
-            let status = cmd.status().context("running nsenter")?;
-            // The command's own status, as `docker exec` and `kubectl exec` pass it through.
-            std::process::exit(status.code().unwrap_or(128 + 9))
+            if kept.is_some() {
+                super::shell::announce(&name, &target, &run, shell.restored);
+            }
+            super::shell::foreground(cmd, &shell.env).await
         }
         LabCommand::Down { name } => {
             let name = match name {

@@ -7,6 +7,7 @@ mod lab;
 mod lb;
 mod review;
 mod run;
+mod shell;
 
 use std::process::ExitCode;
 
@@ -74,6 +75,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Accept or reject the pending changes that mismatching runs recorded.
     Review(review::ReviewArgs),
+    /// A shell in an environment `tutor run --keep` left, with the tutorial's state.
+    Shell(shell::ShellArgs),
     /// Keep a lab up to explore by hand.
     Lab(lab::LabArgs),
     /// The bundled XDP L4 load balancer on a real interface.
@@ -117,6 +120,7 @@ pub fn main() -> ExitCode {
             Command::Run(args) => run::execute(args).await,
             Command::Check(args) => check::execute(args).await,
             Command::Review(args) => review::execute(args).await,
+            Command::Shell(args) => shell::execute(args).await,
             Command::Lab(args) => lab::execute(args).await,
             Command::Lb(args) => lb::execute(args).await,
             Command::Book(args) => book::execute(args).await,

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use console::style;
 
 use super::Exit;
-use crate::backend::{BackendKind, attach, process};
+use crate::backend::{BackendKind, attach, lab, process};
 use crate::report::{json, junit, progress, record, summary};
 use crate::runner::kept::{self, KeptEnv};
 use crate::runner::{self, Cancel, Counts, Reporter, RunOptions, StepRange, TutorialResult};
@@ -167,10 +167,11 @@ fn resume_checks(k: &KeptEnv, tutorials: &[Tutorial], steps: StepRange) -> Resul
 /// How to go on in a kept environment, for the end of the run.
 fn kept_hint(k: &KeptEnv, r: &TutorialResult) -> Vec<String> {
     let how = match k.backend {
-        BackendKind::Lab => {
-            format!("`tutor lab exec {} TARGET -- …` to look around, `tutor lab down {}` to end it", k.name, k.name)
-        }
-        _ => format!("remove {} to end it", k.workdir.display()),
+        BackendKind::Lab => format!(
+            "`tutor shell {} TARGET` or `tutor lab exec {} TARGET -- …` to look around, `tutor lab down {}` to end it",
+            k.name, k.name, k.name
+        ),
+        _ => format!("`tutor shell {}` to look around, remove {} to end it", k.name, k.workdir.display()),
     };
     let file = r.path.display();
     let resume = if k.next_step <= k.last_step {
@@ -310,7 +311,15 @@ pub async fn execute(mut args: RunArgs) -> anyhow::Result<Exit> {
     for r in &results {
         let Some(k) = &r.kept else { continue };
         match kept::write(&envs, k) {
-            Ok(_) => kept_lines.extend(kept_hint(k, r)),
+            Ok(file) => {
+                // `tutor lab exec` finds the run's state through the lab, from any folder.
+                if k.backend == BackendKind::Lab
+                    && let Err(e) = lab::registry::set_kept_run(&k.name, &std::path::absolute(&file).unwrap_or(file))
+                {
+                    write_errors.push(format!("cannot record the kept run in lab `{}`: {}", k.name, e.report()));
+                }
+                kept_lines.extend(kept_hint(k, r));
+            }
             Err(e) => write_errors.push(format!("cannot record the kept environment: {e}")),
         }
     }

@@ -3,13 +3,17 @@
 //! environment's name and backend, the work directory (which holds each target's shell state
 //! file, `.tutor/state/<target>.sh`), the values captured with `[..NAME..]` so far, and the step
 //! to go on from. One JSON file per environment in the `envs/` folder beside the run record.
+//!
+//! A kept environment is also somewhere to look around: [`shell`] builds the bash that `tutor
+//! shell` and `tutor lab exec` start on a target, beginning with that target's saved state.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::BackendKind;
+use crate::backend::{BackendKind, Target};
+use crate::runner::script::quote;
 
 /// A kept environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +97,12 @@ pub fn read(dir: &Path, name: &str) -> Result<KeptEnv, KeptError> {
     serde_json::from_str(&text).map_err(|source| KeptError::Corrupt { path, source })
 }
 
+/// Read a kept environment from its file (the lab names its kept run's file).
+pub fn read_file(path: &Path) -> Result<KeptEnv, KeptError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeptError::Io { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text).map_err(|source| KeptError::Corrupt { path: path.to_path_buf(), source })
+}
+
 /// Forget `name` (its environment is gone).
 pub fn remove(dir: &Path, name: &str) {
     let _ = std::fs::remove_file(file(dir, name));
@@ -101,6 +111,106 @@ pub fn remove(dir: &Path, name: &str) {
 /// Names are the runs' short ids: no path separators.
 fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// What a shell in a kept environment runs (`tutor shell`, `tutor lab exec`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShellRun {
+    /// An interactive shell (stdin is a terminal and no command was given).
+    Interactive,
+    /// The script on stdin (no command, and stdin is no terminal).
+    Stdin,
+    /// One argument: a command line for the shell; several: a command (maybe one of the
+    /// tutorial's functions) and its arguments.
+    Command(Vec<String>),
+}
+
+impl ShellRun {
+    /// From the words after `--`: none is a shell, interactive when stdin is a terminal.
+    pub fn of(command: Vec<String>) -> ShellRun {
+        use std::io::IsTerminal;
+        match command.is_empty() {
+            false => ShellRun::Command(command),
+            true if std::io::stdin().is_terminal() => ShellRun::Interactive,
+            true => ShellRun::Stdin,
+        }
+    }
+}
+
+/// A shell to start on a target: its argv (bash and its arguments), the variables to add to its
+/// environment, and whether it starts from the target's saved state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shell {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// The kept run left a shell state for the target (it ran a block there).
+    pub restored: bool,
+}
+
+/// The bash that runs `run` on `target`, starting, when `kept` is given, with the state the kept
+/// run's shell of `target` saved (variables exported or not, functions, aliases, options, traps,
+/// working directory; see `Kernel::save_state`) and the run's captured values. An interactive
+/// one's prompt names the environment and the target.
+///
+/// The state is loaded by a small script written beside the state file (`<target>.rc`), so it
+/// reaches the shell wherever the target's work directory is seen: bash's `--rcfile` for an
+/// interactive shell, `BASH_ENV` for a script on stdin, sourced first for a command.
+pub fn shell(kept: Option<&KeptEnv>, target: &Target, run: &ShellRun) -> Result<Shell, KeptError> {
+    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let Some(k) = kept else {
+        // A lab that no kept run left: a plain shell, or the command as it is.
+        let argv = match run {
+            ShellRun::Interactive => words(&["bash"]),
+            ShellRun::Stdin => words(&["bash", "--noprofile", "--norc", "-s"]),
+            ShellRun::Command(c) if c.len() == 1 => words(&["bash", "--noprofile", "--norc", "-c", &c[0]]),
+            ShellRun::Command(c) => c.clone(),
+        };
+        return Ok(Shell { argv, env: Vec::new(), restored: false });
+    };
+    let state = PathBuf::from(crate::backend::local_state_path(&k.workdir, target));
+    let restored = state.is_file();
+    let loader = state.with_extension("rc");
+    let mut text = String::from("unset BASH_ENV\n");
+    if restored {
+        // Read-only variables bash set itself cannot be set again: those errors are not shown.
+        text.push_str(&format!(". {} 2>/dev/null\n", quote(&state.display().to_string())));
+    }
+    text.push_str("unset -f __tutor_save __tutor_options 2>/dev/null\n");
+    text.push_str("unset __tutor_h __tutor_s __tutor_rc __tutor_state\n");
+    text.push_str(&super::kernel::assignments(&k.captures));
+    // The terminal's own size, not the fixed one blocks run with.
+    let prompt = quote(&format!("[{} {target} \\W]\\$ ", k.name));
+    text.push_str(&format!("case $- in *i*) unset COLUMNS LINES; PS1={prompt} ;; esac\n"));
+    write_atomic(&loader, &text)?;
+    let loader = loader.display().to_string();
+    let source = format!(". {}\n", quote(&loader));
+    let (argv, env) = match run {
+        ShellRun::Interactive => (words(&["bash", "--noprofile", "--rcfile", &loader, "-i"]), Vec::new()),
+        ShellRun::Stdin => {
+            (words(&["bash", "--noprofile", "--norc", "-s"]), vec![("BASH_ENV".to_string(), loader.clone())])
+        }
+        ShellRun::Command(c) if c.len() == 1 => {
+            (words(&["bash", "--noprofile", "--norc", "-c", &format!("{source}{}", c[0])]), Vec::new())
+        }
+        ShellRun::Command(c) => {
+            let mut argv = words(&["bash", "--noprofile", "--norc", "-c", &format!("{source}\"$@\""), "bash"]);
+            argv.extend(c.iter().cloned());
+            (argv, Vec::new())
+        }
+    };
+    Ok(Shell { argv, env, restored })
+}
+
+/// Write `text` to `path` through a file of this process renamed over it: shells started at
+/// the same time never read half a file.
+fn write_atomic(path: &Path, text: &str) -> Result<(), KeptError> {
+    let io = |source| KeptError::Io { path: path.to_path_buf(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension(format!("rc.{}", std::process::id()));
+    std::fs::write(&tmp, text).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 #[cfg(test)]

@@ -65,3 +65,19 @@ pub fn copy_tree(from: &Path, to: &Path) {
 pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
 }
+
+/// `tutor ARGS` (one shell-quoted string) in a pseudo-terminal made by util-linux `script`, in
+/// `cwd`: the test types into the terminal through the child's stdin and reads the terminal's
+/// output (echo included, `\r\n` line ends) from its stdout.
+pub fn in_terminal(args: &str, cwd: &Path) -> std::process::Child {
+    let cmd = format!("{} {args}", env!("CARGO_BIN_EXE_tutor"));
+    Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .env_remove("TUTOR_NO_PENDING")
+        .env("TERM", "dumb")
+        .current_dir(cwd)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs")
+}

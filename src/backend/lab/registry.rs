@@ -398,3 +398,27 @@ pub fn gc() -> Result<GcReport, LabError> {
     }
     Ok(report)
 }
+
+/// The file in which `tutor run --keep` names the kept run this lab was left up for (its entry
+/// in the run record's `envs/`), so that `tutor lab exec` starts with that run's shell state
+/// wherever it is called from. It goes with the lab's folder.
+fn kept_run_file(name: &str) -> PathBuf {
+    dir(name).join("kept-run")
+}
+
+/// Record that the lab `name` is the environment of the kept run described by `env_file`.
+pub fn set_kept_run(name: &str, env_file: &Path) -> Result<(), LabError> {
+    use std::os::unix::ffi::OsStrExt;
+    check_name(name)?;
+    let path = kept_run_file(name);
+    std::fs::write(&path, env_file.as_os_str().as_bytes())
+        .map_err(|source| LabError::Io { what: format!("writing {}", path.display()), source })
+}
+
+/// The kept run's entry the lab `name` was left up for, if any.
+pub fn kept_run(name: &str) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    check_name(name).ok()?;
+    let bytes = std::fs::read(kept_run_file(name)).ok()?;
+    Some(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+}

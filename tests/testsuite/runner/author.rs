@@ -351,16 +351,7 @@ fn review_takes_keys_in_a_terminal() {
     assert_eq!(code, 1);
     // `script` gives tutor a pseudo-terminal; the keys come through it: accept the first
     // change (the console block), skip the second (the snapshot).
-    let cmd = format!("{} review tutorials", env!("CARGO_BIN_EXE_tutor"));
-    let mut child = std::process::Command::new("script")
-        .args(["-qfec", &cmd, "/dev/null"])
-        .env_remove("TUTOR_NO_PENDING")
-        .env("TERM", "dumb")
-        .current_dir(tmp.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("script (util-linux) runs");
+    let mut child = crate::prelude::in_terminal("review tutorials", tmp.path());
     let mut stdin = child.stdin.take().unwrap();
     for key in ["a", "s"] {
         std::thread::sleep(std::time::Duration::from_millis(700));
