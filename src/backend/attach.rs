@@ -19,16 +19,29 @@ pub fn attach(kind: BackendKind, name: &str) -> Result<Box<dyn Backend>, Backend
     }
 }
 
+/// Why a kept environment is no longer there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Gone {
+    #[error("its work directory {} is gone", .0.display())]
+    Workdir(std::path::PathBuf),
+    /// Its registry entry is there, its supervisor is not.
+    #[error("lab `{0}` has stopped")]
+    LabStopped(String),
+    /// No registry entry to read.
+    #[error("lab `{0}` is down")]
+    LabDown(String),
+}
+
 /// Whether the kept environment `name` (work directory `workdir`) is still there; why not.
-pub fn still_there(kind: BackendKind, name: &str, workdir: &std::path::Path) -> Result<(), String> {
+pub fn still_there(kind: BackendKind, name: &str, workdir: &std::path::Path) -> Result<(), Gone> {
     if !workdir.is_dir() {
-        return Err(format!("its work directory {} is gone", workdir.display()));
+        return Err(Gone::Workdir(workdir.to_path_buf()));
     }
     match kind {
         BackendKind::Lab => match registry::read_info(name) {
             Ok(info) if info.alive() => Ok(()),
-            Ok(_) => Err(format!("lab `{name}` has stopped")),
-            Err(_) => Err(format!("lab `{name}` is down")),
+            Ok(_) => Err(Gone::LabStopped(name.to_string())),
+            Err(_) => Err(Gone::LabDown(name.to_string())),
         },
         _ => Ok(()),
     }

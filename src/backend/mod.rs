@@ -49,15 +49,20 @@ impl fmt::Display for BackendKind {
     }
 }
 
+/// A backend name that is none of lab, kind, kube, host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown backend `{0}` (expected lab, kind, kube or host)")]
+pub struct UnknownBackend(pub String);
+
 impl FromStr for BackendKind {
-    type Err = String;
+    type Err = UnknownBackend;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "lab" => Ok(BackendKind::Lab),
             "kind" => Ok(BackendKind::Kind),
             "kube" => Ok(BackendKind::Kube),
             "host" => Ok(BackendKind::Host),
-            other => Err(format!("unknown backend `{other}` (expected lab, kind, kube or host)")),
+            other => Err(UnknownBackend(other.to_string())),
         }
     }
 }
@@ -84,8 +89,13 @@ impl fmt::Display for Target {
     }
 }
 
+/// Text that is not a target (`on=` attribute, `tutor lab exec`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid target `{0}` (expected host, a node name, pod/NAME or ns/NS/pod/NAME)")]
+pub struct InvalidTarget(pub String);
+
 impl FromStr for Target {
-    type Err = String;
+    type Err = InvalidTarget;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = s.split('/').collect();
         let valid =
@@ -97,7 +107,7 @@ impl FromStr for Target {
             ["ns", ns, "pod", name] if valid(ns) && valid(name) => {
                 Ok(Target::Pod { namespace: ns.to_string(), name: name.to_string() })
             }
-            _ => Err(format!("invalid target `{s}` (expected host, a node name, pod/NAME or ns/NS/pod/NAME)")),
+            _ => Err(InvalidTarget(s.to_string())),
         }
     }
 }
@@ -172,6 +182,11 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// Whether the message already starts by naming backend `kind` (`kind backend: …`).
+    pub fn names_backend(&self, kind: BackendKind) -> bool {
+        matches!(self, BackendError::Preflight { backend, .. } if *backend == kind)
+    }
+
     /// Errors that mean the user's input or machine set-up is wrong (exit 2), as opposed to a
     /// block that failed while running (exit 1).
     pub fn is_usage(&self) -> bool {
@@ -253,13 +268,29 @@ mod tests {
             Target::Pod { namespace: "default".into(), name: "x".into() }
         );
         for bad in ["", "pod/", "a/b", "ns/x/pod", "kind worker"] {
-            assert!(bad.parse::<Target>().is_err(), "{bad:?} should not parse");
+            assert_eq!(bad.parse::<Target>(), Err(InvalidTarget(bad.to_string())), "{bad:?} should not parse");
         }
+        assert_eq!(
+            "a/b".parse::<Target>().unwrap_err().to_string(),
+            "invalid target `a/b` (expected host, a node name, pod/NAME or ns/NS/pod/NAME)"
+        );
     }
 
     #[test]
     fn backend_kinds_parse() {
         assert_eq!("lab".parse::<BackendKind>().unwrap(), BackendKind::Lab);
-        assert!("docker".parse::<BackendKind>().is_err());
+        assert_eq!("docker".parse::<BackendKind>(), Err(UnknownBackend("docker".into())));
+        assert_eq!(
+            UnknownBackend("docker".into()).to_string(),
+            "unknown backend `docker` (expected lab, kind, kube or host)"
+        );
+    }
+
+    #[test]
+    fn only_its_own_preflight_names_the_backend() {
+        let pre = BackendError::Preflight { backend: BackendKind::Kind, message: "no docker".into() };
+        assert!(pre.names_backend(BackendKind::Kind) && pre.to_string().starts_with("kind backend"));
+        assert!(!pre.names_backend(BackendKind::Kube));
+        assert!(!BackendError::Other("kind backend lookalike".into()).names_backend(BackendKind::Kind));
     }
 }

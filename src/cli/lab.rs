@@ -323,7 +323,7 @@ fn supervise(opts: supervisor::Options) -> anyhow::Result<Exit> {
         let line = match ready {
             Ok(info) => format!("ready {}\n", serde_json::to_string(&info).unwrap_or_default()),
             Err(e) => {
-                format!("error {}\n", serde_json::to_string(&protocol::Response::from_error(&e)).unwrap_or_default())
+                format!("error {}\n", serde_json::to_string(&protocol::Response::from_error(e)).unwrap_or_default())
             }
         };
         let _ = std::io::stdout().write_all(line.as_bytes());

@@ -136,30 +136,30 @@ pub(super) fn load_noting(paths: &[PathBuf]) -> (Vec<Tutorial>, Vec<String>, Vec
 }
 
 /// The kept environment `name`, if it is still there (else its entry is dropped).
-fn kept_env(envs: &std::path::Path, name: &str) -> Result<KeptEnv, String> {
-    let k = kept::read(envs, name).map_err(|e| format!("--env {name}: {e}"))?;
+fn kept_env(envs: &std::path::Path, name: &str) -> anyhow::Result<KeptEnv> {
+    let k = kept::read(envs, name).map_err(|e| anyhow::anyhow!("--env {name}: {e}"))?;
     if let Err(why) = attach::still_there(k.backend, &k.name, &k.workdir) {
         kept::remove(envs, name);
-        return Err(format!("--env {name}: the kept {} environment is gone: {why}", k.backend));
+        anyhow::bail!("--env {name}: the kept {} environment is gone: {why}", k.backend);
     }
     Ok(k)
 }
 
 /// What `--env` needs: one tutorial, and a step to go on from.
-fn resume_checks(k: &KeptEnv, tutorials: &[Tutorial], steps: StepRange) -> Result<(), String> {
+fn resume_checks(k: &KeptEnv, tutorials: &[Tutorial], steps: StepRange) -> anyhow::Result<()> {
     let [t] = tutorials else {
-        return Err(format!("--env {} goes on with one tutorial (the kept run's: {})", k.name, k.tutorial.display()));
+        anyhow::bail!("--env {} goes on with one tutorial (the kept run's: {})", k.name, k.tutorial.display());
     };
     if let Some(from) = steps.from
         && steps.to.is_none()
         && from > t.steps.len()
     {
-        return Err(format!(
+        anyhow::bail!(
             "--env {}: the kept run went through every step of {} ({}); choose one with --step N or --from N",
             k.name,
             t.path.display(),
             t.steps.len()
-        ));
+        );
     }
     Ok(())
 }
@@ -215,7 +215,7 @@ pub async fn execute(mut args: RunArgs) -> anyhow::Result<Exit> {
     let resume = match &args.env {
         Some(name) => match kept_env(&envs, name) {
             Ok(k) => Some(k),
-            Err(e) => return Ok(input_errors(args.format, &[e])),
+            Err(e) => return Ok(input_errors(args.format, &[e.to_string()])),
         },
         None => None,
     };
@@ -243,7 +243,7 @@ pub async fn execute(mut args: RunArgs) -> anyhow::Result<Exit> {
     if let Some(k) = &resume
         && let Err(e) = resume_checks(k, &tutorials, steps)
     {
-        return Ok(input_errors(args.format, &[e]));
+        return Ok(input_errors(args.format, &[e.to_string()]));
     }
     let backend_flag = resume.as_ref().map(|k| k.backend).or(args.backend);
     let mut prepared = Vec::new();

@@ -347,7 +347,7 @@ pub async fn run(env: &Env<'_>, session: &mut Session, block: &Block) -> BlockRe
         let fresh = match session.kernel(env, target).await {
             Ok(Some(k)) => match k.save_state(&state_path).await {
                 Ok(()) => false,
-                Err(e) => return result(block, Status::Error, Some(e), start),
+                Err(e) => return result(block, Status::Error, Some(e.to_string()), start),
             },
             Ok(None) => session.seen.insert(target.clone()),
             Err(e) => return result(block, Status::Error, Some(e.to_string()), start),
@@ -506,7 +506,7 @@ fn verdict(
             Ok(false) => {}
             Err(e) => {
                 res.status = Status::Error;
-                res.reason = Some(e);
+                res.reason = Some(e.to_string());
             }
         }
     } else {
@@ -530,15 +530,20 @@ enum Proposal {
 }
 
 /// Review mode: record the block's new expectation beside the old one.
-fn pend(env: &Env<'_>, session: &mut Session, block: &Block, work: &Work<'_>, attempt: &Attempt) -> Result<(), String> {
+fn pend(
+    env: &Env<'_>,
+    session: &mut Session,
+    block: &Block,
+    work: &Work<'_>,
+    attempt: &Attempt,
+) -> Result<(), crate::review::ReviewError> {
     let dir = &env.plan.snapshot_dir;
     let path = match proposal(env, block, work, attempt) {
         Proposal::Snapshot(snap) => crate::review::write_snapshot(dir, &snap),
         Proposal::Console(body) => {
             crate::review::write_console(dir, &env.plan.tutorial, &block.id, block.body_line, &block.body, &body)
         }
-    }
-    .map_err(|e| e.to_string())?;
+    }?;
     session.pending.push(path);
     Ok(())
 }
@@ -550,11 +555,11 @@ fn record(
     block: &Block,
     work: &Work<'_>,
     attempt: &Attempt,
-) -> Result<bool, String> {
+) -> Result<bool, snapshot::SnapshotError> {
     match proposal(env, block, work, attempt) {
         Proposal::Snapshot(snap) => {
             let path = snapshot::snapshot_path(&env.plan.snapshot_dir, &block.id);
-            let changed = snapshot::write(&path, &snap).map_err(|e| e.to_string())?;
+            let changed = snapshot::write(&path, &snap)?;
             if changed {
                 session.updated.push(path);
             }

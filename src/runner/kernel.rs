@@ -389,12 +389,12 @@ impl Kernel {
     /// Write the kernel's state (what a restart restores) to `path`, a path valid where the
     /// kernel runs: for `bg` blocks (shells of their own that source it) and for resuming a
     /// tutorial later from a saved environment.
-    pub async fn save_state(&mut self, path: &str) -> Result<(), String> {
+    pub async fn save_state(&mut self, path: &str) -> Result<(), SaveStateError> {
         let cmd = format!("__tutor_save > {}", quote(path));
         let r = self.run(&[(Mode::Quiet, cmd.as_bytes())], &|_, _| true, None, &Cancel::default()).await;
         match r.runs.first().and_then(|r| r.status) {
             Some(0) if r.died.is_none() => Ok(()),
-            _ => Err(format!("cannot save the shell's state to {path}")),
+            _ => Err(SaveStateError { path: path.to_string() }),
         }
     }
 
@@ -411,6 +411,13 @@ impl Kernel {
         let _ = self.child.wait().await;
         process::unregister(self.pgid);
     }
+}
+
+/// The shell did not write its state (it died, or the path is not writable where it runs).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot save the shell's state to {path}")]
+pub struct SaveStateError {
+    pub path: String,
 }
 
 /// Everything already in the pipe, without waiting. A plain `read(2)` on the non-blocking

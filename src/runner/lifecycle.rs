@@ -105,9 +105,11 @@ pub async fn run(
         Err(e) => {
             result.usage_error = e.is_usage();
             // Name the backend once: some errors (pre-flight) already do.
-            let message = e.to_string();
-            let prefix = format!("{} backend", plan.backend);
-            result.errors.push(if message.starts_with(&prefix) { message } else { format!("{prefix}: {message}") });
+            result.errors.push(if e.names_backend(plan.backend) {
+                e.to_string()
+            } else {
+                format!("{} backend: {e}", plan.backend)
+            });
         }
         Ok(()) => {
             let task = tokio::spawn(steps::run(

@@ -39,22 +39,33 @@ fn skip_reason(plan: &Plan, block: &Block) -> Option<String> {
     }
 }
 
+/// Why a `file=` block was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum FileBlockError {
+    #[error("file={name}: must be a relative path inside the work directory")]
+    NotRelative { name: String },
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
+    #[error("file={name}: cannot write {}: {source}", path.display())]
+    Write { name: String, path: PathBuf, source: std::io::Error },
+    /// Refused by `beneath` (a symbolic link out of the work directory, …).
+    #[error("file={name}: {source}")]
+    Refused { name: String, source: super::beneath::BeneathError },
+}
+
 /// Write a `file=` block (rendered) into the work directory, never outside it (`beneath`).
-fn write_file(env: &Env<'_>, workdir: &Path, name: &str, block: &Block) -> Result<(), String> {
+fn write_file(env: &Env<'_>, workdir: &Path, name: &str, block: &Block) -> Result<(), FileBlockError> {
     let rel = Path::new(name);
     if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Err(format!("file={name}: must be a relative path inside the work directory"));
+        return Err(FileBlockError::NotRelative { name: name.to_string() });
     }
-    let text = env
-        .plan
-        .templates
-        .render(&block.body, &env.backend.facts(), &env.plan.tutorial.path, block.body_line)
-        .map_err(|e| e.to_string())?;
-    super::beneath::write(workdir, name, text.as_bytes()).map_err(|e| match &e {
+    let text =
+        env.plan.templates.render(&block.body, &env.backend.facts(), &env.plan.tutorial.path, block.body_line)?;
+    super::beneath::write(workdir, name, text.as_bytes()).map_err(|e| match e {
         super::beneath::BeneathError::Io { source, .. } => {
-            format!("file={name}: cannot write {}: {source}", workdir.join(rel).display())
+            FileBlockError::Write { name: name.to_string(), path: workdir.join(rel), source }
         }
-        _ => format!("file={name}: {e}"),
+        e => FileBlockError::Refused { name: name.to_string(), source: e },
     })
 }
 
@@ -119,7 +130,7 @@ pub async fn run(
             }
             let t0 = Instant::now();
             if let Err(e) = write_file(&env, &workdir, name, block) {
-                let mut res = BlockResult::skipped(block, e);
+                let mut res = BlockResult::skipped(block, e.to_string());
                 res.status = Status::Error;
                 res.duration = t0.elapsed();
                 finish(res, &mut blocks, &mut stop);

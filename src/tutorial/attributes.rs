@@ -133,7 +133,7 @@ fn apply(attrs: &mut Attributes, token: &str) -> Result<(), AttributeError> {
             }
             attrs.id = Some(v);
         }
-        "on" => attrs.on = need(value)?.parse().map_err(invalid)?,
+        "on" => attrs.on = need(value)?.parse().map_err(|e: crate::backend::InvalidTarget| invalid(e.to_string()))?,
         "retry" => attrs.retry = Some(duration(key, &need(value)?)?),
         "timeout" => attrs.timeout = Some(positive(key, &need(value)?)?),
         "exit" => {
@@ -144,7 +144,10 @@ fn apply(attrs: &mut Attributes, token: &str) -> Result<(), AttributeError> {
         "bg" => attrs.bg = flag(value)?,
         "skip" => attrs.skip = flag(value)?,
         "hidden" => attrs.hidden = flag(value)?,
-        "backend" => attrs.backend = Some(need(value)?.parse().map_err(invalid)?),
+        "backend" => {
+            attrs.backend =
+                Some(need(value)?.parse().map_err(|e: crate::backend::UnknownBackend| invalid(e.to_string()))?)
+        }
         "file" => attrs.file = Some(need(value)?),
         "" => return Err(AttributeError::EmptyName),
         other => {

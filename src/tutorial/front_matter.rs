@@ -64,7 +64,7 @@ pub fn parse(path: &Path, yaml: &str) -> (FrontMatter, Vec<TutorialError>) {
             "backend" => match serde_yaml::from_value::<String>(value) {
                 Ok(b) => match b.parse() {
                     Ok(b) => front.backend = Some(b),
-                    Err(m) => errors.push(err(m)),
+                    Err(m) => errors.push(err(m.to_string())),
                 },
                 Err(e) => errors.push(typed(e)),
             },

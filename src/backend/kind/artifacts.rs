@@ -45,19 +45,32 @@ pub async fn not_ready_pods(client: &kube::Client) -> Result<Vec<(String, String
 }
 
 /// Run `program args…` with the run's kubeconfig, its output (both streams) into `file`.
-async fn run_to_file(program: &Path, args: &[&str], kubeconfig: &Path, file: &Path) -> Result<(), String> {
+async fn run_to_file(program: &Path, args: &[&str], kubeconfig: &Path, file: &Path) -> Result<(), CollectError> {
     let shown = format!("{} {}", program.file_name().unwrap_or_default().to_string_lossy(), args.join(" "));
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args).env("KUBECONFIG", kubeconfig).stdin(std::process::Stdio::null()).kill_on_drop(true);
     let out = match tokio::time::timeout(COMMAND_TIMEOUT, cmd.output()).await {
         Ok(Ok(out)) => out,
-        Ok(Err(e)) => return Err(format!("{shown}: {e}")),
-        Err(_) => return Err(format!("{shown}: no answer within {}s", COMMAND_TIMEOUT.as_secs())),
+        Ok(Err(source)) => return Err(CollectError::Run { command: shown, source }),
+        Err(_) => return Err(CollectError::NoAnswer { command: shown }),
     };
     let mut text = out.stdout;
     text.extend_from_slice(&out.stderr);
-    std::fs::write(file, &text).map_err(|e| format!("writing {}: {e}", file.display()))?;
-    if out.status.success() { Ok(()) } else { Err(format!("{shown}: exit {:?}", out.status.code())) }
+    std::fs::write(file, &text).map_err(|source| CollectError::Write { path: file.to_path_buf(), source })?;
+    if out.status.success() { Ok(()) } else { Err(CollectError::Exit { command: shown, code: out.status.code() }) }
+}
+
+/// Why one artifact could not be collected.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error("{command}: {source}")]
+    Run { command: String, source: std::io::Error },
+    #[error("{command}: no answer within {}s", COMMAND_TIMEOUT.as_secs())]
+    NoAnswer { command: String },
+    #[error("writing {}: {source}", path.display())]
+    Write { path: std::path::PathBuf, source: std::io::Error },
+    #[error("{command}: exit {code:?}")]
+    Exit { command: String, code: Option<i32> },
 }
 
 /// Collect everything that can be collected; returns the problems met (also written to
@@ -74,7 +87,7 @@ pub async fn collect(plan: &Plan, client: Option<&kube::Client>) -> Vec<String> 
         k(&["get", "events", "-A", "--sort-by=.lastTimestamp"], "events.txt"),
     ] {
         if let Err(e) = run_to_file(&plan.kubectl, args, &plan.kubeconfig, &plan.dir.join(file)).await {
-            problems.push(e);
+            problems.push(e.to_string());
         }
     }
     match client {
@@ -84,7 +97,7 @@ pub async fn collect(plan: &Plan, client: Option<&kube::Client>) -> Vec<String> 
                     let file = plan.dir.join("describe").join(format!("{ns}_{name}.txt"));
                     let args = ["describe", "pod", "-n", ns.as_str(), name.as_str()];
                     if let Err(e) = run_to_file(&plan.kubectl, &args, &plan.kubeconfig, &file).await {
-                        problems.push(e);
+                        problems.push(e.to_string());
                     }
                 }
             }
@@ -97,7 +110,7 @@ pub async fn collect(plan: &Plan, client: Option<&kube::Client>) -> Vec<String> 
         let logs_arg = logs.display().to_string();
         let args = ["export", "logs", logs_arg.as_str(), "--name", cluster.as_str()];
         if let Err(e) = run_to_file(kind, &args, &plan.kubeconfig, &plan.dir.join("kind-export.txt")).await {
-            problems.push(e);
+            problems.push(e.to_string());
         }
     }
     if !problems.is_empty() {

@@ -70,20 +70,42 @@ pub async fn client(kubeconfig: &Path, context: Option<&str>) -> Result<kube::Cl
     kube::Client::try_from(config).map_err(|e| BackendError::Other(format!("Kubernetes client: {e}")))
 }
 
+/// How long one `/readyz` request may take.
+const READYZ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The API server did not become ready in time; `last` is its last answer.
+#[derive(Debug, thiserror::Error)]
+#[error("the API server is not ready after {}s: {last}", within.as_secs())]
+pub struct NotReady {
+    pub within: Duration,
+    pub last: Readyz,
+}
+
+/// What one `/readyz` poll got instead of `ok`.
+#[derive(Debug, thiserror::Error)]
+pub enum Readyz {
+    #[error("/readyz said {0:?}")]
+    Said(String),
+    #[error(transparent)]
+    Failed(Box<kube::Error>),
+    #[error("/readyz did not answer within {}s", READYZ_TIMEOUT.as_secs())]
+    NoAnswer,
+}
+
 /// Poll the API server's `/readyz` until it says `ok` or `within` passes; the last error is
 /// returned when it never does.
-pub async fn wait_apiserver(client: &kube::Client, within: Duration) -> Result<(), String> {
+pub async fn wait_apiserver(client: &kube::Client, within: Duration) -> Result<(), NotReady> {
     let until = Instant::now() + within;
     loop {
         let req = http::Request::get("/readyz").body(Vec::new()).expect("static request");
-        let last = match tokio::time::timeout(Duration::from_secs(5), client.request_text(req)).await {
+        let last = match tokio::time::timeout(READYZ_TIMEOUT, client.request_text(req)).await {
             Ok(Ok(text)) if text.trim() == "ok" => return Ok(()),
-            Ok(Ok(text)) => format!("/readyz said {:?}", text.trim()),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "/readyz did not answer within 5s".to_string(),
+            Ok(Ok(text)) => Readyz::Said(text.trim().to_string()),
+            Ok(Err(e)) => Readyz::Failed(Box::new(e)),
+            Err(_) => Readyz::NoAnswer,
         };
         if Instant::now() >= until {
-            return Err(format!("the API server is not ready after {}s: {last}", within.as_secs()));
+            return Err(NotReady { within, last });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -252,6 +274,8 @@ mod tests {
             }
         });
         let err = wait_apiserver(&client, Duration::from_millis(600)).await.unwrap_err();
+        assert!(matches!(err.last, Readyz::Failed(_)), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains("not ready") && err.contains("not yet"), "{err}");
     }
 }

@@ -2,8 +2,45 @@
 //! naming needs: the cluster name and the node roles) and the user's kubeconfig (reduced to the
 //! one context `--context` names).
 
+use std::path::PathBuf;
+
 use kube::config::Kubeconfig;
 use serde::Deserialize;
+
+/// A tutorial's `kind: Cluster` config that is not one.
+#[derive(Debug, thiserror::Error)]
+pub enum KindConfigError {
+    #[error("not a kind cluster config: {0}")]
+    Yaml(#[source] serde_yaml::Error),
+    #[error("not a kind cluster config: `kind: {0}` (expected `kind: Cluster`)")]
+    NotCluster(String),
+}
+
+/// The user's kubeconfig cannot be read, or lacks what `--context` names.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeconfigError {
+    #[error("no kubeconfig: set KUBECONFIG or create ~/.kube/config")]
+    Missing,
+    #[error("cannot read kubeconfig {}: {source}", path.display())]
+    Read { path: PathBuf, source: kube::config::KubeconfigError },
+    #[error("kubeconfig {}: {source}", path.display())]
+    Merge { path: PathBuf, source: kube::config::KubeconfigError },
+    #[error(
+        "context `{context}` not found{}",
+        if known.is_empty() {
+            ": the kubeconfig has no contexts".to_string()
+        } else {
+            format!(" in the kubeconfig (contexts: {})", known.join(", "))
+        }
+    )]
+    NoContext { context: String, known: Vec<String> },
+    #[error("context `{0}` is empty in the kubeconfig")]
+    EmptyContext(String),
+    #[error("context `{context}` names cluster `{cluster}`, which the kubeconfig does not define")]
+    NoCluster { context: String, cluster: String },
+    #[error("context `{context}` names user `{user}`, which the kubeconfig does not define")]
+    NoUser { context: String, user: String },
+}
 
 /// The parts of a `kind.x-k8s.io/v1alpha4` Cluster config this backend looks at.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
@@ -27,11 +64,11 @@ fn default_role() -> String {
 }
 
 impl KindConfig {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let cfg: KindConfig = serde_yaml::from_str(text).map_err(|e| format!("not a kind cluster config: {e}"))?;
+    pub fn parse(text: &str) -> Result<Self, KindConfigError> {
+        let cfg: KindConfig = serde_yaml::from_str(text).map_err(KindConfigError::Yaml)?;
         match cfg.kind.as_deref() {
             Some("Cluster") | None => Ok(cfg),
-            Some(other) => Err(format!("not a kind cluster config: `kind: {other}` (expected `kind: Cluster`)")),
+            Some(other) => Err(KindConfigError::NotCluster(other.to_string())),
         }
     }
 
@@ -55,28 +92,24 @@ impl KindConfig {
 /// The user's kubeconfig reduced to `context`, its cluster and its user, with `context` as the
 /// current context: handed to the tutorial's `kubectl` and `helm` so that no block can reach
 /// another cluster by accident.
-pub fn single_context(kc: &Kubeconfig, context: &str) -> Result<Kubeconfig, String> {
+pub fn single_context(kc: &Kubeconfig, context: &str) -> Result<Kubeconfig, KubeconfigError> {
     let Some(named) = kc.contexts.iter().find(|c| c.name == context) else {
-        let mut names: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
-        names.sort();
-        return Err(if names.is_empty() {
-            format!("context `{context}` not found: the kubeconfig has no contexts")
-        } else {
-            format!("context `{context}` not found in the kubeconfig (contexts: {})", names.join(", "))
-        });
+        let mut known: Vec<String> = kc.contexts.iter().map(|c| c.name.clone()).collect();
+        known.sort();
+        return Err(KubeconfigError::NoContext { context: context.to_string(), known });
     };
-    let ctx = named.context.as_ref().ok_or_else(|| format!("context `{context}` is empty in the kubeconfig"))?;
-    let cluster = kc.clusters.iter().find(|c| c.name == ctx.cluster).ok_or_else(|| {
-        format!("context `{context}` names cluster `{}`, which the kubeconfig does not define", ctx.cluster)
-    })?;
+    let ctx = named.context.as_ref().ok_or_else(|| KubeconfigError::EmptyContext(context.to_string()))?;
+    let cluster = kc
+        .clusters
+        .iter()
+        .find(|c| c.name == ctx.cluster)
+        .ok_or_else(|| KubeconfigError::NoCluster { context: context.to_string(), cluster: ctx.cluster.clone() })?;
     let users = match &ctx.user {
         Some(user) => vec![
             kc.auth_infos
                 .iter()
                 .find(|u| &u.name == user)
-                .ok_or_else(|| {
-                    format!("context `{context}` names user `{user}`, which the kubeconfig does not define")
-                })?
+                .ok_or_else(|| KubeconfigError::NoUser { context: context.to_string(), user: user.clone() })?
                 .clone(),
         ],
         None => Vec::new(),
@@ -117,7 +150,7 @@ mod tests {
 
     #[test]
     fn other_documents_are_rejected() {
-        assert!(KindConfig::parse("kind: Deployment\n").unwrap_err().contains("kind: Deployment"));
+        assert!(KindConfig::parse("kind: Deployment\n").unwrap_err().to_string().contains("kind: Deployment"));
         assert!(KindConfig::parse("nodes: 3\n").is_err());
     }
 
@@ -162,7 +195,9 @@ contexts:
     fn unknown_context_lists_the_known_ones() {
         let kc = Kubeconfig::from_yaml(KUBECONFIG).unwrap();
         let err = single_context(&kc, "staging").unwrap_err();
+        assert!(matches!(&err, KubeconfigError::NoContext { known, .. } if known == &["lab", "prod"]), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains("`staging` not found") && err.contains("lab, prod"), "{err}");
-        assert!(single_context(&Kubeconfig::default(), "x").unwrap_err().contains("no contexts"));
+        assert!(single_context(&Kubeconfig::default(), "x").unwrap_err().to_string().contains("no contexts"));
     }
 }

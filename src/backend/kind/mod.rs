@@ -88,7 +88,8 @@ pub fn create(kind: BackendKind, context: Option<&str>) -> Result<Box<dyn Backen
 
 /// The user's kubeconfig reduced to `context`; a missing context is a pre-flight error.
 fn context_kubeconfig(probe: &Probe, context: &str) -> Result<kube::config::Kubeconfig, BackendError> {
-    let preflight = |message: String| BackendError::Preflight { backend: BackendKind::Kube, message };
+    let preflight =
+        |e: config::KubeconfigError| BackendError::Preflight { backend: BackendKind::Kube, message: e.to_string() };
     let kc = probe.load_kubeconfig().map_err(preflight)?;
     config::single_context(&kc, context).map_err(preflight)
 }

@@ -72,11 +72,23 @@ pub fn kube_err(namespace: &str, pod: &str, e: kube::Error) -> BackendError {
     }
 }
 
+/// An exec's final status that carries no exit code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecStatusError {
+    #[error("the exec ended without a status (connection lost?)")]
+    NoStatus,
+    #[error("non-zero exit without a code: {0}")]
+    NoCode(String),
+    /// Anything else (container gone, …): the status's message, or its reason when it has none.
+    #[error("{}", if message.is_empty() { format!("exec failed: {reason}") } else { message.clone() })]
+    Failed { reason: String, message: String },
+}
+
 /// The exit code in an exec's final status: `Success` is 0, `NonZeroExitCode` carries the code
 /// in its `ExitCode` cause. Anything else (container gone, …) is an error.
-pub fn exit_code(status: Option<&Status>) -> Result<i32, String> {
+pub fn exit_code(status: Option<&Status>) -> Result<i32, ExecStatusError> {
     let Some(status) = status else {
-        return Err("the exec ended without a status (connection lost?)".into());
+        return Err(ExecStatusError::NoStatus);
     };
     if status.status.as_deref() == Some("Success") {
         return Ok(0);
@@ -91,9 +103,9 @@ pub fn exit_code(status: Option<&Status>) -> Result<i32, String> {
             .and_then(|cs| cs.iter().find(|c| c.reason.as_deref() == Some("ExitCode")))
             .and_then(|c| c.message.as_deref())
             .and_then(|m| m.parse().ok());
-        return code.ok_or_else(|| format!("non-zero exit without a code: {message}"));
+        return code.ok_or(ExecStatusError::NoCode(message));
     }
-    Err(if message.is_empty() { format!("exec failed: {reason}") } else { message })
+    Err(ExecStatusError::Failed { reason: reason.to_string(), message })
 }
 
 async fn kill(transport: &dyn PodTransport, namespace: &str, pod: &str, pid: u32) {
@@ -287,14 +299,15 @@ mod tests {
     fn exit_codes_from_kubelet_statuses() {
         assert_eq!(exit_code(kubelet_status(Some(0)).as_ref()), Ok(0));
         assert_eq!(exit_code(kubelet_status(Some(42)).as_ref()), Ok(42));
-        assert!(exit_code(None).unwrap_err().contains("without a status"));
+        assert_eq!(exit_code(None), Err(ExecStatusError::NoStatus));
+        assert!(ExecStatusError::NoStatus.to_string().contains("without a status"));
         let gone = Status {
             status: Some("Failure".into()),
             message: Some("container not found (\"app\")".into()),
             reason: Some("InternalError".into()),
             ..Default::default()
         };
-        assert_eq!(exit_code(Some(&gone)).unwrap_err(), "container not found (\"app\")");
+        assert_eq!(exit_code(Some(&gone)).unwrap_err().to_string(), "container not found (\"app\")");
     }
 
     /// The real transport against kube's mock service: the request is the exec subresource with

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 
+use super::config::KubeconfigError;
 use crate::backend::{BackendError, BackendKind};
 
 /// Where the checks look: captured from the process environment by default, injectable so
@@ -32,18 +33,18 @@ impl Probe {
     }
 
     /// The user's kubeconfig, merged from every `KUBECONFIG` file as kubectl does.
-    pub fn load_kubeconfig(&self) -> Result<kube::config::Kubeconfig, String> {
+    pub fn load_kubeconfig(&self) -> Result<kube::config::Kubeconfig, KubeconfigError> {
         use kube::config::Kubeconfig;
         let paths: Vec<PathBuf> = match &self.kubeconfig {
             Some(list) => std::env::split_paths(list).filter(|p| !p.as_os_str().is_empty()).collect(),
             None => std::env::home_dir().map(|h| h.join(".kube").join("config")).into_iter().collect(),
         };
         if paths.is_empty() {
-            return Err("no kubeconfig: set KUBECONFIG or create ~/.kube/config".into());
+            return Err(KubeconfigError::Missing);
         }
         paths.iter().try_fold(Kubeconfig::default(), |merged, p| {
-            let one = Kubeconfig::read_from(p).map_err(|e| format!("cannot read kubeconfig {}: {e}", p.display()))?;
-            merged.merge(one).map_err(|e| format!("kubeconfig {}: {e}", p.display()))
+            let one = Kubeconfig::read_from(p).map_err(|source| KubeconfigError::Read { path: p.clone(), source })?;
+            merged.merge(one).map_err(|source| KubeconfigError::Merge { path: p.clone(), source })
         })
     }
 }
@@ -117,7 +118,7 @@ fn local_problems(kind: BackendKind, probe: &Probe) -> Local {
     }
     let mut ping = needs_docker;
     if needs_docker && let Err(p) = docker_socket(probe.docker_host.as_deref()) {
-        problems.push(p);
+        problems.push(p.to_string());
         ping = false;
     }
     Local { tools: found, problems, ping }
@@ -147,7 +148,7 @@ pub async fn check(kind: BackendKind, probe: &Probe) -> Result<Found, BackendErr
     if ping {
         match connect_docker(probe.docker_host.as_deref()).await {
             Ok(d) => docker = Some(d),
-            Err(p) => problems.push(p),
+            Err(p) => problems.push(p.to_string()),
         }
     }
     if problems.is_empty() { Ok(Found { tools, docker }) } else { Err(failure(kind, problems)) }
@@ -172,28 +173,26 @@ const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
 /// What can be said about the engine without talking to it: a supported `DOCKER_HOST`, and for
 /// a Unix socket that it exists and that this user may use it.
-pub fn docker_socket(docker_host: Option<&str>) -> Result<(), String> {
+pub fn docker_socket(docker_host: Option<&str>) -> Result<(), DockerError> {
     let host = docker_host.unwrap_or(DEFAULT_DOCKER_HOST);
     if let Some(path) = host.strip_prefix("unix://") {
         if !Path::new(path).exists() {
-            return Err(format!("no Docker engine: the socket {path} does not exist: {INSTALL_DOCKER}"));
+            return Err(DockerError::NoSocket { path: path.into() });
         }
         if nix::unistd::access(path, nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK).is_err() {
-            return Err(explain_docker_error(host, &std::io::Error::from(std::io::ErrorKind::PermissionDenied)));
+            return Err(DockerError::NoPermission { host: host.into() });
         }
         Ok(())
     } else if host.starts_with("tcp://") || host.starts_with("http://") {
         Ok(())
     } else {
-        Err(format!(
-            "DOCKER_HOST={host} is not supported by tutor (use unix:///path/to/docker.sock or tcp://host:port)"
-        ))
+        Err(DockerError::UnsupportedHost { host: host.into() })
     }
 }
 
 /// Connect to the engine `DOCKER_HOST` names (default: the local socket) and ping it; the error
 /// says which of "not installed", "not running" and "no permission" it is.
-pub async fn connect_docker(docker_host: Option<&str>) -> Result<Docker, String> {
+pub async fn connect_docker(docker_host: Option<&str>) -> Result<Docker, DockerError> {
     docker_socket(docker_host)?;
     let host = docker_host.unwrap_or(DEFAULT_DOCKER_HOST);
     let docker = if host.starts_with("unix://") {
@@ -201,37 +200,71 @@ pub async fn connect_docker(docker_host: Option<&str>) -> Result<Docker, String>
     } else {
         Docker::connect_with_http(host, 120, bollard::API_DEFAULT_VERSION)
     }
-    .map_err(|e| format!("cannot use the Docker engine at {host}: {e}"))?;
+    .map_err(|source| DockerError::Connect { host: host.into(), source })?;
     match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
         Ok(Ok(_)) => Ok(docker),
-        Ok(Err(e)) => Err(explain_docker_error(host, &e)),
-        Err(_) => Err(format!(
-            "the Docker engine at {host} did not answer within {}s: check that dockerd is healthy (`docker info`)",
-            PING_TIMEOUT.as_secs()
-        )),
+        Ok(Err(e)) => Err(explain_docker_error(host, e)),
+        Err(_) => Err(DockerError::Timeout { host: host.into() }),
     }
 }
 
-/// Turn a failed ping into advice, from the I/O error underneath if there is one.
-pub fn explain_docker_error(host: &str, err: &(dyn std::error::Error + 'static)) -> String {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+/// Why the Docker engine cannot be used, each with the advice that fixes it.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("no Docker engine: the socket {path} does not exist: {INSTALL_DOCKER}")]
+    NoSocket { path: String },
+    #[error(
+        "no permission to use the Docker engine at {host}: add your user to the `docker` group \
+         (`sudo usermod -aG docker $USER`, then log in again) or run as root"
+    )]
+    NoPermission { host: String },
+    #[error(
+        "the Docker engine at {host} is not answering (connection refused): start it \
+         (`sudo systemctl start docker`) or {INSTALL_DOCKER}"
+    )]
+    Refused { host: String },
+    /// Any other failure to answer; the message names the I/O error underneath when there is one.
+    #[error("the Docker engine at {host} is not answering ({}): {INSTALL_DOCKER}", innermost_io(source))]
+    NotAnswering { host: String, source: bollard::errors::Error },
+    #[error("DOCKER_HOST={host} is not supported by tutor (use unix:///path/to/docker.sock or tcp://host:port)")]
+    UnsupportedHost { host: String },
+    #[error("cannot use the Docker engine at {host}: {source}")]
+    Connect { host: String, source: bollard::errors::Error },
+    #[error(
+        "the Docker engine at {host} did not answer within {}s: check that dockerd is healthy (`docker info`)",
+        PING_TIMEOUT.as_secs()
+    )]
+    Timeout { host: String },
+}
+
+/// The I/O error under `err`, if any.
+fn io_under(err: &bollard::errors::Error) -> Option<&std::io::Error> {
+    if let bollard::errors::Error::IOError { err } = err {
+        return Some(err);
+    }
+    let mut source = std::error::Error::source(err);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return match io.kind() {
-                std::io::ErrorKind::PermissionDenied => format!(
-                    "no permission to use the Docker engine at {host}: add your user to the `docker` group \
-                     (`sudo usermod -aG docker $USER`, then log in again) or run as root"
-                ),
-                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => format!(
-                    "the Docker engine at {host} is not answering (connection refused): start it \
-                     (`sudo systemctl start docker`) or {INSTALL_DOCKER}"
-                ),
-                _ => format!("the Docker engine at {host} is not answering ({io}): {INSTALL_DOCKER}"),
-            };
+            return Some(io);
         }
         source = e.source();
     }
-    format!("the Docker engine at {host} is not answering ({err}): {INSTALL_DOCKER}")
+    None
+}
+
+/// The I/O error under `err` as text, or `err` itself when there is none.
+fn innermost_io(err: &bollard::errors::Error) -> String {
+    io_under(err).map_or_else(|| err.to_string(), ToString::to_string)
+}
+
+/// Turn a failed ping into advice, from the I/O error underneath if there is one.
+pub fn explain_docker_error(host: &str, err: bollard::errors::Error) -> DockerError {
+    let host = host.to_string();
+    match io_under(&err).map(std::io::Error::kind) {
+        Some(std::io::ErrorKind::PermissionDenied) => DockerError::NoPermission { host },
+        Some(std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound) => DockerError::Refused { host },
+        _ => DockerError::NotAnswering { host, source: err },
+    }
 }
 
 #[cfg(test)]
@@ -262,11 +295,18 @@ mod tests {
 
     #[test]
     fn permission_denied_is_explained() {
-        let e = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
-        let msg = explain_docker_error("unix:///var/run/docker.sock", &e);
+        let io = |kind| bollard::errors::Error::from(std::io::Error::from(kind));
+        let e = explain_docker_error("unix:///var/run/docker.sock", io(std::io::ErrorKind::PermissionDenied));
+        let msg = e.to_string();
+        assert!(matches!(e, DockerError::NoPermission { .. }), "{e:?}");
         assert!(msg.contains("no permission") && msg.contains("docker` group"), "{msg}");
-        let e = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        assert!(explain_docker_error("unix:///x", &e).contains("not answering (connection refused)"));
+        let e = explain_docker_error("unix:///x", io(std::io::ErrorKind::ConnectionRefused));
+        assert!(matches!(e, DockerError::Refused { .. }), "{e:?}");
+        assert!(e.to_string().contains("not answering (connection refused)"));
+        // Any other I/O error is named in the message and kept as the source.
+        let e = explain_docker_error("unix:///x", io(std::io::ErrorKind::TimedOut));
+        assert!(e.to_string().contains("is not answering (timed out)"), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
     }
 
     #[tokio::test]
@@ -329,7 +369,8 @@ mod tests {
 
     #[tokio::test]
     async fn unsupported_docker_host_scheme() {
-        let msg = connect_docker(Some("ssh://me@box")).await.unwrap_err();
-        assert!(msg.contains("not supported"), "{msg}");
+        let e = connect_docker(Some("ssh://me@box")).await.unwrap_err();
+        assert!(matches!(e, DockerError::UnsupportedHost { .. }), "{e:?}");
+        assert!(e.to_string().contains("not supported"), "{e}");
     }
 }

@@ -42,8 +42,24 @@ fn net_mask(c: Cidr) -> (u32, u32) {
     (be(c.addr), u32::from_ne_bytes(mask.to_be_bytes()))
 }
 
-fn err(what: &str) -> impl Fn(String) -> LabError + '_ {
-    move |e| LabError::System(format!("BPF masquerade: {what}: {e}"))
+/// Why a step of the BPF masquerade failed (the error's `source`).
+#[derive(Debug, thiserror::Error)]
+pub enum BpfCause {
+    #[error(transparent)]
+    Load(#[from] aya::EbpfError),
+    #[error(transparent)]
+    Map(#[from] aya::maps::MapError),
+    #[error(transparent)]
+    Program(#[from] aya::programs::ProgramError),
+    #[error("no such device")]
+    NoDevice,
+    /// The program object is not in its slot (an attachment panicked while holding it).
+    #[error("program lost")]
+    Lost,
+}
+
+fn err<E: Into<BpfCause>>(what: &str) -> impl Fn(E) -> LabError + '_ {
+    move |e| LabError::BpfMasq { what: what.to_string(), source: Box::new(e.into()) }
 }
 
 /// Mirror of `struct lb_backend_key` (ebpf/snat.h); address and port in network byte order.
@@ -76,12 +92,12 @@ impl BpfMasq {
     ) -> Result<BpfMasq, LabError> {
         let non_masq = non_masq.to_vec();
         let ebpf = ns.run(move || -> Result<Ebpf, LabError> {
-            let mut ebpf = Ebpf::load(OBJECT).map_err(|e| err("loading")(e.to_string()))?;
+            let mut ebpf = Ebpf::load(OBJECT).map_err(err("loading"))?;
             let name = CString::new("eth0").expect("no NUL");
             // SAFETY: a valid NUL-terminated string.
             let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
             if ifindex == 0 {
-                return Err(err("eth0")("no such device".into()));
+                return Err(err("eth0")(BpfCause::NoDevice));
             }
             let (native_net, native_mask) = net_mask(native);
             let (service_net, service_mask) = net_mask(services);
@@ -94,22 +110,20 @@ impl BpfMasq {
                 service_mask,
             };
             let mut config: Array<&mut MapData, SnatConfig> =
-                Array::try_from(ebpf.map_mut("snat_config").expect("map in object"))
-                    .map_err(|e| err("snat_config")(e.to_string()))?;
-            config.set(0, cfg, 0).map_err(|e| err("snat_config")(e.to_string()))?;
+                Array::try_from(ebpf.map_mut("snat_config").expect("map in object")).map_err(err("snat_config"))?;
+            config.set(0, cfg, 0).map_err(err("snat_config"))?;
             let mut trie: LpmTrie<&mut MapData, u32, u8> =
-                LpmTrie::try_from(ebpf.map_mut("ipmasq").expect("map in object"))
-                    .map_err(|e| err("ipmasq")(e.to_string()))?;
+                LpmTrie::try_from(ebpf.map_mut("ipmasq").expect("map in object")).map_err(err("ipmasq"))?;
             for c in &non_masq {
-                trie.insert(&Key::new(c.len as u32, be(c.addr)), 1, 0).map_err(|e| err("ipmasq")(e.to_string()))?;
+                trie.insert(&Key::new(c.len as u32, be(c.addr)), 1, 0).map_err(err("ipmasq"))?;
             }
             for name in ["from_pod", "to_node"] {
                 let p: &mut SchedClassifier = ebpf
                     .program_mut(name)
                     .expect("program in object")
                     .try_into()
-                    .map_err(|e: aya::programs::ProgramError| err(name)(e.to_string()))?;
-                p.load().map_err(|e| err(name)(e.to_string()))?;
+                    .map_err(err::<aya::programs::ProgramError>(name))?;
+                p.load().map_err(err(name))?;
             }
             attach(&mut ebpf, "to_node", "eth0")?;
             Ok(ebpf)
@@ -120,7 +134,7 @@ impl BpfMasq {
     /// Attach `from_pod` to a pod's lxc device on this node.
     pub fn attach_pod(&self, ns: &NsThread, lxc: &str) -> Result<(), LabError> {
         let mut slot = self.ebpf.lock().unwrap_or_else(|e| e.into_inner());
-        let mut ebpf = slot.take().ok_or_else(|| err("attach")("program lost".into()))?;
+        let mut ebpf = slot.take().ok_or_else(|| err("attach")(BpfCause::Lost))?;
         let lxc = lxc.to_string();
         let (ebpf, result) = ns.run(move || {
             let r = attach(&mut ebpf, "from_pod", &lxc);
@@ -134,20 +148,19 @@ impl BpfMasq {
     pub fn set_lb_backends(&self, backends: &[(Ipv4Addr, u16, u8)]) -> Result<(), LabError> {
         use aya::maps::HashMap;
         let mut slot = self.ebpf.lock().unwrap_or_else(|e| e.into_inner());
-        let ebpf = slot.as_mut().ok_or_else(|| err("lb_backends")("program lost".into()))?;
+        let ebpf = slot.as_mut().ok_or_else(|| err("lb_backends")(BpfCause::Lost))?;
         let mut map: HashMap<&mut MapData, LbBackendKey, u8> =
-            HashMap::try_from(ebpf.map_mut("lb_backends").expect("map in object"))
-                .map_err(|e| err("lb_backends")(e.to_string()))?;
+            HashMap::try_from(ebpf.map_mut("lb_backends").expect("map in object")).map_err(err("lb_backends"))?;
         let want: Vec<LbBackendKey> = backends
             .iter()
             .map(|(a, p, proto)| LbBackendKey { addr: be(*a), port: p.to_be(), proto: *proto, pad: 0 })
             .collect();
         let stale: Vec<LbBackendKey> = map.keys().filter_map(Result::ok).filter(|k| !want.contains(k)).collect();
         for k in stale {
-            map.remove(&k).map_err(|e| err("lb_backends")(e.to_string()))?;
+            map.remove(&k).map_err(err("lb_backends"))?;
         }
         for k in want {
-            map.insert(k, 1, 0).map_err(|e| err("lb_backends")(e.to_string()))?;
+            map.insert(k, 1, 0).map_err(err("lb_backends"))?;
         }
         Ok(())
     }
@@ -155,12 +168,12 @@ impl BpfMasq {
     /// The `ipmasq` map's prefixes, as `cilium-dbg bpf ipmasq list` prints them.
     pub fn ipmasq_list(&self) -> Result<Vec<String>, LabError> {
         let slot = self.ebpf.lock().unwrap_or_else(|e| e.into_inner());
-        let ebpf = slot.as_ref().ok_or_else(|| err("ipmasq")("program lost".into()))?;
+        let ebpf = slot.as_ref().ok_or_else(|| err("ipmasq")(BpfCause::Lost))?;
         let trie: LpmTrie<&MapData, u32, u8> =
-            LpmTrie::try_from(ebpf.map("ipmasq").expect("map in object")).map_err(|e| err("ipmasq")(e.to_string()))?;
+            LpmTrie::try_from(ebpf.map("ipmasq").expect("map in object")).map_err(err("ipmasq"))?;
         let mut out: Vec<(u32, u32)> = Vec::new();
         for k in trie.keys() {
-            let k = k.map_err(|e| err("ipmasq")(e.to_string()))?;
+            let k = k.map_err(err("ipmasq"))?;
             out.push((u32::from_be_bytes(k.data().to_ne_bytes()), k.prefix_len()));
         }
         out.sort();
@@ -173,8 +186,8 @@ fn attach(ebpf: &mut Ebpf, prog: &str, iface: &str) -> Result<(), LabError> {
         .program_mut(prog)
         .expect("program in object")
         .try_into()
-        .map_err(|e: aya::programs::ProgramError| err(prog)(e.to_string()))?;
-    p.attach(iface, TcAttachType::Ingress).map_err(|e| err(&format!("attaching {prog} to {iface}"))(e.to_string()))?;
+        .map_err(err::<aya::programs::ProgramError>(prog))?;
+    p.attach(iface, TcAttachType::Ingress).map_err(err(&format!("attaching {prog} to {iface}")))?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use super::LabError;
 use super::state::ClusterRt;
 
 pub fn run(c: &ClusterRt, node: &str, args: &[String]) -> Result<String, LabError> {
-    let values = c.values.as_ref().ok_or_else(|| LabError::System("cilium is not installed".into()))?;
+    let values = c.values.as_ref().ok_or_else(|| LabError::CiliumNotInstalled)?;
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     let native = values.native_routing_cidr.map(|c| c.to_string()).unwrap_or_default();
     match words.as_slice() {
@@ -19,7 +19,7 @@ pub fn run(c: &ClusterRt, node: &str, args: &[String]) -> Result<String, LabErro
                 "IPTables [IPv4: Enabled, IPv6: Disabled]".to_string()
             };
             let routing = format!("Network: Native   Host: {}", if values.bpf_masquerade { "BPF" } else { "Legacy" });
-            let n = c.node(node).ok_or_else(|| LabError::System(format!("no node {node}")))?;
+            let n = c.node(node).ok_or_else(|| LabError::NoSuchNode(node.to_string()))?;
             let pods = c.pods.values().filter(|p| p.node == node).count();
             Ok(format!(
                 "KVStore:                 Ok   Disabled\nKubernetes:              Ok   1.29 (v1.29.2) [linux/amd64]\nKubeProxyReplacement:    {}   [eth0   {} (Direct Routing)]\nHost firewall:           Disabled\nCNI Chaining:            none\nCilium:                  Ok   1.15.1\nNodeMonitor:             Disabled\nIPAM:                    IPv4: {}/254 allocated from {}, \nIPv4 BIG TCP:            Disabled\nIPv6 BIG TCP:            Disabled\nBandwidthManager:        Disabled\nHost Routing:            {}\n{}Masquerading:            {masq}\nRouting:                 {routing}\nController Status:       ok\nProxy Status:            OK\nCluster health:          {}/{} reachable\n",
@@ -38,7 +38,7 @@ pub fn run(c: &ClusterRt, node: &str, args: &[String]) -> Result<String, LabErro
             if !(values.bpf_masquerade && values.ip_masq_agent) {
                 return Ok("IP PREFIX/ADDRESS\n".into());
             }
-            let n = c.node(node).ok_or_else(|| LabError::System(format!("no node {node}")))?;
+            let n = c.node(node).ok_or_else(|| LabError::NoSuchNode(node.to_string()))?;
             let prefixes = match &n.bpf {
                 Some(bpf) => bpf.ipmasq_list()?,
                 None => vec![],

@@ -9,6 +9,17 @@ use super::l2_announce::L2Policy;
 use super::lb_ipam::IpPool;
 use super::state::ClusterRt;
 
+/// Why `kubectl label node` refused; the messages are kubectl's stderr lines.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelError {
+    #[error("Error from server (NotFound): nodes \"{0}\" not found\n")]
+    NoNode(String),
+    #[error("error: '{key}' already has a value ({value}), and --overwrite is false\n")]
+    HasValue { key: String, value: String },
+    #[error("error: invalid label spec: {0}\n")]
+    InvalidSpec(String),
+}
+
 impl ClusterRt {
     /// Apply a pool or policy; returns kubectl's verb.
     pub fn apply_lb_object(&mut self, kind: &str, obj: &Value, name: &str) -> Result<&'static str, LabError> {
@@ -56,10 +67,10 @@ impl ClusterRt {
         before != (self.store.ip_pools.len(), self.store.l2_policies.len(), self.store.nodes.len())
     }
 
-    /// `kubectl label node NAME k=v k2-`: kubectl's answer line, or an error message.
-    pub fn label_node(&mut self, name: &str, changes: &[String], overwrite: bool) -> Result<String, String> {
+    /// `kubectl label node NAME k=v k2-`: kubectl's answer line, or why not (kubectl's words).
+    pub fn label_node(&mut self, name: &str, changes: &[String], overwrite: bool) -> Result<String, LabelError> {
         if !self.store.nodes.iter().any(|n| n.name == name) {
-            return Err(format!("Error from server (NotFound): nodes \"{name}\" not found\n"));
+            return Err(LabelError::NoNode(name.to_string()));
         }
         let current = super::l2_announce::node_labels(&self.store, name);
         let mut edits = Vec::new();
@@ -68,14 +79,11 @@ impl ClusterRt {
                 edits.push((key.to_string(), None));
             } else if let Some((k, v)) = c.split_once('=') {
                 if !overwrite && current.get(k).is_some_and(|old| old != v) {
-                    return Err(format!(
-                        "error: '{k}' already has a value ({}), and --overwrite is false\n",
-                        current[k]
-                    ));
+                    return Err(LabelError::HasValue { key: k.to_string(), value: current[k].clone() });
                 }
                 edits.push((k.to_string(), Some(v.to_string())));
             } else {
-                return Err(format!("error: invalid label spec: {c}\n"));
+                return Err(LabelError::InvalidSpec(c.clone()));
             }
         }
         let entry = self.store.node_labels.entry(name.to_string()).or_default();

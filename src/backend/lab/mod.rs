@@ -6,6 +6,7 @@ pub mod agent;
 mod apps;
 pub mod arp;
 mod bpf_masq;
+pub use bpf_masq::BpfCause;
 mod cilium_dbg;
 mod cni;
 pub mod config;
@@ -123,6 +124,63 @@ pub enum LabError {
         #[source]
         source: serde_json::Error,
     },
+    /// Rendering an object as YAML failed.
+    #[error("{what}")]
+    Yaml {
+        what: String,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    /// The lab's BPF masquerade (its programs or maps) refused.
+    #[error("BPF masquerade: {what}")]
+    BpfMasq {
+        what: String,
+        #[source]
+        source: Box<bpf_masq::BpfCause>,
+    },
+    /// The XDP load balancer fell back from native mode, which the lab asked for.
+    #[error("XDP load balancer: native mode refused on {node} eth0: {why}")]
+    XdpNativeRefused { node: String, why: String },
+    /// The lab's own state names a node it does not have.
+    #[error("no node {0}")]
+    NoSuchNode(String),
+    /// A pod is bound to a node the lab does not have.
+    #[error("pod {pod} on unknown node {node}")]
+    PodOnUnknownNode { pod: String, node: String },
+    /// Every address of a node's pod range is taken.
+    #[error("node {0} has no free pod address")]
+    NoFreePodAddress(String),
+    /// A pod (or its host-network node) has no network namespace to run a command in.
+    #[error("pod {0} has no namespace")]
+    PodWithoutNamespace(String),
+    /// A node's MAC address in the lab's plan does not parse.
+    #[error("bad MAC {0}")]
+    BadMac(String),
+    /// A `cilium-dbg` call in a cluster without cilium.
+    #[error("cilium is not installed")]
+    CiliumNotInstalled,
+    /// A namespace thread ended before it was ready.
+    #[error("namespace thread died")]
+    NsThreadDied,
+    /// A namespace thread no longer takes jobs.
+    #[error("namespace thread is gone")]
+    NsThreadGone,
+    /// A job on a namespace thread panicked before answering.
+    #[error("namespace job panicked")]
+    NsJobPanicked,
+    /// The lab's supervisor hung up without answering.
+    #[error("lab {0}: the supervisor closed the connection")]
+    SupervisorClosed(String),
+    /// The lab's supervisor answered something the request does not expect.
+    #[error("unexpected answer from the lab supervisor: {0}")]
+    UnexpectedAnswer(String),
+    /// The lab's supervisor exited before reporting ready or an error.
+    #[error("the lab supervisor failed to start{}", if output.is_empty() { String::new() } else { format!(": {output}") })]
+    SupervisorFailed { output: String },
+    /// A system failure the lab's supervisor reported over its control socket: the message is
+    /// its report (message and causes); the typed error stayed in the supervisor's process.
+    #[error("{0}")]
+    Remote(String),
 }
 
 impl LabError {
@@ -132,12 +190,38 @@ impl LabError {
             LabError::System(_)
                 | LabError::Io { .. }
                 | LabError::Json { .. }
+                | LabError::Yaml { .. }
                 | LabError::Sys { .. }
                 | LabError::CommandFailed { .. }
                 | LabError::Namespaces { .. }
                 | LabError::Lb { .. }
+                | LabError::BpfMasq { .. }
+                | LabError::XdpNativeRefused { .. }
                 | LabError::Tls(_)
+                | LabError::NoSuchNode(_)
+                | LabError::PodOnUnknownNode { .. }
+                | LabError::NoFreePodAddress(_)
+                | LabError::PodWithoutNamespace(_)
+                | LabError::BadMac(_)
+                | LabError::CiliumNotInstalled
+                | LabError::NsThreadDied
+                | LabError::NsThreadGone
+                | LabError::NsJobPanicked
+                | LabError::SupervisorClosed(_)
+                | LabError::UnexpectedAnswer(_)
+                | LabError::SupervisorFailed { .. }
+                | LabError::Remote(_)
         )
+    }
+
+    /// A file operation on `path` failed: the path is the message, `source` the cause.
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> LabError {
+        LabError::Io { what: path.display().to_string(), source }
+    }
+
+    /// The error a supervisor's `Response::Error` stands for: bad input stays bad input.
+    pub fn remote(message: String, usage: bool) -> LabError {
+        if usage { LabError::Input(message) } else { LabError::Remote(message) }
     }
 
     /// The message followed by its causes (`what: cause: cause`), for where errors travel as
@@ -210,20 +294,16 @@ pub fn start(name: &str, owner: Option<i32>, config: Option<&std::path::Path>) -
     });
     let line = out.lines().next().unwrap_or("");
     if let Some(json) = line.strip_prefix("ready ") {
-        serde_json::from_str(json).map_err(|e| LabError::System(format!("bad supervisor answer: {e}")))
+        serde_json::from_str(json).map_err(|source| LabError::Json { what: "bad supervisor answer".into(), source })
     } else if let Some(err) = line.strip_prefix("error ") {
-        let e: protocol::Response =
-            serde_json::from_str(err).map_err(|e| LabError::System(format!("bad supervisor answer: {e}")))?;
+        let e: protocol::Response = serde_json::from_str(err)
+            .map_err(|source| LabError::Json { what: "bad supervisor answer".into(), source })?;
         match e {
-            protocol::Response::Error { message, usage: true } => Err(LabError::Input(message)),
-            protocol::Response::Error { message, .. } => Err(LabError::System(message)),
-            _ => Err(LabError::System("bad supervisor answer".into())),
+            protocol::Response::Error { message, usage } => Err(LabError::remote(message, usage)),
+            other => Err(LabError::UnexpectedAnswer(format!("{other:?}"))),
         }
     } else {
-        Err(LabError::System(format!(
-            "the lab supervisor failed to start{}",
-            if out.is_empty() { String::new() } else { format!(": {out}") }
-        )))
+        Err(LabError::SupervisorFailed { output: out })
     }
 }
 
@@ -424,4 +504,68 @@ impl Backend for LabBackend {
 /// A short id derived from `seed` (lab names, link names).
 pub fn network_id(seed: &str) -> String {
     network::hex_id(&[seed, &format!("{:?}", std::time::SystemTime::now())], 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_keep_their_source_and_name_the_path() {
+        let path = std::path::Path::new("/nonexistent/tutor/lab.json");
+        let source = std::fs::read_to_string(path).unwrap_err();
+        let e = LabError::io(path, source);
+        let cause = std::error::Error::source(&e).expect("the io error is the source");
+        assert_eq!(cause.downcast_ref::<std::io::Error>().unwrap().kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(e.to_string(), "/nonexistent/tutor/lab.json");
+        let report = e.report();
+        assert!(report.starts_with("/nonexistent/tutor/lab.json: ") && report.contains("No such file"), "{report}");
+        assert!(!e.is_usage());
+    }
+
+    #[test]
+    fn bpf_causes_are_chained() {
+        let e = LabError::BpfMasq { what: "eth0".into(), source: Box::new(BpfCause::NoDevice) };
+        assert_eq!(e.report(), "BPF masquerade: eth0: no such device");
+        assert!(!e.is_usage());
+    }
+
+    #[test]
+    fn system_failures_are_not_usage_errors() {
+        let system = [
+            LabError::NoSuchNode("kind-worker".into()),
+            LabError::PodOnUnknownNode { pod: "p".into(), node: "n".into() },
+            LabError::NoFreePodAddress("kind-worker".into()),
+            LabError::PodWithoutNamespace("p".into()),
+            LabError::BadMac("zz".into()),
+            LabError::CiliumNotInstalled,
+            LabError::NsThreadDied,
+            LabError::NsThreadGone,
+            LabError::NsJobPanicked,
+            LabError::SupervisorClosed("l".into()),
+            LabError::UnexpectedAnswer("Done".into()),
+            LabError::SupervisorFailed { output: String::new() },
+            LabError::Remote("bind: address in use".into()),
+            LabError::XdpNativeRefused { node: "kind-worker".into(), why: "no driver".into() },
+        ];
+        for e in system {
+            assert!(!e.is_usage(), "{e:?}");
+        }
+        assert!(LabError::Input("bad".into()).is_usage());
+        assert!(LabError::NoSuchLab("x".into()).is_usage());
+    }
+
+    #[test]
+    fn supervisor_errors_keep_their_class() {
+        assert!(matches!(LabError::remote("bad manifest".into(), true), LabError::Input(m) if m == "bad manifest"));
+        assert!(matches!(LabError::remote("mount failed".into(), false), LabError::Remote(m) if m == "mount failed"));
+        assert_eq!(
+            LabError::SupervisorFailed { output: "boom".into() }.to_string(),
+            "the lab supervisor failed to start: boom"
+        );
+        assert_eq!(
+            LabError::SupervisorFailed { output: String::new() }.to_string(),
+            "the lab supervisor failed to start"
+        );
+    }
 }

@@ -60,7 +60,7 @@ pub fn call(name: &str, req: &Request) -> Result<Response, LabError> {
     let mut answer = String::new();
     BufReader::new(stream).read_line(&mut answer).map_err(io)?;
     if answer.is_empty() {
-        return Err(LabError::System(format!("lab {name}: the supervisor closed the connection")));
+        return Err(LabError::SupervisorClosed(name.to_string()));
     }
     serde_json::from_str(&answer).map_err(|source| LabError::Json { what: format!("lab {name}: bad answer"), source })
 }

@@ -114,7 +114,7 @@ pub fn write_info(info: &LabInfo) -> Result<(), LabError> {
     let d = dir(&info.name);
     let tmp = d.join("lab.json.tmp");
     let json = serde_json::to_vec_pretty(info).expect("serialisable");
-    std::fs::write(&tmp, json).and_then(|_| std::fs::rename(&tmp, d.join("lab.json"))).map_err(|e| io(&d, e))
+    std::fs::write(&tmp, json).and_then(|_| std::fs::rename(&tmp, d.join("lab.json"))).map_err(|e| LabError::io(&d, e))
 }
 
 pub fn read_info(name: &str) -> Result<LabInfo, LabError> {
@@ -122,15 +122,11 @@ pub fn read_info(name: &str) -> Result<LabInfo, LabError> {
     let path = dir(name).join("lab.json");
     let text = std::fs::read_to_string(&path).map_err(|_| LabError::NoSuchLab(name.to_string()))?;
     let info: LabInfo =
-        serde_json::from_str(&text).map_err(|e| LabError::System(format!("{}: {e}", path.display())))?;
+        serde_json::from_str(&text).map_err(|source| LabError::Json { what: path.display().to_string(), source })?;
     if !info.alive() {
         return Err(LabError::NoSuchLab(format!("{name} (its supervisor is gone: run `tutor lab gc`)")));
     }
     Ok(info)
-}
-
-fn io(path: &Path, e: std::io::Error) -> LabError {
-    LabError::System(format!("{}: {e}", path.display()))
 }
 
 /// A registry entry as another process sees it.
@@ -251,11 +247,15 @@ struct RootLock(std::fs::File);
 
 fn lock_root() -> Result<RootLock, LabError> {
     let r = root();
-    std::fs::create_dir_all(&r).map_err(|e| io(&r, e))?;
+    std::fs::create_dir_all(&r).map_err(|e| LabError::io(&r, e))?;
     let path = r.join(".lock");
-    let f =
-        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| io(&path, e))?;
-    f.lock().map_err(|e| io(&path, e))?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| LabError::io(&path, e))?;
+    f.lock().map_err(|e| LabError::io(&path, e))?;
     Ok(RootLock(f))
 }
 
@@ -283,11 +283,11 @@ pub fn claim(name: &str) -> Result<PathBuf, LabError> {
     let me = Claim::me();
     let tmp = root().join(format!(".claim-{}-{name}", me.pid));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir(&tmp).map_err(|e| io(&tmp, e))?;
+    std::fs::create_dir(&tmp).map_err(|e| LabError::io(&tmp, e))?;
     let json = serde_json::to_vec(&me).expect("serialisable");
     if let Err(e) = std::fs::write(tmp.join(CLAIM), json) {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(io(&tmp, e));
+        return Err(LabError::io(&tmp, e));
     }
     let cwd = nix::fcntl::AT_FDCWD;
     match nix::fcntl::renameat2(cwd, &tmp, cwd, &d, nix::fcntl::RenameFlags::RENAME_NOREPLACE) {
@@ -298,7 +298,7 @@ pub fn claim(name: &str) -> Result<PathBuf, LabError> {
                 // Only a tutor without the lock (an older one) gets here.
                 Err(LabError::AlreadyUp(name.to_string()))
             } else {
-                Err(io(&d, std::io::Error::from(e)))
+                Err(LabError::io(&d, std::io::Error::from(e)))
             }
         }
     }
@@ -336,7 +336,7 @@ fn remove_entry(p: &Path) -> Result<(), LabError> {
     if let Some(info) = read_lab_json(p) {
         super::supervisor::kill_inside(&info.netns_inodes);
     }
-    if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) }.map_err(|e| io(p, e))
+    if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) }.map_err(|e| LabError::io(p, e))
 }
 
 /// What `gc` removed.

@@ -84,9 +84,9 @@ pub struct Lab {
 
 fn write(path: &Path, text: &str) -> Result<(), LabError> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| LabError::System(format!("{}: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent).map_err(|e| LabError::io(parent, e))?;
     }
-    std::fs::write(path, text).map_err(|e| LabError::System(format!("{}: {e}", path.display())))
+    std::fs::write(path, text).map_err(|e| LabError::io(path, e))
 }
 
 /// A per-target /etc/resolv.conf, and the lab's CA bundle, bind-mounted over the real ones
@@ -115,7 +115,7 @@ impl Lab {
         let upstream = controlplane::upstream_mode();
         let dir = registry::claim(name)?;
         let bin = registry::shim_dir(name);
-        std::fs::create_dir_all(&bin).map_err(|e| LabError::System(format!("{}: {e}", bin.display())))?;
+        std::fs::create_dir_all(&bin).map_err(|e| LabError::io(&bin, e))?;
         // `tutor` itself too, so a tutorial can run `tutor lb bench` from the lab host.
         for tool in super::shims::TOOLS.iter().chain(&["tutor"]) {
             // With the real control plane, `kubectl` and `helm` are the real binaries.
@@ -124,8 +124,7 @@ impl Lab {
                 "helm" if upstream => upstream::path(Binary::Helm),
                 _ => exe.to_path_buf(),
             };
-            std::os::unix::fs::symlink(target, bin.join(tool))
-                .map_err(|e| LabError::System(format!("{}: {e}", bin.display())))?;
+            std::os::unix::fs::symlink(target, bin.join(tool)).map_err(|e| LabError::io(&bin.join(tool), e))?;
         }
         super::tls::write_bundle(&dir)?;
         // The user's machine resolves through its LAN router, as the article's laptop does.
@@ -419,14 +418,14 @@ impl ClusterRt {
         (10..255u32)
             .map(|i| node.pod_cidr.nth(i))
             .find(|ip| !used.contains(ip) && *ip != node.router_ip)
-            .ok_or_else(|| LabError::System(format!("node {} has no free pod address", node.name)))
+            .ok_or_else(|| LabError::NoFreePodAddress(node.name.clone()))
     }
 
     fn start_pod(&self, i: usize, dir: &Path) -> Result<PodRt, LabError> {
         let pod = &self.store.pods[i];
         let node = self
             .node(&pod.node)
-            .ok_or_else(|| LabError::System(format!("pod {} on unknown node {}", pod.name, pod.node)))?;
+            .ok_or_else(|| LabError::PodOnUnknownNode { pod: pod.name.clone(), node: pod.node.clone() })?;
         let ip = self.free_ip(&node.plan)?;
         let resolv = match pod.app {
             // dnsPolicy: Default — the node's resolver.

@@ -25,23 +25,23 @@ pub struct Options {
 
 /// Build the lab, call `ready` (with the error if building failed), then serve until `down`.
 /// Returns only on failure to start.
-pub fn serve(opts: Options, ready: impl FnOnce(Result<registry::LabInfo, LabError>)) -> Result<(), LabError> {
+pub fn serve(opts: Options, ready: impl FnOnce(Result<registry::LabInfo, &LabError>)) -> Result<(), LabError> {
     let lab = match build(&opts) {
         Ok(lab) => lab,
         Err(e) => {
             // Only an entry this process claimed: a name clash must not remove the other lab's.
             registry::release_mine(&opts.name);
-            let msg = e.report();
-            ready(Err(e));
-            return Err(LabError::System(msg));
+            ready(Err(&e));
+            return Err(e);
         }
     };
-    let listener = match UnixListener::bind(registry::socket(&opts.name)) {
+    let socket = registry::socket(&opts.name);
+    let listener = match UnixListener::bind(&socket) {
         Ok(l) => l,
-        Err(e) => {
+        Err(source) => {
             let _ = std::fs::remove_dir_all(&lab.dir);
-            let err = LabError::System(format!("control socket: {e}"));
-            ready(Err(LabError::System(err.to_string())));
+            let err = LabError::Io { what: format!("control socket {}", socket.display()), source };
+            ready(Err(&err));
             return Err(err);
         }
     };

@@ -26,11 +26,26 @@ pub struct Cidr {
     pub len: u8,
 }
 
+/// Text that is not an IPv4 prefix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    #[error("`{0}` is not a CIDR (a.b.c.d/n)")]
+    NotCidr(String),
+    #[error("`{cidr}`: bad address")]
+    BadAddress {
+        cidr: String,
+        #[source]
+        source: std::net::AddrParseError,
+    },
+    #[error("`{0}`: bad prefix length")]
+    BadLength(String),
+}
+
 impl Cidr {
-    pub fn parse(s: &str) -> Result<Cidr, String> {
-        let (a, l) = s.split_once('/').ok_or_else(|| format!("`{s}` is not a CIDR (a.b.c.d/n)"))?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| format!("`{s}`: bad address"))?;
-        let len: u8 = l.parse().ok().filter(|l| *l <= 32).ok_or_else(|| format!("`{s}`: bad prefix length"))?;
+    pub fn parse(s: &str) -> Result<Cidr, CidrError> {
+        let (a, l) = s.split_once('/').ok_or_else(|| CidrError::NotCidr(s.to_string()))?;
+        let addr: Ipv4Addr = a.parse().map_err(|source| CidrError::BadAddress { cidr: s.to_string(), source })?;
+        let len: u8 = l.parse().ok().filter(|l| *l <= 32).ok_or_else(|| CidrError::BadLength(s.to_string()))?;
         Ok(Cidr { addr: Ipv4Addr::from(u32::from(addr) & mask(len)), len })
     }
 
@@ -218,6 +233,8 @@ mod tests {
         assert_eq!(c.to_string(), "10.244.0.0/16");
         assert!(c.contains(Ipv4Addr::new(10, 244, 255, 1)));
         assert!(!c.contains(Ipv4Addr::new(10, 245, 0, 1)));
-        assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert_eq!(Cidr::parse("10.0.0.0/33"), Err(CidrError::BadLength("10.0.0.0/33".into())));
+        assert_eq!(Cidr::parse("10.0.0.0").unwrap_err().to_string(), "`10.0.0.0` is not a CIDR (a.b.c.d/n)");
+        assert!(matches!(Cidr::parse("10.0.0/8"), Err(CidrError::BadAddress { .. })));
     }
 }

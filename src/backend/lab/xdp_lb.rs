@@ -222,10 +222,7 @@ impl ClusterRt {
                 .attach_in_netns(&netns(n.ns.tid()), l2_announce::DEVICE, mode)
                 .map_err(err(&format!("attaching to {} eth0", n.plan.name)))?;
             if let Some(why) = attached.fallback {
-                return Err(LabError::System(format!(
-                    "XDP load balancer: native mode refused on {} eth0: {why}",
-                    n.plan.name
-                )));
+                return Err(LabError::XdpNativeRefused { node: n.plan.name.clone(), why });
             }
             let peer = network::node_veth(&lab, &n.plan.name);
             lb.attach_peer_pass_in_netns(&netns(host), &peer).map_err(err(&format!("attaching to {peer}")))?;
@@ -268,9 +265,9 @@ impl ClusterRt {
             if self.lb.holders.get(ip) == Some(holder) {
                 continue;
             }
-            let n = self.node(holder).ok_or_else(|| LabError::System(format!("no node {holder}")))?;
+            let n = self.node(holder).ok_or_else(|| LabError::NoSuchNode(holder.clone()))?;
             let mac: Vec<u8> = n.plan.mac.split(':').filter_map(|h| u8::from_str_radix(h, 16).ok()).collect();
-            let mac: [u8; 6] = mac.try_into().map_err(|_| LabError::System(format!("bad MAC {}", n.plan.mac)))?;
+            let mac: [u8; 6] = mac.try_into().map_err(|_| LabError::BadMac(n.plan.mac.clone()))?;
             l2_announce::gratuitous_arp(&netns(n.ns.tid()), *ip, mac)?;
             if self.lb.holders.contains_key(ip) {
                 self.lb.last_takeover = Some((*ip, holder.clone(), started.elapsed()));

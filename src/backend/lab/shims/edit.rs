@@ -42,9 +42,9 @@ pub fn run(lab: &str, args: &[String], cwd: &Path) -> Result<Edited, LabError> {
         Response::Output { stdout, code: 0, .. } => stdout,
         Response::Output { stdout, stderr, code } => return Ok(Edited { stdout, stderr, code }),
         Response::Error { message, usage } => {
-            return Err(if usage { LabError::Input(message) } else { LabError::System(message) });
+            return Err(LabError::remote(message, usage));
         }
-        other => return Err(LabError::System(format!("unexpected answer {other:?}"))),
+        other => return Err(LabError::UnexpectedAnswer(format!("{other:?}"))),
     };
     let file = tempfile::Builder::new()
         .prefix("kubectl-edit-")
@@ -78,9 +78,7 @@ pub fn run(lab: &str, args: &[String], cwd: &Path) -> Result<Edited, LabError> {
             stderr,
             code,
         }),
-        Response::Error { message, usage } => {
-            Err(if usage { LabError::Input(message) } else { LabError::System(message) })
-        }
-        other => Err(LabError::System(format!("unexpected answer {other:?}"))),
+        Response::Error { message, usage } => Err(LabError::remote(message, usage)),
+        other => Err(LabError::UnexpectedAnswer(format!("{other:?}"))),
     }
 }

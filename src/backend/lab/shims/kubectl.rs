@@ -110,7 +110,7 @@ pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabErr
             [kind, name, changes @ ..] if Kind::parse(kind) == Some(Kind::Node) && !changes.is_empty() => {
                 let out = c.label_node(name, changes, a.flag(&["--overwrite"]));
                 c.sync_services()?;
-                Ok(out.map(Outcome::out).unwrap_or_else(fail))
+                Ok(out.map(Outcome::out).unwrap_or_else(|e| fail(e.to_string())))
             }
             _ => Err(unsupported("kubectl", argv)),
         },
@@ -334,7 +334,7 @@ fn exec(c: &ClusterRt, a: &Args, ns: &str, argv: &[String]) -> Result<Outcome, L
     } else {
         c.pods.get(&(pod.namespace.clone(), pod.name.clone())).map(|r| r.ns.tid())
     }
-    .ok_or_else(|| LabError::System(format!("pod {} has no namespace", pod.name)))?;
+    .ok_or_else(|| LabError::PodWithoutNamespace(pod.name.clone()))?;
     Ok(Outcome::Exec { tid, argv: a.command.clone() })
 }
 
@@ -589,7 +589,9 @@ fn get(c: &ClusterRt, a: &Args, ns: &str, argv: &[String]) -> Result<Outcome, La
             }
             Ok(Outcome::out(table::render(&table_rows)))
         }
-        "yaml" => Ok(Outcome::out(serde_yaml::to_string(&data).map_err(|e| LabError::System(e.to_string()))?)),
+        "yaml" => Ok(Outcome::out(
+            serde_yaml::to_string(&data).map_err(|source| LabError::Yaml { what: "rendering YAML".into(), source })?,
+        )),
         "json" => Ok(Outcome::out(serde_json::to_string_pretty(&data).unwrap() + "\n")),
         "name" => Ok(Outcome::out(
             rows.iter().map(|r| format!("{}/{}\n", kind.api().to_lowercase(), r.1)).collect::<String>(),
