@@ -171,6 +171,10 @@ pub enum BackendError {
     NotBuilt(BackendKind),
     #[error("target `{target}` does not exist on the {backend} backend")]
     UnknownTarget { backend: BackendKind, target: String },
+    /// A target the environment does not have now, in the backend's own words: a lab node
+    /// before its cluster is created, a pod that is not running.
+    #[error("{0}")]
+    TargetMissing(String),
     #[error("{backend} backend: pre-flight failed: {message}")]
     Preflight { backend: BackendKind, message: String },
     #[error("{0}")]

@@ -37,6 +37,8 @@ pub struct Env<'a> {
     pub pending: bool,
     pub cancel: &'a Cancel,
     pub reporter: &'a dyn Reporter,
+    /// Going on in a kept environment (`--env`): earlier steps ran in it.
+    pub resumed: bool,
 }
 
 /// What blocks of one tutorial leave behind for later blocks and for the end of the tutorial.
@@ -330,6 +332,21 @@ fn capture_conflict(env: &Env<'_>, session: &Session, work: &Work<'_>, ran: &Ran
     None
 }
 
+/// A backend's error as a block's reason. A target the environment does not have yet (a lab
+/// node), in a run that started past step 1 on a fresh environment, is most likely made by the
+/// steps that did not run: the reason says so, and how to run them.
+fn explain(env: &Env<'_>, e: &BackendError) -> String {
+    let first = *env.plan.steps.start();
+    if matches!(e, BackendError::TargetMissing(_)) && first > 1 && env.plan.setup.is_empty() && !env.resumed {
+        let before = if first == 2 { "step 1 did".to_string() } else { format!("steps 1-{} did", first - 1) };
+        return format!(
+            "{e} ({before} not run on this fresh environment: `--step {first}` runs the steps before it \
+             first, `--env NAME` goes on in an environment that `--keep` left)"
+        );
+    }
+    e.to_string()
+}
+
 /// Run `block` to its verdict.
 pub async fn run(env: &Env<'_>, session: &mut Session, block: &Block) -> BlockResult {
     let start = Instant::now();
@@ -350,7 +367,7 @@ pub async fn run(env: &Env<'_>, session: &mut Session, block: &Block) -> BlockRe
                 Err(e) => return result(block, Status::Error, Some(e.to_string()), start),
             },
             Ok(None) => session.seen.insert(target.clone()),
-            Err(e) => return result(block, Status::Error, Some(e.to_string()), start),
+            Err(e) => return result(block, Status::Error, Some(explain(env, &e)), start),
         };
         let body = match &work {
             Work::Shell { body, .. } => body.clone(),
@@ -376,7 +393,7 @@ pub async fn run(env: &Env<'_>, session: &mut Session, block: &Block) -> BlockRe
         let fresh = tries == 1 && !session.seen.contains(target);
         let ran = match execute(env, session, block, &work, timeout, fresh).await {
             Ok(r) => r,
-            Err(e) => return result(block, Status::Error, Some(e.to_string()), start),
+            Err(e) => return result(block, Status::Error, Some(explain(env, &e)), start),
         };
         if fresh {
             session.seen.insert(target.clone());

@@ -86,6 +86,7 @@ pub async fn run(
         pending: opts.pending && !opts.update,
         cancel: &cancel,
         reporter: reporter.as_ref(),
+        resumed: opts.resume.is_some(),
     };
     // Set-up steps are judged but never recorded: the user asked for another step.
     let setup_env = Env { update: false, pending: false, ..env };

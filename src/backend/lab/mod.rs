@@ -245,7 +245,7 @@ impl From<LabError> for BackendError {
             e @ (LabError::UnsupportedCommand { .. } | LabError::UnsupportedDetail(_)) => {
                 BackendError::Unsupported(e.to_string())
             }
-            LabError::UnknownTarget(m) => BackendError::UnknownTarget { backend: BackendKind::Lab, target: m },
+            LabError::UnknownTarget(m) => BackendError::TargetMissing(m),
             other => BackendError::Other(other.report()),
         }
     }

@@ -14,6 +14,16 @@ fn a_kept_lab_goes_on_with_its_nodes_shell_state() {
     let rec = rec.to_str().unwrap();
     let t = fixtures().join("resume.md");
     let t = t.to_str().unwrap();
+    // On a fresh lab, step 3 has no kind-worker (step 1 creates the cluster): the reason says
+    // which steps did not run and how to run them.
+    let fresh = tutor(&["run", t, "--from", "3", "--no-pending", "--record", rec], tmp.path());
+    assert_eq!(fresh.code, 1, "{}", fresh.stdout);
+    assert!(
+        fresh.stdout.contains("no node `kind-worker` in lab ")
+            && fresh.stdout.contains("(steps 1-2 did not run on this fresh environment: `--step 3` runs the steps before it first, `--env NAME` goes on in an environment that `--keep` left)"),
+        "{}",
+        fresh.stdout
+    );
     let out = tutor(&["run", t, "--keep", "--to", "2", "--record", rec], tmp.path()).ok();
     let kept = out.lines().find(|l| l.starts_with("kept environment ")).unwrap_or_else(|| panic!("{out}"));
     let name = kept["kept environment ".len()..].split(' ').next().unwrap().to_string();
