@@ -190,14 +190,23 @@ enum Work<'b> {
     },
 }
 
-fn render<'b>(env: &Env<'_>, session: &Session, block: &'b Block) -> Result<Work<'b>, String> {
+/// Why a block could not be rendered into work to run.
+#[derive(Debug, thiserror::Error)]
+enum RenderError {
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
+    #[error("a file block is not a command")]
+    NotACommand,
+}
+
+fn render<'b>(env: &Env<'_>, session: &Session, block: &'b Block) -> Result<Work<'b>, RenderError> {
     let mut facts = env.backend.facts();
     if let serde_json::Value::Object(m) = &mut facts {
         m.extend(session.captures.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))));
     }
     let path = env.plan.tutorial.path.as_path();
     let r = |text: &str, file: &std::path::Path, line: usize| {
-        env.plan.templates.render(text, &facts, file, line).map_err(|e| e.to_string())
+        env.plan.templates.render(text, &facts, file, line).map_err(RenderError::from)
     };
     match &block.kind {
         BlockKind::Shell => {
@@ -225,7 +234,7 @@ fn render<'b>(env: &Env<'_>, session: &Session, block: &'b Block) -> Result<Work
             let expected = (rendered_transcript, raw);
             Ok(Work::Console { commands, rendered, prompts, outputs, expected })
         }
-        BlockKind::File(_) => Err("a file block is not a command".into()),
+        BlockKind::File(_) => Err(RenderError::NotACommand),
     }
 }
 
@@ -352,7 +361,7 @@ pub async fn run(env: &Env<'_>, session: &mut Session, block: &Block) -> BlockRe
     let start = Instant::now();
     let work = match render(env, session, block) {
         Ok(w) => w,
-        Err(e) => return result(block, Status::Error, Some(e), start),
+        Err(e) => return result(block, Status::Error, Some(e.to_string()), start),
     };
     let timeout = block.attrs.timeout.or(env.plan.tutorial.front.timeout).unwrap_or(DEFAULT_TIMEOUT);
     let target = &block.attrs.on;

@@ -20,8 +20,19 @@ pub struct StepRange {
     pub setup: bool,
 }
 
+/// A step range (`--step`, `--from`, `--to`) that does not fit the tutorial.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepRangeError {
+    #[error("steps are numbered from 1")]
+    Zero,
+    #[error("--from {from} is after --to {to}")]
+    Reversed { from: usize, to: usize },
+    #[error("step {step} does not exist: the tutorial has {last} step(s)")]
+    NoSuchStep { step: usize, last: usize },
+}
+
 impl StepRange {
-    fn resolve(&self, t: &Tutorial) -> Result<RangeInclusive<usize>, String> {
+    fn resolve(&self, t: &Tutorial) -> Result<RangeInclusive<usize>, StepRangeError> {
         let last = t.steps.len();
         if last == 0 && self.from.is_none() && self.to.is_none() {
             // Nothing to run: an empty range.
@@ -30,13 +41,13 @@ impl StepRange {
         let from = self.from.unwrap_or(1);
         let to = self.to.unwrap_or(last);
         if from == 0 || to == 0 {
-            return Err("steps are numbered from 1".into());
+            return Err(StepRangeError::Zero);
         }
         if from > to {
-            return Err(format!("--from {from} is after --to {to}"));
+            return Err(StepRangeError::Reversed { from, to });
         }
         if (self.from.is_some() || self.to.is_some()) && to > last {
-            return Err(format!("step {to} does not exist: the tutorial has {last} step(s)"));
+            return Err(StepRangeError::NoSuchStep { step: to, last });
         }
         Ok(from..=to)
     }
@@ -367,9 +378,12 @@ mod tests {
         assert_eq!(StepRange::default().resolve(&t).unwrap(), 1..=3);
         assert_eq!(StepRange { from: Some(2), to: Some(2), setup: false }.resolve(&t).unwrap(), 2..=2);
         assert_eq!(StepRange { from: Some(2), to: None, setup: false }.resolve(&t).unwrap(), 2..=3);
-        assert!(StepRange { from: Some(3), to: Some(2), setup: false }.resolve(&t).unwrap_err().contains("after"));
-        assert!(StepRange { from: Some(4), to: Some(4), setup: false }.resolve(&t).unwrap_err().contains("3 step"));
-        assert!(StepRange { from: Some(0), to: None, setup: false }.resolve(&t).is_err());
+        let err = |from, to| StepRange { from, to, setup: false }.resolve(&t).unwrap_err();
+        assert_eq!(err(Some(3), Some(2)), StepRangeError::Reversed { from: 3, to: 2 });
+        assert!(err(Some(3), Some(2)).to_string().contains("after"));
+        assert_eq!(err(Some(4), Some(4)), StepRangeError::NoSuchStep { step: 4, last: 3 });
+        assert!(err(Some(4), Some(4)).to_string().contains("3 step"));
+        assert_eq!(err(Some(0), None), StepRangeError::Zero);
     }
 
     #[test]
