@@ -130,11 +130,11 @@ async fn node_agent(a: NodeAgentArgs) -> anyhow::Result<Exit> {
     };
     let node_labels = match agent::node::parse_labels(&a.node_labels) {
         Ok(l) => l,
-        Err(e) => return usage(e),
+        Err(e) => return usage(e.to_string()),
     };
     let taints = match agent::node::parse_taints(&a.register_with_taints) {
         Ok(t) => t,
-        Err(e) => return usage(e),
+        Err(e) => return usage(e.to_string()),
     };
     let cluster_cidr = match a.cluster_cidr.as_deref().map(crate::backend::lab::topology::Cidr::parse).transpose() {
         Ok(c) => c,

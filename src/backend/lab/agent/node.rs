@@ -21,15 +21,26 @@ pub const NO_CNI: &str = "container runtime network not ready: NetworkReady=fals
 
 pub const KUBELET_PORT: i32 = 10250;
 
+/// A `--node-labels` or `--register-with-taints` item that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlagError {
+    #[error("invalid node label `{0}`: empty key")]
+    EmptyLabelKey(String),
+    #[error("invalid taint `{0}`: expected key[=value]:Effect")]
+    TaintShape(String),
+    #[error("invalid taint `{0}`: effect must be NoSchedule, PreferNoSchedule or NoExecute")]
+    TaintEffect(String),
+}
+
 /// Parse kubelet-style `k=v,k2=v2` labels.
-pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
+pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, FlagError> {
     s.split(',')
         .filter(|p| !p.trim().is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
             let k = k.trim();
             if k.is_empty() {
-                return Err(format!("invalid node label `{p}`: empty key"));
+                return Err(FlagError::EmptyLabelKey(p.to_string()));
             }
             Ok((k.to_string(), v.trim().to_string()))
         })
@@ -37,14 +48,13 @@ pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
 }
 
 /// Parse kubelet-style `key[=value]:Effect` taints.
-pub fn parse_taints(s: &str) -> Result<Vec<Taint>, String> {
+pub fn parse_taints(s: &str) -> Result<Vec<Taint>, FlagError> {
     s.split(',')
         .filter(|p| !p.trim().is_empty())
         .map(|p| {
-            let (kv, effect) =
-                p.rsplit_once(':').ok_or_else(|| format!("invalid taint `{p}`: expected key[=value]:Effect"))?;
+            let (kv, effect) = p.rsplit_once(':').ok_or_else(|| FlagError::TaintShape(p.to_string()))?;
             if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
-                return Err(format!("invalid taint `{p}`: effect must be NoSchedule, PreferNoSchedule or NoExecute"));
+                return Err(FlagError::TaintEffect(p.to_string()));
             }
             let (k, v) = match kv.split_once('=') {
                 Some((k, v)) => (k, Some(v.to_string())),
@@ -299,12 +309,13 @@ mod tests {
             parse_labels("a=1, b=").unwrap(),
             [("a".to_string(), "1".to_string()), ("b".into(), "".into())].into()
         );
-        assert!(parse_labels("=x").is_err());
+        assert_eq!(parse_labels("=x"), Err(FlagError::EmptyLabelKey("=x".into())));
         let t = parse_taints("k=v:NoExecute,x:NoSchedule").unwrap();
         assert_eq!((t[0].key.as_str(), t[0].value.as_deref(), t[0].effect.as_str()), ("k", Some("v"), "NoExecute"));
         assert_eq!((t[1].key.as_str(), t[1].value.as_deref()), ("x", None));
-        assert!(parse_taints("k=v:Sometimes").unwrap_err().contains("effect"));
-        assert!(parse_taints("novalue").is_err());
+        assert_eq!(parse_taints("k=v:Sometimes"), Err(FlagError::TaintEffect("k=v:Sometimes".into())));
+        assert!(parse_taints("k=v:Sometimes").unwrap_err().to_string().contains("effect"));
+        assert_eq!(parse_taints("novalue"), Err(FlagError::TaintShape("novalue".into())));
     }
 
     #[test]
