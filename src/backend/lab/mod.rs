@@ -177,6 +177,22 @@ pub enum LabError {
     /// The lab's supervisor exited before reporting ready or an error.
     #[error("the lab supervisor failed to start{}", if output.is_empty() { String::new() } else { format!(": {output}") })]
     SupervisorFailed { output: String },
+    /// The lab's certificate authority could not make a key or certificate.
+    #[error("lab PKI ({what})")]
+    Pki {
+        what: String,
+        #[source]
+        source: Box<rcgen::Error>,
+    },
+    /// The TLS settings the control plane is probed with do not load.
+    #[error("probe TLS")]
+    ProbeTls(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A control plane component exited while the control plane started.
+    #[error("{name} exited ({status}) while the control plane started; its log ({}) ends with:\n{tail}", log.display())]
+    ComponentExited { name: String, status: String, log: PathBuf, tail: String },
+    /// The API server did not become ready in time.
+    #[error("the API server at {api} was not ready after {timeout:?}; its log ({}) ends with:\n{tail}", log.display())]
+    ApiNotReady { api: std::net::SocketAddr, timeout: Duration, log: PathBuf, tail: String },
     /// A system failure the lab's supervisor reported over its control socket: the message is
     /// its report (message and causes); the typed error stayed in the supervisor's process.
     #[error("{0}")]
@@ -211,6 +227,10 @@ impl LabError {
                 | LabError::UnexpectedAnswer(_)
                 | LabError::SupervisorFailed { .. }
                 | LabError::Remote(_)
+                | LabError::Pki { .. }
+                | LabError::ProbeTls(_)
+                | LabError::ComponentExited { .. }
+                | LabError::ApiNotReady { .. }
         )
     }
 
@@ -547,6 +567,19 @@ mod tests {
             LabError::SupervisorFailed { output: String::new() },
             LabError::Remote("bind: address in use".into()),
             LabError::XdpNativeRefused { node: "kind-worker".into(), why: "no driver".into() },
+            LabError::ComponentExited {
+                name: "etcd".into(),
+                status: "exit status: 1".into(),
+                log: "/l/etcd.log".into(),
+                tail: String::new(),
+            },
+            LabError::ApiNotReady {
+                api: ([172, 18, 0, 2], 6443).into(),
+                timeout: Duration::from_secs(1),
+                log: "/l/kube-apiserver.log".into(),
+                tail: String::new(),
+            },
+            LabError::ProbeTls(Box::new(std::io::Error::other("bad PEM"))),
         ];
         for e in system {
             assert!(!e.is_usage(), "{e:?}");

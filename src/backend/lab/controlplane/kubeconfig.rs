@@ -102,7 +102,7 @@ fn load(path: &Path) -> Result<Mapping, LabError> {
         },
         Ok(_) => Ok(empty()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(empty()),
-        Err(e) => Err(LabError::System(format!("{}: {e}", path.display()))),
+        Err(e) => Err(LabError::io(path, e)),
     }
 }
 
@@ -110,7 +110,7 @@ fn save(path: &Path, m: Mapping) -> Result<(), LabError> {
     let text = serde_yaml::to_string(&Value::Mapping(m)).expect("serialisable");
     let tmp = path.with_extension("tmp");
     pki::write_private(&tmp, &text)?;
-    std::fs::rename(&tmp, path).map_err(|e| LabError::System(format!("{}: {e}", path.display())))
+    std::fs::rename(&tmp, path).map_err(|e| LabError::io(path, e))
 }
 
 /// Add (or replace) `e` in the kubeconfig at `path` and make it the current context.

@@ -132,10 +132,6 @@ pub struct ControlPlane {
     started: Instant,
 }
 
-fn io(path: &Path, e: std::io::Error) -> LabError {
-    LabError::System(format!("{}: {e}", path.display()))
-}
-
 fn p(path: &Path) -> String {
     path.display().to_string()
 }
@@ -353,9 +349,9 @@ impl ControlPlane {
         upstream::check(&[Binary::Etcd, Binary::KubeApiserver, Binary::KubeControllerManager, Binary::KubeScheduler])
             .map_err(|e| LabError::Preflight(e.to_string()))?;
         if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
+            std::fs::remove_dir_all(dir).map_err(|e| LabError::io(dir, e))?;
         }
-        std::fs::create_dir_all(dir.join("logs")).map_err(|e| io(dir, e))?;
+        std::fs::create_dir_all(dir.join("logs")).map_err(|e| LabError::io(dir, e))?;
         let (ca, admin) = write_pki(&spec, dir)?;
         let tls = probe::Tls::new(&ca.cert, &admin)?;
         let mut timings = Timings { pki_ms: started.elapsed().as_millis() as u64, ..Timings::default() };
@@ -418,12 +414,12 @@ impl ControlPlane {
         loop {
             for c in &mut self.procs {
                 if let Ok(Some(status)) = c.child.try_wait() {
-                    return Err(LabError::System(format!(
-                        "{} exited ({status}) while the control plane started; its log ({}) ends with:\n{}",
-                        c.name,
-                        c.log.display(),
-                        tail(&c.log, 15)
-                    )));
+                    return Err(LabError::ComponentExited {
+                        name: c.name.to_string(),
+                        status: status.to_string(),
+                        log: c.log.clone(),
+                        tail: tail(&c.log, 15),
+                    });
                 }
             }
             let tls = self.tls.clone();
@@ -453,11 +449,12 @@ impl ControlPlane {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(LabError::System(format!(
-                    "the API server at {api} was not ready after {timeout:?}; its log ({}) ends with:\n{}",
-                    self.procs[1].log.display(),
-                    tail(&self.procs[1].log, 15)
-                )));
+                return Err(LabError::ApiNotReady {
+                    api,
+                    timeout,
+                    log: self.procs[1].log.clone(),
+                    tail: tail(&self.procs[1].log, 15),
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -531,22 +528,22 @@ impl ControlPlane {
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
-            let child = node.run(move || cmd.spawn())?.map_err(|e| io(&kubectl, e))?;
+            let child = node.run(move || cmd.spawn())?.map_err(|e| LabError::io(&kubectl, e))?;
             let out = (|| {
                 let mut child = child;
                 child.stdin.take().expect("piped").write_all(stdin.as_bytes())?;
                 child.wait_with_output()
             })()
-            .map_err(|e| io(&kubectl, e))?;
+            .map_err(|e| LabError::io(&kubectl, e))?;
             if out.status.success() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(LabError::System(format!(
-                    "kubectl {}: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
+                return Err(LabError::CommandFailed {
+                    command: format!("kubectl {}", args.join(" ")),
+                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    input: None,
+                });
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -658,18 +655,18 @@ fn write_static_pod(dir: &Path, name: &str, args: &[String], pid: u32) -> Result
             }],
         },
     });
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| LabError::io(dir, e))?;
     let json = dir.join(format!("{name}.json"));
     let text = serde_json::to_string_pretty(&pod).expect("serialisable") + "\n";
-    std::fs::write(&json, text).map_err(|e| io(&json, e))?;
+    std::fs::write(&json, text).map_err(|e| LabError::io(&json, e))?;
     let pid_file = dir.join(format!("{name}.pid"));
-    std::fs::write(&pid_file, format!("{pid}\n")).map_err(|e| io(&pid_file, e))
+    std::fs::write(&pid_file, format!("{pid}\n")).map_err(|e| LabError::io(&pid_file, e))
 }
 
 fn spawn(node: &NsThread, name: &str, bin: &Path, args: &[String], log: &Path, cwd: &Path) -> Result<Child, LabError> {
     use std::os::unix::process::CommandExt;
-    let out = std::fs::File::create(log).map_err(|e| io(log, e))?;
-    let err = out.try_clone().map_err(|e| io(log, e))?;
+    let out = std::fs::File::create(log).map_err(|e| LabError::io(log, e))?;
+    let err = out.try_clone().map_err(|e| LabError::io(log, e))?;
     let mut cmd = Command::new(bin);
     cmd.args(args)
         .current_dir(cwd)
@@ -688,7 +685,7 @@ fn spawn(node: &NsThread, name: &str, bin: &Path, args: &[String], log: &Path, c
         });
     }
     let name = name.to_string();
-    node.run(move || cmd.spawn())?.map_err(|e| LabError::System(format!("cannot start {name}: {e}")))
+    node.run(move || cmd.spawn())?.map_err(|source| LabError::Io { what: format!("cannot start {name}"), source })
 }
 
 #[cfg(test)]

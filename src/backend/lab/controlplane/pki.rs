@@ -14,8 +14,8 @@ use rcgen::{
 
 use super::super::LabError;
 
-fn err(what: &str, e: impl std::fmt::Display) -> LabError {
-    LabError::System(format!("lab PKI ({what}): {e}"))
+fn err(what: &str, source: rcgen::Error) -> LabError {
+    LabError::Pki { what: what.to_string(), source: Box::new(source) }
 }
 
 /// A certificate and its key, PEM.
@@ -37,17 +37,16 @@ impl Pair {
 
 pub fn write_file(path: &Path, text: &str) -> Result<(), LabError> {
     if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(|e| LabError::System(format!("{}: {e}", d.display())))?;
+        std::fs::create_dir_all(d).map_err(|e| LabError::io(d, e))?;
     }
-    std::fs::write(path, text).map_err(|e| LabError::System(format!("{}: {e}", path.display())))
+    std::fs::write(path, text).map_err(|e| LabError::io(path, e))
 }
 
 /// A key file, readable by root only.
 pub fn write_private(path: &Path, text: &str) -> Result<(), LabError> {
     use std::os::unix::fs::PermissionsExt;
     write_file(path, text)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| LabError::System(format!("{}: {e}", path.display())))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| LabError::io(path, e))
 }
 
 /// Who a client certificate names: `CN` is the user, each `O` a group.

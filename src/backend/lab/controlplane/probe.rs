@@ -13,27 +13,29 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use super::super::LabError;
 use super::pki::Pair;
 
+fn tls_err(e: impl std::error::Error + Send + Sync + 'static) -> LabError {
+    LabError::ProbeTls(Box::new(e))
+}
+
 /// TLS settings for probing: the cluster CA as the only root, a client certificate.
 #[derive(Clone)]
 pub struct Tls(Arc<rustls::ClientConfig>);
 
 impl Tls {
     pub fn new(ca: &str, client: &Pair) -> Result<Tls, LabError> {
-        let err = |e: String| LabError::System(format!("probe TLS: {e}"));
         let mut roots = rustls::RootCertStore::empty();
         for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
-            roots.add(c.map_err(|e| err(e.to_string()))?).map_err(|e| err(e.to_string()))?;
+            roots.add(c.map_err(tls_err)?).map_err(tls_err)?;
         }
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(client.cert.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(|e| err(e.to_string()))?;
-        let key = PrivateKeyDer::from_pem_slice(client.key.as_bytes()).map_err(|e| err(e.to_string()))?;
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(client.cert.as_bytes()).collect::<Result<_, _>>().map_err(tls_err)?;
+        let key = PrivateKeyDer::from_pem_slice(client.key.as_bytes()).map_err(tls_err)?;
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .map_err(|e| err(e.to_string()))?
+            .map_err(tls_err)?
             .with_root_certificates(roots)
             .with_client_auth_cert(chain, key)
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(tls_err)?;
         Ok(Tls(Arc::new(config)))
     }
 }
