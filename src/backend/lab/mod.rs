@@ -437,7 +437,7 @@ impl Backend for LabBackend {
                 backend: BackendKind::Lab,
                 message: format!("the kept lab `{name}` is gone ({why}); start again without --env"),
             };
-            let info = registry::read_info(name).map_err(|e| gone(e.to_string()))?;
+            let info = registry::read_info(name).map_err(|e| gone(e.report()))?;
             if !info.alive() {
                 return Err(gone("its supervisor has exited".into()));
             }
