@@ -24,6 +24,34 @@ pub struct Mounts {
     pub binds: Vec<(PathBuf, PathBuf)>,
     /// Directories that get a private, empty tmpfs (a pod's /run and /tmp).
     pub tmpfs: Vec<PathBuf>,
+    /// A root filesystem of the target's own (pods of the real-API lab), see [`Rootfs`].
+    pub rootfs: Option<Rootfs>,
+}
+
+/// A pod's root filesystem, as a container runtime gives it one: an overlay whose lower layer
+/// is the node's root filesystem and whose upper layer is a tmpfs of the pod's own, so the pod
+/// sees the node's programs and writes nowhere but in its own memory. The node's other mounts
+/// (kernel filesystems, bind mounts) are carried over; `binds`, `tmpfs` and `volumes` are made
+/// inside the new root. See docs/architecture.md, "Pod filesystems".
+#[derive(Debug, Clone, Default)]
+pub struct Rootfs {
+    /// A directory of the agent's where the pod's tmpfs (upper layer, merged view) is mounted,
+    /// in the pod's mount namespace only.
+    pub dir: PathBuf,
+    /// Directories of the node's that the pod sees as they are (the image programs).
+    pub keep: Vec<PathBuf>,
+    /// Symbolic links written into the pod's own layer (an image's files): link → target.
+    pub links: Vec<(PathBuf, PathBuf)>,
+    /// Volumes: a directory or file of the node's mounted at a path of the pod's.
+    pub volumes: Vec<VolumeMount>,
+}
+
+/// One volume mount of a pod (`volumeMounts[]`, its source resolved on the node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub read_only: bool,
 }
 
 /// Which namespaces a target thread gets of its own.
@@ -156,6 +184,9 @@ fn enter_new(hostname: Option<&str>, mounts: &Mounts, net: NetNs) -> Result<(), 
             .map_err(sys("mounting sysfs".into()))?;
         let _ = mount(Some("bpffs"), "/sys/fs/bpf", Some("bpf"), MsFlags::empty(), None::<&str>);
     }
+    if let Some(rootfs) = &mounts.rootfs {
+        return enter_rootfs(hostname, mounts, rootfs, net);
+    }
     for (src, dst) in &mounts.binds {
         mount(Some(src.as_path()), dst.as_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(sys(format!("bind-mounting {} on {}", src.display(), dst.display())))?;
@@ -175,6 +206,155 @@ fn enter_new(hostname: Option<&str>, mounts: &Mounts, net: NetNs) -> Result<(), 
     Ok(())
 }
 
+/// The rest of `enter_new` for a target with a root filesystem of its own (see [`Rootfs`]):
+/// after the unshare, the overlay, `pivot_root` into it, the node's mounts carried over from
+/// the old root, then the target's own mounts, and the old root detached.
+fn enter_rootfs(hostname: Option<&str>, mounts: &Mounts, rootfs: &Rootfs, net: NetNs) -> Result<(), LabError> {
+    let sys = |what: String| move |source| LabError::Sys { what, source };
+    let io = |what: String| move |source| LabError::Io { what, source };
+    // The node's own mounts, as this namespace sees them before anything changes.
+    let inherited = top_level_mounts().map_err(io("reading /proc/self/mountinfo".into()))?;
+    let dir = &rootfs.dir;
+    std::fs::create_dir_all(dir).map_err(io(dir.display().to_string()))?;
+    mount(Some("tmpfs"), dir.as_path(), Some("tmpfs"), MsFlags::MS_NODEV, Some("mode=0755"))
+        .map_err(sys(format!("mounting the pod's tmpfs on {}", dir.display())))?;
+    let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
+    for d in [&upper, &work, &merged] {
+        std::fs::create_dir(d).map_err(io(d.display().to_string()))?;
+    }
+    let options = format!("lowerdir=/,upperdir={},workdir={}", upper.display(), work.display());
+    mount(Some("overlay"), merged.as_path(), Some("overlay"), MsFlags::empty(), Some(options.as_str()))
+        .map_err(sys(format!("mounting the pod's root filesystem (overlay {options})")))?;
+    let old = Path::new("/.oldroot");
+    std::fs::create_dir(merged.join(".oldroot")).map_err(io("creating /.oldroot in the pod's root".into()))?;
+    nix::unistd::pivot_root(merged.as_path(), &merged.join(".oldroot")).map_err(sys("pivot_root".into()))?;
+    std::env::set_current_dir("/").map_err(io("chdir /".into()))?;
+    let from_old = |p: &Path| old.join(p.strip_prefix("/").unwrap_or(p));
+    let rbind = |src: &Path, dst: &Path| -> Result<(), LabError> {
+        ensure_mountpoint(dst, src.is_dir())?;
+        mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(sys(format!(
+            "bind-mounting {} on {}",
+            src.display(),
+            dst.display()
+        )))
+    };
+    // Kernel filesystems: the node's devices and processes; a sysfs of the pod's own network.
+    rbind(&old.join("dev"), Path::new("/dev"))?;
+    let _ = mount(Some("shm"), "/dev/shm", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"));
+    rbind(&old.join("proc"), Path::new("/proc"))?;
+    if net == NetNs::New {
+        mount(Some("sysfs"), "/sys", Some("sysfs"), MsFlags::empty(), None::<&str>)
+            .map_err(sys("mounting sysfs".into()))?;
+        let _ = mount(Some("bpffs"), "/sys/fs/bpf", Some("bpf"), MsFlags::empty(), None::<&str>);
+    } else {
+        rbind(&old.join("sys"), Path::new("/sys"))?;
+    }
+    // The node's other mounts (a CA bundle bound over the system one, other filesystems), but
+    // not what the pod gets of its own.
+    let own: Vec<&Path> = mounts.tmpfs.iter().map(PathBuf::as_path).chain([Path::new("/")]).collect();
+    for m in &inherited {
+        let skip = [Path::new("/proc"), Path::new("/sys"), Path::new("/dev")].iter().any(|k| m.starts_with(k))
+            || own.contains(&m.as_path())
+            || dir.starts_with(m)
+            || mounts.binds.iter().any(|(_, d)| d == m);
+        if !skip {
+            rbind(&from_old(m), m)?;
+        }
+    }
+    for d in &mounts.tmpfs {
+        ensure_mountpoint(d, true)?;
+        mount(Some("tmpfs"), d.as_path(), Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))
+            .map_err(sys(format!("mounting a tmpfs on {}", d.display())))?;
+    }
+    for k in rootfs.keep.iter().filter(|k| from_old(k).exists()) {
+        rbind(&from_old(k), k)?;
+    }
+    for (src, dst) in &mounts.binds {
+        rbind(&from_old(src), dst)?;
+    }
+    for (link, target) in &rootfs.links {
+        if let Some(parent) = link.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent.display().to_string()))?;
+        }
+        let _ = std::fs::remove_file(link);
+        std::os::unix::fs::symlink(target, link).map_err(io(link.display().to_string()))?;
+    }
+    for v in &rootfs.volumes {
+        rbind(&from_old(&v.source), &v.target)?;
+        if v.read_only {
+            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC;
+            mount(None::<&str>, v.target.as_path(), None::<&str>, flags, None::<&str>)
+                .map_err(sys(format!("making {} read-only", v.target.display())))?;
+        }
+    }
+    umount2(old, MntFlags::MNT_DETACH).map_err(sys("detaching the old root".into()))?;
+    let _ = std::fs::remove_dir(old);
+    if let Some(h) = hostname {
+        // SAFETY: pointer and length of a live byte slice.
+        if unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) } != 0 {
+            return Err(LabError::Io { what: "sethostname".into(), source: std::io::Error::last_os_error() });
+        }
+    }
+    Ok(())
+}
+
+/// Make `path` something a mount can go on: the directory (or empty file) is created in the
+/// new root when missing. Paths resolve inside the new root (its symbolic links included).
+fn ensure_mountpoint(path: &Path, dir: bool) -> Result<(), LabError> {
+    let io = |source| LabError::Io { what: format!("creating the mount point {}", path.display()), source };
+    if path.exists() {
+        return Ok(());
+    }
+    if dir {
+        return std::fs::create_dir_all(path).map_err(io);
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map(|_| ()).map_err(io)
+}
+
+/// Mount points whose parent is the root mount, from `/proc/self/mountinfo` (their own
+/// submounts come along with a recursive bind).
+fn top_level_mounts() -> std::io::Result<Vec<PathBuf>> {
+    Ok(top_level(&std::fs::read_to_string("/proc/self/mountinfo")?))
+}
+
+fn top_level(text: &str) -> Vec<PathBuf> {
+    let rows: Vec<(&str, &str, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let (id, parent, _, _, point) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+            Some((id, parent, unescape_mountinfo(point)))
+        })
+        .collect();
+    // The root mount is the last one mounted on "/" (the one on top).
+    let Some(root) = rows.iter().rev().find(|r| r.2 == "/").map(|r| r.0) else { return vec![] };
+    let mut out: Vec<PathBuf> =
+        rows.iter().filter(|r| r.1 == root && r.2 != "/").map(|r| PathBuf::from(&r.2)).collect();
+    out.dedup();
+    out
+}
+
+/// Mount points in mountinfo escape space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The namespace files of a target thread, for `nsenter` from another process.
 pub fn ns_paths(pid: i32, tid: i32) -> [(String, PathBuf); 3] {
     let base = PathBuf::from(format!("/proc/{pid}/task/{tid}/ns"));
@@ -187,4 +367,24 @@ pub fn nsenter_args(pid: i32, tid: i32, workdir: &Path) -> Vec<String> {
     args.push(format!("--wd={}", workdir.display()));
     args.push("--".into());
     args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_level_mounts_are_the_root_mounts_children() {
+        let text = "\
+22 1 254:0 / / rw - ext4 /dev/vda rw
+23 22 0:5 / /dev rw - devtmpfs udev rw
+24 23 0:6 / /dev/pts rw - devpts devpts rw
+30 22 0:30 / /mnt/with\\040space rw - tmpfs tmpfs rw
+31 22 254:0 /etc/lab/ca.crt /etc/ssl/certs/ca-certificates.crt rw - ext4 /dev/vda rw
+";
+        let got = top_level(text);
+        let want: Vec<PathBuf> =
+            ["/dev", "/mnt/with space", "/etc/ssl/certs/ca-certificates.crt"].iter().map(PathBuf::from).collect();
+        assert_eq!(got, want);
+    }
 }

@@ -20,7 +20,8 @@ crate::tests![
     restart_policy_never_keeps_the_exit(Lab),
     unknown_image_is_err_image_pull_then_back_off(Lab),
     host_network_pod_shares_the_node(Lab),
-    graceful_termination_sends_sigterm_first(Lab)
+    graceful_termination_sends_sigterm_first(Lab),
+    pods_write_into_their_own_root_and_see_their_volumes(Lab)
 ];
 
 struct Node {
@@ -54,16 +55,30 @@ impl Node {
     }
 
     fn sync(&self, pod: &Pod) -> SyncResult {
+        self.sync_with(pod, SyncInputs { network_ready: true, ..Default::default() })
+    }
+
+    fn sync_with(&self, pod: &Pod, inputs: SyncInputs) -> SyncResult {
         let rt = self.rt.clone();
         let pod = pod.clone();
-        self.ns.run(move || rt.sync(&pod, &SyncInputs { network_ready: true, ..Default::default() })).unwrap()
+        self.ns.run(move || rt.sync(&pod, &inputs)).unwrap()
     }
 
     /// Sync until `done` holds for the result (or fail after a few seconds).
     fn sync_until(&self, pod: &Pod, what: &str, done: impl Fn(&SyncResult) -> bool) -> SyncResult {
+        self.sync_with_until(pod, &SyncInputs { network_ready: true, ..Default::default() }, what, done)
+    }
+
+    fn sync_with_until(
+        &self,
+        pod: &Pod,
+        inputs: &SyncInputs,
+        what: &str,
+        done: impl Fn(&SyncResult) -> bool,
+    ) -> SyncResult {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let r = self.sync(pod);
+            let r = self.sync_with(pod, inputs.clone());
             if done(&r) {
                 return r;
             }
@@ -179,6 +194,16 @@ fn nginx_serves_its_welcome_page_and_two_pods_do_not_clash() {
         let page = node.sh(&format!("curl -s --max-time 2 http://{ip}/"));
         assert!(page.contains("Welcome to nginx!"), "{ip}: {page}");
     }
+    // As in the real image, nginx's access log is the container's output.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let l = node.log("web-a", "nginx");
+        if l.contains("\"GET / HTTP/1.1\" 200") || Instant::now() > deadline {
+            break l;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(log.contains(" stdout F ") && log.contains("\"GET / HTTP/1.1\" 200"), "{log}");
     node.kill_all();
 }
 
@@ -264,4 +289,74 @@ fn graceful_termination_sends_sigterm_first() {
     let started = Instant::now();
     assert!(node.kill("u-term", Duration::from_secs(5)));
     assert!(started.elapsed() < Duration::from_secs(4), "SIGTERM was not enough: {:?}", started.elapsed());
+}
+
+fn pods_write_into_their_own_root_and_see_their_volumes() {
+    use tutor::backend::lab::agent::volumes::{Content, File};
+    let node = Node::new();
+    let leak = format!("/root/tutor-pod-write-{}", std::process::id());
+    let p = pod(&format!(
+        concat!(
+            "metadata: {{name: vol, namespace: default, uid: u-vol}}\n",
+            "spec:\n",
+            "  volumes: [{{name: cfg, configMap: {{name: c}}}}, {{name: scratch, emptyDir: {{}}}}]\n",
+            "  containers:\n",
+            "  - name: a\n",
+            "    image: busybox\n",
+            "    command: [sh, -c, 'echo w > {leak}; echo t > /etc/tutor-pod-write; cat {leak} /etc/cfg/greeting; ",
+            "echo x > /etc/cfg/new || echo refused; echo shared > /scratch/f; ls /var/run/secrets/kubernetes.io/serviceaccount; sleep 30']\n",
+            "    volumeMounts:\n",
+            "    - {{name: cfg, mountPath: /etc/cfg}}\n",
+            "    - {{name: cfg, mountPath: /var/run/secrets/kubernetes.io/serviceaccount}}\n",
+            "    - {{name: scratch, mountPath: /scratch}}\n",
+        ),
+        leak = leak
+    ));
+    let contents = [
+        (
+            "cfg".to_string(),
+            Content::Files(vec![File {
+                path: "greeting".into(),
+                data: b"hello from a volume\n".to_vec(),
+                mode: 0o644,
+            }]),
+        ),
+        ("scratch".to_string(), Content::EmptyDir),
+    ]
+    .into();
+    let inputs = SyncInputs { network_ready: true, volumes: Ok(contents), ..Default::default() };
+    node.sync_with_until(&p, &inputs, "running", running);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let l = node.log("vol", "a");
+        if l.contains("greeting") || Instant::now() > deadline {
+            break l;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(log.contains(" stdout F w\n") && log.contains(" stdout F hello from a volume\n"), "{log}");
+    assert!(log.contains("Read-only file system") && log.contains(" stdout F refused\n"), "{log}");
+    assert!(log.contains(" stdout F greeting\n"), "the token directory is mounted through /var/run: {log}");
+    // Nothing the pod wrote reached the machine's filesystem; its emptyDir is on the node.
+    assert!(!std::path::Path::new(&leak).exists(), "{leak} was written on the machine");
+    assert!(!std::path::Path::new("/etc/tutor-pod-write").exists());
+    let shared = node._state.path().join("node/pods/default_vol_u-vol/volumes/kubernetes.io~empty-dir/scratch/f");
+    assert_eq!(std::fs::read_to_string(&shared).unwrap(), "shared\n");
+    // A volume that cannot be set up keeps the pod from starting, with the kubelet's event.
+    let q = pod(
+        "metadata: {name: nomount, namespace: default, uid: u-nomount}\nspec:\n  containers: [{name: c, image: busybox}]\n",
+    );
+    let err = tutor::backend::lab::agent::volumes::MountError {
+        volume: "cfg".into(),
+        message: "configmap \"c\" not found".into(),
+    };
+    let r = node.sync_with(&q, SyncInputs { network_ready: true, volumes: Err(err), ..Default::default() });
+    assert!(r.sandbox.pod_ip.is_none());
+    assert!(
+        r.events.iter().any(|e| e.reason == "FailedMount"
+            && e.note == "MountVolume.SetUp failed for volume \"cfg\" : configmap \"c\" not found"),
+        "{:?}",
+        r.events
+    );
+    node.kill_all();
 }

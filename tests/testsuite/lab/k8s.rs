@@ -9,6 +9,7 @@ use super::support::{self, Out, fixtures};
 crate::tests![
     the_real_api_server_answers_kubectl(Lab, K8s),
     pods_on_two_nodes_reach_each_other(Lab, K8s),
+    pod_volumes_come_from_the_api(Lab, K8s),
     delete_cluster_stops_the_control_plane_and_removes_its_context(Lab, K8s),
     lab_down_leaves_no_control_plane_process(Lab, K8s)
 ];
@@ -207,6 +208,57 @@ fn pods_on_two_nodes_reach_each_other() {
     assert!(ping.stdout.contains("1 packets received"), "{}", ping.stdout);
     let hostname = lab.sh(&format!("kubectl exec a -- wget -qO- http://{ip_b}:8080/hostname")).ok();
     assert_eq!(hostname, "b");
+}
+
+fn pod_volumes_come_from_the_api() {
+    let lab = Lab::up("k8svol");
+    let o = lab.sh("kind create cluster");
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    lab.eventually("kubectl wait --for=condition=Ready nodes --all --timeout=1s");
+    lab.eventually("kubectl get serviceaccount default");
+    let out = |script: &str| lab.sh(script).ok().trim_end().to_string();
+    let pod = r#"apiVersion: v1
+kind: Pod
+metadata: {name: vol}
+spec:
+  containers:
+  - {name: c, image: busybox, command: [sleep, "3600"], volumeMounts: [{name: cfg, mountPath: /etc/cfg}]}
+  volumes: [{name: cfg, configMap: {name: greeting}}]
+"#;
+    let o = lab.sh(&format!(
+        "kubectl create configmap greeting --from-literal=text=hello && kubectl apply -f - <<'EOF'\n{pod}EOF"
+    ));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let ready = lab.sh("kubectl wait --for=condition=Ready pod/vol --timeout=60s");
+    assert_eq!(ready.code, 0, "{}{}", ready.stdout, ready.stderr);
+    assert_eq!(out("kubectl exec vol -- cat /etc/cfg/text"), "hello");
+    // The service account's token, CA and namespace, as the admission plugin asked for them.
+    let sa = out("kubectl exec vol -- ls /var/run/secrets/kubernetes.io/serviceaccount");
+    assert_eq!(sa, "ca.crt\nnamespace\ntoken");
+    assert_eq!(out("kubectl exec vol -- cat /var/run/secrets/kubernetes.io/serviceaccount/namespace"), "default");
+    // The token is the API server's own: it authenticates as the pod's service account.
+    let who = out(concat!(
+        "server=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}'); ",
+        "token=$(kubectl exec vol -- cat /var/run/secrets/kubernetes.io/serviceaccount/token); ",
+        "kubectl --kubeconfig=/dev/null --server=$server --insecure-skip-tls-verify --token=$token ",
+        "auth whoami -o jsonpath='{.status.userInfo.username}'"
+    ));
+    assert_eq!(who, "system:serviceaccount:default:default");
+    // Edits reach the running pod through ..data.
+    lab.sh(
+        "kubectl create configmap greeting --from-literal=text=changed -o yaml --dry-run=client | kubectl apply -f -",
+    )
+    .ok();
+    lab.eventually("kubectl exec vol -- cat /etc/cfg/text | grep -x changed");
+    // The pod cannot write into it, and what it writes elsewhere stays in the pod.
+    let w = lab.sh("kubectl exec vol -- sh -c 'echo x > /etc/cfg/new'");
+    assert_ne!(w.code, 0);
+    assert!(w.stderr.contains("Read-only file system"), "{}", w.stderr);
+    // A pod whose ConfigMap does not exist waits with the kubelet's event.
+    lab.sh("kubectl run missing --image=busybox --overrides='{\"spec\":{\"volumes\":[{\"name\":\"v\",\"configMap\":{\"name\":\"nope\"}}],\"containers\":[{\"name\":\"missing\",\"image\":\"busybox\",\"volumeMounts\":[{\"name\":\"v\",\"mountPath\":\"/v\"}]}]}}'").ok();
+    let ev = lab.eventually("kubectl get events --field-selector involvedObject.name=missing,reason=FailedMount -o jsonpath='{.items[0].message}' | grep .");
+    assert_eq!(ev.trim(), "MountVolume.SetUp failed for volume \"v\" : configmap \"nope\" not found");
+    assert_eq!(out("kubectl get pod missing -o jsonpath='{.status.phase}'"), "Pending");
 }
 
 fn delete_cluster_stops_the_control_plane_and_removes_its_context() {

@@ -125,6 +125,9 @@ struct Entry {
     cmd: &'static [&'static str],
     needs: &'static [&'static str],
     busybox: bool,
+    /// Symbolic links the real image has in its layers that matter to users (nginx's logs go
+    /// to the container's output through them).
+    links: &'static [(&'static str, &'static str)],
 }
 
 /// The catalogue. ENTRYPOINT/CMD are those of the real images (facts of their image configs).
@@ -136,22 +139,32 @@ const CATALOGUE: &[Entry] = &[
         cmd: &["nginx", "-g", "daemon off;"],
         needs: &["nginx"],
         busybox: false,
+        links: &[("/var/log/nginx/access.log", "/dev/stdout"), ("/var/log/nginx/error.log", "/dev/stderr")],
     },
-    Entry { keys: &["busybox", "alpine"], entrypoint: &[], cmd: &["sh"], needs: &["busybox"], busybox: true },
+    Entry {
+        keys: &["busybox", "alpine"],
+        entrypoint: &[],
+        cmd: &["sh"],
+        needs: &["busybox"],
+        busybox: true,
+        links: &[],
+    },
     Entry {
         keys: &["debian", "ubuntu", "nicolaka/netshoot"],
         entrypoint: &[],
         cmd: &["bash"],
         needs: &["bash"],
         busybox: false,
+        links: &[],
     },
-    Entry { keys: &["curlimages/curl"], entrypoint: &["curl"], cmd: &[], needs: &["curl"], busybox: false },
+    Entry { keys: &["curlimages/curl"], entrypoint: &["curl"], cmd: &[], needs: &["curl"], busybox: false, links: &[] },
     Entry {
         keys: &["registry.k8s.io/pause", "k8s.gcr.io/pause"],
         entrypoint: &["sleep", "infinity"],
         cmd: &[],
         needs: &["sleep"],
         busybox: false,
+        links: &[],
     },
     Entry {
         keys: &["registry.k8s.io/e2e-test-images/agnhost"],
@@ -159,6 +172,7 @@ const CATALOGUE: &[Entry] = &[
         cmd: &["pause"],
         needs: &["agnhost"],
         busybox: false,
+        links: &[],
     },
     Entry {
         keys: &["hashicorp/http-echo"],
@@ -166,6 +180,7 @@ const CATALOGUE: &[Entry] = &[
         cmd: &[],
         needs: &["http-echo"],
         busybox: false,
+        links: &[],
     },
 ];
 
@@ -191,6 +206,17 @@ pub fn resolve(image: &str, path: &str) -> Result<Image, PullError> {
         busybox: entry.busybox,
         env: vec![],
     })
+}
+
+/// The links an image's layers hold (none for images outside the catalogue).
+pub fn layer_links(image: &str) -> Vec<(PathBuf, PathBuf)> {
+    let Ok(r) = ImageRef::parse(image) else { return vec![] };
+    let key = r.key();
+    CATALOGUE
+        .iter()
+        .find(|e| e.keys.contains(&key.as_str()))
+        .map(|e| e.links.iter().map(|(l, t)| (PathBuf::from(l), PathBuf::from(t))).collect())
+        .unwrap_or_default()
 }
 
 /// The argv a container runs: Kubernetes' rule over the image's ENTRYPOINT and CMD

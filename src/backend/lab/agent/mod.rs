@@ -16,6 +16,7 @@ pub mod podfiles;
 pub mod runtime;
 pub mod static_pods;
 pub mod status;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -134,6 +135,7 @@ struct Ctx {
     network_ready: AtomicBool,
     recorder: events::Recorder,
     facts: node::NodeFacts,
+    tokens: volumes::Tokens,
 }
 
 /// A client from a kubeconfig file.
@@ -197,6 +199,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         network_ready: AtomicBool::new(false),
         recorder,
         facts,
+        tokens: volumes::Tokens::default(),
     });
 
     // Readiness before the first pod sync (pods bound before the node controller's first look
@@ -433,6 +436,7 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, AgentErro
         let rt = ctx.rt.clone();
         let u = uid.clone();
         let _ = tokio::task::spawn_blocking(move || rt.kill_pod(&u, Duration::from_secs(grace))).await;
+        ctx.tokens.forget(&uid);
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
             preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
@@ -457,6 +461,11 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, AgentErro
     let inputs = runtime::SyncInputs {
         network_ready: ctx.network_ready.load(Ordering::SeqCst),
         env: environments(&pod, &ctx, pod_ip).await,
+        volumes: volumes::resolve(
+            &pod,
+            &volumes::Source { client: &ctx.client, tokens: &ctx.tokens, host_ip: ctx.opts.node_ip.to_string() },
+        )
+        .await,
     };
     let rt = ctx.rt.clone();
     let p = pod.clone();

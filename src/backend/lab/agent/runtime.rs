@@ -23,8 +23,9 @@ use super::images::{self, Image};
 use super::ipam::Ipam;
 use super::podfiles::{self, DnsSettings};
 use super::status::{Record, Sandbox, State};
+use super::volumes::{self, Content, MountError};
 use crate::backend::lab::network::hex_id;
-use crate::backend::lab::sandbox::{Mounts, NetNs, NsThread};
+use crate::backend::lab::sandbox::{Mounts, NetNs, NsThread, Rootfs};
 
 /// The kubelet's container restart back-off: 10 s doubling to 5 min, forgotten after a
 /// container ran for 10 min.
@@ -66,12 +67,20 @@ impl Event {
 }
 
 /// Inputs of one sync that come from the API (fetched by the controller).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SyncInputs {
     pub network_ready: bool,
     /// Environment per container name (built by the controller from services, ConfigMaps,
     /// Secrets), or the error that keeps it from starting.
     pub env: BTreeMap<String, Result<Vec<(String, String)>, String>>,
+    /// The pod's volumes, resolved by the controller from the API, or why one cannot be set up.
+    pub volumes: Result<BTreeMap<String, Content>, MountError>,
+}
+
+impl Default for SyncInputs {
+    fn default() -> SyncInputs {
+        SyncInputs { network_ready: false, env: BTreeMap::new(), volumes: Ok(BTreeMap::new()) }
+    }
 }
 
 /// What one sync observed.
@@ -299,8 +308,11 @@ impl Runtime {
                         None,
                     ));
                     requeue(Duration::from_secs(2), &mut out);
+                } else if let Err(e) = &inputs.volumes {
+                    out.events.push(Event::warning("FailedMount", e.to_string(), None));
+                    requeue(Duration::from_secs(2), &mut out);
                 } else {
-                    match self.create_sandbox(pod, &rt, host_network) {
+                    match self.create_sandbox(pod, &rt, host_network, inputs) {
                         Ok(s) => *sb = Some(s),
                         Err(e) => {
                             out.events.push(Event::warning(
@@ -312,6 +324,13 @@ impl Runtime {
                         }
                     }
                 }
+            }
+            // Volume content follows its sources (a ConfigMap edited, a token renewed).
+            if sb.is_some()
+                && let Ok(contents) = &inputs.volumes
+                && let Err(e) = volumes::write_all(&rt.dir, &self.cfg.state_dir, contents)
+            {
+                out.events.push(Event::warning("FailedMount", e.to_string(), None));
             }
             if let Some(s) = sb.as_ref() {
                 out.sandbox = Sandbox {
@@ -556,8 +575,17 @@ impl Runtime {
         out
     }
 
-    fn create_sandbox(&self, pod: &Pod, rt: &PodRt, host_network: bool) -> Result<SandboxRt, String> {
+    fn create_sandbox(
+        &self,
+        pod: &Pod,
+        rt: &PodRt,
+        host_network: bool,
+        inputs: &SyncInputs,
+    ) -> Result<SandboxRt, String> {
         std::fs::create_dir_all(rt.dir.join("etc")).map_err(|e| format!("{}: {e}", rt.dir.display()))?;
+        let contents = inputs.volumes.as_ref().map_err(|e| e.to_string())?;
+        volumes::write_all(&rt.dir, &self.cfg.state_dir, contents).map_err(|e| e.to_string())?;
+        let volume_mounts = volumes::mounts(pod, &rt.dir, &self.cfg.state_dir, contents).map_err(|e| e.to_string())?;
         let ip = if host_network {
             None
         } else {
@@ -582,7 +610,20 @@ impl Runtime {
         if !host_network {
             binds.push((write("hostname", &format!("{hostname}\n"))?, PathBuf::from("/etc/hostname")));
         }
-        let mounts = Mounts { binds, tmpfs: vec![PathBuf::from("/run"), PathBuf::from("/tmp")] };
+        let links = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
+            .filter_map(|c| c.image.as_deref())
+            .flat_map(images::layer_links)
+            .collect();
+        let rootfs = Rootfs {
+            dir: rt.dir.join("rootfs"),
+            keep: vec![self.cfg.image_dir.clone()],
+            links,
+            volumes: volume_mounts,
+        };
+        let mounts = Mounts { binds, tmpfs: vec![PathBuf::from("/run"), PathBuf::from("/tmp")], rootfs: Some(rootfs) };
         let release = |e: String| {
             self.ipam.lock().unwrap_or_else(|e| e.into_inner()).release(&rt.uid);
             e
@@ -593,7 +634,7 @@ impl Runtime {
             mounts,
             if host_network { NetNs::Shared } else { NetNs::New },
         )
-        .map_err(|e| release(e.to_string()))?;
+        .map_err(|e| release(e.report()))?;
         if let Some(ip) = ip {
             let (cidr, gw) = {
                 let ipam = self.ipam.lock().unwrap_or_else(|e| e.into_inner());
