@@ -33,10 +33,12 @@ impl Server {
 pub struct Request {
     pub method: String,
     pub path: String,
+    /// The `Host` header without its port (empty when absent).
+    pub host: String,
     pub peer: SocketAddr,
 }
 
-pub type Handler = fn(&Request, &str) -> (u16, &'static str, String);
+pub type Handler = fn(&Request, &str) -> (u16, &'static str, Vec<u8>);
 
 /// Serve HTTP on `port` inside `ns`; `name` is passed to the handler (e.g. the pod name).
 pub fn http(ns: &NsThread, port: u16, name: &str, handler: Handler) -> Result<Server, LabError> {
@@ -108,6 +110,7 @@ fn serve_one(mut conn: impl Read + Write, peer: SocketAddr, name: &str, handler:
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("/").to_string());
     let mut length = 0usize;
+    let mut host = String::new();
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
@@ -117,28 +120,36 @@ fn serve_one(mut conn: impl Read + Write, peer: SocketAddr, name: &str, handler:
             && k.trim().eq_ignore_ascii_case("content-length")
         {
             length = v.trim().parse().unwrap_or(0);
+        } else if let Some((k, v)) = h.split_once(':')
+            && k.trim().eq_ignore_ascii_case("host")
+        {
+            let v = v.trim();
+            host =
+                v.rsplit_once(':').filter(|(_, p)| p.parse::<u16>().is_ok()).map_or(v, |(h, _)| h).to_ascii_lowercase();
         }
     }
     let mut body = vec![0u8; length.min(1 << 20)];
     let _ = reader.read_exact(&mut body);
     drop(reader);
-    let (status, ctype, text) = handler(&Request { method, path, peer }, name);
+    let (status, ctype, body) = handler(&Request { method, path, host, peer }, name);
     let reason = match status {
         200 => "OK",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        500 => "Internal Server Error",
         _ => "",
     };
-    let resp = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nX-Served-By: {name}\r\nConnection: close\r\n\r\n{text}",
-        text.len()
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nX-Served-By: {name}\r\nConnection: close\r\n\r\n",
+        body.len()
     );
-    let _ = conn.write_all(resp.as_bytes());
+    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(&body);
     let _ = conn.flush();
 }
 
 /// Cilium's `cilium/starwars` image, as far as its http-sw-app demo uses it.
-pub fn deathstar(req: &Request, _pod: &str) -> (u16, &'static str, String) {
+pub fn deathstar(req: &Request, _pod: &str) -> (u16, &'static str, Vec<u8>) {
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", "/v1/request-landing") => (200, "text/plain", "Ship landed\n".into()),
         ("GET", "/v1") | ("GET", "/v1/") => (
@@ -154,7 +165,7 @@ pub fn deathstar(req: &Request, _pod: &str) -> (u16, &'static str, String) {
 /// The outside world's API. `/api/starships` answers what the article prints; every other path
 /// (`/ip`, `/`) tells the client which address it came from, which shows whether (and how) the
 /// cluster masqueraded the request.
-pub fn echo(req: &Request, _name: &str) -> (u16, &'static str, String) {
+pub fn echo(req: &Request, _name: &str) -> (u16, &'static str, Vec<u8>) {
     if req.path.starts_with("/api/starships") {
         (
             200,
@@ -163,6 +174,12 @@ pub fn echo(req: &Request, _name: &str) -> (u16, &'static str, String) {
                 .into(),
         )
     } else {
-        (200, "application/json", format!("{{\"origin\":\"{}\"}}\n", req.peer.ip()))
+        (200, "application/json", format!("{{\"origin\":\"{}\"}}\n", req.peer.ip()).into_bytes())
     }
+}
+
+/// The outside world's web servers: the lab's chart repository for `helm.cilium.io`
+/// (`charts.rs`), the echoing API for every other name and address.
+pub fn outside(req: &Request, name: &str) -> (u16, &'static str, Vec<u8>) {
+    if req.host == super::charts::HOST { super::charts::serve(&req.path) } else { echo(req, name) }
 }

@@ -7,6 +7,7 @@ mod apps;
 pub mod arp;
 mod bpf_masq;
 pub use bpf_masq::BpfCause;
+pub mod charts;
 mod cilium_dbg;
 mod cni;
 pub mod config;
@@ -365,6 +366,13 @@ pub fn target_command(
         cmd.env("PATH", format!("{}:{path}", registry::shim_dir(&info.name).display()));
         if let Some(k) = &info.kubeconfig {
             cmd.env("KUBECONFIG", k);
+            // The real helm keeps its repositories and caches in the lab, as kubectl its
+            // kubeconfig: never in the user's own ~/.config/helm.
+            let helm = registry::dir(&info.name).join("helm");
+            for (var, sub) in [("HELM_CONFIG_HOME", "config"), ("HELM_CACHE_HOME", "cache"), ("HELM_DATA_HOME", "data")]
+            {
+                cmd.env(var, helm.join(sub));
+            }
         }
     }
     Ok(cmd)

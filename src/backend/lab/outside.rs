@@ -22,7 +22,9 @@ pub const UPLINK: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 63);
 /// The external API (`swapi.dev` in the lab's DNS).
 pub const API: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 /// Public names the router's DNS answers, and their addresses.
-pub const PUBLIC_NAMES: &[(&str, Ipv4Addr)] = &[("swapi.dev", API), ("api.example.com", API)];
+/// `helm.cilium.io` is the lab's chart repository, served by the same web server (by `Host`).
+pub const PUBLIC_NAMES: &[(&str, Ipv4Addr)] =
+    &[("swapi.dev", API), ("api.example.com", API), (super::charts::HOST, API)];
 
 pub struct Outside {
     pub router: NsThread,
@@ -57,7 +59,8 @@ pub fn build(host: &NsThread, lab: &str) -> Result<Outside, LabError> {
         format!("route add {BRIDGE_NET}/{BRIDGE_PREFIX} via {UPLINK} dev eth0"),
     ])?;
     router.sysctl("net.ipv4.ip_forward", "1")?;
-    let servers = vec![apps::http(&router, 80, "swapi", apps::echo)?, apps::https(&router, 443, "swapi", apps::echo)?];
+    let servers =
+        vec![apps::http(&router, 80, "swapi", apps::outside)?, apps::https(&router, 443, "swapi", apps::outside)?];
     let zone = PUBLIC_NAMES.iter().map(|(n, ip)| (n.to_string(), *ip)).collect();
     let policy = Policy { zone: Arc::new(RwLock::new(zone)), authoritative_suffix: None, upstream: None };
     let dns = dns::serve(&router, SocketAddr::from((ROUTER, 53)), policy)?;

@@ -1,7 +1,8 @@
-//! TLS for the lab's outside world, so that the article's `https://swapi.dev/...` works as
-//! written. A fixed lab CA (tls/ca.pem, valid 2020–2120) signed the server certificate; the CA is
-//! trusted only inside labs: every target gets a CA bundle (the machine's plus the lab CA)
-//! bind-mounted over /etc/ssl/certs/ca-certificates.crt. Its key was thrown away after signing.
+//! TLS for the lab's outside world, so that the article's `https://swapi.dev/...` and helm's
+//! `https://helm.cilium.io/` work as written. A fixed lab CA (tls/ca.pem, valid 2020–2120) signed
+//! the server certificate; the CA is trusted only inside labs: every target gets a CA bundle (the
+//! machine's plus the lab CA) bind-mounted over /etc/ssl/certs/ca-certificates.crt. Its key was
+//! thrown away after signing.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 
 mod agent_runtime;
 mod backend;
+mod chart;
 mod datapath;
 mod gc;
 mod isolation;
@@ -23,6 +24,7 @@ pub(crate) fn tests() -> Vec<crate::harness::Test> {
     [
         agent_runtime::tests(),
         backend::tests(),
+        chart::tests(),
         datapath::tests(),
         gc::tests(),
         isolation::tests(),
