@@ -3,7 +3,9 @@
 # kube-controller-manager, kube-scheduler and kubectl (k8s.io/kubernetes), etcd (its server
 # module, at the version that Kubernetes release uses), helm (helm.sh/helm/v3) and tutor-kubelet
 # (k8s/cmd/tutor-kubelet: the lab nodes' kubelet API, on k8s.io/kubelet's streaming server), and
-# agnhost (k8s.io/kubernetes/test/images/agnhost: the program of the e2e image the lab's pods play).
+# agnhost (k8s.io/kubernetes/test/images/agnhost: the program of the e2e image the lab's pods play),
+# kube-proxy (k8s.io/kubernetes/cmd/kube-proxy, run by the lab as kind runs it: a DaemonSet) and
+# CoreDNS (k8s/coredns: github.com/coredns/coredns with the plugins of the cluster DNS).
 #
 # The pins are the modules' versions in k8s/go.mod and k8s/helm/go.mod (see docs/architecture.md,
 # "Upstream binaries"). The binaries land in
@@ -32,6 +34,7 @@ required() { # go.mod module
 }
 k8s_version=$(required "$here/go.mod" k8s.io/kubernetes)
 helm_version=$(required "$here/helm/go.mod" helm.sh/helm/v3)
+coredns_version=$(required "$here/coredns/go.mod" github.com/coredns/coredns)
 [[ -n $k8s_version && -n $helm_version ]] || { echo "k8s/build.sh: no k8s.io/kubernetes or helm.sh/helm/v3 pin in k8s/go.mod, k8s/helm/go.mod" >&2; exit 2; }
 
 cache=${TUTOR_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tutor/k8s}
@@ -40,7 +43,7 @@ if ((print_dir)); then echo "$out"; exit 0; fi
 
 # Pre-flight: Go at least the version the modules declare, and no silent toolchain download.
 need=$(awk '$1 == "go" { print $2; exit }' "$here/go.mod")
-for f in "$here/helm/go.mod"; do
+for f in "$here/helm/go.mod" "$here/coredns/go.mod"; do
   v=$(awk '$1 == "go" { print $2; exit }' "$f")
   [[ $(printf '%s\n%s\n' "$need" "$v" | sort -V | tail -1) == "$v" ]] && need=$v
 done
@@ -57,8 +60,8 @@ if [[ $(printf '%s\n%s\n' "$need" "$have" | sort -V | head -1) != "$need" ]]; th
 fi
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
 
-stamp=$( (cd "$here" && cat go.mod go.sum helm/go.mod helm/go.sum build.sh && find cmd -type f -name '*.go' | sort | xargs cat) | sha256sum | cut -d' ' -f1)
-bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm tutor-kubelet agnhost)
+stamp=$( (cd "$here" && cat go.mod go.sum helm/go.mod helm/go.sum coredns/go.mod coredns/go.sum build.sh && find cmd coredns/cmd -type f -name '*.go' | sort | xargs cat) | sha256sum | cut -d' ' -f1)
+bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm tutor-kubelet agnhost kube-proxy coredns)
 if ((!force)) && [[ -f $out/.stamp && $(cat "$out/.stamp") == "$stamp" ]]; then
   ok=1
   for b in "${bins[@]}"; do [[ -x $out/$b ]] || ok=0; done
@@ -89,12 +92,14 @@ mkdir -p "$out"
 tmp=$(mktemp -d "$cache/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s)
-echo "k8s/build.sh: building Kubernetes $k8s_version (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, tutor-kubelet, agnhost) and helm $helm_version into $out"
+echo "k8s/build.sh: building Kubernetes $k8s_version (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kube-proxy, tutor-kubelet, agnhost), helm $helm_version and CoreDNS $coredns_version into $out"
 (cd "$here" && go build -trimpath -ldflags "-s -w$kv" -o "$tmp/" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl ./cmd/etcd ./cmd/tutor-kubelet \
-  k8s.io/kubernetes/test/images/agnhost)
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-proxy \
+  ./cmd/etcd ./cmd/tutor-kubelet k8s.io/kubernetes/test/images/agnhost)
 (cd "$here/helm" && go build -trimpath -ldflags "-s -w $hv" -o "$tmp/" helm.sh/helm/v3/cmd/helm)
+cv="-X github.com/coredns/coredns/coremain.GitCommit=$coredns_version"
+(cd "$here/coredns" && go build -trimpath -ldflags "-s -w $cv" -o "$tmp/" ./cmd/coredns)
 for b in "${bins[@]}"; do mv -f "$tmp/$b" "$out/$b"; done
 echo "$stamp" > "$out/.stamp"
 echo "k8s/build.sh: done in $(($(date +%s) - start)) s"

@@ -190,7 +190,15 @@ require (
 	sigs.k8s.io/yaml v1.4.0 // indirect
 )
 
-require github.com/ishidawataru/sctp v0.0.0-20230406120618-7ff4192f6ff2 // indirect
+require (
+	github.com/Microsoft/hnslib v0.0.8 // indirect
+	github.com/ishidawataru/sctp v0.0.0-20230406120618-7ff4192f6ff2 // indirect
+	github.com/moby/ipvs v1.1.0 // indirect
+	github.com/vishvananda/netlink v1.3.1-0.20250206174618-62fb240731fa // indirect
+	github.com/vishvananda/netns v0.0.4 // indirect
+	k8s.io/kube-proxy v0.0.0 // indirect
+	sigs.k8s.io/knftables v0.0.17 // indirect
+)
 
 // k8s.io/kubernetes requires its staging modules at v0.0.0 (they live in its own tree);
 // outside that tree each maps to the version published with the release: v1.33.1 -> v0.33.1.
@@ -231,6 +239,7 @@ replace (
 tool (
 	k8s.io/kubernetes/cmd/kube-apiserver
 	k8s.io/kubernetes/cmd/kube-controller-manager
+	k8s.io/kubernetes/cmd/kube-proxy
 	k8s.io/kubernetes/cmd/kube-scheduler
 	k8s.io/kubernetes/cmd/kubectl
 )

@@ -343,6 +343,7 @@ impl Lab {
         if kindnet {
             cp.apply_kindnet_rbac(&cp_node.ns)?;
         }
+        cp.apply_addons(&cp_node.ns, config.networking.kube_proxy_mode.as_deref())?;
         cp.start_agents(&agents, &super::tutor_exe(), kindnet)?;
         cp.label_nodes(&cp_node.ns, &marks, std::time::Duration::from_secs(60))?;
         let rt = ClusterRt {

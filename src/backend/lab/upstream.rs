@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 const K8S_GO_MOD: &str = include_str!("../../../k8s/go.mod");
 const HELM_GO_MOD: &str = include_str!("../../../k8s/helm/go.mod");
+const COREDNS_GO_MOD: &str = include_str!("../../../k8s/coredns/go.mod");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Binary {
@@ -26,10 +27,16 @@ pub enum Binary {
     /// The program of the `registry.k8s.io/e2e-test-images/agnhost` image, which the lab's
     /// pods play (`k8s.io/kubernetes/test/images/agnhost`).
     Agnhost,
+    /// kube-proxy (`k8s.io/kubernetes/cmd/kube-proxy`), the program of the
+    /// `registry.k8s.io/kube-proxy` image of the cluster's kube-proxy DaemonSet.
+    KubeProxy,
+    /// CoreDNS (`k8s/coredns`), the program of the `registry.k8s.io/coredns/coredns` image of
+    /// the cluster DNS Deployment.
+    Coredns,
 }
 
 impl Binary {
-    pub const ALL: [Binary; 8] = [
+    pub const ALL: [Binary; 10] = [
         Binary::Etcd,
         Binary::KubeApiserver,
         Binary::KubeControllerManager,
@@ -38,6 +45,8 @@ impl Binary {
         Binary::Helm,
         Binary::TutorKubelet,
         Binary::Agnhost,
+        Binary::KubeProxy,
+        Binary::Coredns,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -50,6 +59,8 @@ impl Binary {
             Binary::Helm => "helm",
             Binary::TutorKubelet => "tutor-kubelet",
             Binary::Agnhost => "agnhost",
+            Binary::KubeProxy => "kube-proxy",
+            Binary::Coredns => "coredns",
         }
     }
 }
@@ -88,9 +99,15 @@ pub fn helm_version() -> String {
     required(HELM_GO_MOD, "helm.sh/helm/v3").expect("k8s/helm/go.mod requires helm.sh/helm/v3")
 }
 
+/// The pinned CoreDNS release (the cluster DNS image's tag).
+pub fn coredns_version() -> String {
+    required(COREDNS_GO_MOD, "github.com/coredns/coredns")
+        .expect("k8s/coredns/go.mod requires github.com/coredns/coredns")
+}
+
 /// The Go release the modules need (their `go` directive).
 pub fn go_version() -> String {
-    [K8S_GO_MOD, HELM_GO_MOD]
+    [K8S_GO_MOD, HELM_GO_MOD, COREDNS_GO_MOD]
         .iter()
         .filter_map(|m| m.lines().find_map(|l| l.strip_prefix("go ")).map(str::trim))
         .max_by_key(|v| v.split('.').map(|n| n.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>())

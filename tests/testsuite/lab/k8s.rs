@@ -10,6 +10,7 @@ crate::tests![
     the_real_api_server_answers_kubectl(Lab, K8s),
     pods_on_two_nodes_reach_each_other(Lab, K8s),
     pod_volumes_come_from_the_api(Lab, K8s),
+    cluster_dns_and_services_are_coredns_and_kube_proxy(Lab, K8s),
     delete_cluster_stops_the_control_plane_and_removes_its_context(Lab, K8s),
     lab_down_leaves_no_control_plane_process(Lab, K8s)
 ];
@@ -259,6 +260,34 @@ spec:
     let ev = lab.eventually("kubectl get events --field-selector involvedObject.name=missing,reason=FailedMount -o jsonpath='{.items[0].message}' | grep .");
     assert_eq!(ev.trim(), "MountVolume.SetUp failed for volume \"v\" : configmap \"nope\" not found");
     assert_eq!(out("kubectl get pod missing -o jsonpath='{.status.phase}'"), "Pending");
+}
+
+fn cluster_dns_and_services_are_coredns_and_kube_proxy() {
+    let lab = Lab::up("k8sdns");
+    let cfg = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n- role: worker\n";
+    let o = lab.sh(&format!("cat > /tmp/dns.yaml <<'EOF'\n{cfg}EOF\nkind create cluster --config /tmp/dns.yaml"));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let out = |script: &str| lab.sh(script).ok().trim_end().to_string();
+    // kubeadm's add-ons, run by the real controllers on the nodes.
+    let ready = lab.sh("kubectl -n kube-system rollout status deploy/coredns --timeout=90s && kubectl -n kube-system rollout status ds/kube-proxy --timeout=60s");
+    assert_eq!(ready.code, 0, "{}{}", ready.stdout, ready.stderr);
+    assert_eq!(out("kubectl -n kube-system get ds kube-proxy -o jsonpath='{.status.numberReady}'"), "2");
+    assert_eq!(out("kubectl -n kube-system get svc kube-dns -o jsonpath='{.spec.clusterIP}'"), "10.96.0.10");
+    // A Service by name from a pod on the other node: CoreDNS answers, kube-proxy balances.
+    let o = lab.sh(concat!(
+        "kubectl create deployment web --image=nginx --replicas=2 && kubectl expose deployment web --port=80 && ",
+        "kubectl run t --image=busybox --restart=Never -- sleep 3600 && ",
+        "kubectl wait --for=condition=Available deploy/web --timeout=60s && kubectl wait --for=condition=Ready pod/t --timeout=60s"
+    ));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let ip = out("kubectl get svc web -o jsonpath='{.spec.clusterIP}'");
+    let ns = out("kubectl exec t -- nslookup web.default.svc.cluster.local");
+    assert!(ns.contains("Server:\t\t10.96.0.10\n") && ns.ends_with(&format!("Address: {ip}")), "{ns}");
+    let page = out("kubectl exec t -- wget -qO- http://web");
+    assert!(page.contains("<title>Welcome to nginx!</title>"), "{page}");
+    // Each request shows in a backend's log (nginx's access log is its output).
+    let logs = out("kubectl logs -l app=web --prefix --tail=-1");
+    assert!(logs.contains("\"GET / HTTP/1.1\" 200"), "{logs}");
 }
 
 fn delete_cluster_stops_the_control_plane_and_removes_its_context() {

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::backend::lab::upstream::Binary;
+
 /// A parsed image reference (`[registry/]repository[:tag][@digest]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
@@ -126,7 +128,8 @@ struct Entry {
     needs: &'static [&'static str],
     busybox: bool,
     /// Symbolic links the real image has in its layers that matter to users (nginx's logs go
-    /// to the container's output through them).
+    /// to the container's output through them), or that put a program where the real image
+    /// has it (a target starting with `@built/` is a program of `<image dir>/built`).
     links: &'static [(&'static str, &'static str)],
 }
 
@@ -175,6 +178,22 @@ const CATALOGUE: &[Entry] = &[
         links: &[],
     },
     Entry {
+        keys: &["registry.k8s.io/kube-proxy"],
+        entrypoint: &[],
+        cmd: &["/usr/local/bin/kube-proxy"],
+        needs: &["kube-proxy"],
+        busybox: false,
+        links: &[("/usr/local/bin/kube-proxy", "@built/kube-proxy")],
+    },
+    Entry {
+        keys: &["registry.k8s.io/coredns/coredns", "registry.k8s.io/coredns", "coredns/coredns"],
+        entrypoint: &["/coredns"],
+        cmd: &[],
+        needs: &["coredns"],
+        busybox: false,
+        links: &[("/coredns", "@built/coredns")],
+    },
+    Entry {
         keys: &["hashicorp/http-echo"],
         entrypoint: &["http-echo"],
         cmd: &[],
@@ -208,14 +227,19 @@ pub fn resolve(image: &str, path: &str) -> Result<Image, PullError> {
     })
 }
 
-/// The links an image's layers hold (none for images outside the catalogue).
-pub fn layer_links(image: &str) -> Vec<(PathBuf, PathBuf)> {
+/// The links an image's layers hold (none for images outside the catalogue); `built` is
+/// `<image dir>/built`.
+pub fn layer_links(image: &str, built: &Path) -> Vec<(PathBuf, PathBuf)> {
     let Ok(r) = ImageRef::parse(image) else { return vec![] };
     let key = r.key();
+    let target = |t: &str| match t.strip_prefix("@built/") {
+        Some(program) => built.join(program),
+        None => PathBuf::from(t),
+    };
     CATALOGUE
         .iter()
         .find(|e| e.keys.contains(&key.as_str()))
-        .map(|e| e.links.iter().map(|(l, t)| (PathBuf::from(l), PathBuf::from(t))).collect())
+        .map(|e| e.links.iter().map(|(l, t)| (PathBuf::from(l), target(t))).collect())
         .unwrap_or_default()
 }
 
@@ -232,7 +256,7 @@ pub fn argv(image: &Image, command: &[String], args: &[String]) -> Vec<String> {
 /// Image programs built with the lab's Kubernetes (`k8s/build.sh`), made visible to pods
 /// through a directory of their own (`<image dir>/built`, first on the containers' PATH) so
 /// that pods see these programs and not the rest of the build (kubectl, the control plane).
-pub const BUILT: &[crate::backend::lab::upstream::Binary] = &[crate::backend::lab::upstream::Binary::Agnhost];
+pub const BUILT: &[Binary] = &[Binary::Agnhost, Binary::KubeProxy, Binary::Coredns];
 
 /// Link the built image programs that exist into `<image_dir>/built` (replacing older links
 /// atomically); the directory to put first on the containers' PATH.

@@ -615,7 +615,7 @@ impl Runtime {
             .iter()
             .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
             .filter_map(|c| c.image.as_deref())
-            .flat_map(images::layer_links)
+            .flat_map(|image| images::layer_links(image, &self.cfg.image_dir.join("built")))
             .collect();
         let rootfs = Rootfs {
             dir: rt.dir.join("rootfs"),
@@ -656,7 +656,12 @@ impl Runtime {
     ) -> Result<(), String> {
         let sb = rt.sandbox.lock().unwrap_or_else(|e| e.into_inner());
         let sb = sb.as_ref().ok_or("the pod has no sandbox")?;
-        let argv = images::argv(img, c.command.as_deref().unwrap_or_default(), c.args.as_deref().unwrap_or_default());
+        // `$(VAR)` in command and args expands from the container's environment.
+        let known: BTreeMap<String, String> = env.iter().cloned().collect();
+        let expand = |v: Option<&Vec<String>>| -> Vec<String> {
+            v.into_iter().flatten().map(|s| super::env::expand(s, &known)).collect()
+        };
+        let argv = images::argv(img, &expand(c.command.as_ref()), &expand(c.args.as_ref()));
         if argv.is_empty() {
             return Err(format!("container {}: no command specified", c.name));
         }

@@ -364,7 +364,11 @@ pub fn host_source(node_dir: &Path, path: &str, type_: &str) -> Result<PathBuf, 
                 std::fs::File::create(&private).map_err(|e| format!("{path}: {e}"))?;
                 Ok(private)
             }
-            "" => Ok(PathBuf::from(path)),
+            // No type: the runtime creates a missing directory (here, under the node's).
+            "" => {
+                std::fs::create_dir_all(&private).map_err(|e| format!("{path}: {e}"))?;
+                Ok(private)
+            }
             _ => Err(format!("hostPath type check failed: {path} does not exist")),
         },
     }

@@ -10,6 +10,7 @@
 //! and `nodes/<node>/kubelet.{crt,key}` (each node's identity and serving certificate),
 //! `logs/<component>.log`, `timings.json` (where start-up time went).
 
+pub mod addons;
 pub mod kubeconfig;
 pub mod pki;
 pub mod probe;
@@ -589,6 +590,21 @@ impl ControlPlane {
         let args: Vec<String> =
             ["apply", "--server-side", "--field-manager=kind", "-f", "-"].map(String::from).to_vec();
         self.kubectl_admin(node, &args, &objects.to_string(), Instant::now() + Duration::from_secs(30))
+    }
+
+    /// kubeadm's add-ons: the cluster DNS, and kube-proxy unless `kube_proxy_mode` is `none`
+    /// (kind's `kubeProxyMode`, `iptables` by default). See `addons`.
+    pub fn apply_addons(&self, node: &NsThread, kube_proxy_mode: Option<&str>) -> Result<(), LabError> {
+        let mut items = addons::coredns(&self.spec, &upstream::coredns_version())["items"].clone();
+        let mode = kube_proxy_mode.unwrap_or("iptables");
+        if mode != "none" {
+            let kp = addons::kube_proxy(&self.spec, mode, &upstream::kubernetes_version());
+            items.as_array_mut().expect("a list").extend(kp["items"].as_array().cloned().unwrap_or_default());
+        }
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+        let args: Vec<String> =
+            ["apply", "--server-side", "--field-manager=kubeadm", "-f", "-"].map(String::from).to_vec();
+        self.kubectl_admin(node, &args, &list.to_string(), Instant::now() + Duration::from_secs(30))
     }
 
     /// The processes, for reports: (component, pid).
