@@ -6,27 +6,12 @@
 //!
 //! `cargo bench --bench runner_bounds`, or with the debug binary: `cargo test --bench runner_bounds`.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+mod common;
+use common::{row, take_turns, time};
 
 const ROUNDS: usize = 3;
-
-fn time(mut cmd: Command, want: i32) -> Duration {
-    let start = Instant::now();
-    let status = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("the command runs");
-    let took = start.elapsed();
-    assert_eq!(status.code(), Some(want), "{cmd:?}");
-    took
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,23 +74,13 @@ fn main() {
         time(c, 0)
     };
 
-    mismatch();
-    large();
-    let (mut m, mut df, mut l, mut b) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        m.push(mismatch());
-        df.push(diff());
-        l.push(large());
-        b.push(bash());
-    }
-    let (m, df, l, b) = (median(m), median(df), median(l), median(b));
+    let (mut mismatch, mut diff, mut large, mut bash) = (mismatch, diff, large, bash);
+    let t = take_turns(ROUNDS, &mut [&mut mismatch, &mut diff, &mut large, &mut bash]);
+    let (m, df, l, b) = (t[0], t[1], t[2], t[3]);
     println!("runner_bounds: median of {ROUNDS} rounds taking turns");
-    println!("  100k-line mismatch, tutor run to its diff  {:>9.1} ms  (goal: well under 1 s)", ms(m));
-    println!("  diff(1) on the same texts (baseline)       {:>9.1} ms  ratio {:.1}", ms(df), ms(m) / ms(df));
-    println!(
-        "  {:.1} MB tutorial, {blocks} blocks, tutor run     {:>9.1} ms  (goal: seconds)",
-        md.len() as f64 / 1e6,
-        ms(l)
-    );
-    println!("  the same commands in one bash script       {:>9.1} ms  ratio {:.1}", ms(b), ms(l) / ms(b));
+    println!("{}  (goal: well under 1 s)", row("100k-line mismatch, tutor run to its diff", m, Some(df)));
+    println!("{}", row("diff(1) on the same texts (baseline)", df, None));
+    let label = format!("{:.1} MB tutorial, {blocks} blocks, tutor run", md.len() as f64 / 1e6);
+    println!("{}  (goal: seconds)", row(&label, l, Some(b)));
+    println!("{}", row("the same commands in one bash script", b, None));
 }

@@ -8,28 +8,14 @@
 //! `cargo test --bench runner_overhead`.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{ms, row, take_turns, time};
 
 const BLOCKS: usize = 200;
 const ROUNDS: usize = 5;
-
-fn time(mut cmd: Command) -> Duration {
-    let start = Instant::now();
-    let status = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("the command runs");
-    let took = start.elapsed();
-    assert!(status.success(), "{cmd:?} failed: {status}");
-    took
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 fn main() {
     // `cargo test --benches` passes harness flags; a plain main ignores them.
@@ -75,39 +61,31 @@ fn main() {
         c.arg("-q").arg(&cram_test);
         c
     };
-    // Warm-up (page cache, binary loading).
-    time(tutor(&tutorial));
-    time(bash(&script));
-    if cram_found {
-        time(cram());
-    }
-
-    let (mut t_runs, mut c_runs, mut b_runs, mut p_runs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        // Taking turns, so that a busy moment of the shared machine hits both.
-        t_runs.push(time(tutor(&tutorial)));
-        if cram_found {
-            c_runs.push(time(cram()));
-        }
-        b_runs.push(time(bash(&script)));
-        p_runs.push(per_process());
-    }
-    let (t, b, p) = (median(t_runs), median(b_runs), median(p_runs));
+    let mut t_run = || time(tutor(&tutorial), 0);
+    let mut b_run = || time(bash(&script), 0);
+    let mut c_run = || time(cram(), 0);
+    let mut p_run = per_process;
+    let medians = if cram_found {
+        take_turns(ROUNDS, &mut [&mut t_run, &mut b_run, &mut p_run, &mut c_run])
+    } else {
+        take_turns(ROUNDS, &mut [&mut t_run, &mut b_run, &mut p_run])
+    };
+    let (t, b, p) = (medians[0], medians[1], medians[2]);
     let per = |d: Duration| ms(d) / BLOCKS as f64;
     println!("runner_overhead: {BLOCKS} one-command blocks, median of {ROUNDS} rounds taking turns");
-    println!("  tutor run (host backend)      {:>9.1} ms  ({:.2} ms/block)", ms(t), per(t));
-    if cram_found {
-        let c = median(c_runs);
-        println!("  cram (same commands)          {:>9.1} ms  ({:.2} ms/block)", ms(c), per(c));
-        let ratio = ms(t) / ms(c);
-        println!(
-            "  ratio tutor / cram            {ratio:>9.2}   (goal <= 1.0: {})",
-            if ratio <= 1.0 { "met" } else { "NOT met" }
-        );
-    } else {
-        println!("  cram                          not installed (bash .ci/install installs it): no ratio");
+    match medians.get(3) {
+        Some(&c) => {
+            let ratio = ms(t) / ms(c);
+            let goal = if ratio <= 1.0 { "met" } else { "NOT met" };
+            println!("{}  ({:.2} ms/block; goal <= 1.0: {goal})", row("tutor run (host backend)", t, Some(c)), per(t));
+            println!("{}  ({:.2} ms/block)", row("cram, same commands (baseline)", c, None), per(c));
+        }
+        None => {
+            println!("{}  ({:.2} ms/block)", row("tutor run (host backend)", t, None), per(t));
+            println!("  cram not installed (bash .ci/install installs it): no ratio");
+        }
     }
-    println!("  one bash script (baseline)    {:>9.1} ms", ms(b));
-    println!("  {BLOCKS} x bash -c (process floor) {:>9.1} ms  ({:.2} ms/block)", ms(p), per(p));
-    println!("  tutor overhead per block      {:>9.2} ms over the bash script", (ms(t) - ms(b)) / BLOCKS as f64);
+    println!("{}", row("one bash script", b, None));
+    println!("{}  ({:.2} ms/block)", row(&format!("{BLOCKS} x bash -c (process floor)"), p, None), per(p));
+    println!("  tutor overhead per block over the bash script  {:.2} ms", (ms(t) - ms(b)) / BLOCKS as f64);
 }
