@@ -128,6 +128,9 @@ pub struct UpContext {
     pub run_name: String,
     /// Leave the environment up after the run (`--keep`).
     pub keep: bool,
+    /// The tutorial asks for the real Kubernetes control plane on the lab (`kubernetes:
+    /// upstream` in its front matter).
+    pub upstream_kubernetes: bool,
 }
 
 /// One block execution.

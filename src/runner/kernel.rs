@@ -726,16 +726,18 @@ mod tests {
         assert_eq!(outputs(&r), [("started\n", Some(0))]);
         // Well under the daemon's 77 s (a loaded machine may take seconds to start processes).
         assert!(start.elapsed() < Duration::from_secs(30), "{:?}", start.elapsed());
-        k.stop().await;
-        // The daemon outlives the block (and this kernel: it left the process group).
+        // The daemon outlives the block, and this kernel once it has left the process group
+        // (it has when it wrote its pid: a loaded machine may take a while to get there, and a
+        // kernel stopped before then takes the still-forking daemon with it).
         let mut pid = None;
-        for _ in 0..1000 {
+        for _ in 0..3000 {
             pid = std::fs::read_to_string(dir.path().join("d.pid")).ok().and_then(|p| p.trim().parse::<i32>().ok());
             if pid.is_some() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        k.stop().await;
         let pid = nix::unistd::Pid::from_raw(pid.expect("the daemon wrote its pid"));
         assert!(nix::sys::signal::kill(pid, None).is_ok(), "the daemon is running");
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);

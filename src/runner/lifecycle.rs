@@ -84,6 +84,7 @@ pub async fn run(
             None => format!("{:06x}", rand::random::<u32>() & 0xff_ffff),
         },
         keep,
+        upstream_kubernetes: t.front.upstream_kubernetes,
     };
     let mut captures = None;
     // `up` runs in its own task so that a panic in it still reaches `down` below; Ctrl-C aborts it.

@@ -42,6 +42,9 @@ pub struct FrontMatter {
     pub vars: BTreeMap<String, serde_json::Value>,
     /// Named redactions: `[NAME]` in expected output matches this regex.
     pub redact: BTreeMap<String, String>,
+    /// `kubernetes: upstream`: on the lab, the real control plane instead of the emulation
+    /// (kind and kube clusters are always real).
+    pub upstream_kubernetes: bool,
 }
 
 /// A `##` heading and everything under it.

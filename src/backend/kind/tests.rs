@@ -109,7 +109,7 @@ impl Machine {
     }
 
     fn ctx(&self, keep: bool) -> UpContext {
-        UpContext { workdir: self.work.clone(), run_name: "r1".into(), keep }
+        UpContext { workdir: self.work.clone(), run_name: "r1".into(), keep, upstream_kubernetes: false }
     }
 
     fn calls(&self) -> Vec<String> {

@@ -282,17 +282,26 @@ pub fn tutor_exe() -> PathBuf {
 }
 
 /// Start a lab supervisor and wait until it is ready. `owner`: tear down when it exits.
-pub fn start(name: &str, owner: Option<i32>, config: Option<&std::path::Path>) -> Result<registry::LabInfo, LabError> {
+/// `upstream`: the real control plane, whatever `TUTOR_LAB_K8S` says.
+pub fn start(
+    name: &str,
+    owner: Option<i32>,
+    config: Option<&std::path::Path>,
+    upstream: bool,
+) -> Result<registry::LabInfo, LabError> {
     use std::io::Read;
     use std::os::unix::process::CommandExt;
     // A taken name is refused before anything is created; the supervisor's claim decides races.
     registry::check_free(name)?;
     preflight::check()?;
-    if controlplane::upstream_mode() {
+    if upstream || controlplane::upstream_mode() {
         upstream::check(&upstream::Binary::ALL).map_err(|e| LabError::Preflight(e.to_string()))?;
     }
     let mut cmd = std::process::Command::new(tutor_exe());
     cmd.args(["lab", "supervise", "--name", name]);
+    if upstream {
+        cmd.env(controlplane::MODE_VAR, "upstream");
+    }
     if let Some(o) = owner {
         cmd.args(["--owner", &o.to_string()]);
     }
@@ -456,7 +465,8 @@ impl Backend for LabBackend {
             ctx.run_name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
         let owner = if ctx.keep { None } else { Some(std::process::id() as i32) };
         let n = name.clone();
-        tokio::task::spawn_blocking(move || start(&n, owner, None))
+        let upstream = ctx.upstream_kubernetes;
+        tokio::task::spawn_blocking(move || start(&n, owner, None, upstream))
             .await
             .map_err(|e| BackendError::Other(e.to_string()))??;
         self.name = Some(name);

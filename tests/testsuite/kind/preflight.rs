@@ -119,7 +119,12 @@ async fn this_machine_gets_a_clear_preflight_error() {
     let has_kind = preflight::find_in_path("kind", env.path.as_deref()).is_some();
     let has_docker = preflight::connect_docker(env.docker_host.as_deref()).await.is_ok();
     let work = tempfile::tempdir().unwrap();
-    let ctx = UpContext { workdir: work.path().to_path_buf(), run_name: "preflight".into(), keep: false };
+    let ctx = UpContext {
+        workdir: work.path().to_path_buf(),
+        run_name: "preflight".into(),
+        keep: false,
+        upstream_kubernetes: false,
+    };
     // Missing tools and sockets are seen when the backend is built, a silent engine at `up`.
     let msg = match backend::create(BackendKind::Kind, None) {
         Err(e) => message(e),

@@ -19,8 +19,12 @@ async fn backend_runs_blocks_on_host_nodes_and_pods() {
         std::fs::copy(crate::lab::support::fixtures().join(f), work.path().join(f)).unwrap();
     }
     let mut b = backend::create(BackendKind::Lab, None).unwrap();
-    let ctx =
-        UpContext { workdir: work.path().to_path_buf(), run_name: format!("be{}", std::process::id()), keep: false };
+    let ctx = UpContext {
+        workdir: work.path().to_path_buf(),
+        run_name: format!("be{}", std::process::id()),
+        keep: false,
+        upstream_kubernetes: false,
+    };
     b.up(&ctx).await.unwrap();
     let host = Target::Host;
     let o = b.exec(req(&host, "kind create cluster --config kind-config.yaml 2>/dev/null && helm install -n kube-system cilium cilium/cilium -f cilium-medium.yaml >/dev/null && kubectl apply -f http-sw-app.yaml && pwd")).await.unwrap();
@@ -61,7 +65,7 @@ fn lab_goes_down_when_its_owner_exits() {
     unsafe { std::env::set_var("TUTOR_BIN", crate::lab::support::TUTOR) };
     let mut owner = std::process::Command::new("sleep").arg("600").spawn().unwrap();
     let name = format!("own{}", std::process::id());
-    let info = tutor::backend::lab::start(&name, Some(owner.id() as i32), None).unwrap();
+    let info = tutor::backend::lab::start(&name, Some(owner.id() as i32), None, false).unwrap();
     assert!(info.alive());
     owner.kill().unwrap();
     owner.wait().unwrap();

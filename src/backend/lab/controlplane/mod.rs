@@ -31,8 +31,11 @@ use pki::{Ca, Identity, Pair};
 /// Whether labs run the real control plane: `TUTOR_LAB_K8S=upstream` (the emulation stays the
 /// default until the Cilium part runs on the real API; see docs/architecture.md).
 pub fn upstream_mode() -> bool {
-    std::env::var("TUTOR_LAB_K8S").is_ok_and(|v| v == "upstream")
+    std::env::var(MODE_VAR).is_ok_and(|v| v == "upstream")
 }
+
+/// The environment variable that selects the real control plane.
+pub const MODE_VAR: &str = "TUTOR_LAB_K8S";
 
 /// The API server's port, as on kind's control-plane node.
 pub const API_PORT: u16 = 6443;
