@@ -95,7 +95,7 @@ impl NsThread {
             .map_err(|source| LabError::Io { what: "starting a namespace thread".into(), source })?;
         let tid = ready_rx
             .recv()
-            .map_err(|_| LabError::System("namespace thread died".into()))?
+            .map_err(|_| LabError::NsThreadDied)?
             .map_err(|e| LabError::Namespaces { target: label.to_string(), source: Box::new(e) })?;
         Ok(NsThread { tid, jobs })
     }
@@ -111,8 +111,8 @@ impl NsThread {
             .send(Box::new(move || {
                 let _ = tx.send(f());
             }))
-            .map_err(|_| LabError::System("namespace thread is gone".into()))?;
-        rx.recv().map_err(|_| LabError::System("namespace job panicked".into()))
+            .map_err(|_| LabError::NsThreadGone)?;
+        rx.recv().map_err(|_| LabError::NsJobPanicked)
     }
 
     /// Run a command inside the namespaces, feeding `stdin`; error with its stderr on failure.

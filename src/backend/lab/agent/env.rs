@@ -6,6 +6,20 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Pod, Service};
 
+/// Why a container's environment cannot be built (the kubelet's `CreateContainerConfigError`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    #[error("unsupported fieldRef {0}")]
+    UnsupportedFieldRef(String),
+    /// An `envFrom` source that is not optional and does not exist; `kind` is `configmap` or
+    /// `secret`, as the kubelet writes it.
+    #[error("{kind} \"{name}\" not found")]
+    NoSource { kind: &'static str, name: String },
+    /// A `configMapKeyRef`/`secretKeyRef` whose key is missing; `kind` is `ConfigMap` or `Secret`.
+    #[error("couldn't find key {key} in {kind} {name}")]
+    NoKey { key: String, kind: &'static str, name: String },
+}
+
 /// ConfigMap and Secret data the container refers to, by name.
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
@@ -72,7 +86,7 @@ pub fn expand(s: &str, known: &BTreeMap<String, String>) -> String {
 }
 
 /// `fieldRef` paths the kubelet resolves.
-pub fn field(pod: &Pod, path: &str, pod_ip: Option<&str>, host_ip: &str) -> Result<String, String> {
+pub fn field(pod: &Pod, path: &str, pod_ip: Option<&str>, host_ip: &str) -> Result<String, EnvError> {
     let m = &pod.metadata;
     let label = |map: &Option<BTreeMap<String, String>>, key: &str| {
         map.as_ref().and_then(|l| l.get(key)).cloned().unwrap_or_default()
@@ -94,7 +108,7 @@ pub fn field(pod: &Pod, path: &str, pod_ip: Option<&str>, host_ip: &str) -> Resu
             } else if let Some(k) = key_of(p, "metadata.annotations['") {
                 label(&m.annotations, &k)
             } else {
-                return Err(format!("unsupported fieldRef {p}"));
+                return Err(EnvError::UnsupportedFieldRef(p.to_string()));
             }
         }
     })
@@ -109,7 +123,7 @@ pub fn build(
     sources: &Sources,
     pod_ip: Option<&str>,
     host_ip: &str,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, EnvError> {
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     let mut order: Vec<String> = vec![];
     let mut set = |vars: &mut BTreeMap<String, String>, k: String, v: String| {
@@ -141,7 +155,7 @@ pub fn build(
                 }
             }
             None if optional => {}
-            None => return Err(format!("{what} \"{name}\" not found")),
+            None => return Err(EnvError::NoSource { kind: what, name }),
         }
     }
     for e in c.env.iter().flatten() {
@@ -154,13 +168,17 @@ pub fn build(
                 match sources.config_maps.get(&r.name).and_then(|d| d.get(&r.key)) {
                     Some(v) => v.clone(),
                     None if r.optional == Some(true) => continue,
-                    None => return Err(format!("couldn't find key {} in ConfigMap {}", r.key, r.name)),
+                    None => {
+                        return Err(EnvError::NoKey { key: r.key.clone(), kind: "ConfigMap", name: r.name.clone() });
+                    }
                 }
             } else if let Some(r) = &from.secret_key_ref {
                 match sources.secrets.get(&r.name).and_then(|d| d.get(&r.key)) {
                     Some(v) => v.clone(),
                     None if r.optional == Some(true) => continue,
-                    None => return Err(format!("couldn't find key {} in Secret {}", r.key, r.name)),
+                    None => {
+                        return Err(EnvError::NoKey { key: r.key.clone(), kind: "Secret", name: r.name.clone() });
+                    }
                 }
             } else {
                 continue;
@@ -211,7 +229,9 @@ mod tests {
         .unwrap();
         let c = pod.spec.as_ref().unwrap().containers[0].clone();
         let mut src = Sources::default();
-        assert_eq!(build(&pod, &c, &[], &src, None, "172.18.0.3").unwrap_err(), "configmap \"cm\" not found");
+        let e = build(&pod, &c, &[], &src, None, "172.18.0.3").unwrap_err();
+        assert_eq!(e, EnvError::NoSource { kind: "configmap", name: "cm".into() });
+        assert_eq!(e.to_string(), "configmap \"cm\" not found");
         src.config_maps.insert("cm".into(), [("k".to_string(), "v".to_string())].into());
         let env = build(&pod, &c, &[], &src, Some("10.244.1.2"), "172.18.0.3").unwrap();
         let m: BTreeMap<_, _> = env.iter().cloned().collect();

@@ -21,13 +21,13 @@ pub struct ImageRef {
 impl ImageRef {
     /// Parse as the container runtimes do: the first path component is a registry when it has a
     /// `.` or a `:` or is `localhost`; Docker Hub's official images live under `library/`.
-    pub fn parse(image: &str) -> Result<ImageRef, String> {
-        let bad = |why: &str| format!("invalid image reference \"{image}\": {why}");
+    pub fn parse(image: &str) -> Result<ImageRef, InvalidImage> {
+        let bad = |why| InvalidImage { image: image.to_string(), why };
         if image.is_empty() {
-            return Err(bad("empty"));
+            return Err(bad(Malformation::Empty));
         }
         if image.chars().any(|c| c.is_whitespace() || c.is_ascii_uppercase()) {
-            return Err(bad("must be lowercase, without spaces"));
+            return Err(bad(Malformation::Case));
         }
         let (rest, digest) = match image.split_once('@') {
             Some((r, d)) => (r, Some(d.to_string())),
@@ -39,7 +39,7 @@ impl ImageRef {
             None => (rest, None),
         };
         if tag.as_deref() == Some("") || name.is_empty() || name.ends_with('/') || name.contains("//") {
-            return Err(bad("malformed"));
+            return Err(bad(Malformation::Shape));
         }
         let (registry, repository) = match name.split_once('/') {
             Some((first, path)) if first.contains('.') || first.contains(':') || first == "localhost" => {
@@ -105,11 +105,30 @@ pub struct Image {
     pub env: Vec<(String, String)>,
 }
 
+/// An image reference that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid image reference \"{image}\": {why}")]
+pub struct InvalidImage {
+    pub image: String,
+    pub why: Malformation,
+}
+
+/// What is wrong with an image reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Malformation {
+    #[error("empty")]
+    Empty,
+    #[error("must be lowercase, without spaces")]
+    Case,
+    #[error("malformed")]
+    Shape,
+}
+
 /// Why an image cannot be "pulled".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PullError {
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] InvalidImage),
     #[error(
         "the lab cannot pull images from a registry, and \"{image}\" is not in its image catalogue \
          (known: {known})"
@@ -334,9 +353,19 @@ mod tests {
         assert_eq!(r.canonical(), "localhost:5000/x/y@sha256:abc");
         assert_eq!(ImageRef::parse("hashicorp/http-echo:1.0").unwrap().key(), "hashicorp/http-echo");
         assert_eq!(ImageRef::parse("docker.io/library/busybox:1.36").unwrap().key(), "busybox");
-        for bad in ["", "Nginx", "nginx:", "a//b", "a b"] {
-            assert!(ImageRef::parse(bad).is_err(), "{bad}");
+        for (bad, why) in [
+            ("", Malformation::Empty),
+            ("Nginx", Malformation::Case),
+            ("nginx:", Malformation::Shape),
+            ("a//b", Malformation::Shape),
+            ("a b", Malformation::Case),
+        ] {
+            assert_eq!(ImageRef::parse(bad), Err(InvalidImage { image: bad.into(), why }), "{bad}");
         }
+        assert_eq!(
+            ImageRef::parse("Nginx").unwrap_err().to_string(),
+            "invalid image reference \"Nginx\": must be lowercase, without spaces"
+        );
     }
 
     #[test]

@@ -6,6 +6,15 @@ use std::net::Ipv4Addr;
 
 use crate::backend::lab::topology::Cidr;
 
+/// Why no pod address can be given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IpamError {
+    #[error("the node has no podCIDR yet")]
+    NoCidr,
+    #[error("no free address left in {0}")]
+    Full(Cidr),
+}
+
 #[derive(Debug, Default)]
 pub struct Ipam {
     cidr: Option<Cidr>,
@@ -28,16 +37,13 @@ impl Ipam {
     }
 
     /// An address for `owner` (the same one again if it has one).
-    pub fn allocate(&mut self, owner: &str) -> Result<Ipv4Addr, String> {
+    pub fn allocate(&mut self, owner: &str) -> Result<Ipv4Addr, IpamError> {
         if let Some((ip, _)) = self.used.iter().find(|(_, o)| *o == owner) {
             return Ok(*ip);
         }
-        let cidr = self.cidr.ok_or("the node has no podCIDR yet")?;
+        let cidr = self.cidr.ok_or(IpamError::NoCidr)?;
         let last = cidr.size().saturating_sub(1) as u32;
-        let ip = (2..last)
-            .map(|i| cidr.nth(i))
-            .find(|ip| !self.used.contains_key(ip))
-            .ok_or_else(|| format!("no free address left in {cidr}"))?;
+        let ip = (2..last).map(|i| cidr.nth(i)).find(|ip| !self.used.contains_key(ip)).ok_or(IpamError::Full(cidr))?;
         self.used.insert(ip, owner.to_string());
         Ok(ip)
     }
@@ -54,7 +60,8 @@ mod tests {
     #[test]
     fn allocates_lowest_free_and_reuses() {
         let mut i = Ipam::default();
-        assert!(i.allocate("a").unwrap_err().contains("podCIDR"));
+        assert_eq!(i.allocate("a"), Err(IpamError::NoCidr));
+        assert!(IpamError::NoCidr.to_string().contains("podCIDR"));
         i.set_cidr(Cidr::parse("10.244.1.0/24").unwrap());
         assert_eq!(i.gateway(), Some(Ipv4Addr::new(10, 244, 1, 1)));
         assert_eq!(i.allocate("a").unwrap(), Ipv4Addr::new(10, 244, 1, 2));
@@ -69,6 +76,7 @@ mod tests {
         let mut i = Ipam::default();
         i.set_cidr(Cidr::parse("10.0.0.0/30").unwrap());
         assert_eq!(i.allocate("a").unwrap(), Ipv4Addr::new(10, 0, 0, 2));
-        assert!(i.allocate("b").unwrap_err().contains("no free address"));
+        assert_eq!(i.allocate("b"), Err(IpamError::Full(Cidr::parse("10.0.0.0/30").unwrap())));
+        assert_eq!(i.allocate("b").unwrap_err().to_string(), "no free address left in 10.0.0.0/30");
     }
 }

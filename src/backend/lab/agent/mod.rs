@@ -48,8 +48,26 @@ pub enum AgentError {
         #[source]
         source: Box<kube::Error>,
     },
-    #[error("{0}")]
-    System(String),
+    /// A file, socket or signal handler of the agent's could not be set up.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blocking task of the agent's panicked or was cancelled.
+    #[error("{what}: {source}")]
+    Task {
+        what: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+impl AgentError {
+    fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ {
+        move |source| AgentError::Io { what: path.display().to_string(), source }
+    }
 }
 
 fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> AgentError {
@@ -150,8 +168,7 @@ pub async fn client(path: &std::path::Path) -> Result<Client, AgentError> {
 
 /// Run the agent until SIGTERM/SIGINT; its pods' processes go with it.
 pub async fn run(opts: Options) -> Result<(), AgentError> {
-    std::fs::create_dir_all(&opts.state_dir)
-        .map_err(|e| AgentError::System(format!("{}: {e}", opts.state_dir.display())))?;
+    std::fs::create_dir_all(&opts.state_dir).map_err(AgentError::io(&opts.state_dir))?;
     let client = client(&opts.kubeconfig).await?;
     let version = client.apiserver_version().await.map_err(api_err("asking the API server its version"))?;
     let facts = node::NodeFacts::gather(
@@ -172,9 +189,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
             image_dir: opts.image_dir.clone(),
             path: format!(
                 "{}:{}",
-                images::link_built(&opts.image_dir)
-                    .map_err(|e| AgentError::System(format!("{}: {e}", opts.image_dir.display())))?
-                    .display(),
+                images::link_built(&opts.image_dir).map_err(AgentError::io(&opts.image_dir))?.display(),
                 std::env::var("PATH")
                     .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into())
             ),
@@ -189,7 +204,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         },
     ));
     let socket = opts.state_dir.join("agent.sock");
-    api::serve(&socket, rt.clone()).map_err(|e| AgentError::System(format!("{}: {e}", socket.display())))?;
+    api::serve(&socket, rt.clone()).map_err(AgentError::io(&socket))?;
     let mut kubelet_server = start_kubelet_server(&opts, &socket)?;
     let recorder = events::Recorder::new(client.clone(), &opts.node);
     let ctx = Arc::new(Ctx {
@@ -254,7 +269,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         }
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| AgentError::System(e.to_string()))?;
+        .map_err(|source| AgentError::Io { what: "handling SIGTERM".into(), source })?;
     tokio::select! {
         _ = node_ctl => {}
         _ = pod_ctl => {}
@@ -364,7 +379,7 @@ async fn environments(
     pod: &Pod,
     ctx: &Ctx,
     pod_ip: Option<String>,
-) -> BTreeMap<String, Result<Vec<(String, String)>, String>> {
+) -> BTreeMap<String, Result<Vec<(String, String)>, env::EnvError>> {
     let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let mut services: Vec<Service> = Api::<Service>::namespaced(ctx.client.clone(), &ns)
         .list(&Default::default())
@@ -471,7 +486,7 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, AgentErro
     let p = pod.clone();
     let result = tokio::task::spawn_blocking(move || rt.sync(&p, &inputs))
         .await
-        .map_err(|e| AgentError::System(format!("pod {ns}/{name}: {e}")))?;
+        .map_err(|source| AgentError::Task { what: format!("pod {ns}/{name}"), source })?;
     // Containers read the pod's IP from their environment: a pod whose IP only now became known
     // gets it on its next start (the kubelet has it before starting any container).
     let reference = pod.object_ref(&());

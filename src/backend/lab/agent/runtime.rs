@@ -72,7 +72,7 @@ pub struct SyncInputs {
     pub network_ready: bool,
     /// Environment per container name (built by the controller from services, ConfigMaps,
     /// Secrets), or the error that keeps it from starting.
-    pub env: BTreeMap<String, Result<Vec<(String, String)>, String>>,
+    pub env: BTreeMap<String, Result<Vec<(String, String)>, super::env::EnvError>>,
     /// The pod's volumes, resolved by the controller from the API, or why one cannot be set up.
     pub volumes: Result<BTreeMap<String, Content>, MountError>,
 }
@@ -81,6 +81,75 @@ impl Default for SyncInputs {
     fn default() -> SyncInputs {
         SyncInputs { network_ready: false, env: BTreeMap::new(), volumes: Ok(BTreeMap::new()) }
     }
+}
+
+/// Why a pod's sandbox or a container could not be set up; the text is the kubelet event's.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Ipam(#[from] super::ipam::IpamError),
+    /// A volume could not be set up (`FailedMount`).
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    /// The lab's namespaces or `ip` refused. The message is the lab error's report (its causes
+    /// included), so the error is kept whole but not chained a second time as a `source`.
+    #[error("{}", .0.report())]
+    Lab(crate::backend::lab::LabError),
+    #[error("the pod has no sandbox")]
+    NoSandbox,
+    #[error("container {0}: no command specified")]
+    NoCommand(String),
+    #[error("busybox: {0}")]
+    Busybox(#[source] std::io::Error),
+    /// The container's program is not on its PATH (containerd's words).
+    #[error(
+        "failed to create containerd task: failed to create shim task: OCI runtime create failed: \
+         exec: \"{0}\": executable file not found in $PATH"
+    )]
+    NotFound(String),
+    #[error("starting {}: {source}", program.display())]
+    Spawn { program: PathBuf, source: std::io::Error },
+}
+
+impl From<crate::backend::lab::LabError> for RuntimeError {
+    fn from(e: crate::backend::lab::LabError) -> RuntimeError {
+        RuntimeError::Lab(e)
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
+    move |source| RuntimeError::Io { path: path.to_path_buf(), source }
+}
+
+/// Why a probe failed; the text is the kubelet's `Unhealthy` event's.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("named port {0} is not supported by the lab's probes")]
+    NamedPort(String),
+    #[error("exec probe without a command")]
+    NoCommand,
+    #[error(transparent)]
+    Spawn(std::io::Error),
+    #[error("command {argv:?} exited with {code}: {output}")]
+    Exited { argv: Vec<String>, code: i32, output: String },
+    #[error("command {0:?} timed out")]
+    TimedOut(Vec<String>),
+    #[error("the pod has no address")]
+    NoAddress,
+    #[error("dial tcp {addr}: {source}")]
+    Dial { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("Get \"{url}\": {source}")]
+    Get { url: String, source: std::io::Error },
+    #[error(transparent)]
+    Send(std::io::Error),
+    #[error("bad HTTP answer from {0}")]
+    BadAnswer(std::net::SocketAddr),
+    #[error("HTTP probe failed with statuscode: {0}")]
+    Status(u16),
+    #[error("the probe has no handler the lab supports (exec, httpGet, tcpSocket)")]
+    NoHandler,
 }
 
 /// What one sync observed.
@@ -477,8 +546,10 @@ impl Runtime {
                 let env = match inputs.env.get(&c.name) {
                     Some(Ok(env)) => env.clone(),
                     Some(Err(e)) => {
-                        ctr.record.state =
-                            State::Waiting { reason: "CreateContainerConfigError".into(), message: Some(e.clone()) };
+                        ctr.record.state = State::Waiting {
+                            reason: "CreateContainerConfigError".into(),
+                            message: Some(e.to_string()),
+                        };
                         out.events.push(Event::warning("Failed", format!("Error: {e}"), Some(&c.name)));
                         requeue(Duration::from_secs(5), &mut out);
                         continue;
@@ -581,11 +652,11 @@ impl Runtime {
         rt: &PodRt,
         host_network: bool,
         inputs: &SyncInputs,
-    ) -> Result<SandboxRt, String> {
-        std::fs::create_dir_all(rt.dir.join("etc")).map_err(|e| format!("{}: {e}", rt.dir.display()))?;
-        let contents = inputs.volumes.as_ref().map_err(|e| e.to_string())?;
-        volumes::write_all(&rt.dir, &self.cfg.state_dir, contents).map_err(|e| e.to_string())?;
-        let volume_mounts = volumes::mounts(pod, &rt.dir, &self.cfg.state_dir, contents).map_err(|e| e.to_string())?;
+    ) -> Result<SandboxRt, RuntimeError> {
+        std::fs::create_dir_all(rt.dir.join("etc")).map_err(io(&rt.dir))?;
+        let contents = inputs.volumes.as_ref().map_err(|e| RuntimeError::Mount(e.clone()))?;
+        volumes::write_all(&rt.dir, &self.cfg.state_dir, contents)?;
+        let volume_mounts = volumes::mounts(pod, &rt.dir, &self.cfg.state_dir, contents)?;
         let ip = if host_network {
             None
         } else {
@@ -596,9 +667,9 @@ impl Runtime {
         } else {
             podfiles::hosts(pod, ip, &self.cfg.dns.cluster_domain)
         };
-        let write = |name: &str, text: &str| -> Result<PathBuf, String> {
+        let write = |name: &str, text: &str| -> Result<PathBuf, RuntimeError> {
             let p = rt.dir.join("etc").join(name);
-            std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+            std::fs::write(&p, text).map_err(io(&p))?;
             Ok(p)
         };
         let hostname = podfiles::hostname(pod);
@@ -624,9 +695,9 @@ impl Runtime {
             volumes: volume_mounts,
         };
         let mounts = Mounts { binds, tmpfs: vec![PathBuf::from("/run"), PathBuf::from("/tmp")], rootfs: Some(rootfs) };
-        let release = |e: String| {
+        let release = |e: crate::backend::lab::LabError| {
             self.ipam.lock().unwrap_or_else(|e| e.into_inner()).release(&rt.uid);
-            e
+            RuntimeError::Lab(e)
         };
         let ns = NsThread::with_net(
             &format!("pod-{}", rt.name),
@@ -634,7 +705,7 @@ impl Runtime {
             mounts,
             if host_network { NetNs::Shared } else { NetNs::New },
         )
-        .map_err(|e| release(e.report()))?;
+        .map_err(release)?;
         if let Some(ip) = ip {
             let (cidr, gw) = {
                 let ipam = self.ipam.lock().unwrap_or_else(|e| e.into_inner());
@@ -653,9 +724,9 @@ impl Runtime {
         img: &Image,
         env: Vec<(String, String)>,
         ctr: &mut Ctr,
-    ) -> Result<(), String> {
+    ) -> Result<(), RuntimeError> {
         let sb = rt.sandbox.lock().unwrap_or_else(|e| e.into_inner());
-        let sb = sb.as_ref().ok_or("the pod has no sandbox")?;
+        let sb = sb.as_ref().ok_or(RuntimeError::NoSandbox)?;
         // `$(VAR)` in command and args expands from the container's environment.
         let known: BTreeMap<String, String> = env.iter().cloned().collect();
         let expand = |v: Option<&Vec<String>>| -> Vec<String> {
@@ -663,18 +734,17 @@ impl Runtime {
         };
         let argv = images::argv(img, &expand(c.command.as_ref()), &expand(c.args.as_ref()));
         if argv.is_empty() {
-            return Err(format!("container {}: no command specified", c.name));
+            return Err(RuntimeError::NoCommand(c.name.clone()));
         }
         let mut path = self.cfg.path.clone();
         if img.busybox {
-            let dir = images::busybox_dir(&self.cfg.image_dir, &self.cfg.path).map_err(|e| format!("busybox: {e}"))?;
+            let dir = images::busybox_dir(&self.cfg.image_dir, &self.cfg.path).map_err(RuntimeError::Busybox)?;
             path = format!("{}:{path}", dir.display());
         }
         let log_dir = rt.dir.join(&c.name);
-        std::fs::create_dir_all(&log_dir).map_err(|e| format!("{}: {e}", log_dir.display()))?;
+        std::fs::create_dir_all(&log_dir).map_err(io(&log_dir))?;
         let log = log_dir.join(format!("{}.log", ctr.record.restarts));
-        let log_file =
-            Arc::new(Mutex::new(std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?));
+        let log_file = Arc::new(Mutex::new(std::fs::File::create(&log).map_err(io(&log))?));
         let mut vars: Vec<(String, String)> =
             vec![("PATH".into(), path.clone()), ("HOSTNAME".into(), rt.hostname.clone())];
         if c.tty == Some(true) {
@@ -691,33 +761,24 @@ impl Runtime {
         let stdin = c.stdin == Some(true);
         // The program is looked up inside the pod's mounts (its /run and /tmp are its own), on
         // PATH as the runtime would; argv[0] stays as written (busybox picks its applet by it).
-        let mut child = sb
-            .ns
-            .run(move || -> Result<std::process::Child, String> {
-                let program = images::which(&argv[0], &path).ok_or_else(|| {
-                    format!(
-                        "failed to create containerd task: failed to create shim task: OCI runtime create failed: \
-                     exec: \"{}\": executable file not found in $PATH",
-                        argv[0]
-                    )
-                })?;
-                let mut cmd = std::process::Command::new(&program);
-                std::os::unix::process::CommandExt::arg0(&mut cmd, &argv[0]);
-                cmd.args(&argv[1..]).env_clear().envs(vars).current_dir(&cwd);
-                cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() });
-                cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-                // SAFETY: setsid and prctl are async-signal-safe.
-                unsafe {
-                    std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                        nix::unistd::setsid().map_err(std::io::Error::from)?;
-                        // The container dies with its sandbox thread (the agent's exit included).
-                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                        Ok(())
-                    });
-                }
-                cmd.spawn().map_err(|e| format!("starting {}: {e}", program.display()))
-            })
-            .map_err(|e| e.to_string())??;
+        let mut child = sb.ns.run(move || -> Result<std::process::Child, RuntimeError> {
+            let program = images::which(&argv[0], &path).ok_or_else(|| RuntimeError::NotFound(argv[0].clone()))?;
+            let mut cmd = std::process::Command::new(&program);
+            std::os::unix::process::CommandExt::arg0(&mut cmd, &argv[0]);
+            cmd.args(&argv[1..]).env_clear().envs(vars).current_dir(&cwd);
+            cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() });
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            // SAFETY: setsid and prctl are async-signal-safe.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                    nix::unistd::setsid().map_err(std::io::Error::from)?;
+                    // The container dies with its sandbox thread (the agent's exit included).
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            cmd.spawn().map_err(|source| RuntimeError::Spawn { program, source })
+        })??;
         let pid = child.id() as i32;
         let started = Utc::now();
         for (stream, reader) in [
@@ -865,14 +926,13 @@ fn attach(
     ip: Ipv4Addr,
     cidr: crate::backend::lab::topology::Cidr,
     gw: Ipv4Addr,
-) -> Result<(), String> {
-    let node = |lines: &[String]| -> Result<(), String> {
+) -> Result<(), crate::backend::lab::LabError> {
+    let node = |lines: &[String]| -> Result<(), crate::backend::lab::LabError> {
         crate::backend::lab::sandbox::run_command(
             &["ip".into(), "-batch".into(), "-".into()],
             &(lines.join("\n") + "\n"),
         )
         .map(|_| ())
-        .map_err(|e| e.to_string())
     };
     node(&[
         format!("link add {veth} type veth peer name eth0 netns {}", pod.tid()),
@@ -889,7 +949,6 @@ fn attach(
         format!("route add {cidr} via {gw} dev eth0 src {ip}"),
         format!("route add default via {gw} dev eth0"),
     ])
-    .map_err(|e| e.to_string())
 }
 
 struct ProbeOutcome {
@@ -924,7 +983,7 @@ fn run_probe_if_due(
     st.next = Some(now + period);
     let result = probe(p, tid, ip);
     let (ok_needed, fail_needed) = (p.success_threshold.unwrap_or(1).max(1), p.failure_threshold.unwrap_or(3).max(1));
-    let failure = result.as_ref().err().cloned();
+    let failure = result.as_ref().err().map(ToString::to_string);
     apply_probe_result(st, result.is_ok(), ok_needed, fail_needed);
     Some(ProbeOutcome { ready: st.ok, failure, next: period })
 }
@@ -948,18 +1007,18 @@ fn apply_probe_result(st: &mut ProbeState, success: bool, ok_needed: i32, fail_n
 }
 
 /// Run one probe: exec in the pod's namespaces, HTTP GET or TCP connect to the pod.
-fn probe(p: &Probe, tid: i32, ip: Option<Ipv4Addr>) -> Result<(), String> {
+fn probe(p: &Probe, tid: i32, ip: Option<Ipv4Addr>) -> Result<(), ProbeError> {
     let timeout = Duration::from_secs(p.timeout_seconds.unwrap_or(1).max(1) as u64);
     let port = |port: &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString| match port {
         k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) => Ok(*i as u16),
         k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => {
-            s.parse().map_err(|_| format!("named port {s} is not supported by the lab's probes"))
+            s.parse().map_err(|_| ProbeError::NamedPort(s.clone()))
         }
     };
     if let Some(e) = &p.exec {
         let argv = e.command.clone().unwrap_or_default();
         if argv.is_empty() {
-            return Err("exec probe without a command".into());
+            return Err(ProbeError::NoCommand);
         }
         let mut cmd = std::process::Command::new("nsenter");
         cmd.args(crate::backend::lab::sandbox::nsenter_args(std::process::id() as i32, tid, Path::new("/")))
@@ -967,7 +1026,7 @@ fn probe(p: &Probe, tid: i32, ip: Option<Ipv4Addr>) -> Result<(), String> {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+        let mut child = cmd.spawn().map_err(ProbeError::Spawn)?;
         let deadline = Instant::now() + timeout;
         loop {
             match child.try_wait() {
@@ -977,44 +1036,70 @@ fn probe(p: &Probe, tid: i32, ip: Option<Ipv4Addr>) -> Result<(), String> {
                         .wait_with_output()
                         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
                         .unwrap_or_default();
-                    return Err(format!("command {:?} exited with {}: {}", argv, s.code().unwrap_or(-1), out.trim()));
+                    let (code, output) = (s.code().unwrap_or(-1), out.trim().to_string());
+                    return Err(ProbeError::Exited { argv, code, output });
                 }
                 Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(format!("command {argv:?} timed out"));
+                    return Err(ProbeError::TimedOut(argv));
                 }
             }
         }
     }
-    let ip = ip.ok_or("the pod has no address")?;
+    let ip = ip.ok_or(ProbeError::NoAddress)?;
     if let Some(t) = &p.tcp_socket {
         let addr = std::net::SocketAddr::from((ip, port(&t.port)?));
         return std::net::TcpStream::connect_timeout(&addr, timeout)
             .map(|_| ())
-            .map_err(|e| format!("dial tcp {addr}: {e}"));
+            .map_err(|source| ProbeError::Dial { addr, source });
     }
     if let Some(h) = &p.http_get {
         let addr = std::net::SocketAddr::from((ip, port(&h.port)?));
         let path = h.path.clone().unwrap_or_else(|| "/".into());
-        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
-            .map_err(|e| format!("Get \"http://{addr}{path}\": {e}"))?;
+        let url = format!("http://{addr}{path}");
+        let get = |source| ProbeError::Get { url: url.clone(), source };
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(get)?;
         let _ = s.set_read_timeout(Some(timeout));
         write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.33\r\nConnection: close\r\n\r\n")
-            .map_err(|e| e.to_string())?;
+            .map_err(ProbeError::Send)?;
         let mut head = String::new();
-        std::io::BufReader::new(s).read_line(&mut head).map_err(|e| format!("Get \"http://{addr}{path}\": {e}"))?;
-        let code: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("bad HTTP answer from {addr}"))?;
-        return if (200..400).contains(&code) {
-            Ok(())
-        } else {
-            Err(format!("HTTP probe failed with statuscode: {code}"))
-        };
+        std::io::BufReader::new(s).read_line(&mut head).map_err(get)?;
+        let code: u16 =
+            head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or(ProbeError::BadAnswer(addr))?;
+        return if (200..400).contains(&code) { Ok(()) } else { Err(ProbeError::Status(code)) };
     }
-    Err("the probe has no handler the lab supports (exec, httpGet, tcpSocket)".into())
+    Err(ProbeError::NoHandler)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sandbox_errors_carry_the_lab_error_with_its_causes() {
+        let lab = crate::backend::lab::LabError::io(
+            Path::new("/pods/p/etc"),
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
+        let e = RuntimeError::from(lab);
+        assert!(matches!(e, RuntimeError::Lab(crate::backend::lab::LabError::Io { .. })));
+        assert_eq!(e.to_string(), "/pods/p/etc: permission denied");
+        let e = io(Path::new("/pods/p/c"))(std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert_eq!(e.to_string(), "/pods/p/c: entity not found");
+        assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn probe_failures_read_as_the_kubelet_writes_them() {
+        assert_eq!(ProbeError::Status(503).to_string(), "HTTP probe failed with statuscode: 503");
+        let e = ProbeError::Exited { argv: vec!["cat".into(), "/x".into()], code: 1, output: "no".into() };
+        assert_eq!(e.to_string(), "command [\"cat\", \"/x\"] exited with 1: no");
+        let e = ProbeError::Get {
+            url: "http://10.244.1.2:80/".into(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        assert_eq!(e.to_string(), "Get \"http://10.244.1.2:80/\": connection refused");
+    }
 }

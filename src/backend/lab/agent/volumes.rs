@@ -121,7 +121,7 @@ fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
 
 /// A `downwardAPI` file's content for a `fieldRef` path: labels and annotations as
 /// `key="value"` lines, sorted; other fields as the environment gets them.
-fn downward_field(pod: &Pod, path: &str, pod_ip: Option<&str>, host_ip: &str) -> Result<String, String> {
+fn downward_field(pod: &Pod, path: &str, pod_ip: Option<&str>, host_ip: &str) -> Result<String, super::env::EnvError> {
     let map = match path {
         "metadata.labels" => Some(&pod.metadata.labels),
         "metadata.annotations" => Some(&pod.metadata.annotations),
@@ -179,7 +179,8 @@ pub async fn resolve(pod: &Pod, src: &Source<'_>) -> Result<BTreeMap<String, Con
             let mut files = vec![];
             for it in d.items.iter().flatten() {
                 let text = match &it.field_ref {
-                    Some(f) => downward_field(pod, &f.field_path, pod_ip.as_deref(), &src.host_ip).map_err(fail)?,
+                    Some(f) => downward_field(pod, &f.field_path, pod_ip.as_deref(), &src.host_ip)
+                        .map_err(|e| fail(e.to_string()))?,
                     None => return Err(fail(format!("{}: only fieldRef items are supported on the lab", it.path))),
                 };
                 files.push(File {
@@ -227,7 +228,8 @@ pub async fn resolve(pod: &Pod, src: &Source<'_>) -> Result<BTreeMap<String, Con
                         let Some(f) = &it.field_ref else {
                             return Err(fail(format!("{}: only fieldRef items are supported on the lab", it.path)));
                         };
-                        let text = downward_field(pod, &f.field_path, pod_ip.as_deref(), &src.host_ip).map_err(fail)?;
+                        let text = downward_field(pod, &f.field_path, pod_ip.as_deref(), &src.host_ip)
+                            .map_err(|e| fail(e.to_string()))?;
                         files.push(File {
                             path: it.path.clone(),
                             data: text.into_bytes(),
