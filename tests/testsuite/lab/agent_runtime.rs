@@ -348,7 +348,7 @@ fn pods_write_into_their_own_root_and_see_their_volumes() {
     );
     let err = tutor::backend::lab::agent::volumes::MountError {
         volume: "cfg".into(),
-        message: "configmap \"c\" not found".into(),
+        cause: tutor::backend::lab::agent::volumes::MountCause::NoSource { kind: "configmap", name: "c".into() },
     };
     let r = node.sync_with(&q, SyncInputs { network_ready: true, volumes: Err(err), ..Default::default() });
     assert!(r.sandbox.pod_ip.is_none());

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
@@ -20,11 +20,52 @@ use crate::backend::lab::sandbox::VolumeMount;
 
 /// A volume that cannot be set up; the pod waits in `ContainerCreating` with a `FailedMount`
 /// event carrying this message, as with the kubelet.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("MountVolume.SetUp failed for volume \"{volume}\" : {message}")]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("MountVolume.SetUp failed for volume \"{volume}\" : {cause}")]
 pub struct MountError {
     pub volume: String,
-    pub message: String,
+    // The cause is part of the event's message, not a `source()`, so chains print it once.
+    pub cause: MountCause,
+}
+
+/// Why one volume cannot be set up, in the kubelet's words where it has them. Errors of other
+/// crates are shared (`Arc`) so that sync inputs stay cloneable.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MountCause {
+    #[error("{0}")]
+    Api(Arc<kube::Error>),
+    /// `kind` is `configmap` or `secret`, as the kubelet writes it.
+    #[error("{kind} \"{name}\" not found")]
+    NoSource { kind: &'static str, name: String },
+    #[error("references non-existent secret key: {0}")]
+    NoSecretKey(String),
+    #[error("configmap references non-existent config key: {0}")]
+    NoConfigKey(String),
+    #[error(transparent)]
+    Field(#[from] super::env::EnvError),
+    #[error("{0}: only fieldRef items are supported on the lab")]
+    NotFieldRef(String),
+    #[error("the lab has no volume plugin for {0}")]
+    NoPlugin(String),
+    #[error("failed to fetch token: {0}")]
+    Token(Arc<kube::Error>),
+    #[error("failed to fetch token: the API server returned no token")]
+    NoToken,
+    /// A file operation on the node; `path` as the message names it.
+    #[error("{path}: {source}")]
+    Io { path: String, source: Arc<std::io::Error> },
+    #[error("hostPath type check failed: {path} is not {what}")]
+    NotType { path: String, what: &'static str },
+    #[error("hostPath type check failed: {0} does not exist")]
+    Missing(String),
+    #[error("container {container}: volumeMount refers to an unknown volume \"{volume}\"")]
+    UnknownVolume { container: String, volume: String },
+    #[error("subPath \"{0}\" must be a relative path without ..")]
+    BadSubPath(String),
+}
+
+fn io(path: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> MountCause {
+    move |e| MountCause::Io { path: path.to_string(), source: Arc::new(e) }
 }
 
 /// One file of an API-backed volume: path inside the volume, bytes, mode.
@@ -80,7 +121,7 @@ fn select(
     items: Option<&Vec<KeyToPath>>,
     default_mode: Option<i32>,
     optional: bool,
-) -> Result<Vec<File>, String> {
+) -> Result<Vec<File>, MountCause> {
     match items.filter(|i| !i.is_empty()) {
         None => Ok(data
             .iter()
@@ -95,9 +136,9 @@ fn select(
                     }
                     None if optional => {}
                     None if what == "secret" => {
-                        return Err(format!("references non-existent secret key: {}", it.key));
+                        return Err(MountCause::NoSecretKey(it.key.clone()));
                     }
-                    None => return Err(format!("configmap references non-existent config key: {}", it.key)),
+                    None => return Err(MountCause::NoConfigKey(it.key.clone())),
                 }
             }
             Ok(out)
@@ -150,38 +191,38 @@ pub async fn resolve(pod: &Pod, src: &Source<'_>) -> Result<BTreeMap<String, Con
     let secrets = Api::<Secret>::namespaced(src.client.clone(), &ns);
     let mut out = BTreeMap::new();
     for v in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
-        let fail = |message: String| MountError { volume: v.name.clone(), message };
+        let fail = |cause: MountCause| MountError { volume: v.name.clone(), cause };
         let content = if v.empty_dir.is_some() {
             Content::EmptyDir
         } else if let Some(h) = &v.host_path {
             Content::HostPath { path: h.path.clone(), type_: h.type_.clone().unwrap_or_default() }
         } else if let Some(c) = &v.config_map {
             let optional = c.optional.unwrap_or(false);
-            match cms.get_opt(&c.name).await.map_err(|e| fail(e.to_string()))? {
+            match cms.get_opt(&c.name).await.map_err(|e| fail(MountCause::Api(Arc::new(e))))? {
                 Some(cm) => Content::Files(
                     select("configmap", &config_map_data(&cm), c.items.as_ref(), c.default_mode, optional)
                         .map_err(fail)?,
                 ),
                 None if optional => Content::Files(vec![]),
-                None => return Err(fail(format!("configmap \"{}\" not found", c.name))),
+                None => return Err(fail(MountCause::NoSource { kind: "configmap", name: c.name.clone() })),
             }
         } else if let Some(s) = &v.secret {
             let name = s.secret_name.clone().unwrap_or_default();
             let optional = s.optional.unwrap_or(false);
-            match secrets.get_opt(&name).await.map_err(|e| fail(e.to_string()))? {
+            match secrets.get_opt(&name).await.map_err(|e| fail(MountCause::Api(Arc::new(e))))? {
                 Some(obj) => Content::Files(
                     select("secret", &secret_data(&obj), s.items.as_ref(), s.default_mode, optional).map_err(fail)?,
                 ),
                 None if optional => Content::Files(vec![]),
-                None => return Err(fail(format!("secret \"{name}\" not found"))),
+                None => return Err(fail(MountCause::NoSource { kind: "secret", name })),
             }
         } else if let Some(d) = &v.downward_api {
             let mut files = vec![];
             for it in d.items.iter().flatten() {
                 let text = match &it.field_ref {
                     Some(f) => downward_field(pod, &f.field_path, pod_ip.as_deref(), &src.host_ip)
-                        .map_err(|e| fail(e.to_string()))?,
-                    None => return Err(fail(format!("{}: only fieldRef items are supported on the lab", it.path))),
+                        .map_err(|e| fail(e.into()))?,
+                    None => return Err(fail(MountCause::NotFieldRef(it.path.clone()))),
                 };
                 files.push(File {
                     path: it.path.clone(),
@@ -203,33 +244,33 @@ pub async fn resolve(pod: &Pod, src: &Source<'_>) -> Result<BTreeMap<String, Con
                 }
                 if let Some(c) = &s.config_map {
                     let optional = c.optional.unwrap_or(false);
-                    match cms.get_opt(&c.name).await.map_err(|e| fail(e.to_string()))? {
+                    match cms.get_opt(&c.name).await.map_err(|e| fail(MountCause::Api(Arc::new(e))))? {
                         Some(cm) => files.extend(
                             select("configmap", &config_map_data(&cm), c.items.as_ref(), p.default_mode, optional)
                                 .map_err(fail)?,
                         ),
                         None if optional => {}
-                        None => return Err(fail(format!("configmap \"{}\" not found", c.name))),
+                        None => return Err(fail(MountCause::NoSource { kind: "configmap", name: c.name.clone() })),
                     }
                 }
                 if let Some(sec) = &s.secret {
                     let optional = sec.optional.unwrap_or(false);
-                    match secrets.get_opt(&sec.name).await.map_err(|e| fail(e.to_string()))? {
+                    match secrets.get_opt(&sec.name).await.map_err(|e| fail(MountCause::Api(Arc::new(e))))? {
                         Some(obj) => files.extend(
                             select("secret", &secret_data(&obj), sec.items.as_ref(), p.default_mode, optional)
                                 .map_err(fail)?,
                         ),
                         None if optional => {}
-                        None => return Err(fail(format!("secret \"{}\" not found", sec.name))),
+                        None => return Err(fail(MountCause::NoSource { kind: "secret", name: sec.name.clone() })),
                     }
                 }
                 if let Some(d) = &s.downward_api {
                     for it in d.items.iter().flatten() {
                         let Some(f) = &it.field_ref else {
-                            return Err(fail(format!("{}: only fieldRef items are supported on the lab", it.path)));
+                            return Err(fail(MountCause::NotFieldRef(it.path.clone())));
                         };
                         let text = downward_field(pod, &f.field_path, pod_ip.as_deref(), &src.host_ip)
-                            .map_err(|e| fail(e.to_string()))?;
+                            .map_err(|e| fail(e.into()))?;
                         files.push(File {
                             path: it.path.clone(),
                             data: text.into_bytes(),
@@ -240,7 +281,7 @@ pub async fn resolve(pod: &Pod, src: &Source<'_>) -> Result<BTreeMap<String, Con
             }
             Content::Files(files)
         } else {
-            return Err(fail(format!("the lab has no volume plugin for {}", volume_kind(v))));
+            return Err(fail(MountCause::NoPlugin(volume_kind(v))));
         };
         out.insert(v.name.clone(), content);
     }
@@ -262,7 +303,7 @@ async fn token(
     volume: &str,
     p: &k8s_openapi::api::core::v1::ServiceAccountTokenProjection,
     src: &Source<'_>,
-) -> Result<String, String> {
+) -> Result<String, MountCause> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let key = (uid.clone(), volume.to_string(), p.path.clone());
     let now = SystemTime::now();
@@ -290,8 +331,8 @@ async fn token(
     let got = Api::<ServiceAccount>::namespaced(src.client.clone(), &ns)
         .create_token_request(&sa, &PostParams::default(), &req)
         .await
-        .map_err(|e| format!("failed to fetch token: {e}"))?;
-    let status = got.status.ok_or("failed to fetch token: the API server returned no token")?;
+        .map_err(|e| MountCause::Token(Arc::new(e)))?;
+    let status = got.status.ok_or(MountCause::NoToken)?;
     let expires = SystemTime::UNIX_EPOCH + Duration::from_secs(status.expiration_timestamp.0.timestamp().max(0) as u64);
     src.tokens.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (status.token.clone(), now, expires));
     Ok(status.token)
@@ -310,12 +351,12 @@ pub fn volume_dir(pod_dir: &Path, name: &str, content: &Content) -> PathBuf {
 /// volumes ask to create, so that the lab never writes into the machine's own filesystem.
 pub fn write_all(pod_dir: &Path, node_dir: &Path, contents: &BTreeMap<String, Content>) -> Result<(), MountError> {
     for (name, content) in contents {
-        let fail = |message: String| MountError { volume: name.clone(), message };
+        let fail = |cause: MountCause| MountError { volume: name.clone(), cause };
         let dir = volume_dir(pod_dir, name, content);
         match content {
-            Content::EmptyDir => std::fs::create_dir_all(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?,
+            Content::EmptyDir => std::fs::create_dir_all(&dir).map_err(|e| fail(io(dir.display())(e)))?,
             Content::Files(files) => {
-                write_payload(&dir, files, SystemTime::now()).map_err(|e| fail(format!("{}: {e}", dir.display())))?
+                write_payload(&dir, files, SystemTime::now()).map_err(|e| fail(io(dir.display())(e)))?
             }
             Content::HostPath { path, type_ } => {
                 host_source(node_dir, path, type_).map_err(fail)?;
@@ -328,12 +369,12 @@ pub fn write_all(pod_dir: &Path, node_dir: &Path, contents: &BTreeMap<String, Co
 /// The node path a `hostPath` volume mounts, after its type check: the node's own path when it
 /// exists (or was created before by a pod of this node), else, for the `…OrCreate` types, a
 /// path created under the node's directory.
-pub fn host_source(node_dir: &Path, path: &str, type_: &str) -> Result<PathBuf, String> {
+pub fn host_source(node_dir: &Path, path: &str, type_: &str) -> Result<PathBuf, MountCause> {
     let private = node_dir.join("hostpath").join(path.trim_start_matches('/'));
     let existing = [private.clone(), PathBuf::from(path)].into_iter().find(|p| p.symlink_metadata().is_ok());
     use std::os::unix::fs::FileTypeExt;
-    let check = |p: &Path| -> Result<(), String> {
-        let t = std::fs::metadata(p).map_err(|e| format!("{path}: {e}"))?.file_type();
+    let check = |p: &Path| -> Result<(), MountCause> {
+        let t = std::fs::metadata(p).map_err(io(path))?.file_type();
         let ok = match type_ {
             "Directory" | "DirectoryOrCreate" => t.is_dir(),
             "File" | "FileOrCreate" => t.is_file(),
@@ -350,28 +391,28 @@ pub fn host_source(node_dir: &Path, path: &str, type_: &str) -> Result<PathBuf, 
             "BlockDevice" => "a block device",
             _ => "",
         };
-        if ok { Ok(()) } else { Err(format!("hostPath type check failed: {path} is not {what}")) }
+        if ok { Ok(()) } else { Err(MountCause::NotType { path: path.to_string(), what }) }
     };
     match existing {
         Some(p) => check(&p).map(|_| p),
         None => match type_ {
             "DirectoryOrCreate" => {
-                std::fs::create_dir_all(&private).map_err(|e| format!("{path}: {e}"))?;
+                std::fs::create_dir_all(&private).map_err(io(path))?;
                 Ok(private)
             }
             "FileOrCreate" => {
                 if let Some(parent) = private.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| format!("{path}: {e}"))?;
+                    std::fs::create_dir_all(parent).map_err(io(path))?;
                 }
-                std::fs::File::create(&private).map_err(|e| format!("{path}: {e}"))?;
+                std::fs::File::create(&private).map_err(io(path))?;
                 Ok(private)
             }
             // No type: the runtime creates a missing directory (here, under the node's).
             "" => {
-                std::fs::create_dir_all(&private).map_err(|e| format!("{path}: {e}"))?;
+                std::fs::create_dir_all(&private).map_err(io(path))?;
                 Ok(private)
             }
-            _ => Err(format!("hostPath type check failed: {path} does not exist")),
+            _ => Err(MountCause::Missing(path.to_string())),
         },
     }
 }
@@ -465,10 +506,10 @@ pub fn mounts(
     let containers = spec.init_containers.iter().flatten().chain(spec.containers.iter());
     for c in containers {
         for m in c.volume_mounts.iter().flatten() {
-            let fail = |message: String| MountError { volume: m.name.clone(), message };
-            let content = contents.get(&m.name).ok_or_else(|| {
-                fail(format!("container {}: volumeMount refers to an unknown volume \"{}\"", c.name, m.name))
-            })?;
+            let fail = |cause: MountCause| MountError { volume: m.name.clone(), cause };
+            let content = contents
+                .get(&m.name)
+                .ok_or_else(|| fail(MountCause::UnknownVolume { container: c.name.clone(), volume: m.name.clone() }))?;
             let base = match content {
                 Content::HostPath { path, type_ } => host_source(node_dir, path, type_).map_err(fail)?,
                 other => volume_dir(pod_dir, &m.name, other),
@@ -476,12 +517,12 @@ pub fn mounts(
             let source = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
                 Some(sub) => {
                     if Path::new(sub).is_absolute() || Path::new(sub).components().any(|c| c.as_os_str() == "..") {
-                        return Err(fail(format!("subPath \"{sub}\" must be a relative path without ..")));
+                        return Err(fail(MountCause::BadSubPath(sub.to_string())));
                     }
                     let p = base.join(sub);
                     if p.symlink_metadata().is_err() && matches!(content, Content::EmptyDir | Content::HostPath { .. })
                     {
-                        std::fs::create_dir_all(&p).map_err(|e| fail(format!("subPath {sub}: {e}")))?;
+                        std::fs::create_dir_all(&p).map_err(|e| fail(io(format!("subPath {sub}"))(e)))?;
                     }
                     p
                 }
@@ -541,7 +582,8 @@ mod tests {
         let got = select("configmap", &data, Some(&vec![item("k")]), None, false).unwrap();
         assert_eq!(got, vec![File { path: "p/k".into(), data: b"v".to_vec(), mode: 0o400 }]);
         let err = select("secret", &data, Some(&vec![item("x")]), None, false).unwrap_err();
-        assert_eq!(err, "references non-existent secret key: x");
+        assert!(matches!(&err, MountCause::NoSecretKey(k) if k == "x"), "{err:?}");
+        assert_eq!(err.to_string(), "references non-existent secret key: x");
         assert!(select("configmap", &data, Some(&vec![item("x")]), None, true).unwrap().is_empty());
         let all = select("configmap", &data, None, Some(0o600), false).unwrap();
         assert_eq!(all[0].mode, 0o600);
@@ -561,13 +603,14 @@ mod tests {
         let missing = tmp.path().join("nowhere/data");
         let m = missing.to_str().unwrap();
         let err = host_source(&node, m, "Directory").unwrap_err();
-        assert!(err.contains("does not exist"), "{err}");
+        assert!(matches!(err, MountCause::Missing(_)), "{err:?}");
+        assert!(err.to_string().contains("does not exist"), "{err}");
         let made = host_source(&node, m, "DirectoryOrCreate").unwrap();
         assert!(made.starts_with(&node) && made.is_dir(), "{made:?}");
         assert!(!missing.exists(), "the machine's own path stays untouched");
         // A second pod finds the same directory.
         assert_eq!(host_source(&node, m, "Directory").unwrap(), made);
-        let err = host_source(&node, tmp.path().to_str().unwrap(), "File").unwrap_err();
+        let err = host_source(&node, tmp.path().to_str().unwrap(), "File").unwrap_err().to_string();
         assert!(err.ends_with("is not a file"), "{err}");
     }
 
@@ -599,6 +642,12 @@ mod tests {
         assert_eq!(err.volume, "scratch");
         let unknown =
             pod("metadata: {name: a}\nspec:\n  containers: [{name: a, volumeMounts: [{name: nope, mountPath: /x}]}]\n");
-        assert!(mounts(&unknown, tmp.path(), tmp.path(), &contents).unwrap_err().message.contains("unknown volume"));
+        assert!(
+            mounts(&unknown, tmp.path(), tmp.path(), &contents)
+                .unwrap_err()
+                .cause
+                .to_string()
+                .contains("unknown volume")
+        );
     }
 }
