@@ -65,9 +65,6 @@ pub enum LabError {
     NoSuchLab(String),
     #[error("{0}")]
     UnknownTarget(String),
-    /// The kernel or a tool refused.
-    #[error("{0}")]
-    System(String),
     /// `tutor lab up --name NAME` while a lab of that name is up: exit 2.
     #[error("a lab named `{0}` is already up")]
     AlreadyUp(String),
@@ -204,8 +201,7 @@ impl LabError {
     pub fn is_usage(&self) -> bool {
         !matches!(
             self,
-            LabError::System(_)
-                | LabError::Io { .. }
+            LabError::Io { .. }
                 | LabError::Json { .. }
                 | LabError::Yaml { .. }
                 | LabError::Sys { .. }
