@@ -47,8 +47,10 @@ async fn backend_runs_blocks_on_host_nodes_and_pods() {
         .unwrap();
     assert_eq!((o.output.as_str(), o.exit), ("Ship landed\n", Some(3)));
     let missing = Target::Pod { namespace: "default".into(), name: "nope".into() };
+    // A target missing at run time is the environment's state (a later step may create it):
+    // the block fails (exit 1), it is not an input error.
     let e = b.exec(req(&missing, "true")).await.unwrap_err();
-    assert!(e.is_usage(), "{e}");
+    assert!(matches!(e, tutor::backend::BackendError::TargetMissing(_)) && !e.is_usage(), "{e}");
     let timeout = ExecRequest { target: &node, script: "sleep 30", timeout: Duration::from_millis(300), env: &[] };
     assert!(b.exec(timeout).await.unwrap().timed_out);
     let bg = b.spawn(req(&pod, "echo serving; exec sleep 1000")).await.unwrap();
