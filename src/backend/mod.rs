@@ -5,6 +5,7 @@
 //! calls [`Backend::down`], whatever happened.
 
 pub mod attach;
+pub mod cgroup;
 pub mod host;
 pub mod kind;
 pub mod kind_names;

@@ -191,6 +191,9 @@ pub async fn execute(args: LabArgs) -> anyhow::Result<Exit> {
                     for n in &info.nodes {
                         println!("  {:<22} {:<15} {}", n.name, n.ip, n.pod_cidr);
                     }
+                    if let Err(why) = crate::backend::cgroup::base() {
+                        eprintln!("note: {why}; processes a block leaves are ended by namespace only");
+                    }
                     println!("enter it with:  tutor lab exec {} host -- bash", info.name);
                     println!("tear it down:   tutor lab down {}", info.name);
                     Ok(Exit::Pass)
@@ -273,6 +276,9 @@ pub async fn execute(args: LabArgs) -> anyhow::Result<Exit> {
             let r = registry::gc()?;
             let workdirs: Vec<String> =
                 crate::runner::workdirs::sweep().iter().map(|p| p.display().to_string()).collect();
+            let mut cgroups: Vec<String> =
+                r.cgroups.iter().map(|(c, n)| crate::backend::cgroup::removed(c, *n)).collect();
+            cgroups.extend(crate::backend::cgroup::sweep_runs());
             // Namespaces of killed packet-rate benchmarks (`tutor lb bench --traffic`).
             let bench_netns = crate::lb::netns::sweep_stale();
             let mut removed = 0;
@@ -282,6 +288,7 @@ pub async fn execute(args: LabArgs) -> anyhow::Result<Exit> {
                 ("link", &r.links),
                 ("bpf pin", &r.pins),
                 ("work directory", &workdirs),
+                ("cgroup", &cgroups),
                 ("netns", &bench_netns),
             ] {
                 for i in items {

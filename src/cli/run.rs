@@ -270,6 +270,7 @@ pub async fn execute(mut args: RunArgs) -> anyhow::Result<Exit> {
     let signals = runner::cancel::on_signals(cancel.clone())?;
     // What a killed run left (its lab went with its supervisor; its work directory did not).
     runner::workdirs::sweep();
+    crate::backend::cgroup::sweep_runs();
     let several = prepared.len() > 1;
     let reporter: Arc<dyn Reporter> = match args.format {
         Format::Human => Arc::new(progress::Human::new(several)),

@@ -45,12 +45,14 @@ pub enum Need {
     /// removes named network namespaces (`/run/netns`), which `ip` inside a lab walks to name a
     /// veth's peer (a namespace vanishing meanwhile prints "Peer netns reference is invalid").
     Alone,
+    /// A writable cgroup v2 hierarchy (root; the machine's mount or a private one tutor mounts).
+    Cgroup2,
 }
 
 impl Need {
     /// Why this need is unmet here, if it is (evaluated once per process).
     fn unmet(self) -> Option<String> {
-        static CACHE: [OnceLock<Option<String>>; 10] = [const { OnceLock::new() }; 10];
+        static CACHE: [OnceLock<Option<String>>; 11] = [const { OnceLock::new() }; 11];
         CACHE[self as usize]
             .get_or_init(|| match self {
                 Need::Lab => crate::lab::support::skip_reason(),
@@ -69,6 +71,7 @@ impl Need {
                     check(&Binary::ALL).err().map(|e| format!("needs the Kubernetes binaries: {e}"))
                 }
                 Need::Alone => None,
+                Need::Cgroup2 => tutor::backend::cgroup::base().err().map(|why| format!("needs cgroup v2: {why}")),
                 Need::Actionlint => crate::project::workflows::actionlint()
                     .is_none()
                     .then(|| "needs actionlint (.ci/install builds it where Go is available)".to_string()),

@@ -115,6 +115,15 @@ pub enum LabError {
     /// The lab's fixed test CA or key did not load.
     #[error("lab TLS")]
     Tls(#[source] Box<rustls::Error>),
+    /// A node's podCIDR has no address left for these pods (`namespace/name`): they stay
+    /// Pending, the lab goes on (exit 1, as a refused `kubectl apply`).
+    #[error(
+        "node {node} has no free pod address in its podCIDR {pod_cidr} ({} {} left Pending): delete pods, \
+         lower replicas or add nodes",
+        if pods.len() == 1 { "pod" } else { "pods" },
+        pods.join(", ")
+    )]
+    PodAddressesExhausted { node: String, pod_cidr: String, pods: Vec<String> },
     /// A message on the lab's control socket is not the JSON it should be.
     #[error("{what}")]
     Json {
@@ -145,9 +154,6 @@ pub enum LabError {
     /// A pod is bound to a node the lab does not have.
     #[error("pod {pod} on unknown node {node}")]
     PodOnUnknownNode { pod: String, node: String },
-    /// Every address of a node's pod range is taken.
-    #[error("node {0} has no free pod address")]
-    NoFreePodAddress(String),
     /// A pod (or its host-network node) has no network namespace to run a command in.
     #[error("pod {0} has no namespace")]
     PodWithoutNamespace(String),
@@ -213,7 +219,6 @@ impl LabError {
                 | LabError::Tls(_)
                 | LabError::NoSuchNode(_)
                 | LabError::PodOnUnknownNode { .. }
-                | LabError::NoFreePodAddress(_)
                 | LabError::PodWithoutNamespace(_)
                 | LabError::BadMac(_)
                 | LabError::CiliumNotInstalled
@@ -228,6 +233,7 @@ impl LabError {
                 | LabError::ProbeTls(_)
                 | LabError::ComponentExited { .. }
                 | LabError::ApiNotReady { .. }
+                | LabError::PodAddressesExhausted { .. }
         )
     }
 
@@ -344,6 +350,15 @@ pub fn stop(name: &str) -> Result<(), LabError> {
     if info.alive() {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(info.pid), nix::sys::signal::Signal::SIGKILL);
     }
+    // A supervisor that could not end its cgroup (killed, or stuck past the deadline): end it
+    // here, unless the name has been claimed again since.
+    if let Some(cg) = crate::backend::cgroup::Cgroup::lab(name)
+        && !matches!(registry::entry(name), Some(registry::Entry::Live(i)) if i.pid != info.pid)
+        && !matches!(registry::entry(name), Some(registry::Entry::Starting { pid, .. }) if pid != info.pid)
+    {
+        cg.remove()
+            .map_err(|source| LabError::Io { what: format!("removing cgroup {}", cg.path().display()), source })?;
+    }
     // SIGKILL is not instant for a large process (an API server takes milliseconds to exit):
     // `down` returns once nothing is left in the lab's namespaces.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -364,6 +379,11 @@ pub fn target_command(
     let tid = info.target_tid(target)?;
     let mut cmd = std::process::Command::new("nsenter");
     cmd.args(sandbox::nsenter_args(info.pid, tid, workdir)).args(argv);
+    // In the lab's cgroup, so whatever it starts ends with the lab.
+    if let Some(cg) = crate::backend::cgroup::Cgroup::lab(&info.name).filter(|c| c.exists()) {
+        cg.place(&mut cmd)
+            .map_err(|source| LabError::Io { what: format!("joining cgroup {}", cg.path().display()), source })?;
+    }
     cmd.env("TUTOR_LAB", &info.name);
     let path =
         std::env::var("PATH").unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
@@ -569,7 +589,11 @@ mod tests {
         let system = [
             LabError::NoSuchNode("kind-worker".into()),
             LabError::PodOnUnknownNode { pod: "p".into(), node: "n".into() },
-            LabError::NoFreePodAddress("kind-worker".into()),
+            LabError::PodAddressesExhausted {
+                node: "n".into(),
+                pod_cidr: "10.244.1.0/24".into(),
+                pods: vec!["d/p".into()],
+            },
             LabError::PodWithoutNamespace("p".into()),
             LabError::BadMac("zz".into()),
             LabError::CiliumNotInstalled,

@@ -333,6 +333,10 @@ pub fn release_dead(info: &LabInfo) {
 /// Remove a dead lab's entry, ending first whatever a block left running inside its namespaces
 /// (which keeps them alive).
 fn remove_entry(p: &Path) -> Result<(), LabError> {
+    if let Some(cg) = p.file_name().and_then(|n| crate::backend::cgroup::Cgroup::lab(&n.to_string_lossy())) {
+        cg.remove()
+            .map_err(|source| LabError::Io { what: format!("removing cgroup {}", cg.path().display()), source })?;
+    }
     if let Some(info) = read_lab_json(p) {
         super::supervisor::kill_inside(&info.netns_inodes);
     }
@@ -346,6 +350,8 @@ pub struct GcReport {
     pub netns: Vec<String>,
     pub links: Vec<String>,
     pub pins: Vec<String>,
+    /// Cgroups of labs that are gone (`labs/<name>`), with how many processes were killed.
+    pub cgroups: Vec<(String, usize)>,
 }
 
 /// Remove the registry entries of dead labs (never a live or starting one: only an entry whose
@@ -365,10 +371,28 @@ pub fn gc() -> Result<GcReport, LabError> {
         for e in entries() {
             match e {
                 Entry::Dead { name } => {
+                    if let Some(cg) = crate::backend::cgroup::Cgroup::lab(&name).filter(|c| c.exists()) {
+                        let n = cg.remove().map_err(|source| LabError::Io {
+                            what: format!("removing cgroup {}", cg.path().display()),
+                            source,
+                        })?;
+                        report.cgroups.push((format!("labs/{name}"), n));
+                    }
                     remove_entry(&dir(&name))?;
                     report.entries.push(name);
                 }
                 other => live.push(other.name().to_string()),
+            }
+        }
+        // Cgroups of labs without a registry entry (a claim comes before its cgroup, and a
+        // cgroup is removed before its entry, so under the lock these are orphans).
+        for (name, cg) in crate::backend::cgroup::list("labs") {
+            if !live.contains(&name) {
+                let n = cg.remove().map_err(|source| LabError::Io {
+                    what: format!("removing cgroup {}", cg.path().display()),
+                    source,
+                })?;
+                report.cgroups.push((format!("labs/{name}"), n));
             }
         }
         live

@@ -68,6 +68,9 @@ pub struct ClusterRt {
     pub lb: super::xdp_lb::LbState,
     /// The real control plane (upstream mode only), stopped before the nodes go.
     pub control_plane: Option<ControlPlane>,
+    /// Pods left Pending because their node's podCIDR was full: tried again on every
+    /// reconcile, but an error only for the command that created them.
+    pub unaddressed: std::collections::HashSet<(String, String)>,
 }
 
 pub struct Lab {
@@ -114,6 +117,7 @@ impl Lab {
     pub fn new(name: &str, owner: Option<i32>, exe: &Path) -> Result<Lab, LabError> {
         let upstream = controlplane::upstream_mode();
         let dir = registry::claim(name)?;
+        super::supervisor::contain(name)?;
         let bin = registry::shim_dir(name);
         std::fs::create_dir_all(&bin).map_err(|e| LabError::io(&bin, e))?;
         // `tutor` itself too, so a tutorial can run `tutor lb bench` from the lab host.
@@ -254,6 +258,7 @@ impl Lab {
             release: None,
             created: now,
             scheduled: 0,
+            unaddressed: Default::default(),
             zone: Zone::default(),
             lb: super::xdp_lb::LbState::new(&self.name, self.host.tid()),
             control_plane: None,
@@ -357,6 +362,7 @@ impl Lab {
             release: None,
             created: SystemTime::now(),
             scheduled: 0,
+            unaddressed: Default::default(),
             zone: Zone::default(),
             control_plane: Some(cp),
         };
@@ -394,32 +400,61 @@ impl ClusterRt {
         self.nodes.iter().map(|n| n.plan.clone()).collect()
     }
 
-    /// Start every pod that can run and does not yet.
+    /// Start every pod that can run and does not yet. A pod whose node has no free address
+    /// stays Pending and the other pods go on; the error names the pods the node could not
+    /// address the first time (the command that created them fails, later ones do not).
     pub fn reconcile(&mut self, dir: &Path) -> Result<(), LabError> {
         if !self.store.cni {
             return Ok(());
         }
+        let pods = &self.store.pods;
+        self.unaddressed.retain(|(ns, name)| pods.iter().any(|p| p.namespace == *ns && p.name == *name && !p.running));
+        let mut exhausted: Option<LabError> = None;
         for i in 0..self.store.pods.len() {
             let p = &self.store.pods[i];
             if p.running || !p.needs_cni {
                 continue;
             }
             let (ns, name) = (p.namespace.clone(), p.name.clone());
-            let rt = self.start_pod(i, dir)?;
+            let rt = match self.start_pod(i, dir) {
+                Ok(rt) => rt,
+                Err(LabError::PodAddressesExhausted { node, pod_cidr, mut pods }) => {
+                    if self.unaddressed.insert((ns.clone(), name.clone())) {
+                        // One node's pods in the message (pods are spread evenly, so the
+                        // nodes fill up together).
+                        match &mut exhausted {
+                            Some(LabError::PodAddressesExhausted { node: first, pods: all, .. }) => {
+                                if *first == node {
+                                    all.append(&mut pods);
+                                }
+                            }
+                            _ => exhausted = Some(LabError::PodAddressesExhausted { node, pod_cidr, pods }),
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            self.unaddressed.remove(&(ns.clone(), name.clone()));
             let pod = &mut self.store.pods[i];
             pod.ip = Some(rt.ip);
             pod.running = true;
             self.pods.insert((ns, name), rt);
         }
-        Ok(())
+        exhausted.map_or(Ok(()), Err)
     }
 
-    fn free_ip(&self, node: &NodePlan) -> Result<Ipv4Addr, LabError> {
+    /// The pod addresses of a node: its podCIDR from `.10` on, without the node's router
+    /// address (`ns/pod` names the pod that asked, for the error).
+    fn free_ip(&self, node: &NodePlan, pod: &str) -> Result<Ipv4Addr, LabError> {
         let used: Vec<Ipv4Addr> = self.pods.values().filter(|p| p.node == node.name).map(|p| p.ip).collect();
-        (10..255u32)
-            .map(|i| node.pod_cidr.nth(i))
-            .find(|ip| !used.contains(ip) && *ip != node.router_ip)
-            .ok_or_else(|| LabError::NoFreePodAddress(node.name.clone()))
+        (10..255u32).map(|i| node.pod_cidr.nth(i)).find(|ip| !used.contains(ip) && *ip != node.router_ip).ok_or_else(
+            || LabError::PodAddressesExhausted {
+                node: node.name.clone(),
+                pod_cidr: node.pod_cidr.to_string(),
+                pods: vec![pod.to_string()],
+            },
+        )
     }
 
     fn start_pod(&self, i: usize, dir: &Path) -> Result<PodRt, LabError> {
@@ -427,7 +462,7 @@ impl ClusterRt {
         let node = self
             .node(&pod.node)
             .ok_or_else(|| LabError::PodOnUnknownNode { pod: pod.name.clone(), node: pod.node.clone() })?;
-        let ip = self.free_ip(&node.plan)?;
+        let ip = self.free_ip(&node.plan, &format!("{}/{}", pod.namespace, pod.name))?;
         let resolv = match pod.app {
             // dnsPolicy: Default — the node's resolver.
             App::CoreDns => format!("nameserver {GATEWAY}\noptions ndots:0\n"),

@@ -12,6 +12,7 @@ use super::protocol::{self, Request, Response};
 use super::registry;
 use super::shims;
 use super::state::Lab;
+use crate::backend::cgroup::Cgroup;
 
 pub struct Options {
     pub name: String,
@@ -29,6 +30,7 @@ pub fn serve(opts: Options, ready: impl FnOnce(Result<registry::LabInfo, &LabErr
     let lab = match build(&opts) {
         Ok(lab) => lab,
         Err(e) => {
+            uncontain(&opts.name);
             // Only an entry this process claimed: a name clash must not remove the other lab's.
             registry::release_mine(&opts.name);
             ready(Err(&e));
@@ -105,9 +107,50 @@ fn handle(lab: &Mutex<Lab>, req: Request) -> Response {
     }
 }
 
-/// Kill whatever still runs inside the lab's namespaces (blocks' leftovers), remove the registry
-/// entry and exit: the namespaces die with this process's threads.
+/// The cgroup this supervisor was in before it entered its lab's (set once, by [`contain`]).
+static ORIGINAL_CGROUP: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Put this supervisor (and so every process it will start: node agents, the control plane,
+/// commands run in targets) in lab `name`'s own cgroup (docs/architecture.md, "Containment by
+/// cgroup"). Called right after the name is claimed, before anything is started: `gc` takes a
+/// lab cgroup without a registry entry for an orphan. Where cgroup v2 is unavailable the lab
+/// runs without (its processes are ended by namespace, as before; `tutor lab up` says so).
+pub fn contain(name: &str) -> Result<(), LabError> {
+    let Some(cg) = Cgroup::lab(name) else { return Ok(()) };
+    let io = |what: &str, source| LabError::Io { what: format!("{what} {}", cg.path().display()), source };
+    let original = Cgroup::current().ok_or_else(|| LabError::Io {
+        what: "reading /proc/self/cgroup".into(),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    })?;
+    cg.create().map_err(|e| io("creating cgroup", e))?;
+    let _ = ORIGINAL_CGROUP.set(original);
+    cg.enter().map_err(|e| io("entering cgroup", e))
+}
+
+/// Leave lab `name`'s cgroup, kill everything still in it and remove it; how many processes
+/// were killed.
+fn uncontain(name: &str) -> usize {
+    let (Some(cg), Some(original)) = (Cgroup::lab(name), ORIGINAL_CGROUP.get()) else { return 0 };
+    if let Err(e) = cg.leave(original) {
+        // Killing the cgroup would kill this process too: leave it to `stop`/`gc`.
+        eprintln!("leaving cgroup {}: {e}", cg.path().display());
+        return 0;
+    }
+    match cg.remove() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("removing cgroup {}: {e}", cg.path().display());
+            0
+        }
+    }
+}
+
+/// Kill everything in the lab's cgroup (blocks' leftovers, daemons in namespaces the lab no
+/// longer knows, node agents, the control plane) and whatever still runs inside the lab's
+/// namespaces, remove the registry entry and exit: the namespaces die with this process's
+/// threads.
 fn teardown(lab: &Lab) -> ! {
+    uncontain(&lab.name);
     kill_inside(&lab.netns_inodes());
     let _ = std::fs::remove_dir_all(&lab.dir);
     std::process::exit(0)

@@ -2,6 +2,8 @@
 
 mod agent_runtime;
 mod backend;
+mod capacity;
+mod cgroup;
 mod chart;
 mod datapath;
 mod gc;
@@ -25,6 +27,8 @@ pub(crate) fn tests() -> Vec<crate::harness::Test> {
         agent_runtime::tests(),
         backend::tests(),
         chart::tests(),
+        capacity::tests(),
+        cgroup::tests(),
         datapath::tests(),
         gc::tests(),
         isolation::tests(),

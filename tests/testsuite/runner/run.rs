@@ -13,7 +13,8 @@ crate::tests![
     timeout_kills_the_whole_process_group,
     step_selection,
     a_backend_that_cannot_run_here_is_a_usage_error,
-    the_run_record_defaults_to_target_tutor_last_run
+    the_run_record_defaults_to_target_tutor_last_run,
+    daemons_of_a_host_run_end_with_it(Cgroup2)
 ];
 
 fn s(p: &std::path::Path) -> &str {
@@ -264,4 +265,28 @@ fn a_block_that_passed_after_retries_says_so_in_every_report() {
     assert_eq!(converge["tries"], 3, "{converge}");
     assert_eq!(converge["status"], "passed", "{converge}");
     says(converge["reason"].as_str().unwrap_or_default());
+}
+
+/// A `setsid -f` daemon of a host-backend block leaves the run's process groups but not the
+/// run's cgroup: it keeps running until the tutorial ends, then it is killed with the cgroup.
+fn daemons_of_a_host_run_end_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("w");
+    let md = tmp.path().join("daemon.md");
+    std::fs::write(
+        &md,
+        "---\nbackend: host\n---\n# Daemon\n\n## Start\n\n```console\n\
+         $ setsid -f sh -c 'echo $$ > daemon.pid; exec sleep 3041' && echo started\nstarted\n\
+         $ grep -o 'tutor/runs/.*' /proc/self/cgroup > cgroup.txt\n```\n\n## Still there\n\n\
+         ```console\n$ sleep 0.2; kill -0 $(cat daemon.pid) && echo alive\nalive\n```\n",
+    )
+    .unwrap();
+    let out = run_in(tmp.path(), &["run", s(&md), "--workdir", s(&work), "--record", s(&tmp.path().join("r.json"))]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let pid = read_pid(&work.join("daemon.pid"));
+    assert!(!alive(pid), "the daemon {pid} outlived the run");
+    let rel = std::fs::read_to_string(work.join("cgroup.txt")).unwrap();
+    let base = tutor::backend::cgroup::base().unwrap();
+    let cg = base.parent().unwrap().join(rel.trim());
+    assert!(rel.starts_with("tutor/runs/") && !cg.exists(), "{rel}: the run's cgroup is left");
 }
