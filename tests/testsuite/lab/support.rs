@@ -120,6 +120,20 @@ impl Drop for Lab {
 }
 
 /// Whether any process still has one of these network namespaces.
+/// The processes (pid and name) in one of these network namespaces.
+pub fn netns_holders(inodes: &[u64]) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::metadata(e.path().join("ns/net")).map(|m| inodes.contains(&m.ino())).unwrap_or(false))
+        .map(|e| {
+            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            format!("{} {}", e.file_name().to_string_lossy(), comm.trim())
+        })
+        .collect()
+}
+
 pub fn netns_in_use(inodes: &[u64]) -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::read_dir("/proc")
