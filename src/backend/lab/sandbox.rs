@@ -255,9 +255,18 @@ fn enter_rootfs(hostname: Option<&str>, mounts: &Mounts, rootfs: &Rootfs, net: N
     for m in &inherited {
         let skip = [Path::new("/proc"), Path::new("/sys"), Path::new("/dev")].iter().any(|k| m.starts_with(k))
             || own.contains(&m.as_path())
-            || dir.starts_with(m)
             || mounts.binds.iter().any(|(_, d)| d == m);
-        if !skip {
+        if skip {
+            continue;
+        }
+        if dir.starts_with(m) {
+            // The filesystem that holds the pod's own directory: its files, but not its
+            // submounts (the pod's root would show inside itself).
+            let src = from_old(m);
+            ensure_mountpoint(m, true)?;
+            mount(Some(src.as_path()), m.as_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(sys(format!("bind-mounting {} on {}", src.display(), m.display())))?;
+        } else {
             rbind(&from_old(m), m)?;
         }
     }
