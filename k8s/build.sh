@@ -5,7 +5,8 @@
 # (k8s/cmd/tutor-kubelet: the lab nodes' kubelet API, on k8s.io/kubelet's streaming server), and
 # agnhost (k8s.io/kubernetes/test/images/agnhost: the program of the e2e image the lab's pods play),
 # kube-proxy (k8s.io/kubernetes/cmd/kube-proxy, run by the lab as kind runs it: a DaemonSet) and
-# CoreDNS (k8s/coredns: github.com/coredns/coredns with the plugins of the cluster DNS).
+# CoreDNS (k8s/coredns: github.com/coredns/coredns with the plugins of the cluster DNS), and
+# http-echo (github.com/hashicorp/http-echo: the program of the hashicorp/http-echo image).
 #
 # The pins are the modules' versions in k8s/go.mod and k8s/helm/go.mod (see docs/architecture.md,
 # "Upstream binaries"). The binaries land in
@@ -61,7 +62,7 @@ fi
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
 
 stamp=$( (cd "$here" && cat go.mod go.sum helm/go.mod helm/go.sum coredns/go.mod coredns/go.sum build.sh && find cmd coredns/cmd -type f -name '*.go' | sort | xargs cat) | sha256sum | cut -d' ' -f1)
-bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm tutor-kubelet agnhost kube-proxy coredns)
+bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm tutor-kubelet agnhost kube-proxy coredns http-echo)
 if ((!force)) && [[ -f $out/.stamp && $(cat "$out/.stamp") == "$stamp" ]]; then
   ok=1
   for b in "${bins[@]}"; do [[ -x $out/$b ]] || ok=0; done
@@ -92,11 +93,11 @@ mkdir -p "$out"
 tmp=$(mktemp -d "$cache/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s)
-echo "k8s/build.sh: building Kubernetes $k8s_version (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kube-proxy, tutor-kubelet, agnhost), helm $helm_version and CoreDNS $coredns_version into $out"
+echo "k8s/build.sh: building Kubernetes $k8s_version (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kube-proxy, tutor-kubelet, agnhost, http-echo), helm $helm_version and CoreDNS $coredns_version into $out"
 (cd "$here" && go build -trimpath -ldflags "-s -w$kv" -o "$tmp/" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
   k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-proxy \
-  ./cmd/etcd ./cmd/tutor-kubelet k8s.io/kubernetes/test/images/agnhost)
+  ./cmd/etcd ./cmd/tutor-kubelet k8s.io/kubernetes/test/images/agnhost github.com/hashicorp/http-echo)
 (cd "$here/helm" && go build -trimpath -ldflags "-s -w $hv" -o "$tmp/" helm.sh/helm/v3/cmd/helm)
 cv="-X github.com/coredns/coredns/coremain.GitCommit=$coredns_version"
 (cd "$here/coredns" && go build -trimpath -ldflags "-s -w $cv" -o "$tmp/" ./cmd/coredns)

@@ -192,6 +192,7 @@ require (
 
 require (
 	github.com/Microsoft/hnslib v0.0.8 // indirect
+	github.com/hashicorp/http-echo v1.0.0 // indirect
 	github.com/ishidawataru/sctp v0.0.0-20230406120618-7ff4192f6ff2 // indirect
 	github.com/moby/ipvs v1.1.0 // indirect
 	github.com/vishvananda/netlink v1.3.1-0.20250206174618-62fb240731fa // indirect
@@ -237,6 +238,7 @@ replace (
 )
 
 tool (
+	github.com/hashicorp/http-echo
 	k8s.io/kubernetes/cmd/kube-apiserver
 	k8s.io/kubernetes/cmd/kube-controller-manager
 	k8s.io/kubernetes/cmd/kube-proxy

@@ -33,10 +33,13 @@ pub enum Binary {
     /// CoreDNS (`k8s/coredns`), the program of the `registry.k8s.io/coredns/coredns` image of
     /// the cluster DNS Deployment.
     Coredns,
+    /// http-echo (`github.com/hashicorp/http-echo`), the program of the `hashicorp/http-echo`
+    /// image.
+    HttpEcho,
 }
 
 impl Binary {
-    pub const ALL: [Binary; 10] = [
+    pub const ALL: [Binary; 11] = [
         Binary::Etcd,
         Binary::KubeApiserver,
         Binary::KubeControllerManager,
@@ -47,6 +50,7 @@ impl Binary {
         Binary::Agnhost,
         Binary::KubeProxy,
         Binary::Coredns,
+        Binary::HttpEcho,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -61,6 +65,7 @@ impl Binary {
             Binary::Agnhost => "agnhost",
             Binary::KubeProxy => "kube-proxy",
             Binary::Coredns => "coredns",
+            Binary::HttpEcho => "http-echo",
         }
     }
 }

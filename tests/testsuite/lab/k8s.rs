@@ -285,6 +285,10 @@ fn cluster_dns_and_services_are_coredns_and_kube_proxy() {
     assert!(ns.contains("Server:\t\t10.96.0.10\n") && ns.ends_with(&format!("Address: {ip}")), "{ns}");
     let page = out("kubectl exec t -- wget -qO- http://web");
     assert!(page.contains("<title>Welcome to nginx!</title>"), "{page}");
+    // hashicorp/http-echo runs the real http-echo, built from its Go module.
+    lab.sh("kubectl run echo --image=hashicorp/http-echo:1.0 -- -text=hello-from-echo && kubectl wait --for=condition=Ready pod/echo --timeout=60s").ok();
+    let echo_ip = out("kubectl get pod echo -o jsonpath='{.status.podIP}'");
+    assert_eq!(out(&format!("kubectl exec t -- wget -qO- http://{echo_ip}:5678")), "hello-from-echo");
     // Each request shows in a backend's log (nginx's access log is its output).
     let logs = out("kubectl logs -l app=web --prefix --tail=-1");
     assert!(logs.contains("\"GET / HTTP/1.1\" 200"), "{logs}");

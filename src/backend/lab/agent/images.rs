@@ -214,11 +214,11 @@ const CATALOGUE: &[Entry] = &[
     },
     Entry {
         keys: &["hashicorp/http-echo"],
-        entrypoint: &["http-echo"],
+        entrypoint: &["/http-echo"],
         cmd: &[],
         needs: &["http-echo"],
         busybox: false,
-        links: &[],
+        links: &[("/http-echo", "@built/http-echo")],
     },
 ];
 
@@ -275,7 +275,7 @@ pub fn argv(image: &Image, command: &[String], args: &[String]) -> Vec<String> {
 /// Image programs built with the lab's Kubernetes (`k8s/build.sh`), made visible to pods
 /// through a directory of their own (`<image dir>/built`, first on the containers' PATH) so
 /// that pods see these programs and not the rest of the build (kubectl, the control plane).
-pub const BUILT: &[Binary] = &[Binary::Agnhost, Binary::KubeProxy, Binary::Coredns];
+pub const BUILT: &[Binary] = &[Binary::Agnhost, Binary::KubeProxy, Binary::Coredns, Binary::HttpEcho];
 
 /// Link the built image programs that exist into `<image_dir>/built` (replacing older links
 /// atomically); the directory to put first on the containers' PATH.
