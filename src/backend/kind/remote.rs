@@ -354,7 +354,10 @@ mod tests {
         let kill = kill_argv(pid);
         let status = std::process::Command::new(&kill[0]).args(&kill[1..]).status().unwrap();
         assert!(status.success());
-        assert!(child.wait().unwrap().code().is_none(), "block should have been killed");
+        // Killed: by the signal itself, or (when the shell saw its child die of it between the
+        // killer's two signals, on a loaded machine) with the shell's 128 + SIGTERM.
+        let code = child.wait().unwrap().code();
+        assert!(matches!(code, None | Some(143)), "block should have been killed, it exited with {code:?}");
         // The kernel delivers the kill soon, but a loaded machine may take a while.
         let gone = || {
             let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
