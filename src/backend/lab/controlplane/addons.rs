@@ -190,21 +190,7 @@ pub fn coredns(spec: &Spec, version: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::lab::topology::Cidr;
-    use std::net::Ipv4Addr;
-
-    fn spec() -> Spec {
-        Spec {
-            cluster: "kind".into(),
-            control_plane: "kind-control-plane".into(),
-            ip: Ipv4Addr::new(172, 18, 0, 2),
-            pod_subnet: Cidr::parse("10.244.0.0/16").unwrap(),
-            service_subnet: Cidr::parse("10.96.0.0/16").unwrap(),
-            nodes: vec![],
-            feature_gates: None,
-            runtime_config: None,
-        }
-    }
+    use crate::backend::lab::controlplane::tests::spec;
 
     #[test]
     fn kube_proxy_points_at_the_api_server_with_its_token_and_mode() {

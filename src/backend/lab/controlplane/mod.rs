@@ -708,7 +708,7 @@ fn spawn(node: &NsThread, name: &str, bin: &Path, args: &[String], log: &Path, c
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -732,7 +732,8 @@ mod tests {
         }
     }
 
-    fn spec() -> Spec {
+    /// A one-node kind cluster's spec (also the add-ons' tests').
+    pub(crate) fn spec() -> Spec {
         Spec {
             cluster: "kind".into(),
             control_plane: "kind-control-plane".into(),
