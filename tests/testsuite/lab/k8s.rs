@@ -260,6 +260,29 @@ spec:
     let ev = lab.eventually("kubectl get events --field-selector involvedObject.name=missing,reason=FailedMount -o jsonpath='{.items[0].message}' | grep .");
     assert_eq!(ev.trim(), "MountVolume.SetUp failed for volume \"v\" : configmap \"nope\" not found");
     assert_eq!(out("kubectl get pod missing -o jsonpath='{.status.phase}'"), "Pending");
+    // Init containers run one after the other, to their end, before the containers start.
+    let init = r#"apiVersion: v1
+kind: Pod
+metadata: {name: init}
+spec:
+  initContainers:
+  - {name: first, image: busybox, command: [sh, -c, 'echo $GREETING > /work/a'], env: [{name: GREETING, value: hi}], volumeMounts: [{name: w, mountPath: /work}]}
+  - {name: second, image: busybox, command: [sh, -c, 'cat /work/a > /work/b; echo second'], volumeMounts: [{name: w, mountPath: /work}]}
+  containers:
+  - {name: app, image: busybox, command: [sh, -c, 'cat /work/b; sleep 3600'], volumeMounts: [{name: w, mountPath: /work}]}
+  volumes: [{name: w, emptyDir: {}}]
+"#;
+    lab.sh(&format!("kubectl apply -f - <<'EOF'\n{init}EOF")).ok();
+    let ready = lab.sh("kubectl wait --for=condition=Ready pod/init --timeout=60s");
+    assert_eq!(ready.code, 0, "{}{}", ready.stdout, ready.stderr);
+    assert_eq!(out("kubectl logs init"), "hi");
+    assert_eq!(out("kubectl logs init -c second"), "second");
+    let reasons = "kubectl get pod init -o jsonpath='{.status.initContainerStatuses[*].state.terminated.reason}'";
+    assert_eq!(out(reasons), "Completed Completed");
+    // A failing init container holds the pod back, as kubectl shows it.
+    lab.sh("kubectl run broken --image=busybox --overrides='{\"spec\":{\"initContainers\":[{\"name\":\"fail\",\"image\":\"busybox\",\"command\":[\"false\"]}],\"containers\":[{\"name\":\"broken\",\"image\":\"busybox\",\"command\":[\"sleep\",\"3600\"]}]}}'").ok();
+    lab.eventually("kubectl get pod broken --no-headers | grep -E 'Init:(Error|CrashLoopBackOff)'");
+    assert_eq!(out("kubectl get pod broken -o jsonpath='{.status.phase}'"), "Pending");
 }
 
 fn cluster_dns_and_services_are_coredns_and_kube_proxy() {

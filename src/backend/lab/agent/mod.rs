@@ -430,8 +430,10 @@ async fn environments(
         }
     }
     let host_ip = ctx.opts.node_ip.to_string();
-    spec.containers
+    spec.init_containers
         .iter()
+        .flatten()
+        .chain(&spec.containers)
         .map(|c| (c.name.clone(), env::build(pod, c, &services, &sources, pod_ip.as_deref(), &host_ip)))
         .collect()
 }
@@ -497,7 +499,7 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, AgentErro
             eprintln!("event for pod {ns}/{name}: {err}");
         }
     }
-    let status = status::pod_status(&pod, &result.sandbox, &result.records, Utc::now());
+    let status = status::pod_status(&pod, &result.sandbox, &result.init_records, &result.records, Utc::now());
     let old = serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap_or_default();
     let new = serde_json::to_value(&status).unwrap_or_default();
     if old != new {

@@ -16,7 +16,7 @@ use std::process::{ChildStdin, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Probe};
 use k8s_openapi::chrono::{DateTime, Utc};
 
 use super::images::{self, Image};
@@ -157,6 +157,8 @@ pub enum ProbeError {
 pub struct SyncResult {
     pub sandbox: Sandbox,
     pub records: Vec<Record>,
+    /// The init containers' records (`initContainerStatuses`).
+    pub init_records: Vec<Record>,
     pub events: Vec<Event>,
     /// When the pod needs another look (back-off ends, probe due).
     pub requeue: Option<Duration>,
@@ -191,6 +193,46 @@ struct Ctr {
     cwd: String,
     tty: bool,
     stdin_once: bool,
+}
+
+impl Ctr {
+    fn new(c: &Container, waiting: &str) -> Ctr {
+        Ctr {
+            record: Record::waiting(&c.name, c.image.as_deref().unwrap_or_default(), waiting),
+            image: None,
+            pull_backoff: Duration::ZERO,
+            pid: None,
+            exit: Arc::new(Mutex::new(None)),
+            started: None,
+            not_before: None,
+            delay: Duration::ZERO,
+            backoff: Duration::ZERO,
+            last_exit: 0,
+            stdin: None,
+            probe: ProbeState::default(),
+            liveness: ProbeState::live(),
+            log: None,
+            env: vec![],
+            cwd: "/".into(),
+            tty: c.tty == Some(true),
+            stdin_once: c.stdin_once == Some(true),
+        }
+    }
+
+    /// Ran and exited 0 (an init container that is done).
+    fn succeeded(&self) -> bool {
+        self.pid.is_none() && matches!(self.record.state, State::Terminated { exit_code: 0, .. })
+    }
+}
+
+/// What every container's step of one pod sync shares.
+#[derive(Clone, Copy)]
+struct Step<'a> {
+    rt: &'a PodRt,
+    spec: &'a PodSpec,
+    sandbox_tid: Option<i32>,
+    inputs: &'a SyncInputs,
+    now: Instant,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -414,236 +456,242 @@ impl Runtime {
         }
         let sandbox_tid = rt.sandbox.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|s| s.ns.tid());
 
-        // The containers, in spec order.
+        // Init containers first, one at a time, each to a successful end; then the others.
         let mut cs = rt.containers.lock().unwrap_or_else(|e| e.into_inner());
+        let step = Step { rt: &rt, spec: &spec, sandbox_tid, inputs, now };
+        let inits = spec.init_containers.clone().unwrap_or_default();
+        // An init container is restarted on failure unless the pod never restarts.
+        let init_policy = if policy == "Never" { "Never" } else { "OnFailure" };
+        let mut initialized = true;
+        for c in &inits {
+            let ctr = cs.entry(c.name.clone()).or_insert_with(|| Ctr::new(c, "PodInitializing"));
+            if !ctr.succeeded() {
+                self.sync_container(&step, c, ctr, init_policy, true, &mut out);
+            }
+            if !ctr.succeeded() {
+                initialized = false;
+                break;
+            }
+        }
         for c in &spec.containers {
-            let ctr = cs.entry(c.name.clone()).or_insert_with(|| Ctr {
-                record: Record::waiting(&c.name, c.image.as_deref().unwrap_or_default(), "ContainerCreating"),
-                image: None,
-                pull_backoff: Duration::ZERO,
-                pid: None,
-                exit: Arc::new(Mutex::new(None)),
-                started: None,
-                not_before: None,
-                delay: Duration::ZERO,
-                backoff: Duration::ZERO,
-                last_exit: 0,
-                stdin: None,
-                probe: ProbeState::default(),
-                liveness: ProbeState::live(),
-                log: None,
-                env: vec![],
-                cwd: "/".into(),
-                tty: c.tty == Some(true),
-                stdin_once: c.stdin_once == Some(true),
-            });
-            let image_name = c.image.clone().unwrap_or_default();
-            if sandbox_tid.is_none() {
-                continue;
+            let ctr = cs
+                .entry(c.name.clone())
+                .or_insert_with(|| Ctr::new(c, if inits.is_empty() { "ContainerCreating" } else { "PodInitializing" }));
+            if initialized {
+                self.sync_container(&step, c, ctr, &policy, false, &mut out);
             }
-            // "Pull" the image: resolve it in the catalogue.
-            if ctr.image.is_none() {
-                if let Some(t) = ctr.not_before
-                    && t > now
-                {
-                    if matches!(&ctr.record.state, State::Waiting { reason, .. } if reason == "ErrImagePull") {
-                        ctr.record.state = State::Waiting {
-                            reason: "ImagePullBackOff".into(),
-                            message: Some(format!("Back-off pulling image \"{image_name}\"")),
-                        };
-                        out.events.push(Event::normal(
-                            "BackOff",
-                            format!("Back-off pulling image \"{image_name}\""),
-                            Some(&c.name),
-                        ));
-                        out.events.push(Event::warning("Failed", "Error: ImagePullBackOff".into(), Some(&c.name)));
-                    }
-                    requeue(t - now, &mut out);
-                    continue;
+        }
+        let record = |c: &Container| cs.get(&c.name).map(|x| x.record.clone());
+        out.init_records = inits.iter().filter_map(record).collect();
+        out.records = spec.containers.iter().filter_map(record).collect();
+        out
+    }
+
+    /// One container's step of a sync: pull, observe its exit, restart per `policy`, start,
+    /// probe (not for init containers).
+    fn sync_container(
+        &self,
+        step: &Step<'_>,
+        c: &Container,
+        ctr: &mut Ctr,
+        policy: &str,
+        init: bool,
+        out: &mut SyncResult,
+    ) {
+        let Step { rt, spec, sandbox_tid, inputs, now } = *step;
+        let requeue = |d: Duration, out: &mut SyncResult| {
+            out.requeue = Some(out.requeue.map_or(d, |r| r.min(d)));
+        };
+        let image_name = c.image.clone().unwrap_or_default();
+        if sandbox_tid.is_none() {
+            return;
+        }
+        // "Pull" the image: resolve it in the catalogue.
+        if ctr.image.is_none() {
+            if let Some(t) = ctr.not_before
+                && t > now
+            {
+                if matches!(&ctr.record.state, State::Waiting { reason, .. } if reason == "ErrImagePull") {
+                    ctr.record.state = State::Waiting {
+                        reason: "ImagePullBackOff".into(),
+                        message: Some(format!("Back-off pulling image \"{image_name}\"")),
+                    };
+                    out.events.push(Event::normal(
+                        "BackOff",
+                        format!("Back-off pulling image \"{image_name}\""),
+                        Some(&c.name),
+                    ));
+                    out.events.push(Event::warning("Failed", "Error: ImagePullBackOff".into(), Some(&c.name)));
                 }
-                match images::resolve(&image_name, &self.cfg.path) {
-                    Ok(img) => {
-                        out.events.push(Event::normal(
-                            "Pulled",
-                            format!("Container image \"{image_name}\" already present on machine"),
-                            Some(&c.name),
-                        ));
-                        ctr.record.image_id = img.reference.clone();
-                        ctr.image = Some(img);
-                        ctr.not_before = None;
-                    }
-                    Err(e) => {
-                        out.events.push(Event::normal(
-                            "Pulling",
-                            format!("Pulling image \"{image_name}\""),
-                            Some(&c.name),
-                        ));
-                        let msg = format!("Failed to pull image \"{image_name}\": {e}");
-                        out.events.push(Event::warning("Failed", msg.clone(), Some(&c.name)));
-                        out.events.push(Event::warning("Failed", "Error: ErrImagePull".into(), Some(&c.name)));
-                        ctr.record.state = State::Waiting { reason: "ErrImagePull".into(), message: Some(msg) };
-                        ctr.pull_backoff = next_backoff(ctr.pull_backoff);
-                        ctr.not_before = Some(now + ctr.pull_backoff);
-                        // The kubelet's next sync shows the back-off.
-                        requeue(Duration::from_secs(1), &mut out);
-                        continue;
-                    }
-                }
+                requeue(t - now, out);
+                return;
             }
-            // Observe an exit.
-            let exited = *ctr.exit.lock().unwrap_or_else(|e| e.into_inner());
-            if let (Some(_), Some(x)) = (ctr.pid, exited) {
-                let started = ctr.started.map(|s| s.1).unwrap_or(x.at);
-                let reason = if x.code == 0 { "Completed" } else { "Error" };
-                ctr.record.state = State::Terminated {
-                    exit_code: x.code,
-                    signal: x.signal,
-                    reason: reason.into(),
-                    started,
-                    finished: x.at,
-                };
-                ctr.pid = None;
-                ctr.stdin = None;
-                ended(ctr, &policy, x.code, now);
-            }
-            if ctr.pid.is_none() && ctr.started.is_some() {
-                // It ran and ended: stay terminated, wait out the back-off, or restart.
-                if !restarts(&policy, ctr.last_exit) {
-                    continue;
+            match images::resolve(&image_name, &self.cfg.path) {
+                Ok(img) => {
+                    out.events.push(Event::normal(
+                        "Pulled",
+                        format!("Container image \"{image_name}\" already present on machine"),
+                        Some(&c.name),
+                    ));
+                    ctr.record.image_id = img.reference.clone();
+                    ctr.image = Some(img);
+                    ctr.not_before = None;
                 }
-                if let Some(t) = ctr.not_before
-                    && t > now
-                {
-                    if let State::Terminated { .. } = ctr.record.state {
-                        ctr.record.last = Some(ctr.record.state.clone());
-                        ctr.record.state = State::Waiting {
-                            reason: "CrashLoopBackOff".into(),
-                            message: Some(format!(
-                                "back-off {} restarting failed container={} pod={}_{}({})",
-                                humantime::format_duration(ctr.delay),
-                                c.name,
-                                rt.name,
-                                rt.namespace,
-                                rt.uid
-                            )),
-                        };
-                        out.events.push(Event::warning(
-                            "BackOff",
-                            "Back-off restarting failed container".into(),
-                            Some(&c.name),
-                        ));
-                    }
-                    requeue(t - now, &mut out);
-                    continue;
-                }
-                if let State::Terminated { .. } = ctr.record.state {
-                    ctr.record.last = Some(ctr.record.state.clone());
-                }
-                ctr.record.restarts += 1;
-            }
-            // Start it (first start or restart).
-            if ctr.pid.is_none() {
-                let env = match inputs.env.get(&c.name) {
-                    Some(Ok(env)) => env.clone(),
-                    Some(Err(e)) => {
-                        ctr.record.state = State::Waiting {
-                            reason: "CreateContainerConfigError".into(),
-                            message: Some(e.to_string()),
-                        };
-                        out.events.push(Event::warning("Failed", format!("Error: {e}"), Some(&c.name)));
-                        requeue(Duration::from_secs(5), &mut out);
-                        continue;
-                    }
-                    None => vec![],
-                };
-                let img = ctr.image.clone().expect("resolved above");
-                match self.start(&rt, c, &img, env, ctr) {
-                    Ok(()) => {
-                        out.events.push(Event::normal(
-                            "Created",
-                            format!("Created container: {}", c.name),
-                            Some(&c.name),
-                        ));
-                        out.events.push(Event::normal(
-                            "Started",
-                            format!("Started container {}", c.name),
-                            Some(&c.name),
-                        ));
-                    }
-                    Err(e) => {
-                        let at = Utc::now();
-                        ctr.record.state = State::Terminated {
-                            exit_code: 128,
-                            signal: None,
-                            reason: "StartError".into(),
-                            started: at,
-                            finished: at,
-                        };
-                        ctr.record.ready = false;
-                        ctr.started = Some((Instant::now(), at));
-                        out.events.push(Event::warning("Failed", format!("Error: {e}"), Some(&c.name)));
-                        ended(ctr, &policy, 128, now);
-                        if let Some(t) = ctr.not_before {
-                            requeue(t.saturating_duration_since(now), &mut out);
-                        } else if restarts(&policy, 128) {
-                            requeue(Duration::from_millis(100), &mut out);
-                        }
-                        continue;
-                    }
-                }
-            }
-            // Probes of a running container.
-            if ctr.pid.is_some() {
-                let ip = out.sandbox.pod_ip;
-                let tid = sandbox_tid.expect("sandbox exists");
-                match &c.readiness_probe {
-                    None => ctr.record.ready = true,
-                    Some(p) => {
-                        if let Some(d) = run_probe_if_due(p, &mut ctr.probe, ctr.started.map(|s| s.0), tid, ip) {
-                            ctr.record.ready = d.ready;
-                            requeue(d.next, &mut out);
-                            if let Some(msg) = d.failure {
-                                out.events.push(Event::warning(
-                                    "Unhealthy",
-                                    format!("Readiness probe failed: {msg}"),
-                                    Some(&c.name),
-                                ));
-                            }
-                        } else if let Some(n) = ctr.probe.next {
-                            requeue(n.saturating_duration_since(now), &mut out);
-                        }
-                    }
-                }
-                if let Some(p) = &c.liveness_probe {
-                    if let Some(d) = run_probe_if_due(p, &mut ctr.liveness, ctr.started.map(|s| s.0), tid, ip) {
-                        requeue(d.next, &mut out);
-                        if let Some(msg) = d.failure {
-                            out.events.push(Event::warning(
-                                "Unhealthy",
-                                format!("Liveness probe failed: {msg}"),
-                                Some(&c.name),
-                            ));
-                        }
-                        if !d.ready {
-                            out.events.push(Event::normal(
-                                "Killing",
-                                format!("Container {} failed liveness probe, will be restarted", c.name),
-                                Some(&c.name),
-                            ));
-                            if let Some(pid) = ctr.pid {
-                                let grace = spec.termination_grace_period_seconds.unwrap_or(30);
-                                stop_process(pid, &ctr.exit, Duration::from_secs(grace.max(0) as u64));
-                            }
-                            requeue(Duration::from_millis(100), &mut out);
-                        }
-                    } else if let Some(n) = ctr.liveness.next {
-                        requeue(n.saturating_duration_since(now), &mut out);
-                    }
+                Err(e) => {
+                    out.events.push(Event::normal("Pulling", format!("Pulling image \"{image_name}\""), Some(&c.name)));
+                    let msg = format!("Failed to pull image \"{image_name}\": {e}");
+                    out.events.push(Event::warning("Failed", msg.clone(), Some(&c.name)));
+                    out.events.push(Event::warning("Failed", "Error: ErrImagePull".into(), Some(&c.name)));
+                    ctr.record.state = State::Waiting { reason: "ErrImagePull".into(), message: Some(msg) };
+                    ctr.pull_backoff = next_backoff(ctr.pull_backoff);
+                    ctr.not_before = Some(now + ctr.pull_backoff);
+                    // The kubelet's next sync shows the back-off.
+                    requeue(Duration::from_secs(1), out);
+                    return;
                 }
             }
         }
-        out.records = spec.containers.iter().filter_map(|c| cs.get(&c.name).map(|x| x.record.clone())).collect();
-        out
+        // Observe an exit.
+        let exited = *ctr.exit.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(_), Some(x)) = (ctr.pid, exited) {
+            let started = ctr.started.map(|s| s.1).unwrap_or(x.at);
+            let reason = if x.code == 0 { "Completed" } else { "Error" };
+            ctr.record.state = State::Terminated {
+                exit_code: x.code,
+                signal: x.signal,
+                reason: reason.into(),
+                started,
+                finished: x.at,
+            };
+            ctr.pid = None;
+            ctr.stdin = None;
+            ended(ctr, &policy, x.code, now);
+        }
+        if ctr.pid.is_none() && ctr.started.is_some() {
+            // It ran and ended: stay terminated, wait out the back-off, or restart.
+            if !restarts(&policy, ctr.last_exit) {
+                return;
+            }
+            if let Some(t) = ctr.not_before
+                && t > now
+            {
+                if let State::Terminated { .. } = ctr.record.state {
+                    ctr.record.last = Some(ctr.record.state.clone());
+                    ctr.record.state = State::Waiting {
+                        reason: "CrashLoopBackOff".into(),
+                        message: Some(format!(
+                            "back-off {} restarting failed container={} pod={}_{}({})",
+                            humantime::format_duration(ctr.delay),
+                            c.name,
+                            rt.name,
+                            rt.namespace,
+                            rt.uid
+                        )),
+                    };
+                    out.events.push(Event::warning(
+                        "BackOff",
+                        "Back-off restarting failed container".into(),
+                        Some(&c.name),
+                    ));
+                }
+                requeue(t - now, out);
+                return;
+            }
+            if let State::Terminated { .. } = ctr.record.state {
+                ctr.record.last = Some(ctr.record.state.clone());
+            }
+            ctr.record.restarts += 1;
+        }
+        // Start it (first start or restart).
+        if ctr.pid.is_none() {
+            let env = match inputs.env.get(&c.name) {
+                Some(Ok(env)) => env.clone(),
+                Some(Err(e)) => {
+                    ctr.record.state =
+                        State::Waiting { reason: "CreateContainerConfigError".into(), message: Some(e.to_string()) };
+                    out.events.push(Event::warning("Failed", format!("Error: {e}"), Some(&c.name)));
+                    requeue(Duration::from_secs(5), out);
+                    return;
+                }
+                None => vec![],
+            };
+            let img = ctr.image.clone().expect("resolved above");
+            match self.start(&rt, c, &img, env, ctr) {
+                Ok(()) => {
+                    out.events.push(Event::normal("Created", format!("Created container: {}", c.name), Some(&c.name)));
+                    out.events.push(Event::normal("Started", format!("Started container {}", c.name), Some(&c.name)));
+                }
+                Err(e) => {
+                    let at = Utc::now();
+                    ctr.record.state = State::Terminated {
+                        exit_code: 128,
+                        signal: None,
+                        reason: "StartError".into(),
+                        started: at,
+                        finished: at,
+                    };
+                    ctr.record.ready = false;
+                    ctr.started = Some((Instant::now(), at));
+                    out.events.push(Event::warning("Failed", format!("Error: {e}"), Some(&c.name)));
+                    ended(ctr, &policy, 128, now);
+                    if let Some(t) = ctr.not_before {
+                        requeue(t.saturating_duration_since(now), out);
+                    } else if restarts(&policy, 128) {
+                        requeue(Duration::from_millis(100), out);
+                    }
+                    return;
+                }
+            }
+        }
+        // Probes of a running container (init containers have none).
+        if ctr.pid.is_some() && !init {
+            let ip = out.sandbox.pod_ip;
+            let tid = sandbox_tid.expect("sandbox exists");
+            match &c.readiness_probe {
+                None => ctr.record.ready = true,
+                Some(p) => {
+                    if let Some(d) = run_probe_if_due(p, &mut ctr.probe, ctr.started.map(|s| s.0), tid, ip) {
+                        ctr.record.ready = d.ready;
+                        requeue(d.next, out);
+                        if let Some(msg) = d.failure {
+                            out.events.push(Event::warning(
+                                "Unhealthy",
+                                format!("Readiness probe failed: {msg}"),
+                                Some(&c.name),
+                            ));
+                        }
+                    } else if let Some(n) = ctr.probe.next {
+                        requeue(n.saturating_duration_since(now), out);
+                    }
+                }
+            }
+            if let Some(p) = &c.liveness_probe {
+                if let Some(d) = run_probe_if_due(p, &mut ctr.liveness, ctr.started.map(|s| s.0), tid, ip) {
+                    requeue(d.next, out);
+                    if let Some(msg) = d.failure {
+                        out.events.push(Event::warning(
+                            "Unhealthy",
+                            format!("Liveness probe failed: {msg}"),
+                            Some(&c.name),
+                        ));
+                    }
+                    if !d.ready {
+                        out.events.push(Event::normal(
+                            "Killing",
+                            format!("Container {} failed liveness probe, will be restarted", c.name),
+                            Some(&c.name),
+                        ));
+                        if let Some(pid) = ctr.pid {
+                            let grace = spec.termination_grace_period_seconds.unwrap_or(30);
+                            stop_process(pid, &ctr.exit, Duration::from_secs(grace.max(0) as u64));
+                        }
+                        requeue(Duration::from_millis(100), out);
+                    }
+                } else if let Some(n) = ctr.liveness.next {
+                    requeue(n.saturating_duration_since(now), out);
+                }
+            }
+        }
     }
 
     fn create_sandbox(

@@ -176,7 +176,7 @@ pub fn mirror_status(
         .collect();
     let sandbox =
         Sandbox { ready: started.is_some(), pod_ip: Some(node_ip), host_ip: Some(node_ip), start_time: started };
-    status::pod_status(mirror, &sandbox, &records, now)
+    status::pod_status(mirror, &sandbox, &[], &records, now)
 }
 
 /// What decides whether a status must be written again.

@@ -144,6 +144,21 @@ pub fn phase(restart_policy: &str, records: &[Record]) -> &'static str {
     }
 }
 
+/// An init container that ran to a successful end.
+fn init_done(r: &Record) -> bool {
+    matches!(r.state, State::Terminated { exit_code: 0, .. })
+}
+
+/// The phase while init containers are not all done: Pending, or Failed when one failed and
+/// the pod never restarts. `None` once they are done (the containers decide).
+fn init_phase(restart_policy: &str, inits: &[Record]) -> Option<&'static str> {
+    if inits.iter().all(init_done) {
+        return None;
+    }
+    let failed = inits.iter().any(|r| matches!(r.state, State::Terminated { exit_code, .. } if exit_code != 0));
+    Some(if failed && restart_policy == "Never" { "Failed" } else { "Pending" })
+}
+
 fn condition(
     old: &[PodCondition],
     type_: &str,
@@ -170,19 +185,28 @@ fn condition(
 }
 
 /// The whole status the agent reports for `pod`.
-pub fn pod_status(pod: &Pod, sandbox: &Sandbox, records: &[Record], now: DateTime<Utc>) -> PodStatus {
+pub fn pod_status(pod: &Pod, sandbox: &Sandbox, inits: &[Record], records: &[Record], now: DateTime<Utc>) -> PodStatus {
     let spec = pod.spec.clone().unwrap_or_default();
     let old = pod.status.clone().unwrap_or_default();
     let old_conditions = old.conditions.clone().unwrap_or_default();
     let policy = spec.restart_policy.as_deref().unwrap_or("Always");
-    let terminal = matches!(phase(policy, records), "Succeeded" | "Failed");
+    let incomplete: Vec<&str> = inits.iter().filter(|r| !init_done(r)).map(|r| r.name.as_str()).collect();
+    let pod_phase = init_phase(policy, inits).unwrap_or_else(|| phase(policy, records));
+    let terminal = matches!(pod_phase, "Succeeded" | "Failed");
     let unready: Vec<&str> = records.iter().filter(|r| !r.ready).map(|r| r.name.as_str()).collect();
     let all_ready = unready.is_empty() && !records.is_empty();
     let unready_msg = Some(format!("containers with unready status: [{}]", unready.join(" ")));
     let ready_reason = if terminal { "PodCompleted" } else { "ContainersNotReady" };
     let mut conditions = vec![
         condition(&old_conditions, "PodReadyToStartContainers", sandbox.ready && !terminal, None, None, now),
-        condition(&old_conditions, "Initialized", true, None, None, now),
+        condition(
+            &old_conditions,
+            "Initialized",
+            incomplete.is_empty(),
+            Some("ContainersNotInitialized"),
+            Some(format!("containers with incomplete status: [{}]", incomplete.join(" "))),
+            now,
+        ),
         condition(&old_conditions, "Ready", all_ready, Some(ready_reason), unready_msg.clone(), now),
         condition(&old_conditions, "ContainersReady", all_ready, Some(ready_reason), unready_msg, now),
     ];
@@ -191,7 +215,7 @@ pub fn pod_status(pod: &Pod, sandbox: &Sandbox, records: &[Record], now: DateTim
     let pod_ip = sandbox.pod_ip.map(|ip| ip.to_string());
     let host_ip = sandbox.host_ip.map(|ip| ip.to_string());
     PodStatus {
-        phase: Some(phase(policy, records).into()),
+        phase: Some(pod_phase.into()),
         conditions: Some(conditions),
         host_ip: host_ip.clone(),
         host_ips: host_ip.map(|ip| vec![HostIP { ip }]),
@@ -199,6 +223,7 @@ pub fn pod_status(pod: &Pod, sandbox: &Sandbox, records: &[Record], now: DateTim
         pod_ips: pod_ip.map(|ip| vec![PodIP { ip }]),
         start_time: sandbox.start_time.map(Time),
         container_statuses: Some(records.iter().map(container_status).collect()),
+        init_container_statuses: (!inits.is_empty()).then(|| inits.iter().map(container_status).collect()),
         qos_class: old.qos_class,
         ..Default::default()
     }
@@ -258,7 +283,7 @@ mod tests {
             host_ip: Some(Ipv4Addr::new(172, 18, 0, 3)),
             start_time: Some(t(0)),
         };
-        let st = pod_status(&pod, &sb, &[running("a"), Record::waiting("b", "x", "ContainerCreating")], t(50));
+        let st = pod_status(&pod, &sb, &[], &[running("a"), Record::waiting("b", "x", "ContainerCreating")], t(50));
         assert_eq!(st.phase.as_deref(), Some("Pending"));
         assert_eq!(st.pod_ip.as_deref(), Some("10.244.1.2"));
         assert_eq!(st.qos_class.as_deref(), Some("BestEffort"));
@@ -269,9 +294,32 @@ mod tests {
         // Unchanged status keeps its transition time.
         assert_eq!(ready.last_transition_time, Some(Time(t(0))));
         assert!(c.iter().any(|c| c.type_ == "PodScheduled" && c.status == "True"));
-        let st = pod_status(&pod, &sb, &[running("a")], t(60));
+        let st = pod_status(&pod, &sb, &[], &[running("a")], t(60));
         let ready = st.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!((ready.status.as_str(), ready.last_transition_time), ("True", Some(Time(t(60)))));
+    }
+
+    #[test]
+    fn init_containers_hold_the_pod_back() {
+        let pod: Pod = serde_yaml::from_str("metadata: {name: p}\nspec: {containers: []}\n").unwrap();
+        let sb = Sandbox { ready: true, ..Default::default() };
+        let waiting = [Record::waiting("app", "x", "PodInitializing")];
+        let st = pod_status(&pod, &sb, &[exited("a", 0), running("b")], &waiting, t(1));
+        assert_eq!(st.phase.as_deref(), Some("Pending"));
+        let init = st.conditions.unwrap().into_iter().find(|c| c.type_ == "Initialized").unwrap();
+        assert_eq!(init.status, "False");
+        assert_eq!(init.message.as_deref(), Some("containers with incomplete status: [b]"));
+        assert_eq!(st.init_container_statuses.unwrap().len(), 2);
+        let never: Pod =
+            serde_yaml::from_str("metadata: {name: p}\nspec: {restartPolicy: Never, containers: []}\n").unwrap();
+        let st = pod_status(&never, &sb, &[exited("a", 1)], &waiting, t(1));
+        assert_eq!(st.phase.as_deref(), Some("Failed"));
+        let st = pod_status(&pod, &sb, &[exited("a", 1)], &waiting, t(1));
+        assert_eq!(st.phase.as_deref(), Some("Pending"));
+        let st = pod_status(&pod, &sb, &[exited("a", 0)], &[running("app")], t(1));
+        assert_eq!(st.phase.as_deref(), Some("Running"));
+        let init = st.conditions.unwrap().into_iter().find(|c| c.type_ == "Initialized").unwrap();
+        assert_eq!(init.status, "True");
     }
 
     #[test]
