@@ -565,11 +565,11 @@ impl Runtime {
             };
             ctr.pid = None;
             ctr.stdin = None;
-            ended(ctr, &policy, x.code, now);
+            ended(ctr, policy, x.code, now);
         }
         if ctr.pid.is_none() && ctr.started.is_some() {
             // It ran and ended: stay terminated, wait out the back-off, or restart.
-            if !restarts(&policy, ctr.last_exit) {
+            if !restarts(policy, ctr.last_exit) {
                 return;
             }
             if let Some(t) = ctr.not_before
@@ -616,7 +616,7 @@ impl Runtime {
                 None => vec![],
             };
             let img = ctr.image.clone().expect("resolved above");
-            match self.start(&rt, c, &img, env, ctr) {
+            match self.start(rt, c, &img, env, ctr) {
                 Ok(()) => {
                     out.events.push(Event::normal("Created", format!("Created container: {}", c.name), Some(&c.name)));
                     out.events.push(Event::normal("Started", format!("Started container {}", c.name), Some(&c.name)));
@@ -633,10 +633,10 @@ impl Runtime {
                     ctr.record.ready = false;
                     ctr.started = Some((Instant::now(), at));
                     out.events.push(Event::warning("Failed", format!("Error: {e}"), Some(&c.name)));
-                    ended(ctr, &policy, 128, now);
+                    ended(ctr, policy, 128, now);
                     if let Some(t) = ctr.not_before {
                         requeue(t.saturating_duration_since(now), out);
-                    } else if restarts(&policy, 128) {
+                    } else if restarts(policy, 128) {
                         requeue(Duration::from_millis(100), out);
                     }
                     return;
