@@ -92,6 +92,10 @@ pub fn main() -> ExitCode {
     if let Some(code) = lab::shim_dispatch() {
         return code;
     }
+    // The lab's cilium image links its programs (`cilium-agent`, `cilium-dbg`) to this binary.
+    if let Some(code) = crate::backend::lab::cilium::dispatch() {
+        return code;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -92,23 +92,34 @@ pub fn docker_dns_rules(node: &NsThread, udp: u16, tcp: u16) -> Result<(), LabEr
 pub const POD_TABLE: u32 = 2005;
 
 /// A pod's eth0 behind its node: a veth named like Cilium's (`lxc…`), the pod's /32, and the
-/// node's router IP as the pod's gateway (Cilium's layout).
-pub fn attach_pod(node: &NsThread, pod: &NsThread, lxc: &str, ip: Ipv4Addr, router: Ipv4Addr) -> Result<(), LabError> {
-    node.ip(&[
-        format!("link add {lxc} type veth peer name eth0 netns {}", pod.tid()),
+/// node's router IP as the pod's gateway (Cilium's layout). The node's side: the link, the
+/// route in the pods' table.
+pub fn cilium_node_lines(lxc: &str, pod_tid: i32, ip: Ipv4Addr) -> Vec<String> {
+    vec![
+        format!("link add {lxc} type veth peer name eth0 netns {pod_tid}"),
         format!("link set {lxc} up"),
         format!("route add {ip}/32 dev {lxc} table {POD_TABLE}"),
-    ])?;
-    // Answer the pod's ARP for its gateway (Cilium answers it in BPF).
-    node.sysctl(&format!("net.ipv4.conf.{lxc}.proxy_arp"), "1")?;
-    node.sysctl(&format!("net.ipv4.conf.{lxc}.rp_filter"), "0")?;
-    pod.ip(&[
+    ]
+}
+
+/// The pod's side of Cilium's layout.
+pub fn cilium_pod_lines(ip: Ipv4Addr, router: Ipv4Addr) -> Vec<String> {
+    vec![
         "link set lo up".into(),
         format!("addr add {ip}/32 dev eth0"),
         "link set eth0 up".into(),
         format!("route add {router} dev eth0 scope link"),
         format!("route add default via {router} dev eth0 mtu 1500"),
-    ])
+    ]
+}
+
+/// Cilium's layout for a pod of the emulated lab (see `cilium_node_lines`).
+pub fn attach_pod(node: &NsThread, pod: &NsThread, lxc: &str, ip: Ipv4Addr, router: Ipv4Addr) -> Result<(), LabError> {
+    node.ip(&cilium_node_lines(lxc, pod.tid(), ip))?;
+    // Answer the pod's ARP for its gateway (Cilium answers it in BPF).
+    node.sysctl(&format!("net.ipv4.conf.{lxc}.proxy_arp"), "1")?;
+    node.sysctl(&format!("net.ipv4.conf.{lxc}.rp_filter"), "0")?;
+    pod.ip(&cilium_pod_lines(ip, router))
 }
 
 pub fn detach_pod(node: &NsThread, lxc: &str, ip: Ipv4Addr) -> Result<(), LabError> {

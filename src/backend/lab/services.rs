@@ -8,33 +8,59 @@ use super::state::ClusterRt;
 
 pub const TABLE: &str = "tutor_services";
 
+/// One service frontend (address, protocol, port) and the endpoints it translates to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frontend {
+    pub ip: std::net::Ipv4Addr,
+    /// `tcp` or `udp`.
+    pub proto: String,
+    pub port: u16,
+    pub target_port: u16,
+    pub backends: Vec<std::net::Ipv4Addr>,
+}
+
+/// The nft script that makes a node's `tutor_services` table hold exactly `frontends` (a
+/// frontend without endpoints rejects, as Cilium's does).
+pub fn nft_script(frontends: &[Frontend]) -> String {
+    let mut rules = String::new();
+    for f in frontends {
+        let m = format!("ip daddr {} {} dport {}", f.ip, f.proto, f.port);
+        if f.backends.is_empty() {
+            rules.push_str(&format!("    {m} reject\n"));
+        } else {
+            let map: Vec<String> = f.backends.iter().enumerate().map(|(i, ip)| format!("{i} : {ip}")).collect();
+            rules.push_str(&format!(
+                "    {m} dnat to numgen random mod {} map {{ {} }} : {}\n",
+                f.backends.len(),
+                map.join(", "),
+                f.target_port
+            ));
+        }
+    }
+    format!(
+        "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n  chain services {{\n{rules}  }}\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    jump services\n  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n    jump services\n  }}\n}}\n"
+    )
+}
+
 impl ClusterRt {
     /// The nft script for the current services and endpoints (replaces the whole table).
     pub fn services_script(&self) -> String {
-        let mut rules = String::new();
+        let mut frontends = Vec::new();
         for svc in &self.store.services {
             let eps = self.store.endpoints(svc);
             for port in &svc.ports {
-                let proto = port.protocol.to_lowercase();
                 let mut ips: Vec<_> = eps.iter().filter(|(_, p)| *p == port.target_port).map(|(ip, _)| *ip).collect();
                 ips.dedup();
-                let m = format!("ip daddr {} {proto} dport {}", svc.cluster_ip, port.port);
-                if ips.is_empty() {
-                    rules.push_str(&format!("    {m} reject\n"));
-                } else {
-                    let map: Vec<String> = ips.iter().enumerate().map(|(i, ip)| format!("{i} : {ip}")).collect();
-                    rules.push_str(&format!(
-                        "    {m} dnat to numgen random mod {} map {{ {} }} : {}\n",
-                        ips.len(),
-                        map.join(", "),
-                        port.target_port
-                    ));
-                }
+                frontends.push(Frontend {
+                    ip: svc.cluster_ip,
+                    proto: port.protocol.to_lowercase(),
+                    port: port.port,
+                    target_port: port.target_port,
+                    backends: ips,
+                });
             }
         }
-        format!(
-            "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n  chain services {{\n{rules}  }}\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    jump services\n  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n    jump services\n  }}\n}}\n"
-        )
+        nft_script(&frontends)
     }
 
     /// Bring every node's service table up to date (after any change to services or pods).

@@ -48,6 +48,8 @@ impl Node {
                 cluster_domain: "cluster.local".into(),
                 node_resolv: "nameserver 172.18.0.1\n".into(),
             },
+            cni_conf_dir: state.path().join("cni"),
+            tutor: std::path::PathBuf::from(super::support::TUTOR),
         };
         let rt = Arc::new(Runtime::new(cfg, || {}));
         rt.ipam.lock().unwrap().set_cidr(Cidr::parse("10.244.1.0/24").unwrap());

@@ -30,27 +30,27 @@ fn tutor(args: &[&str]) -> Out {
 }
 
 /// A lab in upstream mode, down when dropped.
-struct Lab {
+pub(super) struct Lab {
     name: String,
 }
 
 impl Lab {
-    fn up(tag: &str) -> Lab {
+    pub(super) fn up(tag: &str) -> Lab {
         let name = format!("t{}-{tag}", std::process::id());
         tutor(&["lab", "up", "--name", &name]).ok();
         Lab { name }
     }
 
-    fn sh(&self, script: &str) -> Out {
+    pub(super) fn sh(&self, script: &str) -> Out {
         tutor(&["lab", "exec", &self.name, "host", "--", "bash", "-c", script])
     }
 
-    fn on(&self, target: &str, script: &str) -> Out {
+    pub(super) fn on(&self, target: &str, script: &str) -> Out {
         tutor(&["lab", "exec", &self.name, target, "--", "bash", "-c", script])
     }
 
     /// `script` until it exits 0 (60 s at most): what it printed then.
-    fn eventually(&self, script: &str) -> String {
+    pub(super) fn eventually(&self, script: &str) -> String {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             let o = self.sh(script);

@@ -5,6 +5,7 @@ mod backend;
 mod capacity;
 mod cgroup;
 mod chart;
+mod cilium;
 mod datapath;
 mod gc;
 mod isolation;
@@ -27,6 +28,7 @@ pub(crate) fn tests() -> Vec<crate::harness::Test> {
         agent_runtime::tests(),
         backend::tests(),
         chart::tests(),
+        cilium::tests(),
         capacity::tests(),
         cgroup::tests(),
         datapath::tests(),

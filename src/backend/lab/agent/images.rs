@@ -148,7 +148,8 @@ struct Entry {
     busybox: bool,
     /// Symbolic links the real image has in its layers that matter to users (nginx's logs go
     /// to the container's output through them), or that put a program where the real image
-    /// has it (a target starting with `@built/` is a program of `<image dir>/built`).
+    /// has it (a target starting with `@built/` is a program of `<image dir>/built`; `@tutor`
+    /// is the tutor executable, for the programs tutor plays).
     links: &'static [(&'static str, &'static str)],
 }
 
@@ -213,6 +214,16 @@ const CATALOGUE: &[Entry] = &[
         links: &[("/coredns", "@built/coredns")],
     },
     Entry {
+        // Cilium's agent image: its programs are tutor's (`backend/lab/cilium`); the shell
+        // tools its init containers use are the machine's.
+        keys: &["quay.io/cilium/cilium"],
+        entrypoint: &[],
+        cmd: &["/usr/bin/cilium-agent"],
+        needs: &["bash", "mount", "grep"],
+        busybox: false,
+        links: &[("/usr/bin/cilium-agent", "@tutor"), ("/usr/bin/cilium-dbg", "@tutor")],
+    },
+    Entry {
         keys: &["hashicorp/http-echo"],
         entrypoint: &["/http-echo"],
         cmd: &[],
@@ -247,13 +258,14 @@ pub fn resolve(image: &str, path: &str) -> Result<Image, PullError> {
 }
 
 /// The links an image's layers hold (none for images outside the catalogue); `built` is
-/// `<image dir>/built`.
-pub fn layer_links(image: &str, built: &Path) -> Vec<(PathBuf, PathBuf)> {
+/// `<image dir>/built`, `tutor` the tutor executable.
+pub fn layer_links(image: &str, built: &Path, tutor: &Path) -> Vec<(PathBuf, PathBuf)> {
     let Ok(r) = ImageRef::parse(image) else { return vec![] };
     let key = r.key();
-    let target = |t: &str| match t.strip_prefix("@built/") {
-        Some(program) => built.join(program),
-        None => PathBuf::from(t),
+    let target = |t: &str| match (t, t.strip_prefix("@built/")) {
+        ("@tutor", _) => tutor.to_path_buf(),
+        (_, Some(program)) => built.join(program),
+        (t, None) => PathBuf::from(t),
     };
     CATALOGUE
         .iter()

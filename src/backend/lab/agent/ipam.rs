@@ -48,6 +48,13 @@ impl Ipam {
         Ok(ip)
     }
 
+    /// Keep `ip` from pods (Cilium's router address on `cilium_host`).
+    pub fn reserve(&mut self, ip: Ipv4Addr, owner: &str) {
+        if self.cidr.is_some_and(|c| c.contains(ip)) {
+            self.used.entry(ip).or_insert_with(|| owner.to_string());
+        }
+    }
+
     pub fn release(&mut self, owner: &str) {
         self.used.retain(|_, o| o != owner);
     }
@@ -69,6 +76,8 @@ mod tests {
         assert_eq!(i.allocate("a").unwrap(), Ipv4Addr::new(10, 244, 1, 2));
         i.release("a");
         assert_eq!(i.allocate("c").unwrap(), Ipv4Addr::new(10, 244, 1, 2));
+        i.reserve(Ipv4Addr::new(10, 244, 1, 4), "router");
+        assert_eq!(i.allocate("d").unwrap(), Ipv4Addr::new(10, 244, 1, 5));
     }
 
     #[test]

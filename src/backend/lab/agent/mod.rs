@@ -169,6 +169,7 @@ pub async fn client(path: &std::path::Path) -> Result<Client, AgentError> {
 /// Run the agent until SIGTERM/SIGINT; its pods' processes go with it.
 pub async fn run(opts: Options) -> Result<(), AgentError> {
     std::fs::create_dir_all(&opts.state_dir).map_err(AgentError::io(&opts.state_dir))?;
+    std::fs::create_dir_all(&opts.cni_conf_dir).map_err(AgentError::io(&opts.cni_conf_dir))?;
     let client = client(&opts.kubeconfig).await?;
     let version = client.apiserver_version().await.map_err(api_err("asking the API server its version"))?;
     let facts = node::NodeFacts::gather(
@@ -198,6 +199,8 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
                 cluster_domain: opts.cluster_domain.clone(),
                 node_resolv,
             },
+            cni_conf_dir: opts.cni_conf_dir.clone(),
+            tutor: std::env::current_exe().map_err(AgentError::io(std::path::Path::new("/proc/self/exe")))?,
         },
         move || {
             let _ = wake_tx.unbounded_send(());

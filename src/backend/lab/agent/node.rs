@@ -259,6 +259,22 @@ pub fn cni_configured(dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// The CNI plugin that gets the node's pods: the first plugin of the first network
+/// configuration by file name (the container runtime's rule), e.g. `ptp` (kindnet) or
+/// `cilium-cni`.
+pub fn cni_plugin(dir: &Path) -> Option<String> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "conflist" || x == "conf" || x == "json"))
+        .collect();
+    files.sort();
+    let conf: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(files.first()?).ok()?).ok()?;
+    let plugin = conf.get("plugins").and_then(|p| p.get(0)).unwrap_or(&conf);
+    plugin.get("type")?.as_str().map(str::to_string)
+}
+
 /// The node's Lease (kube-node-lease/NAME), owned by its Node.
 pub fn lease(node: &Node, duration_s: i32, now: DateTime<Utc>) -> Lease {
     let name = node.metadata.name.clone().unwrap_or_default();
@@ -346,6 +362,17 @@ mod tests {
         assert_eq!(ready(&s2).last_transition_time, Some(Time(t1)));
         let addrs = s2.addresses.unwrap();
         assert_eq!((addrs[0].type_.as_str(), addrs[0].address.as_str()), ("InternalIP", "172.18.0.2"));
+    }
+
+    #[test]
+    fn the_first_configuration_names_the_plugin() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(cni_plugin(d.path()), None);
+        std::fs::write(d.path().join("10-kindnet.conflist"), r#"{"plugins":[{"type":"ptp"},{"type":"portmap"}]}"#)
+            .unwrap();
+        assert_eq!(cni_plugin(d.path()).as_deref(), Some("ptp"));
+        std::fs::write(d.path().join("05-cilium.conflist"), r#"{"plugins":[{"type":"cilium-cni"}]}"#).unwrap();
+        assert_eq!(cni_plugin(d.path()).as_deref(), Some("cilium-cni"));
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub struct Config {
     /// Where container programs are looked up.
     pub path: String,
     pub dns: DnsSettings,
+    /// The node's CNI configuration directory (which plugin gets the pods).
+    pub cni_conf_dir: PathBuf,
+    /// The tutor executable (for image programs tutor plays).
+    pub tutor: PathBuf,
 }
 
 /// An event about a pod, for the controller to publish.
@@ -99,6 +103,11 @@ pub enum RuntimeError {
     Lab(crate::backend::lab::LabError),
     #[error("the pod has no sandbox")]
     NoSandbox,
+    /// The node's CNI configuration is Cilium's but its agent has not set up `cilium_host` yet.
+    #[error(
+        "plugin type=\"cilium-cni\" failed (add): the node has no cilium_host address yet (is the cilium agent running?)"
+    )]
+    NoCiliumRouter,
     #[error("container {0}: no command specified")]
     NoCommand(String),
     #[error("busybox: {0}")]
@@ -188,6 +197,7 @@ struct Ctr {
     stdin: Option<ChildStdin>,
     probe: ProbeState,
     liveness: ProbeState,
+    startup: ProbeState,
     log: Option<PathBuf>,
     env: Vec<(String, String)>,
     cwd: String,
@@ -211,6 +221,7 @@ impl Ctr {
             stdin: None,
             probe: ProbeState::default(),
             liveness: ProbeState::live(),
+            startup: ProbeState::default(),
             log: None,
             env: vec![],
             cwd: "/".into(),
@@ -647,6 +658,45 @@ impl Runtime {
         if ctr.pid.is_some() && !init {
             let ip = out.sandbox.pod_ip;
             let tid = sandbox_tid.expect("sandbox exists");
+            // A startup probe holds the other probes back until it succeeds; then readiness is
+            // probed at once. Past its failure threshold the container is restarted.
+            if let Some(p) = &c.startup_probe
+                && !ctr.startup.ok
+            {
+                ctr.record.ready = false;
+                if let Some(d) = run_probe_if_due(p, &mut ctr.startup, ctr.started.map(|s| s.0), tid, ip) {
+                    if d.ready {
+                        ctr.probe.next = Some(now);
+                    } else {
+                        requeue(d.next, out);
+                        if let Some(msg) = d.failure {
+                            out.events.push(Event::warning(
+                                "Unhealthy",
+                                format!("Startup probe failed: {msg}"),
+                                Some(&c.name),
+                            ));
+                        }
+                        if ctr.startup.failures >= p.failure_threshold.unwrap_or(3).max(1) {
+                            out.events.push(Event::normal(
+                                "Killing",
+                                format!("Container {} failed startup probe, will be restarted", c.name),
+                                Some(&c.name),
+                            ));
+                            if let Some(pid) = ctr.pid {
+                                let grace = spec.termination_grace_period_seconds.unwrap_or(30);
+                                stop_process(pid, &ctr.exit, Duration::from_secs(grace.max(0) as u64));
+                            }
+                            requeue(Duration::from_millis(100), out);
+                        }
+                        return;
+                    }
+                } else {
+                    if let Some(n) = ctr.startup.next {
+                        requeue(n.saturating_duration_since(now), out);
+                    }
+                    return;
+                }
+            }
             match &c.readiness_probe {
                 None => ctr.record.ready = true,
                 Some(p) => {
@@ -705,10 +755,22 @@ impl Runtime {
         let contents = inputs.volumes.as_ref().map_err(|e| RuntimeError::Mount(e.clone()))?;
         volumes::write_all(&rt.dir, &self.cfg.state_dir, contents)?;
         let volume_mounts = volumes::mounts(pod, &rt.dir, &self.cfg.state_dir, contents)?;
+        // The node's CNI plugin decides the pod's network: Cilium's layout (an `lxc` veth, the
+        // router address on `cilium_host` as gateway) or the ptp one (kindnet).
+        let router = if host_network || super::node::cni_plugin(&self.cfg.cni_conf_dir).as_deref() != Some("cilium-cni")
+        {
+            None
+        } else {
+            Some(cilium_router()?)
+        };
         let ip = if host_network {
             None
         } else {
-            Some(self.ipam.lock().unwrap_or_else(|e| e.into_inner()).allocate(&rt.uid)?)
+            let mut ipam = self.ipam.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(r) = router {
+                ipam.reserve(r, "cilium_host");
+            }
+            Some(ipam.allocate(&rt.uid)?)
         };
         let hosts = if host_network {
             std::fs::read_to_string("/etc/hosts").unwrap_or_default()
@@ -734,7 +796,7 @@ impl Runtime {
             .iter()
             .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
             .filter_map(|c| c.image.as_deref())
-            .flat_map(|image| images::layer_links(image, &self.cfg.image_dir.join("built")))
+            .flat_map(|image| images::layer_links(image, &self.cfg.image_dir.join("built"), &self.cfg.tutor))
             .collect();
         let rootfs = Rootfs {
             dir: rt.dir.join("rootfs"),
@@ -754,13 +816,20 @@ impl Runtime {
             if host_network { NetNs::Shared } else { NetNs::New },
         )
         .map_err(release)?;
-        if let Some(ip) = ip {
-            let (cidr, gw) = {
-                let ipam = self.ipam.lock().unwrap_or_else(|e| e.into_inner());
-                (ipam.cidr().expect("allocated from it"), ipam.gateway().expect("has a cidr"))
-            };
-            let name = format!("veth{}", hex_id(&[&rt.uid], 8));
-            attach(&ns, &name, ip, cidr, gw).map_err(release)?;
+        match (ip, router) {
+            (Some(ip), Some(router)) => {
+                let lxc = format!("lxc{}", hex_id(&[&rt.uid], 12));
+                attach_cilium(&ns, &lxc, ip, router).map_err(release)?;
+            }
+            (Some(ip), None) => {
+                let (cidr, gw) = {
+                    let ipam = self.ipam.lock().unwrap_or_else(|e| e.into_inner());
+                    (ipam.cidr().expect("allocated from it"), ipam.gateway().expect("has a cidr"))
+                };
+                let name = format!("veth{}", hex_id(&[&rt.uid], 8));
+                attach(&ns, &name, ip, cidr, gw).map_err(release)?;
+            }
+            _ => {}
         }
         Ok(SandboxRt { ns, ip, started: Utc::now() })
     }
@@ -919,6 +988,7 @@ fn ended(ctr: &mut Ctr, policy: &str, code: i32, now: Instant) {
     ctr.record.ready = false;
     ctr.probe = ProbeState::default();
     ctr.liveness = ProbeState::live();
+    ctr.startup = ProbeState::default();
     ctr.last_exit = code;
     if ctr.started.map(|s| s.0.elapsed() >= BACKOFF_RESET).unwrap_or(false) {
         ctr.backoff = Duration::ZERO;
@@ -964,6 +1034,38 @@ fn pump(r: Box<dyn std::io::Read + Send>, stream: &str, log: &Mutex<std::fs::Fil
         let _ = f.write_all(body);
         let _ = f.write_all(b"\n");
     }
+}
+
+/// The address of the node's `cilium_host` (Cilium's router address, the pods' gateway).
+fn cilium_router() -> Result<Ipv4Addr, RuntimeError> {
+    let out = crate::backend::lab::sandbox::run_command(
+        &["ip".into(), "-4".into(), "-o".into(), "addr".into(), "show".into(), "dev".into(), "cilium_host".into()],
+        "",
+    )
+    .map_err(RuntimeError::Lab)?;
+    out.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .ok_or(RuntimeError::NoCiliumRouter)
+}
+
+/// A pod's eth0 in Cilium's layout (`network::cilium_node_lines`), from the node's namespace.
+fn attach_cilium(
+    pod: &NsThread,
+    lxc: &str,
+    ip: Ipv4Addr,
+    router: Ipv4Addr,
+) -> Result<(), crate::backend::lab::LabError> {
+    use crate::backend::lab::network;
+    let lines = network::cilium_node_lines(lxc, pod.tid(), ip);
+    crate::backend::lab::sandbox::run_command(&["ip".into(), "-batch".into(), "-".into()], &(lines.join("\n") + "\n"))?;
+    // Answer the pod's ARP for its gateway (Cilium answers it in BPF).
+    for (key, value) in [("proxy_arp", "1"), ("rp_filter", "0")] {
+        let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{lxc}/{key}"), value);
+    }
+    pod.ip(&network::cilium_pod_lines(ip, router))
 }
 
 /// A pod's eth0 (ptp layout, as kind's default CNI): the pod's address in the node's podCIDR,
@@ -1104,14 +1206,20 @@ fn probe(p: &Probe, tid: i32, ip: Option<Ipv4Addr>) -> Result<(), ProbeError> {
             .map_err(|source| ProbeError::Dial { addr, source });
     }
     if let Some(h) = &p.http_get {
+        // `host` (an address) replaces the pod's IP, as the kubelet dials it from the node.
+        let ip = h.host.as_deref().and_then(|a| a.parse::<Ipv4Addr>().ok()).unwrap_or(ip);
         let addr = std::net::SocketAddr::from((ip, port(&h.port)?));
+        let headers: String = h.http_headers.iter().flatten().map(|x| format!("{}: {}\r\n", x.name, x.value)).collect();
         let path = h.path.clone().unwrap_or_else(|| "/".into());
         let url = format!("http://{addr}{path}");
         let get = |source| ProbeError::Get { url: url.clone(), source };
         let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(get)?;
         let _ = s.set_read_timeout(Some(timeout));
-        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.33\r\nConnection: close\r\n\r\n")
-            .map_err(ProbeError::Send)?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.33\r\n{headers}Connection: close\r\n\r\n"
+        )
+        .map_err(ProbeError::Send)?;
         let mut head = String::new();
         std::io::BufReader::new(s).read_line(&mut head).map_err(get)?;
         let code: u16 =

@@ -483,8 +483,10 @@ impl ControlPlane {
                 &p(nd.join("kubelet.conf")),
                 "--state-dir",
                 &p(nd.join("agent")),
+                // A DaemonSet's hostPath /etc/cni/net.d is this directory (hostPaths of a
+                // node live under its agent's `hostpath/`), as on a real node.
                 "--cni-conf-dir",
-                &p(nd.join("cni/net.d")),
+                &p(nd.join("agent/hostpath/etc/cni/net.d")),
                 "--cluster-dns",
                 &self.spec.cluster_dns_ip().to_string(),
                 "--node-labels",

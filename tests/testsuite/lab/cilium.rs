@@ -1,0 +1,74 @@
+//! Cilium on the lab's real control plane: `helm install cilium` from the lab's chart
+//! repository, the DaemonSet's pods running the lab's `cilium-agent`, which programs each node
+//! from the API (native routing, masquerade, the kube-proxy replacement) and hands the node's
+//! pods their network.
+
+use super::k8s::Lab;
+use super::support::fixtures;
+
+crate::tests![native_routing_and_services_on_the_real_api(Lab, K8s)];
+
+/// Routes to other nodes' pod ranges via their addresses on the kind network.
+fn direct_routes(routes: &str) -> usize {
+    routes
+        .lines()
+        .filter(|l| l.starts_with("10.244.") && l.contains(" via 172.18.0.") && l.contains("dev eth0"))
+        .count()
+}
+
+fn native_routing_and_services_on_the_real_api() {
+    let lab = Lab::up("cilium");
+    let dir = fixtures().display().to_string();
+    let o = lab.sh(&format!("cd {dir} && kind create cluster --config kind-config.yaml"));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    // No CNI yet: NotReady, as on kind.
+    let nodes = lab.eventually("kubectl get nodes --no-headers");
+    assert_eq!(nodes.matches("NotReady").count(), 3, "{nodes}");
+    let o = lab.sh(&format!(
+        "cd {dir} && helm repo add cilium https://helm.cilium.io/ && \
+         helm install -n kube-system cilium cilium/cilium -f cilium-no-direct-routes.yaml"
+    ));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    // The agents write the CNI configuration once their node is programmed: the nodes turn
+    // Ready, and the agents' pods pass their probes.
+    lab.eventually("kubectl wait --for=condition=Ready nodes --all --timeout=1s");
+    let o = lab.sh("kubectl -n kube-system rollout status ds/cilium --timeout=90s");
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let cidr = lab.sh("kubectl get node kind-worker -o jsonpath='{.spec.podCIDR}'").ok();
+    let base = cidr.trim().trim_end_matches(".0/24").to_string();
+    let routes = lab.on("kind-worker", "ip route").ok();
+    assert!(
+        routes.contains(&format!("{base}.0/24 via {base}.224 dev cilium_host proto kernel src {base}.224")),
+        "{routes}"
+    );
+    // autoDirectNodeRoutes is off: no route to the other nodes' pods.
+    assert_eq!(direct_routes(&routes), 0, "{routes}");
+    let masq = lab.on("kind-worker", "iptables -t nat -S CILIUM_POST_nat").ok();
+    assert!(masq.contains(&format!("-s {base}.0/24 ! -d 10.244.0.0/16 ! -o cilium_+")), "{masq}");
+    // A helm upgrade reaches the agents through cilium-config: direct routes to the peers.
+    let o = lab.sh(&format!(
+        "cd {dir} && helm upgrade -n kube-system cilium cilium/cilium -f cilium-no-direct-routes.yaml --set autoDirectNodeRoutes=true"
+    ));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = lab.on("kind-worker", "ip route").ok();
+        if direct_routes(&r) == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no direct routes: {r}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    // Pods get Cilium's layout, and Services work without kube-proxy: CoreDNS reaches the API
+    // through the kubernetes Service, a client reaches nginx by name.
+    lab.sh("kubectl create deployment web --image=nginx --replicas=2 && kubectl expose deployment web --port=80").ok();
+    lab.sh("kubectl run client --image=busybox -- sleep 3600").ok();
+    let o = lab.sh("kubectl wait --for=condition=Ready pod --all --timeout=90s");
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let route = lab.sh("kubectl exec client -- ip route").ok();
+    assert!(route.starts_with("default via 10.244.") && route.contains(".224 dev eth0"), "{route}");
+    let page = lab.eventually("kubectl exec client -- timeout 5 wget -qO- http://web.default.svc.cluster.local/");
+    assert!(page.contains("Welcome to nginx"), "{page}");
+    let o = lab.sh("kubectl -n kube-system wait --for=condition=Ready pod -l k8s-app=kube-dns --timeout=60s");
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+}
