@@ -11,6 +11,7 @@ pub mod kind;
 pub mod kind_names;
 pub mod lab;
 pub mod process;
+pub mod shell;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -227,6 +228,14 @@ pub trait Backend: Send + Sync {
     /// backend runs each block of `target` through [`Backend::exec`].
     fn kernel_command(&self, target: &Target) -> Result<Option<std::process::Command>, BackendError> {
         let _ = target;
+        Ok(None)
+    }
+
+    /// A shell on `target` through an exec API with stdin attached, running `argv` (the runner's
+    /// kernel, where [`Backend::kernel_command`] has none: kind nodes, pods behind an API
+    /// server). `None`: this backend runs each block of `target` through [`Backend::exec`].
+    async fn exec_shell(&self, target: &Target, argv: Vec<String>) -> Result<Option<shell::ExecShell>, BackendError> {
+        let _ = (target, argv);
         Ok(None)
     }
 

@@ -55,6 +55,8 @@ pub struct Session {
     kernels: HashMap<Target, Kernel>,
     /// The last state of targets whose shell ended, for the next one (see `kernel.rs`).
     states: HashMap<Target, Vec<u8>>,
+    /// Targets whose exec sessions have no bash for a kernel: their blocks run one by one.
+    no_kernel: HashSet<Target>,
     /// Values captured with `[..NAME..]` so far, and where each was captured (`file:line`).
     pub captures: Captures,
     pub capture_sites: BTreeMap<String, String>,
@@ -72,6 +74,7 @@ impl Session {
             updated: Vec::new(),
             kernels: HashMap::new(),
             states: HashMap::new(),
+            no_kernel: HashSet::new(),
             captures: Captures::new(),
             capture_sites: BTreeMap::new(),
             pending: Vec::new(),
@@ -138,19 +141,46 @@ impl Session {
             k.stop().await;
         }
         if !self.kernels.contains_key(target) {
-            let Some(cmd) = env.backend.kernel_command(target)? else { return Ok(None) };
-            let state = env.backend.state_path(target);
-            if let Some(dir) = std::path::Path::new(&state).parent() {
-                let _ = std::fs::create_dir_all(dir);
+            if self.no_kernel.contains(target) {
+                return Ok(None);
             }
-            if self.seen.insert(target.clone()) {
-                // First block on this target in this run: forget what an earlier run left (`bg`
-                // blocks source the file; `save_state` writes it before each).
-                let _ = std::fs::remove_file(&state);
+            let local = env.backend.kernel_command(target)?;
+            let remote = match local {
+                Some(_) => None,
+                None => match env.backend.exec_shell(target, kernel::remote_argv()).await? {
+                    Some(shell) => Some(shell),
+                    None => return Ok(None),
+                },
+            };
+            let state = env.backend.state_path(target);
+            if local.is_some() {
+                if let Some(dir) = std::path::Path::new(&state).parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                if self.seen.insert(target.clone()) {
+                    // First block on this target in this run: forget what an earlier run left
+                    // (`bg` blocks source the file; `save_state` writes it before each).
+                    let _ = std::fs::remove_file(&state);
+                }
             }
             let mut init = self.states.get(target).map(|s| kernel::restore_script(s)).unwrap_or_default();
             init.extend_from_slice(kernel::assignments(&self.captures).as_bytes());
-            let k = Kernel::start(cmd, &init).await?;
+            let k = match (local, remote) {
+                (Some(cmd), _) => Kernel::start(cmd, &init).await?,
+                (None, Some(shell)) => match Kernel::start_remote(shell, &init).await? {
+                    Some(k) => {
+                        // The state file lives in the target; the kernel's first `save_state`
+                        // (before a `bg` block) writes it over what an earlier run left.
+                        self.seen.insert(target.clone());
+                        k
+                    }
+                    None => {
+                        self.no_kernel.insert(target.clone());
+                        return Ok(None);
+                    }
+                },
+                (None, None) => unreachable!("one of them"),
+            };
             self.kernels.insert(target.clone(), k);
         }
         Ok(self.kernels.get_mut(target))

@@ -29,6 +29,10 @@
 //! is running when it arrives; what arrives while no command runs (between blocks, or during the
 //! runner's quiet frames) goes to the next command of this kernel, as in cram, where it lands in
 //! the next command's output.
+//!
+//! On targets no local process reaches (kind nodes, pods) the kernel is one exec session with
+//! stdin ([`Kernel::start_remote`], docs/architecture.md, "Kernels over exec sessions"): the same
+//! frames, plus a per-frame marker that orders stdout and stderr, and a second exec that kills it.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -36,11 +40,15 @@ use std::os::fd::OwnedFd;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 
 use super::cancel::Cancel;
 use super::script::{CommandRun, quote};
+use crate::backend::shell::{Chunk, Chunks, ExecShell, ShellControl};
 use crate::backend::{BackendError, process};
 
 /// The boot script: helpers and the frame loop.
@@ -56,6 +64,7 @@ __tutor_options() {
   for o in ${BASHOPTS//:/ }; do case :$2: in *:$o:*) ;; *) shopt -u "$o" ;; esac; done
   for o in ${2//:/ }; do shopt -s "$o"; done
 }
+#pid
 while IFS= read -r __tutor_h && IFS= read -r -d '' __tutor_s; do
   case $__tutor_h in
     s) { printf 'state\n'; __tutor_save; printf '\0'; } >&2 2>/dev/null; continue ;;
@@ -64,9 +73,34 @@ while IFS= read -r __tutor_h && IFS= read -r -d '' __tutor_s; do
     *) eval "$__tutor_s" </dev/null 2>&1; __tutor_rc=$? ;;
   esac
   __tutor_s=
+  #sync
   printf 'status %d\n' "$__tutor_rc" >&2
 done
 "#;
+
+/// On an exec stream the kernel says its pid first (for the second exec that kills it) and,
+/// after each command, copies the frame's marker line from stdin to stdout (see
+/// [`Kernel::start_remote`]).
+const REMOTE_PID: &str = "printf 'pid %d\\n' \"$$\" >&2\n";
+const REMOTE_SYNC: &str = "IFS= read -r __tutor_n; printf %s \"$__tutor_n\"; __tutor_n=\n";
+
+/// What an exec session runs: the block environment (as `backend::block_env` sets it for local
+/// kernels), then bash with the boot script, and when bash has ended, however it ended, `exit N`
+/// on stderr. Images without bash answer `nobash`.
+const REMOTE_WRAPPER: &str = "export COLUMNS=80 LINES=24 LC_ALL=C.UTF-8 TZ=UTC; unset NO_COLOR; \
+    command -v bash >/dev/null 2>&1 || { echo nobash >&2; exit 127; }; \
+    bash --noprofile --norc -c \"$1\" bash; echo \"exit $?\" >&2";
+
+/// argv of the exec session that runs a remote kernel.
+pub fn remote_argv() -> Vec<String> {
+    let boot = BOOT.replace("#pid\n", REMOTE_PID).replace("#sync\n", REMOTE_SYNC);
+    vec!["sh".into(), "-c".into(), REMOTE_WRAPPER.into(), "tutor".into(), boot]
+}
+
+/// How long a remote kernel gets to start (the exec is already connected), and a killed or
+/// ended one to deliver what it printed last.
+const REMOTE_START: Duration = Duration::from_secs(60);
+const REMOTE_DRAIN: Duration = Duration::from_secs(1);
 
 /// How a frame runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,11 +126,7 @@ pub struct KernelRun {
 }
 
 pub struct Kernel {
-    child: tokio::process::Child,
-    pgid: i32,
-    stdin: tokio::process::ChildStdin,
-    out: pipe::Receiver,
-    ctl: pipe::Receiver,
+    io: Io,
     /// Bytes read from the control channel that do not form a whole line (or state) yet.
     ctl_buf: Vec<u8>,
     /// The last complete state the kernel sent (see the module documentation).
@@ -108,6 +138,37 @@ pub struct Kernel {
     /// Output of background jobs that arrived while no command of a block ran: the next
     /// command's.
     pending: Vec<u8>,
+}
+
+/// How the kernel is reached.
+enum Io {
+    /// A local process (host, lab targets): pipes, a process group to kill.
+    Local(Box<Local>),
+    /// An exec session on a remote target (kind nodes, pods).
+    Remote(Remote),
+}
+
+struct Local {
+    child: tokio::process::Child,
+    pgid: i32,
+    stdin: tokio::process::ChildStdin,
+    out: pipe::Receiver,
+    ctl: pipe::Receiver,
+}
+
+struct Remote {
+    stdin: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    output: Chunks,
+    control: Arc<dyn ShellControl>,
+    _keep: Box<dyn Send>,
+    /// The kernel's pid where it runs (its first line on stderr).
+    pid: Option<u32>,
+    /// `exit N`: the wrapper saw bash end.
+    exited: Option<i32>,
+    /// The exec session ended.
+    closed: bool,
+    /// The image has no bash.
+    no_bash: bool,
 }
 
 fn io_err(context: &'static str) -> impl FnOnce(std::io::Error) -> BackendError {
@@ -137,18 +198,80 @@ impl Kernel {
         let pgid = child.id().map(|p| p as i32).unwrap_or_default();
         process::register(pgid);
         let stdin = child.stdin.take().expect("piped");
-        let mut k = Kernel {
+        let local = Local {
             child,
             pgid,
             stdin,
             out: receiver(out_r).map_err(io_err("reading the shell's output"))?,
             ctl: receiver(ctl_r).map_err(io_err("reading the shell's status"))?,
-            ctl_buf: Vec::new(),
-            state: None,
-            defined: HashSet::new(),
-            states_sent: 0,
-            pending: Vec::new(),
         };
+        Kernel::with_io(Io::Local(Box::new(local)), init).await
+    }
+
+    /// Start a kernel on an exec session that runs [`remote_argv`]. The exec's stdout and
+    /// stderr travel separately (Docker and the kubelet copy each with its own goroutine), so a
+    /// status on stderr may overtake the last output of its command on stdout: each frame ends
+    /// with a fresh random marker line after its NUL, which the kernel reads from stdin only once
+    /// the command has ended and copies to stdout; a command is over when both its status and
+    /// its marker arrived, and what stdout carries after the marker is the next command's. The
+    /// command cannot print the marker by accident: it is not in any variable while the command
+    /// runs, only unread in the kernel's stdin. `None`: the target has no bash (blocks there run
+    /// through `Backend::exec`).
+    pub async fn start_remote(shell: ExecShell, init: &[u8]) -> Result<Option<Kernel>, BackendError> {
+        let remote = Remote {
+            stdin: shell.stdin,
+            output: shell.output,
+            control: shell.control,
+            _keep: shell.keep,
+            pid: None,
+            exited: None,
+            closed: false,
+            no_bash: false,
+        };
+        let mut k = Kernel::new(Io::Remote(remote));
+        let started = tokio::time::timeout(REMOTE_START, async {
+            loop {
+                k.status_line();
+                let r = k.remote();
+                if r.pid.is_some() || r.no_bash || r.closed || r.exited.is_some() {
+                    return;
+                }
+                match r.output.next().await {
+                    Some(Ok(Chunk::Stderr(b))) => k.ctl_buf.extend_from_slice(&b),
+                    Some(Ok(Chunk::Stdout(b))) => k.pending.extend_from_slice(&b),
+                    None | Some(Err(_)) => r.closed = true,
+                }
+            }
+        })
+        .await;
+        let r = k.remote();
+        if r.no_bash {
+            return Ok(None);
+        }
+        if started.is_err() || r.pid.is_none() {
+            let how = match r.exited {
+                Some(code) => describe_exit(code),
+                None if r.closed => "the exec session ended".to_string(),
+                None => format!("no answer within {} s", REMOTE_START.as_secs()),
+            };
+            let seen = String::from_utf8_lossy(&k.ctl_buf).trim().to_string();
+            k.stop().await;
+            let seen = if seen.is_empty() { String::new() } else { format!(": {seen}") };
+            return Err(BackendError::Other(format!("the target's shell did not start ({how}){seen}")));
+        }
+        k.pending.clear();
+        Kernel::init(k, init).await.map(Some)
+    }
+
+    fn new(io: Io) -> Kernel {
+        Kernel { io, ctl_buf: Vec::new(), state: None, defined: HashSet::new(), states_sent: 0, pending: Vec::new() }
+    }
+
+    async fn with_io(io: Io, init: &[u8]) -> Result<Kernel, BackendError> {
+        Kernel::init(Kernel::new(io), init).await
+    }
+
+    async fn init(mut k: Kernel, init: &[u8]) -> Result<Kernel, BackendError> {
         if !init.is_empty() {
             let r = k.run(&[(Mode::Quiet, init)], &|_, _| true, None, &Cancel::default()).await;
             if let Some(how) = r.died {
@@ -159,9 +282,35 @@ impl Kernel {
         Ok(k)
     }
 
+    fn remote(&mut self) -> &mut Remote {
+        match &mut self.io {
+            Io::Remote(r) => r,
+            Io::Local(_) => unreachable!("a remote kernel"),
+        }
+    }
+
     /// Whether the kernel process is still there.
     pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        match &mut self.io {
+            Io::Local(l) => matches!(l.child.try_wait(), Ok(None)),
+            Io::Remote(r) => {
+                // Take in what arrived since the last block (background output, the state, the
+                // wrapper's `exit N`).
+                while let Some(chunk) = r.output.next().now_or_never() {
+                    match chunk {
+                        Some(Ok(Chunk::Stderr(b))) => self.ctl_buf.extend_from_slice(&b),
+                        Some(Ok(Chunk::Stdout(b))) => self.pending.extend_from_slice(&b),
+                        None | Some(Err(_)) => {
+                            r.closed = true;
+                            break;
+                        }
+                    }
+                }
+                while self.status_line().is_some() {}
+                let r = self.remote();
+                r.exited.is_none() && !r.closed
+            }
+        }
     }
 
     /// The last state the kernel sent (after its latest block that ended normally), as text
@@ -182,12 +331,19 @@ impl Kernel {
     ) -> KernelRun {
         let mut result = KernelRun::default();
         for (i, (mode, text)) in frames.iter().enumerate() {
-            let (mut output, status) = self.one(*mode, text, deadline, cancel, &mut result).await;
+            let (mut output, status) = match self.io {
+                Io::Local(_) => self.one(*mode, text, deadline, cancel, &mut result).await,
+                Io::Remote(_) => self.one_remote(*mode, text, deadline, cancel, &mut result).await,
+            };
             if *mode == Mode::Quiet {
                 self.pending.append(&mut output);
             }
             let status = status.ok();
-            result.runs.push(CommandRun { output: crate::snapshot::display(&output), status });
+            let mut shown = crate::snapshot::display(&output);
+            if let Io::Remote(r) = &self.io {
+                shown = r.control.output_from_target(shown);
+            }
+            result.runs.push(CommandRun { output: shown, status });
             let stop = match status {
                 Some(s) => result.died.is_some() || !go_on(i, s),
                 None => true,
@@ -202,8 +358,21 @@ impl Kernel {
         let changes_state = frames.iter().any(|(mode, text)| *mode == Mode::Quiet || !keeps_state(text, &self.defined));
         if changes_state && result.died.is_none() && !result.timed_out && !result.interrupted {
             // Not waited for: the state follows the block's last status on the control channel.
-            if self.stdin.write_all(b"s\n\0").await.is_ok() {
-                let _ = self.stdin.flush().await;
+            let stdin: &mut (dyn tokio::io::AsyncWrite + Send + Unpin) = match &mut self.io {
+                Io::Local(l) => &mut l.stdin,
+                Io::Remote(r) => &mut r.stdin,
+            };
+            if stdin.write_all(b"s\n\0").await.is_ok() {
+                let _ = stdin.flush().await;
+            }
+        }
+        if let Io::Remote(r) = &self.io {
+            let failed = frames
+                .iter()
+                .zip(&result.runs)
+                .any(|((mode, _), run)| *mode != Mode::Quiet && run.status.is_some_and(|s| s != 0));
+            if failed || result.died.is_some() || result.timed_out || result.interrupted {
+                r.control.failed();
             }
         }
         result
@@ -256,6 +425,7 @@ impl Kernel {
                 result.died = Some(describe_exit(code));
                 return (output, Ok(code));
             }
+            let Io::Local(l) = &mut self.io else { unreachable!("a local kernel") };
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => {
@@ -270,11 +440,11 @@ impl Kernel {
                     self.drain(&mut output);
                     return (output, Err(()));
                 }
-                r = self.ctl.read(&mut ctl_chunk) => match r {
+                r = l.ctl.read(&mut ctl_chunk) => match r {
                     Ok(0) | Err(_) => ctl_open = false,
                     Ok(n) => self.ctl_buf.extend_from_slice(&ctl_chunk[..n]),
                 },
-                r = self.out.read(&mut buf) => {
+                r = l.out.read(&mut buf) => {
                     if let Ok(n) = r && n > 0 {
                         output.extend_from_slice(&buf[..n]);
                     } else {
@@ -289,17 +459,151 @@ impl Kernel {
                         }
                     }
                 }
-                r = self.stdin.write(&frame[written..]), if written < frame.len() => match r {
+                r = l.stdin.write(&frame[written..]), if written < frame.len() => match r {
                     Ok(n) => {
                         written += n;
                         if written == frame.len() {
-                            let _ = self.stdin.flush().await;
+                            let Io::Local(l) = &mut self.io else { unreachable!("a local kernel") };
+                            let _ = l.stdin.flush().await;
                         }
                     }
                     Err(_) => written = frame.len(),
                 },
             }
         }
+    }
+
+    /// [`Kernel::one`] on an exec session: the command is over once its status (stderr) and
+    /// its frame's marker (stdout) arrived (see [`Kernel::start_remote`]).
+    async fn one_remote(
+        &mut self,
+        mode: Mode,
+        text: &[u8],
+        deadline: Option<Instant>,
+        cancel: &Cancel,
+        result: &mut KernelRun,
+    ) -> (Vec<u8>, Result<i32, ()>) {
+        let mut output = std::mem::take(&mut self.pending);
+        let marker = format!("\u{1e}tutor-{:032x}\u{1e}", rand::random::<u128>()).into_bytes();
+        let text = match std::str::from_utf8(text) {
+            Ok(t) => self.remote().control.to_target(t).into_bytes(),
+            Err(_) => text.to_vec(),
+        };
+        let mut frame = Vec::with_capacity(text.len() + marker.len() + 8);
+        frame.push(match mode {
+            Mode::Plain => b'c',
+            Mode::ErrExit => b'e',
+            Mode::Quiet => b'q',
+        });
+        frame.push(b'\n');
+        frame.extend(text.iter().copied().filter(|&b| b != 0));
+        frame.extend_from_slice(b"\n\0");
+        frame.extend_from_slice(&marker);
+        frame.push(b'\n');
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(sleep);
+        let mut written = 0;
+        let mut status = None;
+        let mut marked = false;
+        // Where the marker search goes on (it may arrive in pieces).
+        let mut searched = output.len();
+        loop {
+            if status.is_none() {
+                status = self.status_line();
+            }
+            if marked && let Some(s) = status {
+                return (output, Ok(s));
+            }
+            let r = self.remote();
+            if r.exited.is_some() || r.closed {
+                // The shell ended: what it printed last is still on its way.
+                self.drain_remote(&mut output, marked).await;
+                let r = self.remote();
+                return match r.exited {
+                    Some(code) => {
+                        result.died = Some(describe_exit(code));
+                        (output, Ok(code))
+                    }
+                    None => {
+                        result.died = Some("the exec session of the target's shell ended".into());
+                        (output, Err(()))
+                    }
+                };
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    result.interrupted = true;
+                    self.kill_remote(&mut output, marked).await;
+                    return (output, Err(()));
+                }
+                _ = &mut sleep => {
+                    result.timed_out = true;
+                    self.kill_remote(&mut output, marked).await;
+                    return (output, Err(()));
+                }
+                chunk = r.output.next() => match chunk {
+                    Some(Ok(Chunk::Stdout(b))) if marked => self.pending.extend_from_slice(&b),
+                    Some(Ok(Chunk::Stdout(b))) => {
+                        output.extend_from_slice(&b);
+                        let from = searched.saturating_sub(marker.len());
+                        if let Some(at) = find(&output[from..], &marker) {
+                            let rest = output.split_off(from + at);
+                            self.pending.extend_from_slice(&rest[marker.len()..]);
+                            marked = true;
+                        }
+                        searched = output.len();
+                    }
+                    Some(Ok(Chunk::Stderr(b))) => self.ctl_buf.extend_from_slice(&b),
+                    None | Some(Err(_)) => self.remote().closed = true,
+                },
+                w = r.stdin.write(&frame[written..]), if written < frame.len() => match w {
+                    Ok(n) => {
+                        written += n;
+                        if written == frame.len() {
+                            let _ = self.remote().stdin.flush().await;
+                        }
+                    }
+                    Err(_) => written = frame.len(),
+                },
+            }
+        }
+    }
+
+    /// Read what a remote kernel that ended (or was killed) still delivers, until its session
+    /// ends, briefly: stdout to `output` (to the next command once the marker passed), stderr
+    /// to the control buffer (a state sent before the end is kept).
+    async fn drain_remote(&mut self, output: &mut Vec<u8>, marked: bool) {
+        let until = tokio::time::Instant::now() + REMOTE_DRAIN;
+        loop {
+            let r = self.remote();
+            if r.closed {
+                break;
+            }
+            match tokio::time::timeout_at(until, r.output.next()).await {
+                Ok(Some(Ok(Chunk::Stdout(b)))) if marked => self.pending.extend_from_slice(&b),
+                Ok(Some(Ok(Chunk::Stdout(b)))) => output.extend_from_slice(&b),
+                Ok(Some(Ok(Chunk::Stderr(b)))) => self.ctl_buf.extend_from_slice(&b),
+                Ok(None | Some(Err(_))) => self.remote().closed = true,
+                Err(_) => break,
+            }
+        }
+        while self.status_line().is_some() {}
+    }
+
+    /// Kill a remote kernel's process tree through a second exec, at once.
+    async fn kill_remote(&mut self, output: &mut Vec<u8>, marked: bool) {
+        let r = self.remote();
+        if let Some(pid) = r.pid {
+            r.control.kill_tree(pid).await;
+        }
+        self.drain_remote(output, marked).await;
+        self.remote().exited.get_or_insert(128 + 9);
     }
 
     /// The output pipe is gone; wait for the status (or the end) on the control channel only.
@@ -318,10 +622,11 @@ impl Kernel {
             if !*ctl_open {
                 return None;
             }
+            let Io::Local(l) = &mut self.io else { unreachable!("a local kernel") };
             tokio::select! {
                 _ = cancel.cancelled() => { result.interrupted = true; self.kill().await; return None; }
                 _ = sleep.as_mut() => { result.timed_out = true; self.kill().await; return None; }
-                r = self.ctl.read(&mut buf) => match r {
+                r = l.ctl.read(&mut buf) => match r {
                     Ok(0) | Err(_) => *ctl_open = false,
                     Ok(n) => self.ctl_buf.extend_from_slice(&buf[..n]),
                 },
@@ -348,20 +653,34 @@ impl Kernel {
             let nl = self.ctl_buf.iter().position(|&b| b == b'\n')?;
             let line: Vec<u8> = self.ctl_buf.drain(..=nl).collect();
             let text = String::from_utf8_lossy(&line);
-            if let Some(status) = text.trim().strip_prefix("status ").and_then(|s| s.parse().ok()) {
+            let text = text.trim();
+            if let Some(status) = text.strip_prefix("status ").and_then(|s| s.parse().ok()) {
                 return Some(status);
+            }
+            // A remote kernel's wrapper: the pid, bash's end, no bash at all.
+            if let Io::Remote(r) = &mut self.io {
+                if let Some(pid) = text.strip_prefix("pid ").and_then(|s| s.parse().ok()) {
+                    r.pid = Some(pid);
+                } else if let Some(code) = text.strip_prefix("exit ").and_then(|s| s.parse().ok()) {
+                    r.exited = Some(code);
+                } else if text == "nobash" {
+                    r.no_bash = true;
+                }
             }
         }
     }
 
     /// Everything already in the output pipe, without waiting.
     fn drain(&mut self, into: &mut Vec<u8>) {
-        read_available(&self.out, into);
+        if let Io::Local(l) = &self.io {
+            read_available(&l.out, into);
+        }
     }
 
     async fn exit_code(&mut self) -> i32 {
         use std::os::unix::process::ExitStatusExt;
-        match self.child.wait().await {
+        let Io::Local(l) = &mut self.io else { unreachable!("a local kernel") };
+        match l.child.wait().await {
             Ok(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
             Err(_) => -1,
         }
@@ -370,11 +689,13 @@ impl Kernel {
     /// SIGKILL the kernel's process group (its commands and background jobs with it).
     async fn kill(&mut self) {
         use nix::sys::signal::{Signal, killpg};
-        let group = nix::unistd::Pid::from_raw(self.pgid);
+        let Io::Local(l) = &mut self.io else { unreachable!("a local kernel") };
+        let pgid = l.pgid;
+        let group = nix::unistd::Pid::from_raw(pgid);
         let _ = killpg(group, Signal::SIGKILL);
-        let _ = self.child.wait().await;
+        let _ = l.child.wait().await;
         // A state the kernel sent after the previous block may still be unread.
-        read_available(&self.ctl, &mut self.ctl_buf);
+        read_available(&l.ctl, &mut self.ctl_buf);
         while self.status_line().is_some() {}
         // Until the group is empty (its members may be in the middle of a fork), briefly.
         for _ in 0..20 {
@@ -383,7 +704,7 @@ impl Kernel {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        process::unregister(self.pgid);
+        process::unregister(pgid);
     }
 
     /// Write the kernel's state (what a restart restores) to `path`, a path valid where the
@@ -399,17 +720,28 @@ impl Kernel {
     }
 
     /// End the kernel and everything in its process group: SIGTERM, a grace period, SIGKILL.
-    pub async fn stop(mut self) {
+    /// A remote kernel (and its process tree) is killed through a second exec, unless it ended.
+    pub async fn stop(self) {
         use nix::sys::signal::{Signal, killpg};
-        let group = nix::unistd::Pid::from_raw(self.pgid);
-        let _ = self.stdin.shutdown().await;
+        let mut l = match self.io {
+            Io::Local(l) => l,
+            Io::Remote(mut r) => {
+                let _ = r.stdin.shutdown().await;
+                if let (Some(pid), None, false) = (r.pid, r.exited, r.closed) {
+                    let _ = tokio::time::timeout(REMOTE_START, r.control.kill_tree(pid)).await;
+                }
+                return;
+            }
+        };
+        let group = nix::unistd::Pid::from_raw(l.pgid);
+        let _ = l.stdin.shutdown().await;
         let _ = killpg(group, Signal::SIGTERM);
         // The shell is reaped here (a zombie would still count as a member of its group).
-        let _ = tokio::time::timeout(Duration::from_millis(300), self.child.wait()).await;
+        let _ = tokio::time::timeout(Duration::from_millis(300), l.child.wait()).await;
         // Background jobs that ignore SIGTERM, and the shell if it did not end.
         let _ = killpg(group, Signal::SIGKILL);
-        let _ = self.child.wait().await;
-        process::unregister(self.pgid);
+        let _ = l.child.wait().await;
+        process::unregister(l.pgid);
     }
 }
 
@@ -431,6 +763,11 @@ fn read_available(pipe: &pipe::Receiver, into: &mut Vec<u8>) {
         }
         into.extend_from_slice(&buf[..n]);
     }
+}
+
+/// Where `needle` starts in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Names of the functions (`declare -f`: `NAME () `) and aliases (`alias NAME=…`) in a state.

@@ -1,15 +1,18 @@
 //! Node targets: blocks run in the kind node container through the Docker API (bollard), the
 //! way `docker exec` would, with the exit code from the exec's inspect record.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bollard::Docker;
+use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 use super::remote::{self, Background, DRAIN, Deadline, End};
+use crate::backend::shell::{self, Chunk, ExecShell, ShellControl};
 use crate::backend::{BackendError, BgTask, Observation};
 
 type Output = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, bollard::errors::Error>> + Send>>;
@@ -37,6 +40,49 @@ async fn start(docker: &Docker, container: &str, argv: Vec<String>) -> Result<(S
             Ok((created.id, Box::pin(output.map(|r| r.map(|log| log.into_bytes())))))
         }
         StartExecResults::Detached => Err(BackendError::Other(format!("docker exec in `{container}` did not attach"))),
+    }
+}
+
+/// The runner's kernel in `container`: an exec of `argv` with stdin attached, its stdout and
+/// stderr apart (Docker's multiplexed stream, without a terminal).
+pub async fn shell(docker: &Docker, container: &str, argv: Vec<String>) -> Result<ExecShell, BackendError> {
+    let opts = CreateExecOptions {
+        cmd: Some(argv),
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        ..Default::default()
+    };
+    let created = docker.create_exec(container, opts).await.map_err(docker_err(container))?;
+    match docker.start_exec(&created.id, None).await.map_err(docker_err(container))? {
+        StartExecResults::Attached { output, input } => {
+            let output = output.filter_map(|r| {
+                std::future::ready(match r {
+                    Ok(LogOutput::StdOut { message }) => Some(Ok(Chunk::Stdout(message))),
+                    Ok(LogOutput::StdErr { message }) => Some(Ok(Chunk::Stderr(message))),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(std::io::Error::other(e))),
+                })
+            });
+            let control = NodeControl { docker: docker.clone(), container: container.to_string() };
+            Ok(ExecShell { stdin: input, output: Box::pin(output), control: Arc::new(control), keep: Box::new(()) })
+        }
+        StartExecResults::Detached => Err(BackendError::Other(format!("docker exec in `{container}` did not attach"))),
+    }
+}
+
+/// Kills a kernel in a node container through a second exec.
+struct NodeControl {
+    docker: Docker,
+    container: String,
+}
+
+#[async_trait]
+impl ShellControl for NodeControl {
+    async fn kill_tree(&self, pid: u32) {
+        if let Ok((_, mut out)) = start(&self.docker, &self.container, shell::kill_tree_argv(pid)).await {
+            remote::drain(&mut out, DRAIN, &mut Vec::new()).await;
+        }
     }
 }
 

@@ -14,6 +14,10 @@ use tokio::net::{UnixListener, UnixStream};
 pub struct ExecRecord {
     pub container: String,
     pub cmd: Vec<String>,
+    /// The exec asked for stdin (then the connection's bytes after the upgrade go to it) and
+    /// stderr (framed as stream 2; without it stderr is dropped, as the engine does).
+    pub stdin: bool,
+    pub stderr: bool,
 }
 
 #[derive(Default)]
@@ -103,6 +107,8 @@ async fn serve(conn: UnixStream, state: Arc<Mutex<State>>) {
     }
     let mut body = vec![0; length];
     let _ = reader.read_exact(&mut body).await;
+    // Bytes the client sent past the request (stdin of an attached exec) must not be lost.
+    let early = reader.buffer().to_vec();
     let mut conn = reader.into_inner();
 
     let mut parts = request_line.split_whitespace();
@@ -135,22 +141,24 @@ async fn serve(conn: UnixStream, state: Arc<Mutex<State>>) {
             let cfg: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             let cmd =
                 cfg["Cmd"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
+            let stdin = cfg["AttachStdin"].as_bool() == Some(true);
+            let stderr = cfg["AttachStderr"].as_bool() == Some(true);
             let id = {
                 let mut s = state.lock().unwrap();
-                s.execs.push(ExecRecord { container: name.to_string(), cmd });
+                s.execs.push(ExecRecord { container: name.to_string(), cmd, stdin, stderr });
                 s.execs.len() - 1
             };
             respond(&mut conn, "201 Created", &format!("{{\"Id\":\"{id}\"}}")).await
         }
         ("POST", ["exec", id, "start"]) => {
             let id: usize = id.parse().unwrap_or(usize::MAX);
-            let Some(cmd) = state.lock().unwrap().execs.get(id).map(|e| e.cmd.clone()) else {
+            let Some(exec) = state.lock().unwrap().execs.get(id).cloned() else {
                 return respond(&mut conn, "404 Not Found", "{\"message\":\"no such exec\"}").await;
             };
             let head = "HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n";
             let _ = conn.write_all(head.as_bytes()).await;
             state.lock().unwrap().exit.insert(id, None);
-            let code = run_framed(&cmd, &mut conn).await;
+            let code = run_framed(&exec, early, &mut conn).await;
             state.lock().unwrap().exit.insert(id, code);
             let _ = conn.shutdown().await;
         }
@@ -168,28 +176,59 @@ async fn serve(conn: UnixStream, state: Arc<Mutex<State>>) {
     }
 }
 
-/// Run `cmd` locally and stream its stdout in Docker's multiplexed framing.
-async fn run_framed(cmd: &[String], conn: &mut UnixStream) -> Option<i32> {
+/// Run the exec's command locally and stream its stdout (and stderr, when attached) in Docker's
+/// multiplexed framing; with stdin attached, what the client writes on the connection goes to
+/// the command's stdin. The stream ends when the command has exited and its output is read.
+async fn run_framed(exec: &ExecRecord, early: Vec<u8>, conn: &mut UnixStream) -> Option<i32> {
+    use std::process::Stdio;
+    let cmd = &exec.cmd;
     let mut child = tokio::process::Command::new(cmd.first()?)
         .args(&cmd[1..])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
+        .stdin(if exec.stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(if exec.stderr { Stdio::piped() } else { Stdio::null() })
         .kill_on_drop(true)
         .spawn()
         .ok()?;
-    let mut out = child.stdout.take()?;
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = out.read(&mut buf).await.unwrap_or(0);
-        if n == 0 {
-            break;
+    let (mut from_client, mut to_client) = conn.split();
+    let stdin = child.stdin.take();
+    let feed = async move {
+        let Some(mut stdin) = stdin else { return std::future::pending().await };
+        if stdin.write_all(&early).await.is_err() {
+            return std::future::pending().await;
         }
-        let mut frame = vec![1, 0, 0, 0];
-        frame.extend_from_slice(&(n as u32).to_be_bytes());
-        frame.extend_from_slice(&buf[..n]);
-        if conn.write_all(&frame).await.is_err() {
-            break;
+        let _ = tokio::io::copy(&mut from_client, &mut stdin).await;
+        // The client closed its side: the command's stdin closes too; the output goes on.
+        drop(stdin);
+        std::future::pending::<()>().await
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u8, Vec<u8>)>(16);
+    let pump = |kind: u8, mut r: Box<dyn tokio::io::AsyncRead + Send + Unpin>, tx: tokio::sync::mpsc::Sender<_>| async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = r.read(&mut buf).await {
+            if n == 0 || tx.send((kind, buf[..n].to_vec())).await.is_err() {
+                break;
+            }
         }
+    };
+    tokio::spawn(pump(1, Box::new(child.stdout.take()?), tx.clone()));
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(pump(2, Box::new(err), tx.clone()));
+    }
+    drop(tx);
+    let forward = async {
+        while let Some((kind, bytes)) = rx.recv().await {
+            let mut frame = vec![kind, 0, 0, 0];
+            frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            frame.extend_from_slice(&bytes);
+            if to_client.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        _ = forward => {}
+        _ = feed => {}
     }
     child.wait().await.ok()?.code()
 }

@@ -104,6 +104,8 @@ async fn serve(conn: tokio::net::TcpStream, log: ExecLog) {
                 .filter(|(k, _)| k == "command")
                 .map(|(_, v)| v.into_owned())
                 .collect();
+            let flag = |name: &str| form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == name && v == "true");
+            let (stdin, stderr) = (flag("stdin"), flag("stderr"));
             log.lock().unwrap().push((ns.to_string(), pod.to_string(), cmd.clone()));
             let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
             let head = format!(
@@ -114,35 +116,72 @@ async fn serve(conn: tokio::net::TcpStream, log: ExecLog) {
                 return;
             }
             let ws = WebSocketStream::from_raw_socket(conn, Role::Server, None).await;
-            run_over_websocket(cmd, ws).await;
+            run_over_websocket(cmd, stdin, stderr, ws).await;
         }
         _ => plain(&mut conn, "404 Not Found", r#"{"kind":"Status","status":"Failure","code":404}"#).await,
     }
 }
 
-/// Run `cmd` locally; stdout on channel 1, the kubelet's status on channel 3.
-async fn run_over_websocket(cmd: Vec<String>, mut ws: WebSocketStream<tokio::net::TcpStream>) {
+/// Run `cmd` locally; stdout on channel 1, stderr on channel 2 when asked for, the client's
+/// channel 0 to the command's stdin when asked for, the kubelet's status on channel 3 once the
+/// command exited and its output is read.
+async fn run_over_websocket(cmd: Vec<String>, stdin: bool, stderr: bool, ws: WebSocketStream<tokio::net::TcpStream>) {
+    use futures_util::StreamExt;
+    use std::process::Stdio;
     let Ok(mut child) = tokio::process::Command::new(&cmd[0])
         .args(&cmd[1..])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(if stderr { Stdio::piped() } else { Stdio::null() })
         .kill_on_drop(true)
         .spawn()
     else {
         return;
     };
-    let mut out = child.stdout.take().unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = out.read(&mut buf).await.unwrap_or(0);
-        if n == 0 {
-            break;
+    let (mut ws, mut from_client) = ws.split();
+    let child_stdin = child.stdin.take();
+    let feed = async move {
+        let Some(mut to) = child_stdin else { return std::future::pending().await };
+        while let Some(Ok(msg)) = from_client.next().await {
+            if let Message::Binary(data) = msg
+                && data.first() == Some(&0)
+                && to.write_all(&data[1..]).await.is_err()
+            {
+                break;
+            }
         }
-        let mut frame = vec![1u8];
-        frame.extend_from_slice(&buf[..n]);
-        if ws.send(Message::Binary(frame.into())).await.is_err() {
-            return;
+        std::future::pending::<()>().await
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let pump = |channel: u8, mut r: Box<dyn tokio::io::AsyncRead + Send + Unpin>, tx: tokio::sync::mpsc::Sender<_>| async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = r.read(&mut buf).await {
+            let mut frame = vec![channel];
+            frame.extend_from_slice(&buf[..n]);
+            if n == 0 || tx.send(frame).await.is_err() {
+                break;
+            }
         }
+    };
+    tokio::spawn(pump(1, Box::new(child.stdout.take().unwrap()), tx.clone()));
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(pump(2, Box::new(err), tx.clone()));
+    }
+    drop(tx);
+    let forward = async {
+        while let Some(frame) = rx.recv().await {
+            if ws.send(Message::Binary(frame.into())).await.is_err() {
+                return false;
+            }
+        }
+        true
+    };
+    let open = tokio::select! {
+        open = forward => open,
+        _ = feed => false,
+    };
+    if !open {
+        return;
     }
     let status = child.wait().await.ok();
     let code = status.map(|s| s.code().unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)));
@@ -159,5 +198,5 @@ async fn run_over_websocket(cmd: Vec<String>, mut ws: WebSocketStream<tokio::net
     let mut frame = vec![3u8];
     frame.extend_from_slice(json.to_string().as_bytes());
     let _ = ws.send(Message::Binary(frame.into())).await;
-    let _ = ws.close(None).await;
+    let _ = ws.close().await;
 }

@@ -41,6 +41,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::process::Command;
 
+use super::shell::{ExecShell, ShellControl};
 use super::{
     Backend, BackendError, BackendKind, BgTask, ExecRequest, Observation, Target, UpContext, local_state_path, process,
 };
@@ -135,7 +136,9 @@ struct Run {
     found: Found,
     live: Mutex<Live>,
     refreshing: tokio::sync::Mutex<()>,
-    failed: AtomicBool,
+    /// A block failed (failure artifacts are saved at `down`); shared with the kernels'
+    /// exec sessions.
+    failed: Arc<AtomicBool>,
 }
 
 pub struct KindBackend {
@@ -414,7 +417,7 @@ impl Backend for KindBackend {
             kubeconfig,
             found,
             refreshing: tokio::sync::Mutex::new(()),
-            failed: AtomicBool::new(false),
+            failed: Arc::new(AtomicBool::new(false)),
         });
         Ok(())
     }
@@ -446,6 +449,26 @@ impl Backend for KindBackend {
                 pod_exec::spawn(transport, namespace, name, &script, req.env).await
             }
         }
+    }
+
+    async fn exec_shell(&self, target: &Target, argv: Vec<String>) -> Result<Option<ExecShell>, BackendError> {
+        let run = self.run()?;
+        let mut shell = match target {
+            // Host blocks stay one process each: after each the backend looks for the cluster
+            // the block may have created (`refresh`).
+            Target::Host => return Ok(None),
+            Target::Node(name) => {
+                let docker = self.docker()?;
+                let container = self.resolve_node(name).await?;
+                docker_exec::shell(docker, &container, argv).await?
+            }
+            Target::Pod { namespace, name } => {
+                let transport = Arc::new(self.pod_transport().await?);
+                pod_exec::shell(transport, namespace, name, argv).await?
+            }
+        };
+        shell.control = Arc::new(Named { inner: shell.control, names: self.names(), failed: run.failed.clone() });
+        Ok(Some(shell))
     }
 
     fn state_path(&self, target: &Target) -> String {
@@ -516,6 +539,33 @@ impl Backend for KindBackend {
             self.run = None;
         }
         result
+    }
+}
+
+/// A kernel's exec session on a kind or kube cluster: commands get the run's names, output the
+/// tutorial's, and a failing block marks the run for failure artifacts.
+struct Named {
+    inner: Arc<dyn ShellControl>,
+    names: NameMap,
+    failed: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl ShellControl for Named {
+    async fn kill_tree(&self, pid: u32) {
+        self.inner.kill_tree(pid).await
+    }
+
+    fn to_target(&self, text: &str) -> String {
+        self.names.to_real(text)
+    }
+
+    fn output_from_target(&self, text: String) -> String {
+        self.names.to_alias(&text)
+    }
+
+    fn failed(&self) {
+        self.failed.store(true, Ordering::Relaxed);
     }
 }
 

@@ -8,12 +8,14 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::{Api, AttachParams};
+use tokio::io::AsyncWrite;
 
 use super::remote::{self, Background, DRAIN, Deadline, End};
+use crate::backend::shell::{self, Chunk, Chunks, ExecShell, ShellControl};
 use crate::backend::{BackendError, BgTask, Observation};
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
@@ -27,10 +29,20 @@ pub struct Started {
     pub keep: Box<dyn Send + Sync>,
 }
 
+/// A started exec with stdin attached and stdout and stderr apart (the runner's kernel).
+pub struct Session {
+    pub stdin: Pin<Box<dyn AsyncWrite + Send>>,
+    pub output: Chunks,
+    pub keep: Box<dyn Send>,
+}
+
 /// Starts `argv` in a pod.
 #[async_trait]
 pub trait PodTransport: Send + Sync {
     async fn start(&self, namespace: &str, pod: &str, argv: Vec<String>) -> Result<Started, BackendError>;
+
+    /// Starts `argv` with stdin, stdout and stderr attached.
+    async fn session(&self, namespace: &str, pod: &str, argv: Vec<String>) -> Result<Session, BackendError>;
 }
 
 /// The real transport: the Kubernetes API's `pods/exec` subresource.
@@ -54,6 +66,55 @@ impl PodTransport for KubeTransport {
             keep: Box::new(attached),
         })
     }
+
+    async fn session(&self, namespace: &str, pod: &str, argv: Vec<String>) -> Result<Session, BackendError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let params = AttachParams::default().stdin(true).stdout(true).stderr(true);
+        let mut attached = api.exec(pod, argv, &params).await.map_err(|e| kube_err(namespace, pod, e))?;
+        let missing = |what: &str| BackendError::Other(format!("exec in pod {namespace}/{pod}: no {what}"));
+        let stdin = attached.stdin().ok_or_else(|| missing("stdin"))?;
+        let out = attached.stdout().ok_or_else(|| missing("stdout"))?;
+        let err = attached.stderr().ok_or_else(|| missing("stderr"))?;
+        Ok(Session { stdin: Box::pin(stdin), output: chunks(out, err), keep: Box::new(attached) })
+    }
+}
+
+/// Two readers as one stream of chunks, each tagged with where it came from.
+pub fn chunks(
+    out: impl tokio::io::AsyncRead + Send + 'static,
+    err: impl tokio::io::AsyncRead + Send + 'static,
+) -> Chunks {
+    let out = tokio_util::io::ReaderStream::new(out).map(|r| r.map(Chunk::Stdout));
+    let err = tokio_util::io::ReaderStream::new(err).map(|r| r.map(Chunk::Stderr));
+    Box::pin(futures_util::stream::select(out, err))
+}
+
+/// Kills a kernel in a pod through a second exec.
+struct PodControl {
+    transport: Arc<dyn PodTransport>,
+    namespace: String,
+    pod: String,
+}
+
+#[async_trait]
+impl ShellControl for PodControl {
+    async fn kill_tree(&self, pid: u32) {
+        if let Ok(mut s) = self.transport.start(&self.namespace, &self.pod, shell::kill_tree_argv(pid)).await {
+            remote::drain(&mut s.output, DRAIN, &mut Vec::new()).await;
+        }
+    }
+}
+
+/// The runner's kernel in a pod: an exec of `argv` with stdin attached.
+pub async fn shell(
+    transport: Arc<dyn PodTransport>,
+    namespace: &str,
+    pod: &str,
+    argv: Vec<String>,
+) -> Result<ExecShell, BackendError> {
+    let s = transport.session(namespace, pod, argv).await?;
+    let control = PodControl { transport, namespace: namespace.to_string(), pod: pod.to_string() };
+    Ok(ExecShell { stdin: s.stdin, output: s.output, control: Arc::new(control), keep: s.keep })
 }
 
 /// A failed exec call, in the words a user acts on.
@@ -239,7 +300,135 @@ mod tests {
                 keep: Box::new(()),
             })
         }
+
+        async fn session(&self, _ns: &str, _pod: &str, argv: Vec<String>) -> Result<Session, BackendError> {
+            use std::process::Stdio;
+            self.argvs.lock().unwrap().push(argv.clone());
+            let mut child = tokio::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            let (out, err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+            Ok(Session {
+                stdin: Box::pin(child.stdin.take().unwrap()),
+                output: chunks(out, err),
+                keep: Box::new(child),
+            })
+        }
     }
+
+    use crate::runner::Cancel;
+    use crate::runner::kernel::{Kernel, KernelRun, Mode, remote_argv, restore_script};
+
+    async fn kernel_in(transport: Arc<dyn PodTransport>, init: &[u8]) -> Kernel {
+        let shell = shell(transport, "default", "tiefighter", remote_argv()).await.unwrap();
+        Kernel::start_remote(shell, init).await.unwrap().expect("bash is there")
+    }
+
+    async fn frames(k: &mut Kernel, cmds: &[&str], timeout: Duration) -> KernelRun {
+        let frames: Vec<(Mode, &[u8])> = cmds.iter().map(|c| (Mode::Plain, c.as_bytes())).collect();
+        k.run(&frames, &|_, _| true, Some(std::time::Instant::now() + timeout), &Cancel::default()).await
+    }
+
+    fn outputs(r: &KernelRun) -> Vec<(&str, Option<i32>)> {
+        r.runs.iter().map(|r| (r.output.as_str(), r.status)).collect()
+    }
+
+    /// The remote kernel's protocol, on an exec session whose "pod" is this machine: state lives
+    /// in the shell, output and status stay apart (stderr merged into the command's output, a
+    /// printed `status` line is output), a command without a final newline keeps it so, a
+    /// daemon holding stdout does not hold the block, and output printed between blocks by a
+    /// background job goes to the next command.
+    #[tokio::test]
+    async fn a_kernel_over_an_exec_session_keeps_the_shell() {
+        let pod: Arc<LocalPod> = Arc::default();
+        let dir = tempfile::tempdir().unwrap();
+        let mut k = kernel_in(pod.clone(), b"").await;
+        let d = dir.path().display();
+        let r = frames(&mut k, &[&format!("cd {d}; X=plain; f() {{ echo \"f:$1\"; }}"), "alias hi='echo alias'"], LONG)
+            .await;
+        assert_eq!(outputs(&r), [("", Some(0)), ("", Some(0))]);
+        let r = frames(
+            &mut k,
+            &["echo $X; f 1; hi; pwd", "echo 'status 0'; echo err >&2; printf no-eol", "(exit 3)", "echo $COLUMNS $TZ"],
+            LONG,
+        )
+        .await;
+        let pwd = format!("plain\nf:1\nalias\n{d}\n");
+        assert_eq!(
+            outputs(&r),
+            [(pwd.as_str(), Some(0)), ("status 0\nerr\nno-eol", Some(0)), ("", Some(3)), ("80 UTC\n", Some(0))]
+        );
+        let began = std::time::Instant::now();
+        // The daemon keeps the session's stdout open.
+        let daemon =
+            format!("setsid -f sh -c 'echo $$ > {d}/daemon; exec sleep 60'; (sleep 0.3; echo late) & echo started");
+        let r = frames(&mut k, &[&daemon], LONG).await;
+        assert_eq!(outputs(&r), [("started\n", Some(0))]);
+        assert!(began.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(k.alive());
+        let r = frames(&mut k, &["echo next"], LONG).await;
+        assert_eq!(outputs(&r), [("late\nnext\n", Some(0))]);
+        // One session for all of it: no exec per block.
+        assert_eq!(pod.argvs.lock().unwrap().len(), 1);
+        k.stop().await;
+        let argvs = pod.argvs.lock().unwrap();
+        assert_eq!(argvs.len(), 2, "stop kills the tree through a second exec");
+        assert_eq!(argvs[1][..4], shell::kill_tree_argv(0)[..4]);
+        if let Ok(pid) = std::fs::read_to_string(dir.path().join("daemon")) {
+            let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+
+    /// A timeout kills the kernel through a second exec at once; a new kernel restores the
+    /// state from before the block; `exit` ends a kernel with its status.
+    #[tokio::test]
+    async fn a_timeout_kills_the_remote_kernel_and_the_next_one_restores_the_state() {
+        let pod: Arc<LocalPod> = Arc::default();
+        let mut k = kernel_in(pod.clone(), b"").await;
+        frames(&mut k, &["A=1; g() { echo g; }; cd /; set -o pipefail"], LONG).await;
+        let began = std::time::Instant::now();
+        let r = frames(&mut k, &["A=changed; echo going; sleep 100"], Duration::from_millis(500)).await;
+        assert!(r.timed_out);
+        assert_eq!(outputs(&r), [("going\n", None)]);
+        assert!(began.elapsed() < Duration::from_secs(10), "{:?}", began.elapsed());
+        assert!(!k.alive());
+        assert_eq!(pod.argvs.lock().unwrap()[1][..4], shell::kill_tree_argv(0)[..4]);
+        let state = k.state().expect("a state").to_vec();
+        k.stop().await;
+        let mut k = kernel_in(pod.clone(), &restore_script(&state)).await;
+        let r = frames(&mut k, &["echo $A; g; pwd; false | true", "echo b; exit 4", "echo never"], LONG).await;
+        assert_eq!(outputs(&r), [("1\ng\n/\n", Some(1)), ("b\n", Some(4)), ("", None)]);
+        assert_eq!(r.died.as_deref(), Some("the shell exited with status 4"));
+        assert!(!k.alive());
+        k.stop().await;
+    }
+
+    /// The real transport: kube's exec client with stdin, stdout and stderr against the fake API
+    /// server (a websocket; the "pod" is this machine).
+    #[tokio::test]
+    async fn a_kernel_over_kube_exec_with_stdin() {
+        let api = super::super::fake_kube::FakeApiServer::start().await;
+        let transport = Arc::new(KubeTransport { client: api.client().await });
+        let mut k = kernel_in(transport, b"").await;
+        let r = frames(&mut k, &["X=1; cd /tmp; f() { echo f$X; }"], LONG).await;
+        assert_eq!(outputs(&r), [("", Some(0))]);
+        let r = frames(&mut k, &["f; pwd; echo err >&2; (exit 2)"], LONG).await;
+        assert_eq!(outputs(&r), [("f1\n/tmp\nerr\n", Some(2))]);
+        let r = frames(&mut k, &["sleep 100"], Duration::from_millis(500)).await;
+        assert!(r.timed_out);
+        k.stop().await;
+        let execs = api.execs.lock().unwrap().clone();
+        assert_eq!(execs.len(), 2, "{execs:?}");
+        assert_eq!(execs[1].2[..4], shell::kill_tree_argv(0)[..4]);
+    }
+
+    const LONG: Duration = Duration::from_secs(20);
 
     #[tokio::test]
     async fn exec_reports_output_and_exit_code() {

@@ -362,3 +362,60 @@ async fn kube_backend_preflight_checks_the_context() {
     let err = tokio::time::timeout(Duration::from_secs(60), b.up(&m.ctx(false))).await.unwrap().unwrap_err();
     assert!(err.is_usage() && err.to_string().contains("context `dead`: the API server is not ready"), "{err}");
 }
+
+/// Kernels on kind's node targets (Docker exec with stdin attached, on the fake engine) and pod
+/// targets (Kubernetes exec): one session per target whose shell state carries from block to
+/// block, the tutorial's node names in and out, a timeout killing the kernel through a second
+/// exec, and the failure marking the run for artifacts.
+#[tokio::test]
+async fn kernels_on_node_and_pod_targets_keep_their_shell() {
+    use crate::runner::Cancel;
+    use crate::runner::kernel::{Kernel, remote_argv, restore_script};
+    let m = machine().await;
+    let mut b = m.backend(Mode::Kind);
+    b.up(&m.ctx(false)).await.unwrap();
+    run(&b, "host", "kind create cluster").await;
+    let worker: Target = "kind-worker".parse().unwrap();
+    let kernel = async |b: &KindBackend, target: &Target, init: &[u8]| {
+        let shell = b.exec_shell(target, remote_argv()).await.unwrap().expect("a session");
+        Kernel::start_remote(shell, init).await.unwrap().expect("bash")
+    };
+    async fn go(k: &mut Kernel, cmd: &str, secs: u64) -> (String, Option<i32>, bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        let frames = [(crate::runner::kernel::Mode::ErrExit, cmd.as_bytes())];
+        let r = k.run(&frames, &|_, _| true, Some(deadline), &Cancel::default()).await;
+        (r.runs[0].output.clone(), r.runs[0].status, r.timed_out)
+    }
+    let mut k = kernel(&b, &worker, b"").await;
+    let execs = m.docker.execs();
+    let session = execs.last().unwrap();
+    assert!(session.stdin && session.stderr && session.container == "tutor-r1-worker", "{session:?}");
+    assert_eq!(go(&mut k, "N=kind-worker; w() { echo \"on $N\"; }; cd /", 10).await, (String::new(), Some(0), false));
+    // The script reached the node with the real name; the output comes back with the alias.
+    assert_eq!(
+        go(&mut k, "w; echo $N | grep -c tutor-r1-worker; pwd", 10).await,
+        ("on kind-worker\n1\n/\n".to_string(), Some(0), false)
+    );
+    assert_eq!(m.docker.execs().len(), execs.len(), "no exec per block");
+    assert!(!b.run.as_ref().unwrap().failed.load(Ordering::Relaxed));
+    let began = std::time::Instant::now();
+    let (out, status, timed_out) = go(&mut k, "echo busy; sleep 100", 1).await;
+    assert_eq!((out.as_str(), status, timed_out), ("busy\n", None, true));
+    assert!(began.elapsed() < Duration::from_secs(10), "{:?}", began.elapsed());
+    assert_eq!(m.docker.execs().last().unwrap().cmd[..4], crate::backend::shell::kill_tree_argv(0)[..4]);
+    assert!(b.run.as_ref().unwrap().failed.load(Ordering::Relaxed), "a timeout marks the run failed");
+    let state = k.state().unwrap().to_vec();
+    k.stop().await;
+    let mut k = kernel(&b, &worker, &restore_script(&state)).await;
+    assert_eq!(go(&mut k, "w", 10).await, ("on kind-worker\n".to_string(), Some(0), false));
+    k.stop().await;
+
+    // A pod: the Kubernetes exec API with stdin (the fake API server's "pod" is this machine).
+    let pod: Target = "pod/web".parse().unwrap();
+    let mut k = kernel(&b, &pod, b"").await;
+    assert_eq!(go(&mut k, "P=1; cd /tmp", 10).await, (String::new(), Some(0), false));
+    assert_eq!(go(&mut k, "echo $P $PWD", 10).await, ("1 /tmp\n".to_string(), Some(0), false));
+    k.stop().await;
+    assert_eq!(m.api.execs.lock().unwrap().len(), 2, "one session and the kill at the end");
+    b.down().await.unwrap();
+}

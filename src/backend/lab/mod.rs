@@ -513,9 +513,23 @@ impl Backend for LabBackend {
         super::process::spawn(self.command(&req)?)
     }
 
+    async fn exec_shell(
+        &self,
+        target: &Target,
+        argv: Vec<String>,
+    ) -> Result<Option<super::shell::ExecShell>, BackendError> {
+        if let Target::Pod { namespace, name } = target
+            && let Some(transport) = self.pod_transport().await?
+        {
+            let shell = super::kind::pod_exec::shell(std::sync::Arc::new(transport), namespace, name, argv).await?;
+            return Ok(Some(shell));
+        }
+        Ok(None)
+    }
+
     fn kernel_command(&self, target: &Target) -> Result<Option<std::process::Command>, BackendError> {
-        // Pods behind a real API server are reached through its exec API, a block at a time
-        // (see `pod_transport`).
+        // Pods behind a real API server are reached through its exec API (`exec_shell`, see
+        // `pod_transport`).
         if matches!(target, Target::Pod { .. }) && self.kubeconfig().is_some() {
             return Ok(None);
         }

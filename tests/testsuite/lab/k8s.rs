@@ -12,7 +12,8 @@ crate::tests![
     pod_volumes_come_from_the_api(Lab, K8s),
     cluster_dns_and_services_are_coredns_and_kube_proxy(Lab, K8s),
     delete_cluster_stops_the_control_plane_and_removes_its_context(Lab, K8s),
-    lab_down_leaves_no_control_plane_process(Lab, K8s)
+    lab_down_leaves_no_control_plane_process(Lab, K8s),
+    the_kube_backend_keeps_one_shell_per_pod(Lab, K8s)
 ];
 
 fn tutor(args: &[&str]) -> Out {
@@ -342,4 +343,49 @@ fn lab_down_leaves_no_control_plane_process() {
     assert_eq!(processes_in(&inodes, "kube-apiserver").len(), 1);
     drop(lab);
     assert!(!support::netns_in_use(&inodes), "a process of the lab outlived `lab down`");
+}
+
+/// `tutor run --backend kube` against the real API server, on the lab host: blocks on a pod run
+/// in one shell (a Kubernetes exec session with stdin), so a variable, a function and the
+/// working directory carry from block to block; a block that times out is killed through a
+/// second exec at once, its background job with it, and the next block on that pod gets a new
+/// shell with the state from before; another pod has a shell of its own.
+fn the_kube_backend_keeps_one_shell_per_pod() {
+    let lab = Lab::up("podkernel");
+    let o = lab.sh("kind create cluster");
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    // The default service account comes a moment after the cluster.
+    lab.eventually("kubectl get serviceaccount default");
+    lab.sh("kubectl run shell --image=busybox -- sleep 3600 && kubectl run other --image=busybox -- sleep 3600").ok();
+    let ready = lab.sh("kubectl wait --for=condition=Ready pod/shell pod/other --timeout=90s");
+    assert_eq!(ready.code, 0, "{}{}", ready.stdout, ready.stderr);
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let fixture = fixtures().join("pod-kernel.md");
+    let began = std::time::Instant::now();
+    let o = lab.sh(&format!(
+        "cd {} && {} run --backend kube --context kind-kind --keep-going --format json --record r.json {}",
+        dir.path().display(),
+        support::TUTOR,
+        fixture.display()
+    ));
+    let took = began.elapsed();
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    let blocks: Vec<serde_json::Value> = o
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("id").is_some())
+        .collect();
+    let status = |id: &str| {
+        let b = blocks.iter().find(|b| b["id"] == id).unwrap_or_else(|| panic!("no block {id}: {}", o.stdout));
+        (b["status"].as_str().unwrap_or_default().to_string(), b["reason"].as_str().unwrap_or_default().to_string())
+    };
+    for id in ["define", "use", "after", "other"] {
+        assert_eq!(status(id).0, "passed", "{id}: {:?}\n{}", status(id), o.stdout);
+    }
+    let (hang, reason) = status("hang");
+    assert_eq!(hang, "error", "{reason}");
+    assert!(reason.contains("timed out after 2s"), "{reason}");
+    // The 2 s timeout, the kill and a new session, not the sleeper's 1000 s.
+    assert!(took < std::time::Duration::from_secs(60), "{took:?}");
 }
