@@ -139,6 +139,7 @@ impl Pending {
             actual: self.new.trim_end_matches('\n').to_string(),
             expected_lines: lines(&self.old),
             actual_lines: lines(&self.new),
+            diff: Default::default(),
         }
     }
 }

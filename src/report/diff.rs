@@ -40,16 +40,18 @@ pub fn unified(m: &Mismatch, colour: bool) -> String {
     let (expected, actual) = (with_newline(&m.expected), with_newline(&m.actual));
     let (old, new): (Vec<&str>, Vec<&str>) =
         (expected.split_inclusive('\n').collect(), actual.split_inclusive('\n').collect());
-    let deadline = Some(Instant::now() + DEADLINE);
-    let ops = if old.len() + new.len() > ANCHOR_FROM {
-        anchored(&old, &new, deadline)
-    } else {
-        similar::capture_diff_slices_deadline(Algorithm::Myers, &old, &new, deadline)
-    };
+    let ops = m.diff.get_or_init(|| {
+        let deadline = Some(Instant::now() + DEADLINE);
+        if old.len() + new.len() > ANCHOR_FROM {
+            anchored(&old, &new, deadline)
+        } else {
+            similar::capture_diff_slices_deadline(Algorithm::Myers, &old, &new, deadline)
+        }
+    });
     let mut out = String::new();
     out.push_str(&format!("{}\n", del.apply_to(format!("--- expected ({})", m.source))));
     out.push_str(&format!("{}\n", ins.apply_to("+++ actual")));
-    let groups = similar::group_diff_ops(ops, CONTEXT);
+    let groups = similar::group_diff_ops(ops.to_vec(), CONTEXT);
     let mut shown = 0;
     for (g, group) in groups.iter().enumerate() {
         let size: usize = group.iter().map(rendered).sum();
@@ -226,7 +228,29 @@ mod tests {
             actual: actual.into(),
             expected_lines: Vec::new(),
             actual_lines: Vec::new(),
+            diff: Default::default(),
         }
+    }
+
+    /// The edit script is computed by the first report and reused by the next ones (the human
+    /// output and the run record of one run; clones of the result share it).
+    #[test]
+    fn each_mismatch_is_diffed_once() {
+        let mm = m("a\nb\nc", "a\nB\nc");
+        assert!(!mm.diff.is_computed());
+        let plain = unified(&mm, false);
+        assert!(mm.diff.is_computed());
+        let copy = mm.clone();
+        // A script that is not the texts' own shows that the cached one is used: nothing
+        // changes, so no hunk.
+        let other = m("x", "y");
+        let fake = similar::capture_diff_slices(Algorithm::Myers, &["x\n"], &["x\n"]);
+        other.diff.get_or_init(|| fake);
+        assert_eq!(unified(&other, false), "--- expected (t.md:4)\n+++ actual\n");
+        assert_eq!(unified(&copy, false), plain);
+        assert!(plain.contains("-b") && plain.contains("+B"), "{plain}");
+        // The coloured form has the same lines.
+        assert_eq!(console::strip_ansi_codes(&unified(&copy, true)), plain);
     }
 
     #[test]

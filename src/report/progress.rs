@@ -206,6 +206,7 @@ mod tests {
             actual: "b".into(),
             expected_lines: vec![8],
             actual_lines: vec![8],
+            diff: Default::default(),
         });
         let text = block_lines(&b, false);
         assert!(text.starts_with("    ✗ b1  output does not match  (line 7, on host)\n"), "{text}");

@@ -533,7 +533,7 @@ fn mismatch(env: &Env<'_>, block: &Block, work: &Work<'_>, attempt: &Attempt) ->
             )
         }
     };
-    Some(Mismatch { source, expected, actual, expected_lines, actual_lines })
+    Some(Mismatch { source, expected, actual, expected_lines, actual_lines, diff: Default::default() })
 }
 
 fn verdict(

@@ -48,7 +48,34 @@ pub struct Mismatch {
     pub expected_lines: Vec<usize>,
     /// Where each line of `actual` would land in the file if it were accepted.
     pub actual_lines: Vec<usize>,
+    /// The diff of `expected` and `actual`, computed once by the first report that shows it
+    /// (`report::diff`) and shared by the others (human output, JSON, JUnit, run record).
+    pub diff: DiffCache,
 }
+
+/// The edit script of a [`Mismatch`], computed at most once; clones share it. Equal whatever
+/// it holds (it is derived from the texts).
+#[derive(Debug, Clone, Default)]
+pub struct DiffCache(std::sync::Arc<std::sync::OnceLock<Vec<similar::DiffOp>>>);
+
+impl DiffCache {
+    /// The edit script, from `compute` the first time.
+    pub fn get_or_init(&self, compute: impl FnOnce() -> Vec<similar::DiffOp>) -> &[similar::DiffOp] {
+        self.0.get_or_init(compute)
+    }
+
+    pub fn is_computed(&self) -> bool {
+        self.0.get().is_some()
+    }
+}
+
+impl PartialEq for DiffCache {
+    fn eq(&self, _: &DiffCache) -> bool {
+        true
+    }
+}
+
+impl Eq for DiffCache {}
 
 /// The file line of line `i` (0-based) of a text whose lines are at `lines`.
 pub fn file_line(lines: &[usize], i: usize) -> usize {
