@@ -409,6 +409,26 @@ mod tests {
         k.stop().await;
     }
 
+    /// Ctrl-C ends a block in a remote kernel at once, through the second exec.
+    #[tokio::test]
+    async fn ctrl_c_kills_the_remote_kernel_at_once() {
+        let pod: Arc<LocalPod> = Arc::default();
+        let mut k = kernel_in(pod.clone(), b"").await;
+        let cancel = Cancel::default();
+        let c2 = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            c2.cancel();
+        });
+        let began = std::time::Instant::now();
+        let r = k.run(&[(Mode::Plain, b"echo busy; sleep 100".as_slice())], &|_, _| true, None, &cancel).await;
+        assert!(r.interrupted && !r.timed_out);
+        assert_eq!(outputs(&r), [("busy\n", None)]);
+        assert!(began.elapsed() < Duration::from_secs(10), "{:?}", began.elapsed());
+        assert!(!k.alive());
+        assert_eq!(pod.argvs.lock().unwrap()[1][..4], shell::kill_tree_argv(0)[..4]);
+    }
+
     /// The real transport: kube's exec client with stdin, stdout and stderr against the fake API
     /// server (a websocket; the "pod" is this machine).
     #[tokio::test]
