@@ -27,12 +27,17 @@ pub struct Block {
     pub last: u32,
 }
 
+#[allow(clippy::len_without_is_empty)]
 impl Block {
-    fn overlaps(&self, other: &Block) -> bool {
+    pub fn overlaps(&self, other: &Block) -> bool {
         self.first <= other.last && other.first <= self.last
     }
 
-    fn len(&self) -> u64 {
+    pub fn contains(&self, ip: u32) -> bool {
+        self.first <= ip && ip <= self.last
+    }
+
+    pub fn len(&self) -> u64 {
         (self.last - self.first) as u64 + 1
     }
 }
@@ -52,8 +57,62 @@ fn bad(name: &str, what: String) -> LabError {
     LabError::Input(format!("error: CiliumLoadBalancerIPPool {name}: {what}"))
 }
 
-fn parse_ip(name: &str, s: &str) -> Result<Ipv4Addr, LabError> {
-    s.parse().map_err(|_| bad(name, format!("bad IPv4 address {s:?}")))
+/// What is wrong with one block of a pool's `spec.blocks`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    #[error("cidr {cidr}: {source}")]
+    Cidr {
+        cidr: String,
+        #[source]
+        source: super::topology::CidrError,
+    },
+    #[error("bad IPv4 address {0:?}")]
+    Address(String),
+    #[error("stop {stop} is before start {start}")]
+    Reversed { start: String, stop: String },
+    #[error("a block needs `cidr` or `start`")]
+    Empty,
+}
+
+/// One parsed block: the whole range it names (what pools conflict over) and the addresses it
+/// gives out (a CIDR larger than /31 keeps its first and last address back unless
+/// `allow_first_last`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParsedBlock {
+    pub range: Block,
+    pub usable: Block,
+    pub from_cidr: bool,
+}
+
+/// Parse one entry of `spec.blocks` (`cidr`, or `start` with an optional `stop`); `Ok(None)`
+/// for an IPv6 block (the lab is IPv4 only).
+pub fn parse_block(b: &Value, allow_first_last: bool) -> Result<Option<ParsedBlock>, BlockError> {
+    let ip = |s: &str| s.parse::<Ipv4Addr>().map(u32::from).map_err(|_| BlockError::Address(s.to_string()));
+    if let Some(c) = b.get("cidr").and_then(Value::as_str) {
+        if c.contains(':') {
+            return Ok(None);
+        }
+        let cidr = Cidr::parse(c).map_err(|source| BlockError::Cidr { cidr: c.to_string(), source })?;
+        let first = u32::from(cidr.addr);
+        let range = Block { first, last: first + (cidr.size() - 1) as u32 };
+        let usable =
+            if cidr.len < 31 && !allow_first_last { Block { first: first + 1, last: range.last - 1 } } else { range };
+        return Ok(Some(ParsedBlock { range, usable, from_cidr: true }));
+    }
+    let Some(start) = b.get("start").and_then(Value::as_str) else { return Err(BlockError::Empty) };
+    if start.contains(':') {
+        return Ok(None);
+    }
+    let first = ip(start)?;
+    let last = match b.get("stop").and_then(Value::as_str) {
+        Some(stop) => ip(stop)?,
+        None => first,
+    };
+    if last < first {
+        return Err(BlockError::Reversed { start: start.to_string(), stop: Ipv4Addr::from(last).to_string() });
+    }
+    let range = Block { first, last };
+    Ok(Some(ParsedBlock { range, usable: range, from_cidr: false }))
 }
 
 impl IpPool {
@@ -64,30 +123,8 @@ impl IpPool {
             spec.get("blocks").or_else(|| spec.get("cidrs")).and_then(Value::as_array).cloned().unwrap_or_default();
         let mut blocks = Vec::new();
         for b in &entries {
-            if let Some(c) = b.get("cidr").and_then(Value::as_str) {
-                if c.contains(':') {
-                    continue; // IPv6 blocks: the lab is IPv4 only
-                }
-                let cidr = Cidr::parse(c).map_err(|e| bad(name, format!("cidr {c}: {e}")))?;
-                let first = u32::from(cidr.addr);
-                let last = first + (cidr.size() - 1) as u32;
-                blocks.push(if cidr.len < 31 && !allow_first_last {
-                    Block { first: first + 1, last: last - 1 }
-                } else {
-                    Block { first, last }
-                });
-            } else if let Some(start) = b.get("start").and_then(Value::as_str) {
-                let first = u32::from(parse_ip(name, start)?);
-                let last = match b.get("stop").and_then(Value::as_str) {
-                    Some(stop) => u32::from(parse_ip(name, stop)?),
-                    None => first,
-                };
-                if last < first {
-                    return Err(bad(name, format!("stop {} is before start {start}", Ipv4Addr::from(last))));
-                }
-                blocks.push(Block { first, last });
-            } else {
-                return Err(bad(name, "a block needs `cidr` or `start`".into()));
+            if let Some(p) = parse_block(b, allow_first_last).map_err(|e| bad(name, e.to_string()))? {
+                blocks.push(p.usable);
             }
         }
         if entries.is_empty() {

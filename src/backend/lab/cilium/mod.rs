@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod config;
 mod dbg;
+pub mod operator;
 
 use std::process::ExitCode;
 
