@@ -6,6 +6,7 @@ mod capacity;
 mod cgroup;
 mod chart;
 mod cilium;
+mod cilium_operator;
 mod datapath;
 mod gc;
 mod isolation;
@@ -29,6 +30,7 @@ pub(crate) fn tests() -> Vec<crate::harness::Test> {
         backend::tests(),
         chart::tests(),
         cilium::tests(),
+        cilium_operator::tests(),
         capacity::tests(),
         cgroup::tests(),
         datapath::tests(),

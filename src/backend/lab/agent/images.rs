@@ -224,6 +224,16 @@ const CATALOGUE: &[Entry] = &[
         links: &[("/usr/bin/cilium-agent", "@tutor"), ("/usr/bin/cilium-dbg", "@tutor")],
     },
     Entry {
+        // Cilium's operator (the generic build the chart runs): tutor plays it
+        // (`backend/lab/cilium/operator`), started by the name the image gives it.
+        keys: &["quay.io/cilium/operator-generic", "quay.io/cilium/operator"],
+        entrypoint: &["/usr/bin/cilium-operator-generic"],
+        cmd: &[],
+        needs: &[],
+        busybox: false,
+        links: &[("/usr/bin/cilium-operator-generic", "@tutor"), ("/usr/bin/cilium-operator", "@tutor")],
+    },
+    Entry {
         keys: &["hashicorp/http-echo"],
         entrypoint: &["/http-echo"],
         cmd: &[],

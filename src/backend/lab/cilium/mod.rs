@@ -1,5 +1,6 @@
 //! Cilium on a lab running the real control plane (docs/architecture.md, "Cilium on the real
 //! API"): the programs of the `quay.io/cilium/cilium` image — `cilium-agent`, `cilium-dbg` —
+//! and of `quay.io/cilium/operator-generic` — `cilium-operator-generic` (`operator`) —
 //! played by tutor itself. The image's layer links them to the tutor executable, and tutor
 //! tells which program it is from its argv[0], as it does for the lab's shims.
 
@@ -11,7 +12,7 @@ pub mod operator;
 use std::process::ExitCode;
 
 /// The image programs tutor plays (argv[0] names).
-pub const PROGRAMS: &[&str] = &["cilium-agent", "cilium-dbg"];
+pub const PROGRAMS: &[&str] = &["cilium-agent", "cilium-dbg", operator::PROGRAM, "cilium-operator"];
 
 /// Why a Cilium program of the lab failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,17 @@ pub enum CiliumError {
     Datapath(#[from] Box<crate::backend::lab::LabError>),
     #[error("usage: {0}")]
     Usage(String),
+    #[error(transparent)]
+    Operator(operator::OperatorError),
+}
+
+impl From<operator::OperatorError> for CiliumError {
+    fn from(e: operator::OperatorError) -> CiliumError {
+        match e {
+            operator::OperatorError::Usage(u) => CiliumError::Usage(u),
+            e => CiliumError::Operator(e),
+        }
+    }
 }
 
 impl CiliumError {
@@ -66,6 +78,7 @@ pub fn dispatch() -> Option<ExitCode> {
     let result = rt.block_on(async {
         match program.as_str() {
             "cilium-agent" => agent::main(&args).await,
+            "cilium-operator-generic" | "cilium-operator" => operator::main(&args).await.map_err(CiliumError::from),
             _ => dbg::main(&args).await,
         }
     });

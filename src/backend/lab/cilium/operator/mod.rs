@@ -110,29 +110,10 @@ pub fn read_config_dir(dir: &Path) -> BTreeMap<String, String> {
     m
 }
 
-/// The program's entry (argv without the program name).
-pub fn main(args: &[String]) -> ExitCode {
-    let opts = match Options::parse(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{PROGRAM}: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("{PROGRAM}: starting the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match rt.block_on(run(opts)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{PROGRAM}: {e}");
-            ExitCode::from(1)
-        }
-    }
+/// The program's entry (argv without the program name), on the dispatcher's runtime.
+pub async fn main(args: &[String]) -> Result<ExitCode, OperatorError> {
+    run(Options::parse(args)?).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The release this operator plays: its own pod's image tag (found by node and labels: the
