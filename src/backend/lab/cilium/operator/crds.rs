@@ -150,7 +150,7 @@ pub fn definitions(release: &Release) -> Vec<CustomResourceDefinition> {
         v2alpha1()
     };
     let valid = col("Valid", "string", ".status.conditions[?(@.type=='Valid')].status");
-    let defs = vec![
+    let defs = [
         Def {
             kind: "CiliumNetworkPolicy",
             plural: "ciliumnetworkpolicies",

@@ -244,7 +244,7 @@ pub struct Plan {
 
 fn range_text(b: &Block) -> String {
     let size = b.len();
-    if size.is_power_of_two() && b.first as u64 % size == 0 {
+    if size.is_power_of_two() && (b.first as u64).is_multiple_of(size) {
         format!("{}/{}", Ipv4Addr::from(b.first), 32 - size.trailing_zeros())
     } else {
         format!("{} - {}", Ipv4Addr::from(b.first), Ipv4Addr::from(b.last))
