@@ -11,7 +11,8 @@
 # - The control-plane images kubeadm runs (kube-apiserver, kube-controller-manager,
 #   kube-scheduler, kube-proxy, etcd, CoreDNS, pause) and the default CNI's image: one layer
 #   each with the Go binaries that k8s/build.sh built (run first; it does nothing when up to
-#   date), plus Debian's iptables for the two that program it. Saved into the node image and
+#   date), plus Debian's iptables for the two that program it, and busybox:1.36 (Debian's static
+#   busybox) for the workloads tutorials run. Saved into the node image and
 #   imported into its containerd when a node boots, before the kubelet starts.
 # - The node's root filesystem: Debian bookworm by debootstrap (systemd, containerd, runc,
 #   iptables, ...), the files in k8s/kind-node/ (entrypoint, units, containerd configuration,
@@ -108,7 +109,7 @@ cni=github.com/containernetworking/plugins/plugins
   $cni/main/ptp $cni/main/bridge $cni/main/loopback $cni/ipam/host-local $cni/meta/portmap)
 
 # 4. Debian's root filesystem, cached by its package list.
-packages=systemd,systemd-sysv,dbus,containerd,runc,iptables,nftables,conntrack,iproute2,ethtool,kmod,libseccomp2,pigz,ca-certificates,procps,socat,iputils-ping,less
+packages=systemd,systemd-sysv,dbus,containerd,runc,iptables,nftables,conntrack,iproute2,ethtool,kmod,libseccomp2,pigz,ca-certificates,procps,socat,iputils-ping,less,busybox-static
 suite=bookworm
 mirror=${TUTOR_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 rootfs_stamp="$suite $packages"
@@ -171,6 +172,19 @@ component $reg/etcd "${etcd_version#v}-0" "$labbin/etcd"
 component $reg/coredns/coredns "$coredns_version" "$labbin/coredns"
 component $reg/pause 3.10 "$out/bin/pause"
 component tutor/kindnetd "$k8s_version" "$out/bin/tutor-kindnet" iptables
+# The workload image the tutorials and tests run (busybox:1.36): Debian's static busybox with
+# its applets as links, the shell as entrypoint's default command.
+d=$work/img-busybox
+mkdir -p "$d/bin" "$d/tmp" "$d/etc" "$d/root"
+chmod 1777 "$d/tmp"
+cp "$rootfs/bin/busybox" "$d/bin/busybox"
+for a in $(chroot "$rootfs" /bin/busybox --list); do [[ $a == busybox ]] || ln -sf busybox "$d/bin/$a"; done
+printf '%s\n' "root:x:0:0:root:/root:/bin/sh" "nobody:x:65534:65534:nobody:/home:/bin/false" > "$d/etc/passwd"
+printf '%s\n' "root:x:0:" "nogroup:x:65534:" > "$d/etc/group"
+tar -C "$d" -c . | docker import --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+  --change 'CMD ["sh"]' - busybox:1.36 >/dev/null
+rm -rf "$d"
+images+=(busybox:1.36)
 
 # 6. The node's tree.
 node=$work/node
@@ -197,7 +211,8 @@ tar -C "$node" -c . | docker import - "$image-rootfs" >/dev/null
 # `docker import` cannot set a stop signal: a one-line build adds the image's settings (systemd
 # shuts down on SIGRTMIN+3).
 printf '%s\n' "FROM $image-rootfs" "ENV container=docker" "STOPSIGNAL SIGRTMIN+3" \
-  'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' | DOCKER_BUILDKIT=0 docker build -q -t "$image" - >/dev/null
+  'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' | DOCKER_BUILDKIT=0 docker build -q -t "$image" - >/dev/null 2>"$work/build.err" \
+  || { cat "$work/build.err" >&2; exit 1; }
 docker rmi "$image-rootfs" >/dev/null
 docker rmi "${images[@]}" >/dev/null 2>&1 || true
 echo "$stamp" > "$out/.stamp"

@@ -80,12 +80,17 @@ impl Need {
     }
 }
 
-/// Whether `kind` is on PATH and a Docker engine answers.
+/// Whether `kind` is on PATH (or built by `k8s/kind-node.sh`) and a Docker engine answers
+/// (started first where `TUTOR_START_DOCKERD` allows it, as the backend would).
 fn docker_and_kind() -> bool {
+    use tutor::backend::kind::own_build;
     use tutor::backend::kind::preflight::{self, Probe};
     static FOUND: OnceLock<bool> = OnceLock::new();
     *FOUND.get_or_init(|| {
         let env = Probe::from_env();
+        if let Err(e) = own_build::ensure_dockerd(env.docker_host.as_deref(), env.path.as_deref()) {
+            eprintln!("tutor could not start dockerd: {e}");
+        }
         preflight::find_in_path("kind", env.path.as_deref()).is_some()
             && crate::prelude::block_on(preflight::connect_docker(env.docker_host.as_deref())).is_ok()
     })

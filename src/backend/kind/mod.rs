@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod config;
 mod docker_exec;
 pub mod naming;
+pub mod own_build;
 pub(crate) mod pod_exec;
 pub mod preflight;
 pub mod remote;
@@ -54,6 +55,17 @@ const APISERVER_WAIT: Duration = Duration::from_secs(180);
 /// How long an existing cluster (kube backend) gets to answer during pre-flight.
 const CONTEXT_WAIT: Duration = Duration::from_secs(15);
 
+/// The node image the run's `kind create cluster` gets: `TUTOR_KIND_IMAGE` when set (empty:
+/// kind's own default), else the image `k8s/kind-node.sh` built when the engine has it, else
+/// kind's default (`kindest/node`, pulled from its registry where one is reachable).
+async fn node_image(docker: &bollard::Docker) -> Option<String> {
+    if let Ok(v) = std::env::var(own_build::IMAGE_VAR) {
+        return Some(v.trim().to_string()).filter(|v| !v.is_empty());
+    }
+    let ours = own_build::node_image();
+    docker.inspect_image(&ours).await.is_ok().then_some(ours)
+}
+
 /// Build the kind or kube backend, after the pre-flight checks that need no network (the rest
 /// run in `up`). The kube backend refuses to exist without an explicit context: running a
 /// tutorial against whatever `current-context` happens to be is how production clusters get
@@ -63,6 +75,8 @@ pub fn create(kind: BackendKind, context: Option<&str>) -> Result<Box<dyn Backen
     match (kind, context) {
         (BackendKind::Kind, None) => {
             let probe = Probe::from_env();
+            own_build::ensure_dockerd(probe.docker_host.as_deref(), probe.path.as_deref())
+                .map_err(|e| BackendError::Preflight { backend: BackendKind::Kind, message: e.to_string() })?;
             preflight::check_local(BackendKind::Kind, &probe)?;
             Ok(Box::new(KindBackend::new(Mode::Kind, probe)))
         }
@@ -390,7 +404,11 @@ impl Backend for KindBackend {
                     });
                 }
                 let real = found.tool("kind").expect("pre-flight found kind");
-                shims::install(&bin_dir, shims::KindShim::Wrap { real, cluster: &id, state: &state_dir })?
+                let image = node_image(docker).await;
+                shims::install(
+                    &bin_dir,
+                    shims::KindShim::Wrap { real, cluster: &id, state: &state_dir, image: image.as_deref() },
+                )?
             }
             Mode::Kube { context } => {
                 let preflight = |message: String| BackendError::Preflight { backend, message };

@@ -24,9 +24,11 @@ pub struct Probe {
 }
 
 impl Probe {
+    /// The process environment; PATH gets the tools tutor built appended
+    /// ([`super::own_build::tool_dirs`]).
     pub fn from_env() -> Self {
         Probe {
-            path: std::env::var_os("PATH"),
+            path: super::own_build::path_with_tools(std::env::var_os("PATH").as_deref()),
             docker_host: std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()),
             kubeconfig: std::env::var_os("KUBECONFIG").filter(|k| !k.is_empty()),
         }
@@ -59,7 +61,8 @@ pub struct Tool {
 pub const KIND: Tool = Tool {
     name: "kind",
     install: "https://kind.sigs.k8s.io/docs/user/quick-start/#installation \
-              (e.g. `go install sigs.k8s.io/kind@latest`, or the release binary in /usr/local/bin)",
+              (e.g. `go install sigs.k8s.io/kind@latest`, the release binary in /usr/local/bin, or \
+              `bash k8s/kind-node.sh` in tutor's repository, which tutor finds by itself)",
 };
 pub const KUBECTL: Tool = Tool { name: "kubectl", install: "https://kubernetes.io/docs/tasks/tools/#kubectl" };
 /// kind drives Docker through its CLI, and tutorials use `docker exec` on nodes.

@@ -12,8 +12,9 @@ const TUTOR_READY: &str = include_str!("assets/tutor-ready.sh");
 
 /// What the `kind` command in host blocks does.
 pub enum KindShim<'a> {
-    /// Forward to the real kind, on the run's cluster; `state` receives what the tutorial asked.
-    Wrap { real: &'a Path, cluster: &'a str, state: &'a Path },
+    /// Forward to the real kind, on the run's cluster; `state` receives what the tutorial asked;
+    /// `image` is the node image `create cluster` gets when the tutorial names none.
+    Wrap { real: &'a Path, cluster: &'a str, state: &'a Path, image: Option<&'a str> },
     /// Refuse (kube backend).
     Refuse,
 }
@@ -42,8 +43,9 @@ pub fn install(dir: &Path, kind: KindShim<'_>) -> Result<PathBuf, BackendError> 
     std::fs::create_dir_all(dir)
         .map_err(|source| BackendError::Io { context: format!("creating {}", dir.display()), source })?;
     let kind_text = match kind {
-        KindShim::Wrap { real, cluster, state } => KIND_WRAPPER
+        KindShim::Wrap { real, cluster, state, image } => KIND_WRAPPER
             .replace("@REAL_KIND@", &sh_quote(&real.display().to_string()))
+            .replace("@IMAGE@", &sh_quote(image.unwrap_or("")))
             .replace("@CLUSTER@", &sh_quote(cluster))
             .replace("@STATE_DIR@", &sh_quote(&state.display().to_string())),
         KindShim::Refuse => KIND_REFUSE.to_string(),
@@ -83,13 +85,18 @@ mod tests {
 
     /// A wrapper in front of a fake real `kind` that logs its argv, one call per line.
     fn setup() -> Setup {
+        setup_with(None)
+    }
+
+    fn setup_with(image: Option<&str>) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let real = dir.path().join("real-kind");
         let log = dir.path().join("calls.log");
         write_exe(&real, &format!("#!/bin/sh\necho \"$*\" >> {}\n", log.display())).unwrap();
         let state = dir.path().join("state");
-        let bin = install(&dir.path().join("bin"), KindShim::Wrap { real: &real, cluster: "tutor-r1", state: &state })
-            .unwrap();
+        let bin =
+            install(&dir.path().join("bin"), KindShim::Wrap { real: &real, cluster: "tutor-r1", state: &state, image })
+                .unwrap();
         let cwd = dir.path().join("work");
         std::fs::create_dir_all(&cwd).unwrap();
         Setup { bin, state, log, cwd, _dir: dir }
@@ -113,6 +120,22 @@ mod tests {
         assert!(kind(&s, &["create", "cluster", "--name=demo", "--config=c.yaml", "--wait", "60s"]).status.success());
         assert_eq!(calls(&s)[1], "create cluster --config=c.yaml --wait 60s --name tutor-r1");
         assert_eq!(requested(&s.state), Requested { name: Some("demo".into()), config: Some(s.cwd.join("c.yaml")) });
+    }
+
+    #[test]
+    fn create_gets_the_chosen_node_image_unless_the_tutorial_names_one() {
+        let s = setup_with(Some("tutor/kind-node:v1.33.1"));
+        assert!(kind(&s, &["create", "cluster"]).status.success());
+        assert!(kind(&s, &["create", "cluster", "--image=kindest/node:v1.30.0"]).status.success());
+        assert!(kind(&s, &["get", "nodes"]).status.success());
+        assert_eq!(
+            calls(&s),
+            [
+                "create cluster --image tutor/kind-node:v1.33.1 --name tutor-r1",
+                "create cluster --image=kindest/node:v1.30.0 --name tutor-r1",
+                "get nodes --name tutor-r1"
+            ]
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The kind backend on a real cluster. Needs Docker, kind, kubectl and helm, and pulls the
-//! kindest/node and busybox images. Reported as ignored where kind or an answering Docker engine
-//! is missing (as on the machines tutor is developed and tested on); where both exist, plain
-//! `cargo test` runs them (the GitHub workflow `.github/workflows/tutorials.yml` does).
+//! The kind backend on a real cluster. Needs Docker, kind, kubectl and helm, and the kindest/node
+//! and busybox images (pulled on GitHub's runners; here the node image `k8s/kind-node.sh` builds,
+//! which carries a busybox:1.36). Reported as ignored where kind or an answering Docker engine is
+//! missing; where both exist (this project's CI starts Debian's dockerd), plain `cargo test` runs
+//! them (the GitHub workflow `.github/workflows/tutorials.yml` does too).
 
 use std::time::Duration;
 
@@ -9,7 +10,12 @@ use futures_util::FutureExt;
 
 use tutor::backend::{self, Backend, BackendKind, ExecRequest, Observation, Target, UpContext};
 
-crate::tests![a_cluster_is_created_used_and_deleted(DockerKind), keep_leaves_the_cluster_for_the_user(DockerKind)];
+// Alone: a kind cluster takes both cores for a minute, which the suite's timing-sensitive tests
+// would feel.
+crate::tests![
+    a_cluster_is_created_used_and_deleted(DockerKind, Alone),
+    keep_leaves_the_cluster_for_the_user(DockerKind, Alone)
+];
 
 const CONFIG: &str =
     "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n  - role: control-plane\n  - role: worker\n";
@@ -97,6 +103,9 @@ async fn keep_leaves_the_cluster_for_the_user() {
     assert_eq!(o.exit, Some(0), "{}", o.output);
     b.down().await.unwrap();
     assert!(docker_names().contains(&format!("{cluster}-control-plane")));
-    let status = std::process::Command::new("kind").args(["delete", "cluster", "--name", &cluster]).status().unwrap();
+    // The kind the backend used: the user's, or the one k8s/kind-node.sh built.
+    let env = tutor::backend::kind::preflight::Probe::from_env();
+    let kind = tutor::backend::kind::preflight::find_in_path("kind", env.path.as_deref()).unwrap();
+    let status = std::process::Command::new(kind).args(["delete", "cluster", "--name", &cluster]).status().unwrap();
     assert!(status.success());
 }

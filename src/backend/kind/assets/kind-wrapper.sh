@@ -2,10 +2,12 @@
 # Installed by tutor's kind backend, first on PATH for this run's host blocks: the tutorial's
 # own `kind` commands act on the run's cluster (@CLUSTER@) instead of kind's default one.
 # A `--name` the tutorial gives is recorded (it is the name its outputs were written with) and
-# replaced; `kind delete clusters …` only ever deletes this run's cluster.
+# replaced; `kind delete clusters …` only ever deletes this run's cluster. `create cluster` gets
+# the node image tutor chose (none: kind's default) unless it names one.
 real=@REAL_KIND@
 cluster=@CLUSTER@
 state=@STATE_DIR@
+image=@IMAGE@
 
 args=() given=""
 while (($#)); do
@@ -34,7 +36,11 @@ case "${words[0]:-} ${words[1]:-}" in
         --config=*) printf '%s\n' "$(realpath -m -- "${args[i]#--config=}")" > "$state/config-path" ;;
       esac
     done
-    exec "$real" "${args[@]}" --name "$cluster" ;;
+    # The node image tutor chose (k8s/kind-node.sh's), unless the tutorial names one.
+    if [[ -n $image ]]; then
+      for a in "${args[@]}"; do [[ $a == --image || $a == --image=* ]] && image=""; done
+    fi
+    exec "$real" "${args[@]}" ${image:+--image "$image"} --name "$cluster" ;;
   "delete clusters")
     exec "$real" delete cluster --name "$cluster" ;;
   "delete cluster"|"export logs"|"export kubeconfig"|"get nodes"|"get kubeconfig"|"load docker-image"|"load image-archive")
