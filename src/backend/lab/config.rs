@@ -113,9 +113,14 @@ impl Default for Cluster {
 
 impl Cluster {
     pub fn load(path: &Path) -> Result<Cluster, LabError> {
+        Cluster::load_as(path, path)
+    }
+
+    /// `load`, naming the file `shown` in errors (a shim's file, read through the lab host).
+    pub fn load_as(path: &Path, shown: &Path) -> Result<Cluster, LabError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| LabError::Input(format!("{}: cannot read: {e}", path.display())))?;
-        Cluster::parse(&text, &path.display().to_string())
+            .map_err(|e| LabError::Input(format!("{}: cannot read: {e}", shown.display())))?;
+        Cluster::parse(&text, &shown.display().to_string())
     }
 
     /// `origin` names the file in errors.

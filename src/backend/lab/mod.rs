@@ -378,6 +378,14 @@ pub fn target_command(
     argv: &[String],
 ) -> Result<std::process::Command, LabError> {
     let tid = info.target_tid(target)?;
+    if *target == Target::Host && sandbox::HOST_PRIVATE.iter().any(|d| workdir.starts_with(d)) {
+        // The lab host's /tmp and /run are its own: the supervisor binds the work directory in.
+        match protocol::call(&info.name, &protocol::Request::Share { path: workdir.to_path_buf() })? {
+            protocol::Response::Done => {}
+            protocol::Response::Error { message, usage } => return Err(LabError::remote(message, usage)),
+            other => return Err(LabError::UnexpectedAnswer(format!("{other:?}"))),
+        }
+    }
     let mut cmd = std::process::Command::new("nsenter");
     cmd.args(sandbox::nsenter_args(info.pid, tid, workdir)).args(argv);
     // In the lab's cgroup, so whatever it starts ends with the lab.

@@ -19,6 +19,11 @@ pub enum Request {
         args: Vec<String>,
         cwd: PathBuf,
     },
+    /// Make the machine's `path` (a work directory) visible at the same path in the lab host,
+    /// whose /tmp and /run are its own (answered without waiting for a shim in progress).
+    Share {
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

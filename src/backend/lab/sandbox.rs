@@ -7,9 +7,11 @@
 //! Other processes enter a target through `/proc/<pid>/task/<tid>/ns/*`; commands started *from*
 //! the thread inherit its namespaces, which is how the supervisor configures them.
 
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
@@ -17,6 +19,9 @@ use nix::sched::{CloneFlags, unshare};
 use super::LabError;
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// The lab host's directories that are its own (a private tmpfs each, see [`Mounts::private`]).
+pub const HOST_PRIVATE: [&str; 2] = ["/tmp", "/run"];
 
 /// Files bind-mounted over their namesakes inside the target's mount namespace.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +31,16 @@ pub struct Mounts {
     pub tmpfs: Vec<PathBuf>,
     /// A root filesystem of the target's own (pods of the real-API lab), see [`Rootfs`].
     pub rootfs: Option<Rootfs>,
+}
+
+/// Directories of a target that get a private, empty tmpfs over the machine's, whose originals
+/// stay reachable so that paths under them can be bound back ([`Sharer`]): the lab host's /tmp
+/// and /run. Made before [`Mounts::binds`] (their sources may be shared paths).
+#[derive(Debug, Clone, Default)]
+pub struct Private {
+    pub dirs: Vec<PathBuf>,
+    /// Paths under `dirs` bound back from the machine at once.
+    pub share: Vec<PathBuf>,
 }
 
 /// A pod's root filesystem, as a container runtime gives it one: an overlay whose lower layer
@@ -66,6 +81,41 @@ pub enum NetNs {
 pub struct NsThread {
     tid: i32,
     jobs: mpsc::Sender<Job>,
+    covered: Arc<Vec<Covered>>,
+}
+
+/// A directory of the target's covered by a private tmpfs ([`Mounts::private`]), and a
+/// descriptor of the machine's original it covers (held by the supervisor, so the original
+/// stays reachable from inside the target's mount namespace).
+struct Covered {
+    dir: PathBuf,
+    original: OwnedFd,
+}
+
+/// Binds machine paths back into a target's private directories, from any thread (see
+/// [`NsThread::sharer`]).
+#[derive(Clone)]
+pub struct Sharer {
+    jobs: mpsc::Sender<Job>,
+    covered: Arc<Vec<Covered>>,
+}
+
+impl Sharer {
+    /// Make the machine's `path` visible at the same path inside the target, when a private
+    /// directory of the target covers it (a no-op otherwise, and when it is visible already).
+    pub fn share(&self, path: &Path) -> Result<(), LabError> {
+        if !self.covered.iter().any(|c| path.starts_with(&c.dir)) {
+            return Ok(());
+        }
+        let (covered, path) = (self.covered.clone(), path.to_path_buf());
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(share_in(&covered, &path));
+            }))
+            .map_err(|_| LabError::NsThreadGone)?;
+        rx.recv().map_err(|_| LabError::NsJobPanicked)?
+    }
 }
 
 impl NsThread {
@@ -76,15 +126,30 @@ impl NsThread {
 
     /// As `new`, choosing whether the network namespace is new or the caller's.
     pub fn with_net(label: &str, hostname: Option<&str>, mounts: Mounts, net: NetNs) -> Result<NsThread, LabError> {
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<i32, LabError>>();
+        NsThread::start(label, hostname, mounts, net, Private::default())
+    }
+
+    /// As `new`, with directories of the target's own (the lab host's /tmp and /run).
+    pub fn with_private(label: &str, mounts: Mounts, private: Private) -> Result<NsThread, LabError> {
+        NsThread::start(label, None, mounts, NetNs::New, private)
+    }
+
+    fn start(
+        label: &str,
+        hostname: Option<&str>,
+        mounts: Mounts,
+        net: NetNs,
+        private: Private,
+    ) -> Result<NsThread, LabError> {
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(i32, Vec<Covered>), LabError>>();
         let (jobs, rx) = mpsc::channel::<Job>();
         let hostname = hostname.map(str::to_string);
         std::thread::Builder::new()
             .name(format!("ns-{label}"))
             .spawn(move || {
-                let setup = enter_new(hostname.as_deref(), &mounts, net);
+                let setup = enter_new(hostname.as_deref(), &mounts, net, &private);
                 let ok = setup.is_ok();
-                let _ = ready_tx.send(setup.map(|_| nix::unistd::gettid().as_raw()));
+                let _ = ready_tx.send(setup.map(|covered| (nix::unistd::gettid().as_raw(), covered)));
                 if !ok {
                     return;
                 }
@@ -93,15 +158,20 @@ impl NsThread {
                 }
             })
             .map_err(|source| LabError::Io { what: "starting a namespace thread".into(), source })?;
-        let tid = ready_rx
+        let (tid, covered) = ready_rx
             .recv()
             .map_err(|_| LabError::NsThreadDied)?
             .map_err(|e| LabError::Namespaces { target: label.to_string(), source: Box::new(e) })?;
-        Ok(NsThread { tid, jobs })
+        Ok(NsThread { tid, jobs, covered: Arc::new(covered) })
     }
 
     pub fn tid(&self) -> i32 {
         self.tid
+    }
+
+    /// What binds machine paths back into this target's private directories.
+    pub fn sharer(&self) -> Sharer {
+        Sharer { jobs: self.jobs.clone(), covered: self.covered.clone() }
     }
 
     /// Run `f` on the thread (inside the namespaces) and wait for its result.
@@ -163,7 +233,7 @@ pub fn run_command(argv: &[String], stdin: &str) -> Result<String, LabError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn enter_new(hostname: Option<&str>, mounts: &Mounts, net: NetNs) -> Result<(), LabError> {
+fn enter_new(hostname: Option<&str>, mounts: &Mounts, net: NetNs, private: &Private) -> Result<Vec<Covered>, LabError> {
     let sys = |what: String| move |source| LabError::Sys { what, source };
     let mut flags = CloneFlags::CLONE_NEWNS;
     if net == NetNs::New {
@@ -185,9 +255,18 @@ fn enter_new(hostname: Option<&str>, mounts: &Mounts, net: NetNs) -> Result<(), 
         let _ = mount(Some("bpffs"), "/sys/fs/bpf", Some("bpf"), MsFlags::empty(), None::<&str>);
     }
     if let Some(rootfs) = &mounts.rootfs {
-        return enter_rootfs(hostname, mounts, rootfs, net);
+        return enter_rootfs(hostname, mounts, rootfs, net).map(|()| vec![]);
+    }
+    let covered = cover(&private.dirs)?;
+    for path in &private.share {
+        share_in(&covered, path)?;
     }
     for (src, dst) in &mounts.binds {
+        if !covered.is_empty() {
+            // A destination reached through a symbolic link into a private directory (an
+            // /etc/resolv.conf of systemd-resolved's) has no file there yet.
+            ensure_mountpoint(&follow_links(dst), src.is_dir())?;
+        }
         mount(Some(src.as_path()), dst.as_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(sys(format!("bind-mounting {} on {}", src.display(), dst.display())))?;
     }
@@ -203,7 +282,56 @@ fn enter_new(hostname: Option<&str>, mounts: &Mounts, net: NetNs) -> Result<(), 
         }
     }
     // `lo` comes up with each target's first `ip -batch` (one process fewer per namespace).
-    Ok(())
+    Ok(covered)
+}
+
+/// Cover each of `dirs` with a private tmpfs (the original's permissions), keeping a descriptor
+/// of the original.
+fn cover(dirs: &[PathBuf]) -> Result<Vec<Covered>, LabError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    dirs.iter()
+        .map(|dir| {
+            let io = |source| LabError::Io { what: format!("opening {}", dir.display()), source };
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                .open(dir)
+                .map_err(io)?;
+            let mode = file.metadata().map_err(io)?.mode() & 0o7777;
+            let options = format!("mode={mode:o}");
+            mount(
+                Some("tmpfs"),
+                dir.as_path(),
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some(options.as_str()),
+            )
+            .map_err(|source| LabError::Sys {
+                what: format!("mounting a private tmpfs on {}", dir.display()),
+                source,
+            })?;
+            Ok(Covered { dir: dir.clone(), original: file.into() })
+        })
+        .collect()
+}
+
+/// On the target's thread: bind the machine's `path` (reached through the descriptor of the
+/// private directory covering it) on the same path inside, unless it is there already.
+fn share_in(covered: &[Covered], path: &Path) -> Result<(), LabError> {
+    let Some(c) = covered.iter().find(|c| path.starts_with(&c.dir) && path != c.dir) else { return Ok(()) };
+    let rel = path.strip_prefix(&c.dir).unwrap_or(path);
+    if !rel.components().all(|p| matches!(p, Component::Normal(_))) {
+        return Err(LabError::Input(format!("cannot share {}: not a normal absolute path", path.display())));
+    }
+    let source = PathBuf::from(format!("/proc/thread-self/fd/{}", c.original.as_raw_fd())).join(rel);
+    let meta = std::fs::metadata(&source).map_err(|e| LabError::io(path, e))?;
+    if std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino())) {
+        return Ok(());
+    }
+    ensure_mountpoint(path, meta.is_dir())?;
+    mount(Some(source.as_path()), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(
+        |source| LabError::Sys { what: format!("binding the machine's {} into the target", path.display()), source },
+    )
 }
 
 /// The rest of `enter_new` for a target with a root filesystem of its own (see [`Rootfs`]):
@@ -321,6 +449,16 @@ fn ensure_mountpoint(path: &Path, dir: bool) -> Result<(), LabError> {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
     std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map(|_| ()).map_err(io)
+}
+
+/// Where `path` leads through symbolic links, when it is one (up to 8 levels; dangling allowed).
+fn follow_links(path: &Path) -> PathBuf {
+    let mut path = path.to_path_buf();
+    for _ in 0..8 {
+        let Ok(target) = std::fs::read_link(&path) else { break };
+        path = path.parent().unwrap_or(Path::new("/")).join(target);
+    }
+    path
 }
 
 /// Mount points whose parent is the root mount, from `/proc/self/mountinfo` (their own

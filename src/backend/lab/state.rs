@@ -18,7 +18,7 @@ use super::controlplane::{self, ControlPlane};
 use super::dns::{self, DnsServer, Policy, Zone};
 use super::network;
 use super::registry::{self, LabInfo, NodeInfo, PodInfo};
-use super::sandbox::{Mounts, NsThread};
+use super::sandbox::{HOST_PRIVATE, Mounts, NsThread, Private};
 use super::seed::seed_system_objects;
 use super::store::{App, Labels, NodeObj, Store};
 use super::topology::{self, GATEWAY, NodePlan, Plan};
@@ -133,7 +133,11 @@ impl Lab {
         super::tls::write_bundle(&dir)?;
         // The user's machine resolves through its LAN router, as the article's laptop does.
         let mounts = resolv_mount(&dir, "host", "nameserver 192.168.1.1\n")?;
-        let host = NsThread::new("host", None, mounts)?;
+        // Blocks write in a /tmp and a /run of the lab's own; the lab's folder (shims, socket,
+        // kubeconfig) is bound back in, work directories when a command starts in one
+        // (`target_command`). See docs/architecture.md, "Lab host filesystem".
+        let private = Private { dirs: HOST_PRIVATE.iter().map(PathBuf::from).collect(), share: vec![dir.clone()] };
+        let host = NsThread::with_private("host", mounts, private)?;
         network::setup_host(&host, name)?;
         let outside = super::outside::build(&host, name)?;
         Ok(Lab { name: name.to_string(), dir, owner, host, outside, cluster: None, upstream })
@@ -197,6 +201,12 @@ impl Lab {
         tids.iter()
             .filter_map(|t| std::fs::metadata(format!("/proc/{me}/task/{t}/ns/net")).ok().map(|m| m.ino()))
             .collect()
+    }
+
+    /// The lab host's root directory as this process reaches it (through the host thread), so
+    /// that a file a shim names in the host's private /tmp is found.
+    pub fn host_root(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/task/{}/root", std::process::id(), self.host.tid()))
     }
 
     /// The lab host's kubeconfig (what `~/.kube/config` is on a kind user's machine).

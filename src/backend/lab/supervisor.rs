@@ -49,6 +49,7 @@ pub fn serve(opts: Options, ready: impl FnOnce(Result<registry::LabInfo, &LabErr
     };
     let info = lab.info();
     ready(Ok(info));
+    let sharer = lab.host.sharer();
     let lab = Arc::new(Mutex::new(lab));
     if let Some(owner) = opts.owner {
         let lab = lab.clone();
@@ -60,6 +61,7 @@ pub fn serve(opts: Options, ready: impl FnOnce(Result<registry::LabInfo, &LabErr
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
         let lab = lab.clone();
+        let sharer = sharer.clone();
         std::thread::spawn(move || {
             let req = match protocol::read_request(&conn) {
                 Ok(r) => r,
@@ -76,6 +78,11 @@ pub fn serve(opts: Options, ready: impl FnOnce(Result<registry::LabInfo, &LabErr
                 protocol::write_response(&conn, &Response::Done);
                 drop(conn);
                 teardown(&guard);
+            }
+            if let Request::Share { path } = &req {
+                let resp = sharer.share(path).map_or_else(|e| Response::from_error(&e), |()| Response::Done);
+                protocol::write_response(&conn, &resp);
+                return;
             }
             let resp = handle(&lab, req);
             protocol::write_response(&conn, &resp);
@@ -98,7 +105,7 @@ fn handle(lab: &Mutex<Lab>, req: Request) -> Response {
     let mut lab = lab.lock().unwrap_or_else(|e| e.into_inner());
     match req {
         Request::Info => Response::Info(lab.info()),
-        Request::Down => Response::Done,
+        Request::Down | Request::Share { .. } => Response::Done,
         Request::Shim { tool, args, cwd } => {
             let resp = shims::dispatch(&mut lab, &tool, &args, &cwd);
             let _ = lab.publish();

@@ -11,7 +11,8 @@ crate::tests![
     sigkill_leaves_nothing_that_gc_does_not_clean(Lab, Alone),
     exec_errors(Lab),
     sigterm_tears_the_lab_down(Lab),
-    preflight_errors_are_usage_errors(Lab)
+    preflight_errors_are_usage_errors(Lab),
+    host_tmp_and_run_are_the_labs_own(Lab)
 ];
 
 fn root_state() -> String {
@@ -152,4 +153,16 @@ fn preflight_errors_are_usage_errors() {
         !std::path::Path::new("/run/tutor/labs/nopath").exists()
             && !std::path::Path::new("/run/tutor/labs/noroot").exists()
     );
+}
+
+/// A lab-run block writes in the lab host's /tmp and /run, never the machine's; the work
+/// directory, the shims and a manifest the tutorial put in its /tmp still work.
+fn host_tmp_and_run_are_the_labs_own() {
+    let probes = ["/tmp/tutor-host-files-probe", "/run/tutor-host-files-probe", "/tmp/tutor-host-files-pod.yaml"];
+    for p in probes {
+        let _ = std::fs::remove_file(p);
+    }
+    crate::lab::support::run_fixture_tutorial("host-files.md");
+    let leaked: Vec<&str> = probes.into_iter().filter(|p| std::path::Path::new(p).exists()).collect();
+    assert!(leaked.is_empty(), "written on the machine: {leaked:?}");
 }

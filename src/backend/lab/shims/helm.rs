@@ -46,7 +46,7 @@ fn install(
     let mut raw = Value::Mapping(Default::default());
     let mut origin = String::from("--set");
     for f in a.all(&["-f", "--values"]) {
-        let path = resolve(cwd, f);
+        let path = resolve(&lab.host_root(), cwd, f);
         let text = std::fs::read_to_string(&path).map_err(|e| LabError::Input(format!("{f}: {e}")))?;
         let v: Value = serde_yaml::from_str(&text).map_err(|e| {
             let at = e.location().map(|l| format!(":{}", l.line())).unwrap_or_default();

@@ -18,7 +18,7 @@ pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabErr
     match pos.as_slice() {
         ["create", "cluster"] => {
             let config = match a.value(&["--config"]) {
-                Some(f) => Cluster::load(&resolve(cwd, f))?,
+                Some(f) => Cluster::load_as(&resolve(&lab.host_root(), cwd, f), &cwd.join(f))?,
                 None => Cluster::default(),
             };
             let no_cni = config.networking.disable_default_cni;

@@ -90,6 +90,7 @@ pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabErr
     let a = Args::parse(argv, WITH_VALUE, BOOLEANS)?;
     let ns = a.value(&["-n", "--namespace"]).unwrap_or("default").to_string();
     let dir = lab.dir.clone();
+    let host = lab.host_root();
     let Some(verb) = a.positional.first().cloned() else { return Err(unsupported("kubectl", argv)) };
     if lab.cluster.is_none() {
         return Ok(fail(
@@ -101,7 +102,7 @@ pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabErr
     match verb.as_str() {
         "get" => get(c, &a, &ns, argv),
         "apply" | "create" | "delete" => {
-            let out = change(c, &a, &verb, &ns, &dir, cwd, argv);
+            let out = change(c, &a, &verb, &ns, &dir, (&host, cwd), argv);
             c.sync_services()?;
             out
         }
@@ -183,7 +184,7 @@ fn change(
     verb: &str,
     ns: &str,
     dir: &Path,
-    cwd: &Path,
+    (host, cwd): (&Path, &Path),
     argv: &[String],
 ) -> Result<Outcome, LabError> {
     let files = a.all(&["-f", "--filename"]);
@@ -210,7 +211,7 @@ fn change(
     }
     let mut out = String::new();
     for f in files {
-        for obj in objects::load(&resolve(cwd, f), f)? {
+        for obj in objects::load(&resolve(host, cwd, f), f)? {
             if verb == "delete" {
                 let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
                 let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");

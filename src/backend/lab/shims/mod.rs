@@ -66,7 +66,10 @@ pub fn dispatch(lab: &mut Lab, tool: &str, args: &[String], cwd: &Path) -> Respo
     }
 }
 
-/// Resolve a path argument against the caller's working directory.
-pub fn resolve(cwd: &Path, file: &str) -> std::path::PathBuf {
-    cwd.join(file)
+/// Resolve a path argument against the caller's working directory, as the lab host sees it
+/// (the caller runs there; its /tmp and /run are not the supervisor's).
+/// `host` is [`Lab::host_root`].
+pub fn resolve(host: &Path, cwd: &Path, file: &str) -> std::path::PathBuf {
+    let path = cwd.join(file);
+    host.join(path.strip_prefix("/").unwrap_or(&path))
 }
