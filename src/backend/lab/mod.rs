@@ -397,6 +397,12 @@ pub fn target_command(
     let path =
         std::env::var("PATH").unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     if *target == Target::Host {
+        // A TMPDIR in the machine's /tmp is not the lab host's.
+        if std::env::var_os("TMPDIR")
+            .is_some_and(|t| sandbox::HOST_PRIVATE.iter().any(|d| std::path::Path::new(&t).starts_with(d)))
+        {
+            cmd.env_remove("TMPDIR");
+        }
         cmd.env("PATH", format!("{}:{path}", registry::shim_dir(&info.name).display()));
         if let Some(k) = &info.kubeconfig {
             cmd.env("KUBECONFIG", k);
