@@ -97,9 +97,10 @@ def cgroup_procs(name):
     return [int(p) for p in text.split()]
 
 
-def rss_kb(pid):
-    for line in (read(f"/proc/{pid}/status") or "").splitlines():
-        if line.startswith("VmRSS:"):
+def pss_kb(pid):
+    """Proportional set size: shared pages (the tutor binary of many processes) counted once."""
+    for line in (read(f"/proc/{pid}/smaps_rollup") or "").splitlines():
+        if line.startswith("Pss:"):
             return int(line.split()[1])
     return 0
 
@@ -175,12 +176,15 @@ def one_run(args, rng, state, token, env, i):
                          stdin=subprocess.DEVNULL, start_new_session=True)
     state["runs"].add(p.pid)
     sent = None
-    peak_lab = 0
+    peak_lab = peak_run = 0
+    tick = 0
     while True:
         pid, status, usage = os.wait4(p.pid, os.WNOHANG)
         if pid:
             break
         elapsed = time.monotonic() - t0
+        tick += 1
+        peak_run = max(peak_run, hwm_kb(p.pid))
         for name, sup in supervisors_of(p.pid).items():
             state["labs"][name] = sup
             state["sup_hwm"] = max(state["sup_hwm"], hwm_kb(sup))
@@ -190,7 +194,8 @@ def one_run(args, rng, state, token, env, i):
                     state["inodes"].update(json.loads(info).get("netns_inodes", []))
                 except ValueError:
                     pass
-            peak_lab = max(peak_lab, sum(rss_kb(q) for q in cgroup_procs(name)))
+            if tick % 5 == 0:
+                peak_lab = max(peak_lab, sum(pss_kb(q) for q in cgroup_procs(name)))
         if kill and not sent and elapsed >= kill[1]:
             os.kill(p.pid, kill[0])
             sent = kill
@@ -207,9 +212,10 @@ def one_run(args, rng, state, token, env, i):
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{state['labs'][n]}") for n in mine):
         time.sleep(0.1)
     state["peak_lab"] = max(state["peak_lab"], peak_lab)
-    state["tutor_maxrss"] = max(state["tutor_maxrss"], usage.ru_maxrss)
+    state["tutor_hwm"] = max(state["tutor_hwm"], peak_run)
+    state["tutor_tree_maxrss"] = max(state["tutor_tree_maxrss"], usage.ru_maxrss)
     return {"run": i, "signal": sent[0].name if sent else None, "at": round(sent[1], 1) if sent else None,
-            "code": code, "secs": round(secs, 1), "maxrss_kb": usage.ru_maxrss, "lab_rss_kb": peak_lab}
+            "code": code, "secs": round(secs, 1), "tutor_hwm_kb": peak_run, "lab_pss_kb": peak_lab}
 
 
 def main():
@@ -232,11 +238,13 @@ def main():
     token = f"{os.getpid()}-{seed}"
     tmpdir = tempfile.mkdtemp(prefix="tutor-soak-", dir="/tmp")
     args.logs = args.logs or tempfile.mkdtemp(prefix="tutor-soak-logs-", dir="/var/tmp")
+    os.makedirs(args.logs, exist_ok=True)
     env = dict(os.environ, TMPDIR=tmpdir, **{MARK: token})
     env.pop("TUTOR_LAB_ROOT", None)
     env.pop("TUTOR_RUN_ROOT", None)
     before = machine()
-    state = {"labs": {}, "inodes": set(), "runs": set(), "sup_hwm": 0, "peak_lab": 0, "tutor_maxrss": 0}
+    state = {"labs": {}, "inodes": set(), "runs": set(), "sup_hwm": 0, "peak_lab": 0, "tutor_hwm": 0,
+             "tutor_tree_maxrss": 0}
     print(f"seed {seed}; logs {args.logs}; tutor {args.tutor}", flush=True)
     t0 = time.monotonic()
     rows, dirty = [], []
@@ -269,9 +277,14 @@ def main():
         "left_after_gc": {k: len(v) for k, v in after_gc.items()},
         "machine_before": before,
         "machine_after": after,
-        "peak_tutor_run_rss_kb": state["tutor_maxrss"],
+        # VmHWM of the `tutor run` process itself (sampled, 0.1 s), and ru_maxrss of its tree
+        # (the largest of it and the children it waited for: shells, nsenter, shims).
+        "peak_tutor_run_rss_kb": state["tutor_hwm"],
+        "peak_tutor_run_tree_maxrss_kb": state["tutor_tree_maxrss"],
+        # VmHWM of the lab's supervisor, and the largest sum of PSS over the lab's cgroup
+        # (supervisor, kernels, shims, daemons; sampled every 0.5 s).
         "peak_supervisor_rss_kb": state["sup_hwm"],
-        "peak_lab_cgroup_rss_kb": state["peak_lab"],
+        "peak_lab_cgroup_pss_kb": state["peak_lab"],
         "wall_s": round(time.monotonic() - t0),
     }
     print(json.dumps(summary, indent=1), flush=True)
