@@ -9,7 +9,7 @@ use std::process::Command;
 use tutor::backend::lab::charts;
 use tutor::backend::lab::upstream::{self, Binary};
 
-use super::support::{self, Out};
+use super::support::{Out, output, tutor_upstream};
 
 crate::tests![
     the_native_routing_values_render_native_routing(K8s),
@@ -49,19 +49,14 @@ autoDirectNodeRoutes: false
 ";
 
 fn helm(args: &[&str], dir: &Path) -> Out {
-    let o = Command::new(upstream::path(Binary::Helm))
-        .args(args)
-        .current_dir(dir)
-        .env("HELM_CONFIG_HOME", dir.join("helm-config"))
-        .env("HELM_CACHE_HOME", dir.join("helm-cache"))
-        .env("HELM_DATA_HOME", dir.join("helm-data"))
-        .output()
-        .expect("run helm");
-    Out {
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        code: o.status.code().unwrap_or(-1),
-    }
+    output(
+        Command::new(upstream::path(Binary::Helm))
+            .args(args)
+            .current_dir(dir)
+            .env("HELM_CONFIG_HOME", dir.join("helm-config"))
+            .env("HELM_CACHE_HOME", dir.join("helm-cache"))
+            .env("HELM_DATA_HOME", dir.join("helm-data")),
+    )
 }
 
 /// The chart as the repository serves `version`, written to `dir`.
@@ -286,31 +281,17 @@ fn every_served_version_lints() {
     );
 }
 
-fn tutor(args: &[&str]) -> Out {
-    let o = Command::new(support::TUTOR)
-        .args(args)
-        .current_dir(support::fixtures())
-        .env("TUTOR_LAB_K8S", "upstream")
-        .output()
-        .expect("run tutor");
-    Out {
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        code: o.status.code().unwrap_or(-1),
-    }
-}
-
 struct Lab(String);
 
 impl Lab {
     fn sh(&self, script: &str) -> Out {
-        tutor(&["lab", "exec", &self.0, "host", "--", "bash", "-c", script])
+        tutor_upstream(&["lab", "exec", &self.0, "host", "--", "bash", "-c", script])
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let _ = tutor(&["lab", "down", &self.0]);
+        let _ = tutor_upstream(&["lab", "down", &self.0]);
     }
 }
 
@@ -320,7 +301,7 @@ impl Drop for Lab {
 /// the agent's catalogue plays cilium.)
 fn helm_installs_cilium_from_the_labs_repository() {
     let lab = Lab(format!("t{}-chart", std::process::id()));
-    tutor(&["lab", "up", "--name", &lab.0]).ok();
+    tutor_upstream(&["lab", "up", "--name", &lab.0]).ok();
     let o = lab.sh("kind create cluster");
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
 

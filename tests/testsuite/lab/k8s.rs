@@ -2,9 +2,7 @@
 //! kube-controller-manager and kube-scheduler built from their Go modules by `k8s/build.sh`,
 //! answering the real kubectl on the lab host.
 
-use std::process::Command;
-
-use super::support::{self, Out, fixtures};
+use super::support::{self, Out, tutor_upstream};
 
 crate::tests![
     the_real_api_server_answers_kubectl(Lab, K8s),
@@ -16,20 +14,6 @@ crate::tests![
     the_kube_backend_keeps_one_shell_per_pod(Lab, K8s)
 ];
 
-fn tutor(args: &[&str]) -> Out {
-    let o = Command::new(support::TUTOR)
-        .args(args)
-        .current_dir(fixtures())
-        .env("TUTOR_LAB_K8S", "upstream")
-        .output()
-        .expect("run tutor");
-    Out {
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        code: o.status.code().unwrap_or(-1),
-    }
-}
-
 /// A lab in upstream mode, down when dropped.
 pub(super) struct Lab {
     name: String,
@@ -38,16 +22,16 @@ pub(super) struct Lab {
 impl Lab {
     pub(super) fn up(tag: &str) -> Lab {
         let name = format!("t{}-{tag}", std::process::id());
-        tutor(&["lab", "up", "--name", &name]).ok();
+        tutor_upstream(&["lab", "up", "--name", &name]).ok();
         Lab { name }
     }
 
     pub(super) fn sh(&self, script: &str) -> Out {
-        tutor(&["lab", "exec", &self.name, "host", "--", "bash", "-c", script])
+        tutor_upstream(&["lab", "exec", &self.name, "host", "--", "bash", "-c", script])
     }
 
     pub(super) fn on(&self, target: &str, script: &str) -> Out {
-        tutor(&["lab", "exec", &self.name, target, "--", "bash", "-c", script])
+        tutor_upstream(&["lab", "exec", &self.name, target, "--", "bash", "-c", script])
     }
 
     /// `script` until it exits 0 (60 s at most): what it printed then.
@@ -71,7 +55,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let _ = tutor(&["lab", "down", &self.name]);
+        let _ = tutor_upstream(&["lab", "down", &self.name]);
     }
 }
 
@@ -360,7 +344,7 @@ fn the_kube_backend_keeps_one_shell_per_pod() {
     let ready = lab.sh("kubectl wait --for=condition=Ready pod/shell pod/other --timeout=90s");
     assert_eq!(ready.code, 0, "{}{}", ready.stdout, ready.stderr);
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let fixture = fixtures().join("pod-kernel.md");
+    let fixture = support::fixtures().join("pod-kernel.md");
     let began = std::time::Instant::now();
     let o = lab.sh(&format!(
         "cd {} && {} run --backend kube --context kind-kind --keep-going --format json --record r.json {}",

@@ -43,7 +43,18 @@ impl Out {
 }
 
 pub fn tutor(args: &[&str], cwd: &Path) -> Out {
-    let o = Command::new(TUTOR).args(args).current_dir(cwd).output().expect("run tutor");
+    output(Command::new(TUTOR).args(args).current_dir(cwd))
+}
+
+/// `tutor ARGS` in the fixtures directory, labs running the real Kubernetes control plane
+/// (`TUTOR_LAB_K8S=upstream`).
+pub fn tutor_upstream(args: &[&str]) -> Out {
+    output(Command::new(TUTOR).args(args).current_dir(fixtures()).env("TUTOR_LAB_K8S", "upstream"))
+}
+
+/// Run `cmd` to its end, its output as text.
+pub fn output(cmd: &mut Command) -> Out {
+    let o = cmd.output().expect("run tutor");
     Out {
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
