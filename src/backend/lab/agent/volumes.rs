@@ -113,10 +113,58 @@ fn mode_of(item: Option<i32>, default: Option<i32>) -> u32 {
     (item.or(default).unwrap_or(DEFAULT_MODE) & 0o777) as u32
 }
 
+/// The API object a `configMap` or `secret` volume (or projected source) takes its keys from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keyed {
+    ConfigMap,
+    Secret,
+}
+
+impl Keyed {
+    /// As the kubelet's messages name it.
+    fn word(self) -> &'static str {
+        match self {
+            Keyed::ConfigMap => "configmap",
+            Keyed::Secret => "secret",
+        }
+    }
+}
+
+/// Fetch ConfigMap or Secret `name` and select its keys into files ([`select`]); an object
+/// that does not exist is an error unless `optional` (then there are no files).
+async fn fetch_keys(
+    client: &Client,
+    namespace: &str,
+    kind: Keyed,
+    name: &str,
+    items: Option<&Vec<KeyToPath>>,
+    default_mode: Option<i32>,
+    optional: bool,
+) -> Result<Vec<File>, MountCause> {
+    let api = |e| MountCause::Api(Arc::new(e));
+    let data = match kind {
+        Keyed::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(api)?
+            .map(|o| config_map_data(&o)),
+        Keyed::Secret => Api::<Secret>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(api)?
+            .map(|o| secret_data(&o)),
+    };
+    match data {
+        Some(data) => select(kind, &data, items, default_mode, optional),
+        None if optional => Ok(vec![]),
+        None => Err(MountCause::NoSource { kind: kind.word(), name: name.to_string() }),
+    }
+}
+
 /// Select keys of a ConfigMap or Secret into files: all of them, or `items` (a key missing
 /// from the object is an error unless `optional`).
 fn select(
-    what: &str,
+    kind: Keyed,
     data: &BTreeMap<String, Vec<u8>>,
     items: Option<&Vec<KeyToPath>>,
     default_mode: Option<i32>,
@@ -135,7 +183,7 @@ fn select(
                         out.push(File { path: it.path.clone(), data: v.clone(), mode: mode_of(it.mode, default_mode) })
                     }
                     None if optional => {}
-                    None if what == "secret" => {
+                    None if kind == Keyed::Secret => {
                         return Err(MountCause::NoSecretKey(it.key.clone()));
                     }
                     None => return Err(MountCause::NoConfigKey(it.key.clone())),
@@ -187,8 +235,6 @@ pub struct Source<'a> {
 pub async fn resolve(pod: &Pod, src: &Source<'_>) -> Result<BTreeMap<String, Content>, MountError> {
     let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let pod_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
-    let cms = Api::<ConfigMap>::namespaced(src.client.clone(), &ns);
-    let secrets = Api::<Secret>::namespaced(src.client.clone(), &ns);
     let mut out = BTreeMap::new();
     for v in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
         let fail = |cause: MountCause| MountError { volume: v.name.clone(), cause };
@@ -198,24 +244,15 @@ pub async fn resolve(pod: &Pod, src: &Source<'_>) -> Result<BTreeMap<String, Con
             Content::HostPath { path: h.path.clone(), type_: h.type_.clone().unwrap_or_default() }
         } else if let Some(c) = &v.config_map {
             let optional = c.optional.unwrap_or(false);
-            match cms.get_opt(&c.name).await.map_err(|e| fail(MountCause::Api(Arc::new(e))))? {
-                Some(cm) => Content::Files(
-                    select("configmap", &config_map_data(&cm), c.items.as_ref(), c.default_mode, optional)
-                        .map_err(fail)?,
-                ),
-                None if optional => Content::Files(vec![]),
-                None => return Err(fail(MountCause::NoSource { kind: "configmap", name: c.name.clone() })),
-            }
+            let (items, mode) = (c.items.as_ref(), c.default_mode);
+            Content::Files(
+                fetch_keys(src.client, &ns, Keyed::ConfigMap, &c.name, items, mode, optional).await.map_err(fail)?,
+            )
         } else if let Some(s) = &v.secret {
-            let name = s.secret_name.clone().unwrap_or_default();
+            let name = s.secret_name.as_deref().unwrap_or_default();
             let optional = s.optional.unwrap_or(false);
-            match secrets.get_opt(&name).await.map_err(|e| fail(MountCause::Api(Arc::new(e))))? {
-                Some(obj) => Content::Files(
-                    select("secret", &secret_data(&obj), s.items.as_ref(), s.default_mode, optional).map_err(fail)?,
-                ),
-                None if optional => Content::Files(vec![]),
-                None => return Err(fail(MountCause::NoSource { kind: "secret", name })),
-            }
+            let (items, mode) = (s.items.as_ref(), s.default_mode);
+            Content::Files(fetch_keys(src.client, &ns, Keyed::Secret, name, items, mode, optional).await.map_err(fail)?)
         } else if let Some(d) = &v.downward_api {
             let mut files = vec![];
             for it in d.items.iter().flatten() {
@@ -242,27 +279,15 @@ pub async fn resolve(pod: &Pod, src: &Source<'_>) -> Result<BTreeMap<String, Con
                         mode: mode_of(None, p.default_mode),
                     });
                 }
-                if let Some(c) = &s.config_map {
-                    let optional = c.optional.unwrap_or(false);
-                    match cms.get_opt(&c.name).await.map_err(|e| fail(MountCause::Api(Arc::new(e))))? {
-                        Some(cm) => files.extend(
-                            select("configmap", &config_map_data(&cm), c.items.as_ref(), p.default_mode, optional)
-                                .map_err(fail)?,
-                        ),
-                        None if optional => {}
-                        None => return Err(fail(MountCause::NoSource { kind: "configmap", name: c.name.clone() })),
-                    }
-                }
-                if let Some(sec) = &s.secret {
-                    let optional = sec.optional.unwrap_or(false);
-                    match secrets.get_opt(&sec.name).await.map_err(|e| fail(MountCause::Api(Arc::new(e))))? {
-                        Some(obj) => files.extend(
-                            select("secret", &secret_data(&obj), sec.items.as_ref(), p.default_mode, optional)
-                                .map_err(fail)?,
-                        ),
-                        None if optional => {}
-                        None => return Err(fail(MountCause::NoSource { kind: "secret", name: sec.name.clone() })),
-                    }
+                let keyed = [
+                    s.config_map.as_ref().map(|c| (Keyed::ConfigMap, &c.name, c.items.as_ref(), c.optional)),
+                    s.secret.as_ref().map(|c| (Keyed::Secret, &c.name, c.items.as_ref(), c.optional)),
+                ];
+                for (kind, name, items, optional) in keyed.into_iter().flatten() {
+                    let optional = optional.unwrap_or(false);
+                    files.extend(
+                        fetch_keys(src.client, &ns, kind, name, items, p.default_mode, optional).await.map_err(fail)?,
+                    );
                 }
                 if let Some(d) = &s.downward_api {
                     for it in d.items.iter().flatten() {
@@ -579,13 +604,13 @@ mod tests {
     fn items_select_keys_and_missing_keys_fail_unless_optional() {
         let data: BTreeMap<String, Vec<u8>> = [("k".to_string(), b"v".to_vec())].into();
         let item = |key: &str| KeyToPath { key: key.into(), path: format!("p/{key}"), mode: Some(0o400) };
-        let got = select("configmap", &data, Some(&vec![item("k")]), None, false).unwrap();
+        let got = select(Keyed::ConfigMap, &data, Some(&vec![item("k")]), None, false).unwrap();
         assert_eq!(got, vec![File { path: "p/k".into(), data: b"v".to_vec(), mode: 0o400 }]);
-        let err = select("secret", &data, Some(&vec![item("x")]), None, false).unwrap_err();
+        let err = select(Keyed::Secret, &data, Some(&vec![item("x")]), None, false).unwrap_err();
         assert!(matches!(&err, MountCause::NoSecretKey(k) if k == "x"), "{err:?}");
         assert_eq!(err.to_string(), "references non-existent secret key: x");
-        assert!(select("configmap", &data, Some(&vec![item("x")]), None, true).unwrap().is_empty());
-        let all = select("configmap", &data, None, Some(0o600), false).unwrap();
+        assert!(select(Keyed::ConfigMap, &data, Some(&vec![item("x")]), None, true).unwrap().is_empty());
+        let all = select(Keyed::ConfigMap, &data, None, Some(0o600), false).unwrap();
         assert_eq!(all[0].mode, 0o600);
     }
 
