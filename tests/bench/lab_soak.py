@@ -112,15 +112,23 @@ def hwm_kb(pid):
     return 0
 
 
-def netns_holders(inodes):
-    """Tasks still in one of these network namespaces."""
+def netns_holders(inodes, labs):
+    """Tasks still in one of these network namespaces, but for those of another user's lab: a
+    namespace inode number is reused once its namespace is gone, so a task in a live lab that is
+    not one of these runs' holds a new namespace, not a leftover."""
     held = []
     for task in glob.glob("/proc/[0-9]*/task/[0-9]*/ns/net"):
         try:
-            if os.stat(task).st_ino in inodes:
-                held.append(task)
+            if os.stat(task).st_ino not in inodes:
+                continue
         except OSError:
-            pass
+            continue
+        pid = task.split("/")[2]
+        cgroup = (read(f"/proc/{pid}/cgroup") or "").strip().split("::")[-1]
+        lab = cgroup.split("/tutor/labs/")[1].split("/")[0] if "/tutor/labs/" in cgroup else None
+        if lab is not None and lab not in labs:
+            continue
+        held.append(f"{task} {b' '.join(cmdline(int(pid))).decode(errors='replace')[:80]}")
     return held
 
 
@@ -158,7 +166,7 @@ def leftovers(state, token, tmpdir):
         "supervisors": [n for n, pid in labs.items() if n.encode() in cmdline(pid) and b"supervise" in cmdline(pid)],
         "registry": [n for n in labs if os.path.exists(os.path.join(LABS, n))],
         "cgroups": [n for n in labs if os.path.isdir(os.path.join(CG, n))],
-        "netns_held": netns_holders(state["inodes"]),
+        "netns_held": netns_holders(state["inodes"], labs),
         "workdirs": os.listdir(tmpdir),
         "records": [r for r in (os.listdir(RUNS) if os.path.isdir(RUNS) else [])
                     if r.split("-")[0].isdigit() and int(r.split("-")[0]) in state["runs"]],
@@ -290,6 +298,7 @@ def main():
     print(json.dumps(summary, indent=1), flush=True)
     for i, left in dirty:
         print(f"run {i} left: {left}", flush=True)
+    print(f"after gc: {after_gc}", flush=True)
     if not any(after_gc.values()):
         shutil.rmtree(tmpdir, ignore_errors=True)
     return 1 if any(after_gc.values()) else 0
