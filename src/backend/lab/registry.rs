@@ -340,7 +340,20 @@ fn remove_entry(p: &Path) -> Result<(), LabError> {
     if let Some(info) = read_lab_json(p) {
         super::supervisor::kill_inside(&info.netns_inodes);
     }
-    if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) }.map_err(|e| LabError::io(p, e))
+    match if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) } {
+        // Gone meanwhile (its supervisor finished its own teardown): nothing left to remove.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other.map_err(|e| LabError::io(p, e)),
+    }
+}
+
+/// A supervisor's own entry, removed at teardown: renamed to a hidden name first (atomically,
+/// without the lock), so `gc` and `list` see the whole entry or none of it, never one half
+/// deleted; `gc` removes what a supervisor killed in the middle left under that name.
+pub fn remove_own(d: &Path) {
+    let gone = root().join(format!(".gone-{}", std::process::id()));
+    let d = if std::fs::rename(d, &gone).is_ok() { gone.as_path() } else { d };
+    let _ = std::fs::remove_dir_all(d);
 }
 
 /// What `gc` removed.
@@ -361,9 +374,11 @@ pub fn gc() -> Result<GcReport, LabError> {
     let mut report = GcReport::default();
     let live: Vec<String> = {
         let _lock = lock_root()?;
-        // Claims a claimer died in the middle of (the lock is held for a whole claim).
+        // Claims a claimer died in the middle of (the lock is held for a whole claim), entries a
+        // supervisor was removing (`remove_own`).
         for e in std::fs::read_dir(root()).into_iter().flatten().flatten() {
-            if e.file_name().to_string_lossy().starts_with(".claim-") {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".claim-") || name.starts_with(".gone-") {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }

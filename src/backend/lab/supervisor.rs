@@ -159,7 +159,7 @@ fn uncontain(name: &str) -> usize {
 fn teardown(lab: &Lab) -> ! {
     uncontain(&lab.name);
     kill_inside(&lab.netns_inodes());
-    let _ = std::fs::remove_dir_all(&lab.dir);
+    registry::remove_own(&lab.dir);
     std::process::exit(0)
 }
 
