@@ -128,7 +128,11 @@ def netns_holders(inodes, labs):
         lab = cgroup.split("/tutor/labs/")[1].split("/")[0] if "/tutor/labs/" in cgroup else None
         if lab is not None and lab not in labs:
             continue
-        held.append(f"{task} {b' '.join(cmdline(int(pid))).decode(errors='replace')[:80]}")
+        # Another lab's supervisor tearing down has left its cgroup already.
+        argv = cmdline(int(pid))
+        if b"supervise" in argv and b"--name" in argv and argv[argv.index(b"--name") + 1].decode() not in labs:
+            continue
+        held.append(f"{task} {b' '.join(argv).decode(errors='replace')[:80]}")
     return held
 
 
