@@ -92,8 +92,8 @@ pub fn main() -> ExitCode {
     if let Some(code) = lab::shim_dispatch() {
         return code;
     }
-    // The lab's cilium image links its programs (`cilium-agent`, `cilium-dbg`) to this binary.
-    if let Some(code) = crate::backend::lab::cilium::dispatch() {
+    // Image programs the lab plays (`cilium-agent`, `cilium-dbg`, …) are links to this binary.
+    if let Some(code) = crate::backend::lab::programs::dispatch() {
         return code;
     }
     let cli = match Cli::try_parse() {

@@ -101,6 +101,20 @@ fn listen(
     Ok(Server { stop, addr })
 }
 
+/// Serve HTTP on `port` from this process (an image program in its pod's namespaces), until
+/// the process is killed.
+pub fn serve_blocking(port: u16, name: &str, handler: Handler) -> std::io::Result<()> {
+    let listener = TcpListener::bind(("0.0.0.0", port))?;
+    loop {
+        let (conn, peer) = listener.accept()?;
+        let name = name.to_string();
+        std::thread::spawn(move || {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+            serve_one(conn, peer, &name, handler)
+        });
+    }
+}
+
 fn serve_one(mut conn: impl Read + Write, peer: SocketAddr, name: &str, handler: Handler) {
     let mut reader = BufReader::new(&mut conn);
     let mut line = String::new();
@@ -160,6 +174,12 @@ pub fn deathstar(req: &Request, _pod: &str) -> (u16, &'static str, Vec<u8>) {
         (_, "/v1/request-landing") => (405, "text/plain", "Method Not Allowed\n".into()),
         _ => (404, "text/plain", "Not Found\n".into()),
     }
+}
+
+/// netperf's control port as the lab's `netserver` plays it: the port is open, and any
+/// request is answered with a refusal (the lab runs no netperf tests).
+pub fn refuse_tests(_req: &Request, _name: &str) -> (u16, &'static str, Vec<u8>) {
+    (501, "text/plain", "the lab's netserver runs no netperf tests\n".into())
 }
 
 /// The outside world's API. `/api/starships` answers what the article prints; every other path

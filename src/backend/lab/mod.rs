@@ -5,7 +5,7 @@
 pub mod agent;
 mod apps;
 pub mod arp;
-mod bpf_masq;
+pub mod bpf_masq;
 pub use bpf_masq::BpfCause;
 pub mod charts;
 pub mod cilium;
@@ -23,6 +23,7 @@ mod network;
 mod objects;
 mod outside;
 pub mod preflight;
+pub mod programs;
 pub mod protocol;
 pub mod registry;
 pub mod sandbox;
@@ -36,7 +37,7 @@ mod tls;
 pub mod topology;
 pub mod upstream;
 pub mod values;
-mod xdp_lb;
+pub mod xdp_lb;
 
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -11,6 +11,9 @@ pub const TABLE: &str = "tutor_services";
 /// One service frontend (address, protocol, port) and the endpoints it translates to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frontend {
+    /// `ClusterIP`, `NodePort`, `LoadBalancer`, `ExternalIPs` (as `cilium-dbg service list`
+    /// names them).
+    pub kind: &'static str,
     pub ip: std::net::Ipv4Addr,
     /// `tcp` or `udp`.
     pub proto: String,
@@ -52,6 +55,7 @@ impl ClusterRt {
                 let mut ips: Vec<_> = eps.iter().filter(|(_, p)| *p == port.target_port).map(|(ip, _)| *ip).collect();
                 ips.dedup();
                 frontends.push(Frontend {
+                    kind: "ClusterIP",
                     ip: svc.cluster_ip,
                     proto: port.protocol.to_lowercase(),
                     port: port.port,

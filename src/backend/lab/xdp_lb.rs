@@ -299,24 +299,29 @@ impl ClusterRt {
                 ));
             }
         }
-        let fw = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max("Frontend".len()) + 3;
-        let tw = "Service Type".len() + 3;
-        let mut out = format!("{:<5}{:<fw$}{:<tw$}Backend\n", "ID", "Frontend", "Service Type");
-        for (i, (front, kind, backends)) in rows.iter().enumerate() {
-            let id = (i + 1).to_string();
-            if backends.is_empty() {
-                out.push_str(&format!("{id:<5}{front:<fw$}{kind:<tw$}\n"));
-            }
-            for (k, b) in backends.iter().enumerate() {
-                if k == 0 {
-                    out.push_str(&format!("{id:<5}{front:<fw$}{kind:<tw$}{} => {b} (active)\n", k + 1));
-                } else {
-                    out.push_str(&format!("{:<w$}{} => {b} (active)\n", "", k + 1, w = 5 + fw + tw));
-                }
+        Ok(service_table(&rows))
+    }
+}
+
+/// `cilium-dbg service list`'s table of (frontend, service type, backends) rows.
+pub fn service_table(rows: &[(String, String, Vec<String>)]) -> String {
+    let fw = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max("Frontend".len()) + 3;
+    let tw = "Service Type".len() + 3;
+    let mut out = format!("{:<5}{:<fw$}{:<tw$}Backend\n", "ID", "Frontend", "Service Type");
+    for (i, (front, kind, backends)) in rows.iter().enumerate() {
+        let id = (i + 1).to_string();
+        if backends.is_empty() {
+            out.push_str(&format!("{id:<5}{front:<fw$}{kind:<tw$}\n"));
+        }
+        for (k, b) in backends.iter().enumerate() {
+            if k == 0 {
+                out.push_str(&format!("{id:<5}{front:<fw$}{kind:<tw$}{} => {b} (active)\n", k + 1));
+            } else {
+                out.push_str(&format!("{:<w$}{} => {b} (active)\n", "", k + 1, w = 5 + fw + tw));
             }
         }
-        Ok(out)
     }
+    out
 }
 
 /// `cilium-dbg status --verbose`'s KubeProxyReplacement details: the load-balancing mode and

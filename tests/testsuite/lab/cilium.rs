@@ -6,7 +6,7 @@
 use super::k8s::Lab;
 use super::support::fixtures;
 
-crate::tests![native_routing_and_services_on_the_real_api(Lab, K8s)];
+crate::tests![native_routing_and_services_on_the_real_api(Lab, K8s), bpf_masquerade_and_cilium_dbg(Lab, K8s)];
 
 /// Routes to other nodes' pod ranges via their addresses on the kind network.
 fn direct_routes(routes: &str) -> usize {
@@ -71,4 +71,40 @@ fn native_routing_and_services_on_the_real_api() {
     assert!(page.contains("Welcome to nginx"), "{page}");
     let o = lab.sh("kubectl -n kube-system wait --for=condition=Ready pod -l k8s-app=kube-dns --timeout=60s");
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+}
+
+/// `bpf.masquerade` with ip-masq-agent: the agents load the lab's BPF masquerade, `cilium-dbg`
+/// in their pods reports it from their state and maps, and the Star Wars demo's pods (the
+/// lab's deathstar and netperf images) reach each other and the outside, masqueraded.
+fn bpf_masquerade_and_cilium_dbg() {
+    let lab = Lab::up("ciliumbpf");
+    let dir = fixtures().display().to_string();
+    let o = lab.sh(&format!(
+        "cd {dir} && kind create cluster --config kind-config.yaml && helm repo add cilium https://helm.cilium.io/ && \
+         helm install -n kube-system cilium cilium/cilium -f cilium-bpf-masq.yaml && kubectl apply -f http-sw-app.yaml"
+    ));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let o = lab.sh("kubectl wait --for=condition=Ready pod --all --timeout=120s");
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let status = lab.eventually("kubectl -n kube-system exec ds/cilium -- cilium-dbg status | grep Masquerading");
+    assert_eq!(
+        status.trim_end(),
+        "Masquerading:            BPF (ip-masq-agent)   [eth0]   10.244.0.0/16 [IPv4: Enabled, IPv6: Disabled]"
+    );
+    let list = lab.sh("kubectl -n kube-system exec ds/cilium -- cilium-dbg bpf ipmasq list").ok();
+    assert_eq!(list, "IP PREFIX/ADDRESS\n10.244.0.0/16\n169.254.0.0/16\n");
+    let landed = lab.eventually(
+        "kubectl exec tiefighter -- curl -s --connect-timeout 5 -XPOST deathstar.default.svc.cluster.local/v1/request-landing",
+    );
+    assert_eq!(landed, "Ship landed\n");
+    // Leaving the cluster, the pod's address is replaced by its node's (BPF SNAT on eth0). By
+    // address: names outside the cluster no longer resolve (the article's CoreDNS problem).
+    let origin = lab.eventually("kubectl exec tiefighter -- curl -s --connect-timeout 5 http://203.0.113.10/ip");
+    assert!(origin.starts_with("{\"origin\":\"172.18.0."), "{origin}");
+    let services = lab.sh("kubectl -n kube-system exec ds/cilium -- cilium-dbg service list").ok();
+    assert!(services.starts_with("ID   Frontend"), "{services}");
+    assert!(services.contains("ClusterIP"), "{services}");
+    let unknown = lab.sh("kubectl -n kube-system exec ds/cilium -- cilium-dbg bpf ct list global");
+    assert_ne!(unknown.code, 0);
+    assert!(unknown.stderr.contains("not played by the lab's cilium image"), "{}", unknown.stderr);
 }

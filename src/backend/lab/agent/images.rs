@@ -234,6 +234,26 @@ const CATALOGUE: &[Entry] = &[
         links: &[("/usr/bin/cilium-operator-generic", "@tutor"), ("/usr/bin/cilium-operator", "@tutor")],
     },
     Entry {
+        // The http-sw-app demo's Death Star: no registry has its program, so it is the
+        // project's own (`apps::deathstar`, HTTP on port 80).
+        keys: &["cilium/starwars"],
+        entrypoint: &["/usr/bin/deathstar"],
+        cmd: &[],
+        needs: &[],
+        busybox: false,
+        links: &[("/usr/bin/deathstar", "@tutor")],
+    },
+    Entry {
+        // netperf's image with curl: the machine's curl and tools; its `netserver -D` is the
+        // lab's (the port is open, no netperf test runs: netperf is not packaged here).
+        keys: &["tgraf/netperf"],
+        entrypoint: &[],
+        cmd: &["netserver", "-D"],
+        needs: &["curl"],
+        busybox: false,
+        links: &[("/usr/bin/netserver", "@tutor")],
+    },
+    Entry {
         keys: &["hashicorp/http-echo"],
         entrypoint: &["/http-echo"],
         cmd: &[],

@@ -16,12 +16,12 @@
 //! One difference from the real agent, said where it shows: an edit of `cilium-config` (a
 //! `helm upgrade`) takes effect at once, without restarting the agents.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -33,6 +33,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::CiliumError;
 use super::config::AgentConfig;
+use crate::backend::lab::bpf_masq::BpfMasq;
 use crate::backend::lab::config::Role;
 use crate::backend::lab::sandbox::{Mounts, NetNs, NsThread};
 use crate::backend::lab::services::{Frontend, nft_script};
@@ -45,6 +46,10 @@ use crate::backend::lab::{datapath, masquerade};
 const CNI_DIR: &str = "/host/etc/cni/net.d";
 pub const CNI_CONF: &str = "05-cilium.conflist";
 const HEALTH: &str = "127.0.0.1:9879";
+/// The agent's API socket (Cilium's path).
+pub const SOCKET: &str = "/var/run/cilium/cilium.sock";
+/// ip-masq-agent's configuration, mounted from its ConfigMap.
+const IP_MASQ_AGENT: &str = "/etc/config/ip-masq-agent";
 
 struct Args {
     config_dir: PathBuf,
@@ -87,6 +92,29 @@ struct Applied {
     cni: bool,
 }
 
+/// The agent's view of its node, shared by the reconciler and the API `cilium-dbg` asks.
+#[derive(Default)]
+struct NodeState {
+    applied: Applied,
+    /// BPF masquerade (`enable-bpf-masquerade`), loaded for these inputs.
+    bpf: Option<(BpfMasq, (Cidr, Vec<Cidr>))>,
+    /// `lxc` devices `from_pod` is attached to.
+    attached: BTreeSet<String>,
+    values: Option<CiliumValues>,
+    me: Option<NodePlan>,
+    frontends: Vec<Frontend>,
+    /// The last reconcile's error, if it failed.
+    failure: Option<String>,
+}
+
+/// Facts read once at start.
+struct Facts {
+    node: String,
+    kubernetes: String,
+    cilium: String,
+    service_subnet: Cidr,
+}
+
 pub async fn main(args: &[String]) -> Result<ExitCode, CiliumError> {
     let args = parse(args)?;
     let node = std::env::var("K8S_NODE_NAME").map_err(|_| {
@@ -127,16 +155,35 @@ pub async fn main(args: &[String]) -> Result<ExitCode, CiliumError> {
     .default_backoff()
     .touched_objects()
     .map(|r| r.map(drop));
+    // The node's pods: a new pod's lxc device gets the BPF programs at once.
+    let pod_events = watcher(
+        Api::<k8s_openapi::api::core::v1::Pod>::all(client.clone()),
+        watcher::Config::default().fields(&format!("spec.nodeName={node}")),
+    )
+    .default_backoff()
+    .map(|r| r.map(drop));
     let events = futures_util::stream::select_all([
         node_events.boxed(),
         service_events.boxed(),
         slice_events.boxed(),
         config_events.boxed(),
+        pod_events.boxed(),
     ]);
     futures_util::pin_mut!(events);
 
+    let facts = Arc::new(Facts {
+        kubernetes: client
+            .apiserver_version()
+            .await
+            .map(|v| v.git_version)
+            .map_err(CiliumError::api("reading the API server's version"))?,
+        cilium: own_version(&client, &namespace, &node).await,
+        service_subnet: service_subnet(&client).await,
+        node: node.clone(),
+    });
     let ns = Arc::new(NsThread::with_net("cilium-agent", None, Mounts::default(), NetNs::Shared)?);
-    let mut applied = Applied::default();
+    let state = Arc::new(Mutex::new(NodeState::default()));
+    tokio::spawn(api(state.clone(), facts.clone(), nodes.clone()));
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     let mut reported: Option<String> = None;
     loop {
@@ -158,16 +205,17 @@ pub async fn main(args: &[String]) -> Result<ExitCode, CiliumError> {
             .map(|d| AgentConfig::from_map(d.into_iter().collect()))
             .unwrap_or_else(|| initial.clone());
         let observed = Observed { config, nodes: nodes.state(), services: services.state(), slices: slices.state() };
-        let (me, ns2, before) = (node.clone(), ns.clone(), applied.clone());
+        let (ns2, st, f) = (ns.clone(), state.clone(), facts.clone());
         let r = tokio::task::spawn_blocking(move || {
-            let mut a = before;
-            reconcile(&ns2, &me, &observed, &mut a).map(|()| a)
+            let mut st = st.lock().unwrap_or_else(|e| e.into_inner());
+            let r = reconcile(&ns2, &f, &observed, &mut st);
+            st.failure = r.as_ref().err().map(ToString::to_string);
+            r.map(|()| st.applied.cni)
         })
         .await;
         match r {
-            Ok(Ok(a)) => {
-                applied = a;
-                ready.store(applied.cni, Ordering::SeqCst);
+            Ok(Ok(cni)) => {
+                ready.store(cni, Ordering::SeqCst);
                 reported = None;
             }
             Ok(Err(e)) => {
@@ -180,6 +228,152 @@ pub async fn main(args: &[String]) -> Result<ExitCode, CiliumError> {
             Err(e) => eprintln!("level=error msg=\"{e}\""),
         }
     }
+}
+
+/// The Cilium version of this node's agent pod, from its image tag (`v1.19.1` → `1.19.1`).
+async fn own_version(client: &Client, namespace: &str, node: &str) -> String {
+    let lp = kube::api::ListParams::default().labels("k8s-app=cilium").fields(&format!("spec.nodeName={node}"));
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), namespace).list(&lp).await;
+    pods.ok()
+        .and_then(|l| l.items.into_iter().next())
+        .and_then(|p| p.spec?.containers.into_iter().find(|c| c.name == "cilium-agent")?.image)
+        .and_then(|i| image_version(&i))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `quay.io/cilium/cilium:v1.19.1@sha256:…` → `1.19.1`.
+pub fn image_version(image: &str) -> Option<String> {
+    let no_digest = image.split('@').next()?;
+    let (_, tag) = no_digest.rsplit_once(':').filter(|(repo, _)| !repo.is_empty())?;
+    Some(tag.trim_start_matches('v').to_string())
+}
+
+/// The cluster's service range, from kubeadm's `kubeadm-config` (kind's default when absent).
+async fn service_subnet(client: &Client) -> Cidr {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), "kube-system").get("kubeadm-config").await;
+    cm.ok()
+        .and_then(|c| c.data?.get("ClusterConfiguration").cloned())
+        .and_then(|y| serde_yaml::from_str::<serde_yaml::Value>(&y).ok())
+        .and_then(|v| Cidr::parse(v.get("networking")?.get("serviceSubnet")?.as_str()?).ok())
+        .unwrap_or_else(|| Cidr::parse("10.96.0.0/16").expect("valid"))
+}
+
+/// The agent's API for `cilium-dbg`, on `/var/run/cilium/cilium.sock` as Cilium's: one request
+/// line, the answer's text, then the connection closes.
+async fn api(state: Arc<Mutex<NodeState>>, facts: Arc<Facts>, nodes: reflector::Store<Node>) {
+    let path = Path::new(SOCKET);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = match tokio::net::UnixListener::bind(path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("level=error msg=\"API socket {SOCKET}: {e}\"");
+            return;
+        }
+    };
+    loop {
+        let Ok((conn, _)) = listener.accept().await else { continue };
+        let (state, facts, count) = (state.clone(), facts.clone(), nodes.state().len());
+        tokio::spawn(async move {
+            let (r, mut w) = conn.into_split();
+            let mut line = String::new();
+            let mut r = tokio::io::BufReader::new(r);
+            if tokio::io::AsyncBufReadExt::read_line(&mut r, &mut line).await.is_err() {
+                return;
+            }
+            let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            let answer = tokio::task::spawn_blocking(move || {
+                let st = state.lock().unwrap_or_else(|e| e.into_inner());
+                answer(&st, &facts, count, &words)
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            let text = match answer {
+                Ok(t) => format!("0\n{t}"),
+                Err(e) => format!("1\n{e}\n"),
+            };
+            let _ = w.write_all(text.as_bytes()).await;
+        });
+    }
+}
+
+/// What `cilium-dbg WORDS` prints, from the agent's state and its maps.
+fn answer(st: &NodeState, facts: &Facts, nodes: usize, words: &[String]) -> Result<String, String> {
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    let values = st.values.as_ref().ok_or("the agent has not programmed its node yet")?;
+    let me = st.me.as_ref().ok_or("the agent has not programmed its node yet")?;
+    match w.as_slice() {
+        ["status", rest @ ..] if rest.iter().all(|r| matches!(*r, "--verbose" | "--brief")) => {
+            if rest.contains(&"--brief") {
+                return Ok(if st.failure.is_none() { "OK\n".into() } else { "error\n".into() });
+            }
+            Ok(status(st, facts, nodes, values, me))
+        }
+        ["service", "list"] => {
+            let rows: Vec<(String, String, Vec<String>)> = st
+                .frontends
+                .iter()
+                .map(|f| {
+                    (
+                        format!("{}:{}", f.ip, f.port),
+                        f.kind.to_string(),
+                        f.backends.iter().map(|b| format!("{b}:{}", f.target_port)).collect(),
+                    )
+                })
+                .collect();
+            Ok(crate::backend::lab::xdp_lb::service_table(&rows))
+        }
+        ["bpf", "ipmasq", "list"] => {
+            let prefixes = match &st.bpf {
+                Some((bpf, _)) if values.ip_masq_agent => bpf.ipmasq_list().map_err(|e| e.to_string())?,
+                _ => vec![],
+            };
+            Ok(std::iter::once("IP PREFIX/ADDRESS".to_string()).chain(prefixes).map(|l| l + "\n").collect())
+        }
+        _ => Err(format!(
+            "cilium-dbg {}: not played by the lab's cilium image (it has: status [--verbose|--brief], service list, bpf ipmasq list, build-config)",
+            words.join(" ")
+        )),
+    }
+}
+
+fn status(st: &NodeState, facts: &Facts, nodes: usize, v: &CiliumValues, me: &NodePlan) -> String {
+    let native = v.native_routing_cidr.map(|c| c.to_string()).unwrap_or_default();
+    let host = if v.bpf_masquerade { "BPF" } else { "Legacy" };
+    let masq = if !v.ipv4_masquerade {
+        "Disabled".to_string()
+    } else if v.bpf_masquerade {
+        let agent = if v.ip_masq_agent { " (ip-masq-agent)" } else { "" };
+        format!("BPF{agent}   [eth0]   {native} [IPv4: Enabled, IPv6: Disabled]")
+    } else {
+        "IPTables [IPv4: Enabled, IPv6: Disabled]".to_string()
+    };
+    let k8s = &facts.kubernetes;
+    let minor = k8s.trim_start_matches('v').splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
+    let kpr = if v.kube_proxy_replacement { "True" } else { "False" };
+    let controllers = if st.failure.is_none() { "ok".to_string() } else { "1 failing".to_string() };
+    format!(
+        "KVStore:                 Ok   Disabled\n\
+         Kubernetes:              Ok   {minor} ({k8s}) [linux/amd64]\n\
+         KubeProxyReplacement:    {kpr}   [eth0   {ip} (Direct Routing)]\n\
+         Host firewall:           Disabled\n\
+         CNI Chaining:            none\n\
+         Cilium:                  Ok   {cilium}\n\
+         NodeMonitor:             Disabled\n\
+         IPAM:                    IPv4: {used}/254 allocated from {cidr}, \n\
+         Host Routing:            {host}\n\
+         Masquerading:            {masq}\n\
+         Routing:                 Network: Native   Host: {host}\n\
+         Controller Status:       {controllers}\n\
+         Cluster nodes:           {nodes}\n",
+        ip = me.ip,
+        cilium = facts.cilium,
+        // The pods' addresses on this node and the router's.
+        used = lxc_links().len() + 1,
+        cidr = me.pod_cidr,
+    )
 }
 
 /// `/healthz` for the startup, liveness and readiness probes: 200 once the node is programmed.
@@ -256,11 +450,13 @@ pub fn frontends(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>], me: I
                     && s.address_type == "IPv4"
             })
             .collect();
-        let mut addresses = vec![];
-        if let Some(status) = svc.status.as_ref().and_then(|s| s.load_balancer.as_ref()) {
-            addresses.extend(status.ingress.iter().flatten().filter_map(|i| i.ip.as_deref()?.parse::<Ipv4Addr>().ok()));
-        }
-        addresses.extend(spec.external_ips.iter().flatten().filter_map(|ip| ip.parse::<Ipv4Addr>().ok()));
+        let lb: Vec<Ipv4Addr> = svc
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .map(|s| s.ingress.iter().flatten().filter_map(|i| i.ip.as_deref()?.parse().ok()).collect())
+            .unwrap_or_default();
+        let external: Vec<Ipv4Addr> = spec.external_ips.iter().flatten().filter_map(|ip| ip.parse().ok()).collect();
         for port in spec.ports.iter().flatten() {
             let proto = port.protocol.as_deref().unwrap_or("TCP").to_lowercase();
             // The endpoints' port for this service port (matched by name).
@@ -282,15 +478,25 @@ pub fn frontends(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>], me: I
             backends.sort();
             backends.dedup();
             let target_port = target.unwrap_or(port.port as u16);
-            let mut add = |ip: Ipv4Addr, port_no: u16| {
-                out.push(Frontend { ip, proto: proto.clone(), port: port_no, target_port, backends: backends.clone() })
+            let mut add = |kind: &'static str, ip: Ipv4Addr, port_no: u16| {
+                out.push(Frontend {
+                    kind,
+                    ip,
+                    proto: proto.clone(),
+                    port: port_no,
+                    target_port,
+                    backends: backends.clone(),
+                })
             };
-            add(cluster_ip, port.port as u16);
-            for a in &addresses {
-                add(*a, port.port as u16);
+            add("ClusterIP", cluster_ip, port.port as u16);
+            for a in &lb {
+                add("LoadBalancer", *a, port.port as u16);
+            }
+            for a in &external {
+                add("ExternalIPs", *a, port.port as u16);
             }
             if let Some(np) = port.node_port {
-                add(me, np as u16);
+                add("NodePort", me, np as u16);
             }
         }
     }
@@ -318,13 +524,42 @@ fn has_link(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
 
-fn reconcile(ns: &NsThread, me: &str, o: &Observed, a: &mut Applied) -> Result<(), CiliumError> {
-    let values = o.config.datapath()?;
+/// The node's `lxc` devices (its pods' veths in Cilium's layout).
+fn lxc_links() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("lxc")).collect()
+        })
+        .unwrap_or_default()
+}
+
+/// ip-masq-agent's configuration as the DaemonSet mounts it (`nonMasqueradeCIDRs`).
+fn ip_masq_agent_cidrs() -> Result<Vec<Cidr>, CiliumError> {
+    let Ok(text) = std::fs::read_to_string(IP_MASQ_AGENT) else { return Ok(vec![]) };
+    let bad = |why: String| CiliumError::Config { key: IP_MASQ_AGENT.into(), why };
+    let v: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    v.get("nonMasqueradeCIDRs")
+        .and_then(serde_yaml::Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let s = c.as_str().ok_or_else(|| bad("nonMasqueradeCIDRs holds a non-string".into()))?;
+            Cidr::parse(s).map_err(|e| bad(format!("{s}: {e}")))
+        })
+        .collect()
+}
+
+fn reconcile(ns: &NsThread, facts: &Facts, o: &Observed, st: &mut NodeState) -> Result<(), CiliumError> {
+    let mut values = o.config.datapath()?;
+    if values.ip_masq_agent {
+        values.non_masquerade_cidrs = ip_masq_agent_cidrs()?;
+    }
     let all = plans(&o.nodes);
-    let Some(mine) = all.iter().find(|p| p.name == me).cloned() else {
+    let Some(mine) = all.iter().find(|p| p.name == facts.node).cloned() else {
         // Not registered yet, or no podCIDR from the node IPAM controller yet.
         return Ok(());
     };
+    let a = &mut st.applied;
     if !a.installed {
         // An agent that restarts finds its devices in place, as the real one restores them.
         if !has_link("cilium_host") {
@@ -342,8 +577,31 @@ fn reconcile(ns: &NsThread, me: &str, o: &Observed, a: &mut Applied) -> Result<(
         masquerade::sync(ns, &mine, &all, &values)?;
         a.masquerade = Some(masq);
     }
+    // BPF masquerade: loaded for the current inputs, attached to every pod's lxc device.
+    let want = (values.ipv4_masquerade && values.bpf_masquerade)
+        .then(|| (values.native_routing_cidr.unwrap_or(mine.pod_cidr), masquerade::non_masquerade(&values)));
+    if st.bpf.as_ref().map(|(_, inputs)| inputs) != want.as_ref() {
+        st.bpf = None;
+        st.attached.clear();
+        if let Some(inputs) = want {
+            let bpf = BpfMasq::load(ns, mine.ip, inputs.0, facts.service_subnet, &inputs.1)?;
+            st.bpf = Some((bpf, inputs));
+        }
+    }
+    if let Some((bpf, _)) = &st.bpf {
+        let links = lxc_links();
+        st.attached.retain(|l| links.contains(l));
+        for l in links {
+            if !st.attached.contains(&l) {
+                bpf.attach_pod(ns, &l)?;
+                st.attached.insert(l);
+            }
+        }
+    }
+    let frontends = if values.kube_proxy_replacement { frontends(&o.services, &o.slices, mine.ip) } else { vec![] };
+    let a = &mut st.applied;
     if values.kube_proxy_replacement {
-        let script = nft_script(&frontends(&o.services, &o.slices, mine.ip));
+        let script = nft_script(&frontends);
         if a.services.as_ref() != Some(&script) {
             ns.command(&["nft", "-f", "-"], &script)?;
             a.services = Some(script);
@@ -353,6 +611,9 @@ fn reconcile(ns: &NsThread, me: &str, o: &Observed, a: &mut Applied) -> Result<(
         write_cni(Path::new(CNI_DIR))?;
         a.cni = true;
     }
+    st.frontends = frontends;
+    st.values = Some(values);
+    st.me = Some(mine);
     Ok(())
 }
 

@@ -10,10 +10,33 @@ use super::CiliumError;
 pub async fn main(args: &[String]) -> Result<ExitCode, CiliumError> {
     match args.first().map(String::as_str) {
         Some("build-config") => build_config(&args[1..]).await,
-        Some(other) => Err(CiliumError::Usage(format!(
-            "cilium-dbg {other}: not played by the lab's cilium image (it has: build-config)"
-        ))),
-        None => Err(CiliumError::Usage("cilium-dbg: a command is needed (the lab's has: build-config)".into())),
+        Some(_) => ask_agent(args).await,
+        None => Err(CiliumError::Usage(
+            "cilium-dbg: a command is needed (the lab's has: status, service list, bpf ipmasq list, build-config)"
+                .into(),
+        )),
+    }
+}
+
+/// Everything else is answered by the agent, over its API socket.
+async fn ask_agent(args: &[String]) -> Result<ExitCode, CiliumError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = super::agent::SOCKET;
+    let mut conn = tokio::net::UnixStream::connect(sock).await.map_err(CiliumError::io(format!(
+        "Error: Unable to reach the agent's API at unix://{sock} (is cilium-agent running?)"
+    )))?;
+    conn.write_all(format!("{}\n", args.join(" ")).as_bytes())
+        .await
+        .map_err(CiliumError::io("sending the request to the agent"))?;
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await.map_err(CiliumError::io("reading the agent's answer"))?;
+    let (code, body) = text.split_once('\n').unwrap_or(("1", "the agent closed the connection\n"));
+    if code == "0" {
+        print!("{body}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprint!("Error: {body}");
+        Ok(ExitCode::from(1))
     }
 }
 

@@ -10,6 +10,29 @@ use serde_json::{Value, json};
 
 use super::Spec;
 
+/// kubeadm's record of the cluster's configuration (`kube-system/kubeadm-config`, key
+/// `ClusterConfiguration`), which tutorials read for the pod and service subnets and Cilium's
+/// agent for the service range.
+pub fn kubeadm_config(spec: &Spec, version: &str) -> Value {
+    let cluster = format!(
+        "apiServer:\n  certSANs:\n  - localhost\n  - 127.0.0.1\napiVersion: kubeadm.k8s.io/v1beta4\n\
+         caCertificateValidityPeriod: 87600h0m0s\ncertificateValidityPeriod: 8760h0m0s\n\
+         certificatesDir: /etc/kubernetes/pki\nclusterName: {cluster}\n\
+         controlPlaneEndpoint: {cp}:6443\ncontrollerManager: {{}}\ndns: {{}}\n\
+         encryptionAlgorithm: RSA-2048\netcd:\n  local:\n    dataDir: /var/lib/etcd\n\
+         imageRepository: registry.k8s.io\nkind: ClusterConfiguration\nkubernetesVersion: {version}\n\
+         networking:\n  dnsDomain: cluster.local\n  podSubnet: {pods}\n  serviceSubnet: {services}\n\
+         proxy: {{}}\nscheduler: {{}}\n",
+        cluster = spec.cluster,
+        cp = spec.control_plane,
+        pods = spec.pod_subnet,
+        services = spec.service_subnet,
+    );
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
+           "data": {"ClusterConfiguration": cluster}})
+}
+
 /// kube-proxy's objects for `mode` (kind's `kubeProxyMode`: iptables, nftables, ipvs).
 pub fn kube_proxy(spec: &Spec, mode: &str, version: &str) -> Value {
     let config = format!(
@@ -204,6 +227,16 @@ mod tests {
         let ds = &v["items"][3];
         assert_eq!(ds["spec"]["template"]["spec"]["containers"][0]["image"], "registry.k8s.io/kube-proxy:v1.33.1");
         assert_eq!(ds["spec"]["template"]["spec"]["hostNetwork"], true);
+    }
+
+    #[test]
+    fn kubeadm_config_holds_the_subnets() {
+        let v = kubeadm_config(&spec(), "v1.33.1");
+        let text = v["data"]["ClusterConfiguration"].as_str().unwrap();
+        let c: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+        assert_eq!(c["networking"]["podSubnet"].as_str(), Some(spec().pod_subnet.to_string().as_str()));
+        assert_eq!(c["networking"]["serviceSubnet"].as_str(), Some(spec().service_subnet.to_string().as_str()));
+        assert_eq!(c["kind"].as_str(), Some("ClusterConfiguration"));
     }
 
     #[test]

@@ -601,6 +601,7 @@ impl ControlPlane {
     /// (kind's `kubeProxyMode`, `iptables` by default). See `addons`.
     pub fn apply_addons(&self, node: &NsThread, kube_proxy_mode: Option<&str>) -> Result<(), LabError> {
         let mut items = addons::coredns(&self.spec, &upstream::coredns_version())["items"].clone();
+        items.as_array_mut().expect("a list").push(addons::kubeadm_config(&self.spec, &upstream::kubernetes_version()));
         let mode = kube_proxy_mode.unwrap_or("iptables");
         if mode != "none" {
             let kp = addons::kube_proxy(&self.spec, mode, &upstream::kubernetes_version());
