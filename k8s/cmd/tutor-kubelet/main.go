@@ -99,7 +99,9 @@ func (a *agent) ExecInContainer(ctx context.Context, name string, _ types.UID, c
 		return err
 	}
 	c.Close()
-	args := []string{"--net=" + ans.NsDir + "/net", "--mount=" + ans.NsDir + "/mnt", "--uts=" + ans.NsDir + "/uts", "--wd=" + ans.Cwd, "--"}
+	// The working directory is entered inside the pod's mount namespace (coreutils' env -C):
+	// nsenter's --wd opens it before entering, which leaves the process in the node's tree.
+	args := []string{"--net=" + ans.NsDir + "/net", "--mount=" + ans.NsDir + "/mnt", "--uts=" + ans.NsDir + "/uts", "--", "/usr/bin/env", "-C", ans.Cwd, "--"}
 	p := exec.CommandContext(ctx, "nsenter", append(args, cmd...)...)
 	p.Env = ans.Env
 	if tty {

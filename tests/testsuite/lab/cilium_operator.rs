@@ -3,26 +3,11 @@
 //! pods; it registers Cilium's CRDs and gives LoadBalancer Services addresses from
 //! `CiliumLoadBalancerIPPool`s, as `kubectl` shows them.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::support::{self, Out};
+use super::support::{Out, tutor_upstream as tutor};
 
 crate::tests![the_operator_registers_crds_and_assigns_load_balancer_ips(Lab, K8s)];
-
-fn tutor(args: &[&str]) -> Out {
-    let o = Command::new(support::TUTOR)
-        .args(args)
-        .current_dir(support::fixtures())
-        .env("TUTOR_LAB_K8S", "upstream")
-        .output()
-        .expect("run tutor");
-    Out {
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        code: o.status.code().unwrap_or(-1),
-    }
-}
 
 struct Lab(String);
 

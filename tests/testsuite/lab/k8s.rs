@@ -218,6 +218,9 @@ spec:
     let ready = lab.sh("kubectl wait --for=condition=Ready pod/vol --timeout=60s");
     assert_eq!(ready.code, 0, "{}{}", ready.stdout, ready.stderr);
     assert_eq!(out("kubectl exec vol -- cat /etc/cfg/text"), "hello");
+    // An exec starts in the container's working directory, inside the pod's own tree.
+    let pwd = lab.sh("kubectl exec vol -- sh -c 'pwd; cd .'");
+    assert_eq!((pwd.stdout.as_str(), pwd.stderr.as_str(), pwd.code), ("/\n", "", 0));
     // The service account's token, CA and namespace, as the admission plugin asked for them.
     let sa = out("kubectl exec vol -- ls /var/run/secrets/kubernetes.io/serviceaccount");
     assert_eq!(sa, "ca.crt\nnamespace\ntoken");
