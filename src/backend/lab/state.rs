@@ -121,6 +121,7 @@ impl Lab {
         let bin = registry::shim_dir(name);
         std::fs::create_dir_all(&bin).map_err(|e| LabError::io(&bin, e))?;
         // `tutor` itself too, so a tutorial can run `tutor lb bench` from the lab host.
+        let mut share = vec![dir.clone()];
         for tool in super::shims::TOOLS.iter().chain(&["tutor"]) {
             // With the real control plane, `kubectl` and `helm` are the real binaries.
             let target = match *tool {
@@ -128,7 +129,12 @@ impl Lab {
                 "helm" if upstream => upstream::path(Binary::Helm),
                 _ => exe.to_path_buf(),
             };
-            std::os::unix::fs::symlink(target, bin.join(tool)).map_err(|e| LabError::io(&bin.join(tool), e))?;
+            // A program under the machine's /tmp or /run (a clone built there, as CI's) must
+            // stay visible behind the lab host's own /tmp and /run.
+            if HOST_PRIVATE.iter().any(|d| target.starts_with(d)) && !share.contains(&target) {
+                share.push(target.clone());
+            }
+            std::os::unix::fs::symlink(&target, bin.join(tool)).map_err(|e| LabError::io(&bin.join(tool), e))?;
         }
         super::tls::write_bundle(&dir)?;
         // The user's machine resolves through its LAN router, as the article's laptop does.
@@ -136,7 +142,7 @@ impl Lab {
         // Blocks write in a /tmp and a /run of the lab's own; the lab's folder (shims, socket,
         // kubeconfig) is bound back in, work directories when a command starts in one
         // (`target_command`). See docs/architecture.md, "Lab host filesystem".
-        let private = Private { dirs: HOST_PRIVATE.iter().map(PathBuf::from).collect(), share: vec![dir.clone()] };
+        let private = Private { dirs: HOST_PRIVATE.iter().map(PathBuf::from).collect(), share };
         let host = NsThread::with_private("host", mounts, private)?;
         network::setup_host(&host, name)?;
         let outside = super::outside::build(&host, name)?;

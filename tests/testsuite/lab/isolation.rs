@@ -12,7 +12,8 @@ crate::tests![
     exec_errors(Lab),
     sigterm_tears_the_lab_down(Lab),
     preflight_errors_are_usage_errors(Lab),
-    host_tmp_and_run_are_the_labs_own(Lab)
+    host_tmp_and_run_are_the_labs_own(Lab),
+    a_tutor_built_under_tmp_still_serves_the_shims(Lab)
 ];
 
 fn root_state() -> String {
@@ -165,4 +166,33 @@ fn host_tmp_and_run_are_the_labs_own() {
     crate::lab::support::run_fixture_tutorial("host-files.md");
     let leaked: Vec<&str> = probes.into_iter().filter(|p| std::path::Path::new(p).exists()).collect();
     assert!(leaked.is_empty(), "written on the machine: {leaked:?}");
+}
+
+/// A tutor executable under the machine's /tmp (a clone built there, as CI's is) stays visible
+/// to the lab host behind its own /tmp: the shims, links to it, still run.
+fn a_tutor_built_under_tmp_still_serves_the_shims() {
+    let dir = tempfile::Builder::new().prefix("tutor-exe").tempdir_in("/tmp").unwrap();
+    let exe = dir.path().join("tutor");
+    std::fs::copy(crate::lab::support::TUTOR, &exe).unwrap();
+    let name = format!("t{}-tmpexe", std::process::id());
+    let run = |args: &[&str]| Command::new(&exe).args(args).current_dir("/").env_remove("TUTOR_BIN").output().unwrap();
+    let up = run(&["lab", "up", "--name", &name]);
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let o = run(&[
+        "lab",
+        "exec",
+        &name,
+        "host",
+        "--",
+        "bash",
+        "-c",
+        "p=$(command -v tutor); echo \"$p\"; case $p in /run/tutor/labs/*) tutor --version;; *) exit 3;; esac",
+    ]);
+    run(&["lab", "down", &name]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.lines().nth(1).is_some_and(|l| l.starts_with("tutor ")),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
