@@ -349,12 +349,18 @@ fn the_kube_backend_keeps_one_shell_per_pod() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let fixture = support::fixtures().join("pod-kernel.md");
     let began = std::time::Instant::now();
-    let o = lab.sh(&format!(
-        "cd {} && {} run --backend kube --context kind-kind --keep-going --format json --record r.json {}",
-        dir.path().display(),
-        support::TUTOR,
-        fixture.display()
-    ));
+    // Run from the directory itself, so that the lab host (whose /tmp is its own) is given it.
+    std::fs::copy(&fixture, dir.path().join("pod-kernel.md")).unwrap();
+    let run = format!(
+        "{} run --backend kube --context kind-kind --keep-going --format json --record r.json pod-kernel.md",
+        support::TUTOR
+    );
+    let o = support::output(
+        std::process::Command::new(support::TUTOR)
+            .args(["lab", "exec", &lab.name, "host", "--", "bash", "-c", &run])
+            .current_dir(dir.path())
+            .env("TUTOR_LAB_K8S", "upstream"),
+    );
     let took = began.elapsed();
     assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
     let blocks: Vec<serde_json::Value> = o

@@ -314,6 +314,25 @@ pub fn argv(image: &Image, command: &[String], args: &[String]) -> Vec<String> {
     }
 }
 
+/// The tutor executable as pods see it, for `@tutor` links: itself, or, when it lives under
+/// /tmp or /run (which every pod has of its own, and a volume may cover), a hard link (a copy
+/// across filesystems) in `<image dir>/tutor/`, refreshed atomically.
+pub fn link_tutor(image_dir: &Path, exe: &Path) -> std::io::Result<PathBuf> {
+    if !["/tmp", "/run"].iter().any(|d| exe.starts_with(d)) {
+        return Ok(exe.to_path_buf());
+    }
+    let dir = image_dir.join("tutor");
+    std::fs::create_dir_all(&dir)?;
+    let link = dir.join("tutor");
+    let tmp = dir.join(format!(".tutor.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    if std::fs::hard_link(exe, &tmp).is_err() {
+        std::fs::copy(exe, &tmp)?;
+    }
+    std::fs::rename(&tmp, &link)?;
+    Ok(link)
+}
+
 /// Image programs built with the lab's Kubernetes (`k8s/build.sh`), made visible to pods
 /// through a directory of their own (`<image dir>/built`, first on the containers' PATH) so
 /// that pods see these programs and not the rest of the build (kubectl, the control plane).
@@ -379,6 +398,20 @@ pub fn busybox_dir(state: &Path, path: &str) -> std::io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tutor_under_tmp_is_linked_where_pods_see_it() {
+        let images = tempfile::Builder::new().tempdir_in("/var/tmp").unwrap();
+        assert_eq!(link_tutor(images.path(), Path::new("/usr/bin/tutor")).unwrap(), Path::new("/usr/bin/tutor"));
+        let build = tempfile::Builder::new().tempdir_in("/tmp").unwrap();
+        let exe = build.path().join("tutor");
+        std::fs::write(&exe, b"#!/bin/sh\n").unwrap();
+        let l = link_tutor(images.path(), &exe).unwrap();
+        assert_eq!(l, images.path().join("tutor/tutor"));
+        assert_eq!(std::fs::read(&l).unwrap(), b"#!/bin/sh\n");
+        // Again (an agent restart): replaced, not an error.
+        assert_eq!(link_tutor(images.path(), &exe).unwrap(), l);
+    }
 
     #[test]
     fn references_parse_like_the_runtimes() {

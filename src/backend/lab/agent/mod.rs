@@ -200,7 +200,10 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
                 node_resolv,
             },
             cni_conf_dir: opts.cni_conf_dir.clone(),
-            tutor: std::env::current_exe().map_err(AgentError::io(std::path::Path::new("/proc/self/exe")))?,
+            tutor: {
+                let exe = std::env::current_exe().map_err(AgentError::io(std::path::Path::new("/proc/self/exe")))?;
+                images::link_tutor(&opts.image_dir, &exe).map_err(AgentError::io(&opts.image_dir))?
+            },
         },
         move || {
             let _ = wake_tx.unbounded_send(());
