@@ -407,6 +407,10 @@ pub fn target_command(
         cmd.env("PATH", format!("{}:{path}", registry::shim_dir(&info.name).display()));
         if let Some(k) = &info.kubeconfig {
             cmd.env("KUBECONFIG", k);
+            // kubectl's discovery and HTTP caches too: keyed by server address, which every
+            // lab's API server shares (172.18.0.2:6443), so a shared cache would answer one lab
+            // with another's resources (a CRD version it does not serve).
+            cmd.env("KUBECACHEDIR", registry::dir(&info.name).join("kube-cache"));
             // The real helm keeps its repositories and caches in the lab, as kubectl its
             // kubeconfig: never in the user's own ~/.config/helm.
             let helm = registry::dir(&info.name).join("helm");
