@@ -7,17 +7,9 @@ use super::state::ClusterRt;
 pub fn run(c: &ClusterRt, node: &str, args: &[String]) -> Result<String, LabError> {
     let values = c.values.as_ref().ok_or_else(|| LabError::CiliumNotInstalled)?;
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    let native = values.native_routing_cidr.map(|c| c.to_string()).unwrap_or_default();
     match words.as_slice() {
         ["status", rest @ ..] if rest.iter().all(|r| *r == "--verbose") => {
-            let masq = if !values.ipv4_masquerade {
-                "Disabled".to_string()
-            } else if values.bpf_masquerade {
-                let agent = if values.ip_masq_agent { " (ip-masq-agent)" } else { "" };
-                format!("BPF{agent}   [eth0]   {native} [IPv4: Enabled, IPv6: Disabled]")
-            } else {
-                "IPTables [IPv4: Enabled, IPv6: Disabled]".to_string()
-            };
+            let masq = super::masquerade::status_value(values);
             let routing = format!("Network: Native   Host: {}", if values.bpf_masquerade { "BPF" } else { "Legacy" });
             let n = c.node(node).ok_or_else(|| LabError::NoSuchNode(node.to_string()))?;
             let pods = c.pods.values().filter(|p| p.node == node).count();

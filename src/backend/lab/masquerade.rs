@@ -87,3 +87,16 @@ pub fn non_masquerade(values: &CiliumValues) -> Vec<super::topology::Cidr> {
     }
     v
 }
+
+/// `cilium-dbg status`'s Masquerading value for `values` (the emulated lab's and the agent's).
+pub fn status_value(values: &CiliumValues) -> String {
+    let native = values.native_routing_cidr.map(|c| c.to_string()).unwrap_or_default();
+    if !values.ipv4_masquerade {
+        "Disabled".to_string()
+    } else if values.bpf_masquerade {
+        let agent = if values.ip_masq_agent { " (ip-masq-agent)" } else { "" };
+        format!("BPF{agent}   [eth0]   {native} [IPv4: Enabled, IPv6: Disabled]")
+    } else {
+        "IPTables [IPv4: Enabled, IPv6: Disabled]".to_string()
+    }
+}

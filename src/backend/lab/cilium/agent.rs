@@ -340,16 +340,8 @@ fn answer(st: &NodeState, facts: &Facts, nodes: usize, words: &[String]) -> Resu
 }
 
 fn status(st: &NodeState, facts: &Facts, nodes: usize, v: &CiliumValues, me: &NodePlan) -> String {
-    let native = v.native_routing_cidr.map(|c| c.to_string()).unwrap_or_default();
     let host = if v.bpf_masquerade { "BPF" } else { "Legacy" };
-    let masq = if !v.ipv4_masquerade {
-        "Disabled".to_string()
-    } else if v.bpf_masquerade {
-        let agent = if v.ip_masq_agent { " (ip-masq-agent)" } else { "" };
-        format!("BPF{agent}   [eth0]   {native} [IPv4: Enabled, IPv6: Disabled]")
-    } else {
-        "IPTables [IPv4: Enabled, IPv6: Disabled]".to_string()
-    };
+    let masq = masquerade::status_value(v);
     let k8s = &facts.kubernetes;
     let minor = k8s.trim_start_matches('v').splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
     let kpr = if v.kube_proxy_replacement { "True" } else { "False" };
