@@ -81,8 +81,12 @@ fn bpf_masquerade_and_cilium_dbg() {
     let dir = fixtures().display().to_string();
     let o = lab.sh(&format!(
         "cd {dir} && kind create cluster --config kind-config.yaml && helm repo add cilium https://helm.cilium.io/ && \
-         helm install -n kube-system cilium cilium/cilium -f cilium-bpf-masq.yaml && kubectl apply -f http-sw-app.yaml"
+         helm install -n kube-system cilium cilium/cilium -f cilium-bpf-masq.yaml"
     ));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    // The default service account comes a moment after the cluster (pods need it).
+    lab.eventually("kubectl get serviceaccount default");
+    let o = lab.sh(&format!("cd {dir} && kubectl apply -f http-sw-app.yaml"));
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
     let o = lab.sh("kubectl wait --for=condition=Ready pod --all --timeout=120s");
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
