@@ -32,7 +32,7 @@ fn native_routing_and_services_on_the_real_api() {
     // The agents write the CNI configuration once their node is programmed: the nodes turn
     // Ready, and the agents' pods pass their probes.
     lab.eventually("kubectl wait --for=condition=Ready nodes --all --timeout=1s");
-    let o = lab.sh("kubectl -n kube-system rollout status ds/cilium --timeout=90s");
+    let o = lab.sh("kubectl -n kube-system rollout status ds/cilium --timeout=240s");
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
     let cidr = lab.sh("kubectl get node kind-worker -o jsonpath='{.spec.podCIDR}'").ok();
     let base = cidr.trim().trim_end_matches(".0/24").to_string();
