@@ -133,6 +133,38 @@ pub struct UpContext {
     /// The tutorial asks for the real Kubernetes control plane on the lab (`kubernetes:
     /// upstream` in its front matter).
     pub upstream_kubernetes: bool,
+    /// What the tutorial's `offline:` URLs serve: the lab's outside world answers them (it has
+    /// no internet); the other backends fetch the real URLs and ignore this.
+    pub offline: Vec<Served>,
+}
+
+/// Content served at a URL by the lab's outside world (front matter `offline:`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Served {
+    /// The URL as the tutorial wrote it.
+    pub url: String,
+    /// Host name (lower-case) and path with query: what a request names.
+    pub host: String,
+    pub target: String,
+    /// The tutorial's `type:`, else the lab picks one.
+    pub content_type: Option<String>,
+    #[serde(with = "base64_bytes")]
+    pub body: Vec<u8>,
+}
+
+/// Bytes as one base64 string in JSON (the lab's control socket), not an array of numbers.
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text: String = serde::Deserialize::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// One block execution.

@@ -75,6 +75,16 @@ pub async fn run(
             return finish(result, start, &*reporter, t);
         }
     };
+    // What the lab's outside world serves for the tutorial's `offline:` URLs (nothing on the
+    // other backends: they fetch the real URLs).
+    let offline = match offline_content(t, plan.backend) {
+        Ok(o) => o,
+        Err(e) => {
+            result.usage_error = true;
+            result.errors.push(e.to_string());
+            return finish(result, start, &*reporter, t);
+        }
+    };
     let backend = Arc::new(RwLock::new(prepared.backend));
     let keep = opts.keep || opts.resume.is_some();
     let ctx = UpContext {
@@ -85,6 +95,7 @@ pub async fn run(
         },
         keep,
         upstream_kubernetes: t.front.upstream_kubernetes,
+        offline,
     };
     let mut captures = None;
     // `up` runs in its own task so that a panic in it still reaches `down` below; Ctrl-C aborts it.
@@ -158,6 +169,30 @@ pub async fn run(
         result.kept_workdir = Some(dir);
     }
     finish(result, start, &*reporter, t)
+}
+
+/// The content of each `offline:` URL, read from the tutorial's `file=` blocks and the files
+/// beside it; nothing for backends that fetch the real URLs.
+fn offline_content(
+    t: &crate::tutorial::Tutorial,
+    backend: BackendKind,
+) -> Result<Vec<crate::backend::Served>, crate::tutorial::TutorialError> {
+    if backend != BackendKind::Lab {
+        return Ok(Vec::new());
+    }
+    t.front
+        .offline
+        .iter()
+        .map(|o| {
+            Ok(crate::backend::Served {
+                url: o.url.clone(),
+                host: o.host.clone(),
+                target: o.target.clone(),
+                content_type: o.content_type.clone(),
+                body: crate::tutorial::offline::content(o, &t.path, &t.steps)?,
+            })
+        })
+        .collect()
 }
 
 /// Where a later `--env` run goes on: the first selected step that did not pass (a failed,

@@ -254,6 +254,21 @@ pub fn lint(t: &Tutorial, templates: &Templates, snapshots_dir: Option<&Path>) -
             Err(e) => lint.errors.push(e.to_string()),
         }
     }
+    // `offline:` files beside the tutorial must be there (read when the lab comes up).
+    for o in &t.front.offline {
+        if let crate::tutorial::OfflineSource::Path(rel) = &o.source {
+            let file = crate::tutorial::offline::source_path(path, rel);
+            if !file.is_file() {
+                lint.errors.push(format!(
+                    "{}:{}: front matter: `offline`: `{}`: no file {} (paths are relative to the tutorial's folder)",
+                    path.display(),
+                    o.line,
+                    o.url,
+                    file.display()
+                ));
+            }
+        }
+    }
     lint.errors.extend(order_errors);
     lint.errors.extend(template_errors);
     lint.warnings.extend(warnings);

@@ -7,7 +7,7 @@ use super::error::TutorialError;
 use super::model::FrontMatter;
 
 /// The keys the front matter knows (for "did you mean").
-const KEYS: &[&str] = &["title", "backend", "timeout", "vars", "redact", "kubernetes"];
+const KEYS: &[&str] = &["title", "backend", "timeout", "vars", "redact", "kubernetes", "offline"];
 
 /// Split off the front matter. Returns it (if any) and the number of bytes it occupies, so the
 /// Markdown parser can skip it while keeping offsets relative to the whole file.
@@ -119,6 +119,11 @@ pub fn parse(path: &Path, yaml: &str) -> (FrontMatter, Vec<TutorialError>) {
                 }
                 Err(e) => errors.push(typed(e)),
             },
+            "offline" => {
+                let (offline, errs) = super::offline::parse(path, yaml, line, value);
+                front.offline = offline;
+                errors.extend(errs);
+            }
             other => {
                 let hint =
                     crate::template::closest(other, KEYS).map(|k| format!("did you mean `{k}`? ")).unwrap_or_default();
@@ -188,7 +193,9 @@ mod tests {
     fn errors_name_the_line() {
         assert_eq!(
             errors("title: T\ncolour: red\n"),
-            ["t.md:3: front matter: unknown key `colour` (known: title, backend, timeout, vars, redact, kubernetes)"]
+            [
+                "t.md:3: front matter: unknown key `colour` (known: title, backend, timeout, vars, redact, kubernetes, offline)"
+            ]
         );
         let e = errors("title: T\ntimeout: soon\n");
         assert!(e[0].starts_with("t.md:3:") && e[0].contains("invalid duration `soon`"), "{e:?}");
@@ -201,11 +208,11 @@ mod tests {
         assert_eq!(
             errors("titel: T\ntimeout: 0s\nbackend: docker\nredact:\n  OK: a\n  pod: b\nvar:\n  x: 1\n"),
             [
-                "t.md:2: front matter: unknown key `titel` (did you mean `title`? known: title, backend, timeout, vars, redact, kubernetes)",
+                "t.md:2: front matter: unknown key `titel` (did you mean `title`? known: title, backend, timeout, vars, redact, kubernetes, offline)",
                 "t.md:3: front matter: `timeout: 0s` must be longer than 0",
                 "t.md:4: front matter: unknown backend `docker` (expected lab, kind, kube or host)",
                 "t.md:7: front matter: redaction name `pod` must be UPPER_CASE (it is written `[pod]`)",
-                "t.md:8: front matter: unknown key `var` (did you mean `vars`? known: title, backend, timeout, vars, redact, kubernetes)",
+                "t.md:8: front matter: unknown key `var` (did you mean `vars`? known: title, backend, timeout, vars, redact, kubernetes, offline)",
             ]
         );
     }

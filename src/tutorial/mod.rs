@@ -6,6 +6,7 @@ mod discover;
 mod error;
 mod front_matter;
 mod model;
+pub mod offline;
 mod parse;
 
 use std::path::Path;

@@ -45,6 +45,34 @@ pub struct FrontMatter {
     /// `kubernetes: upstream`: on the lab, the real control plane instead of the emulation
     /// (kind and kube clusters are always real).
     pub upstream_kubernetes: bool,
+    /// `offline:`: URLs the tutorial fetches and what the lab serves for each (other backends
+    /// fetch the real URL).
+    pub offline: Vec<OfflineUrl>,
+}
+
+/// One entry of the front matter's `offline:` map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineUrl {
+    /// The URL as written.
+    pub url: String,
+    /// Its host name, lower-case.
+    pub host: String,
+    /// Its path and query (`/` when it has none): what a client asks for.
+    pub target: String,
+    pub source: OfflineSource,
+    /// `type:`; else the lab picks one from the name.
+    pub content_type: Option<String>,
+    /// The entry's line in the file.
+    pub line: usize,
+}
+
+/// What an `offline:` URL serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OfflineSource {
+    /// A file relative to the tutorial's folder (`URL: PATH`, `{path: PATH}`).
+    Path(PathBuf),
+    /// The body of the tutorial's `file=NAME` block (`{file: NAME}`).
+    Block(String),
 }
 
 /// A `##` heading and everything under it.

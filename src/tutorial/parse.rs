@@ -125,6 +125,7 @@ pub fn parse_all(path: &Path, source: &str) -> Result<Tutorial, Failed> {
     }
     errors.extend(assign_ids(path, &mut steps));
     errors.extend(check_targets(path, &steps));
+    errors.extend(super::offline::check_blocks(path, &front.offline, &steps));
     if !errors.is_empty() {
         errors.sort_by_key(|e| e.line());
         return Err(Failed { errors, notes });

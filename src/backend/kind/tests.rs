@@ -109,7 +109,13 @@ impl Machine {
     }
 
     fn ctx(&self, keep: bool) -> UpContext {
-        UpContext { workdir: self.work.clone(), run_name: "r1".into(), keep, upstream_kubernetes: false }
+        UpContext {
+            workdir: self.work.clone(),
+            run_name: "r1".into(),
+            keep,
+            upstream_kubernetes: false,
+            offline: Vec::new(),
+        }
     }
 
     fn calls(&self) -> Vec<String> {

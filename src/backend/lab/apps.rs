@@ -40,21 +40,33 @@ pub struct Request {
 
 pub type Handler = fn(&Request, &str) -> (u16, &'static str, Vec<u8>);
 
+/// What a handler with state answers (the outside world's, which serves a tutorial's content).
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+pub type Respond = Arc<dyn Fn(&Request, &str) -> Reply + Send + Sync>;
+
+fn respond(handler: Handler) -> Respond {
+    Arc::new(move |req: &Request, name: &str| {
+        let (status, content_type, body) = handler(req, name);
+        Reply { status, content_type: content_type.to_string(), body }
+    })
+}
+
 /// Serve HTTP on `port` inside `ns`; `name` is passed to the handler (e.g. the pod name).
 pub fn http(ns: &NsThread, port: u16, name: &str, handler: Handler) -> Result<Server, LabError> {
-    listen(ns, port, name, handler, None)
+    listen(ns, port, name, respond(handler), None)
 }
 
-/// The same over TLS, with the certificate of `tls`.
-pub fn https(ns: &NsThread, port: u16, name: &str, handler: Handler) -> Result<Server, LabError> {
-    listen(ns, port, name, handler, Some(super::tls::server_config()?))
-}
-
-fn listen(
+/// Serve `respond` on `port` inside `ns`, over TLS with `tls`'s certificates when given.
+pub fn listen(
     ns: &NsThread,
     port: u16,
     name: &str,
-    handler: Handler,
+    handler: Respond,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<Server, LabError> {
     let listener = ns
@@ -74,13 +86,14 @@ fn listen(
                     Ok((conn, peer)) => {
                         let name = name.clone();
                         let tls = tls.clone();
+                        let handler = handler.clone();
                         std::thread::spawn(move || {
                             let _ = conn.set_nonblocking(false);
                             let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
                             match tls.map(rustls::ServerConnection::new) {
-                                None => serve_one(conn, peer, &name, handler),
+                                None => serve_one(conn, peer, &name, &*handler),
                                 Some(Ok(session)) => {
-                                    serve_one(rustls::StreamOwned::new(session, conn), peer, &name, handler)
+                                    serve_one(rustls::StreamOwned::new(session, conn), peer, &name, &*handler)
                                 }
                                 Some(Err(_)) => {}
                             }
@@ -108,14 +121,15 @@ pub fn serve_blocking(port: u16, name: &str, handler: Handler) -> std::io::Resul
     loop {
         let (conn, peer) = listener.accept()?;
         let name = name.to_string();
+        let handler = respond(handler);
         std::thread::spawn(move || {
             let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-            serve_one(conn, peer, &name, handler)
+            serve_one(conn, peer, &name, &*handler)
         });
     }
 }
 
-fn serve_one(mut conn: impl Read + Write, peer: SocketAddr, name: &str, handler: Handler) {
+fn serve_one(mut conn: impl Read + Write, peer: SocketAddr, name: &str, handler: &dyn Fn(&Request, &str) -> Reply) {
     let mut reader = BufReader::new(&mut conn);
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
@@ -145,9 +159,11 @@ fn serve_one(mut conn: impl Read + Write, peer: SocketAddr, name: &str, handler:
     let mut body = vec![0u8; length.min(1 << 20)];
     let _ = reader.read_exact(&mut body);
     drop(reader);
-    let (status, ctype, body) = handler(&Request { method, path, host, peer }, name);
+    let head_only = method == "HEAD";
+    let Reply { status, content_type: ctype, body } = handler(&Request { method, path, host, peer }, name);
     let reason = match status {
         200 => "OK",
+        400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
         500 => "Internal Server Error",
@@ -158,7 +174,9 @@ fn serve_one(mut conn: impl Read + Write, peer: SocketAddr, name: &str, handler:
         body.len()
     );
     let _ = conn.write_all(head.as_bytes());
-    let _ = conn.write_all(&body);
+    if !head_only {
+        let _ = conn.write_all(&body);
+    }
     let _ = conn.flush();
 }
 
@@ -196,10 +214,4 @@ pub fn echo(req: &Request, _name: &str) -> (u16, &'static str, Vec<u8>) {
     } else {
         (200, "application/json", format!("{{\"origin\":\"{}\"}}\n", req.peer.ip()).into_bytes())
     }
-}
-
-/// The outside world's web servers: the lab's chart repository for `helm.cilium.io`
-/// (`charts.rs`), the echoing API for every other name and address.
-pub fn outside(req: &Request, name: &str) -> (u16, &'static str, Vec<u8>) {
-    if req.host == super::charts::HOST { super::charts::serve(&req.path) } else { echo(req, name) }
 }

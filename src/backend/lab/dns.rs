@@ -28,6 +28,34 @@ pub struct Policy {
     /// Names under this suffix are authoritative: unknown ones get NXDOMAIN, not forwarded.
     pub authoritative_suffix: Option<String>,
     pub upstream: Option<SocketAddr>,
+    /// The outside router's "internet": any other public-looking name ([`public_name`]) has
+    /// this address, where the outside world's web server says how to serve its URLs.
+    pub catch_all: Option<Ipv4Addr>,
+}
+
+/// Top-level domains the outside router answers for with its catch-all: every two-letter
+/// (country) domain and the common generic ones. Names under others (`.local`, `.internal`,
+/// `.test`, `.invalid`, `.svc`, a bare host name) are NXDOMAIN, as on the internet.
+const GENERIC_TLDS: &[&str] = &[
+    "com", "net", "org", "io", "dev", "app", "sh", "cloud", "info", "biz", "ai", "xyz", "tech", "site", "online",
+    "page", "run", "gov", "edu", "mil", "int", "name", "pro", "blog", "systems", "network", "software", "tools",
+    "services", "digital", "global", "host", "website", "space", "store", "zone",
+];
+
+/// A name that could exist on the internet: two or more labels of letters, digits and `-`,
+/// under a known top-level domain.
+pub fn public_name(name: &str) -> bool {
+    let labels: Vec<&str> = name.split('.').collect();
+    let valid = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    let tld = labels.last().copied().unwrap_or_default();
+    labels.len() >= 2
+        && labels.iter().all(valid)
+        && ((tld.len() == 2 && tld.chars().all(|c| c.is_ascii_lowercase())) || GENERIC_TLDS.contains(&tld))
 }
 
 /// A running DNS server (UDP and TCP, each on its own port like Docker's); dropping it stops it.
@@ -108,7 +136,8 @@ fn answer(query: &[u8], policy: &Policy) -> Option<Vec<u8>> {
     let req = Message::from_vec(query).ok()?;
     let q = req.queries().first()?.clone();
     let name = q.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
-    let known = policy.zone.read().ok()?.get(&name).copied();
+    let known =
+        policy.zone.read().ok()?.get(&name).copied().or_else(|| policy.catch_all.filter(|_| public_name(&name)));
     let owned = policy.authoritative_suffix.as_ref().is_some_and(|s| name == *s || name.ends_with(&format!(".{s}")));
     if known.is_none()
         && !owned
@@ -195,7 +224,8 @@ mod tests {
         let zone: Zone = Arc::new(RwLock::new(
             [("deathstar.default.svc.cluster.local".to_string(), Ipv4Addr::new(10, 96, 0, 20))].into(),
         ));
-        let policy = Policy { zone, authoritative_suffix: Some("cluster.local".into()), upstream: None };
+        let policy =
+            Policy { zone, authoritative_suffix: Some("cluster.local".into()), upstream: None, catch_all: None };
         let mut q = Message::new();
         q.set_id(7).add_query(hickory_server::proto::op::Query::query(
             "deathstar.default.svc.cluster.local.".parse().unwrap(),
@@ -207,5 +237,25 @@ mod tests {
         q.queries_mut()[0].set_name("nope.default.svc.cluster.local.".parse().unwrap());
         let r = Message::from_vec(&answer(&q.to_vec().unwrap(), &policy).unwrap()).unwrap();
         assert_eq!(r.response_code(), ResponseCode::NXDomain);
+    }
+
+    #[test]
+    fn the_outside_router_answers_public_names_with_its_catch_all() {
+        let api = Ipv4Addr::new(203, 0, 113, 10);
+        let zone: Zone = Arc::new(RwLock::new([("swapi.dev".to_string(), api)].into()));
+        let policy = Policy { zone, authoritative_suffix: None, upstream: None, catch_all: Some(api) };
+        let ask = |name: &str| {
+            let mut q = Message::new();
+            q.set_id(1).add_query(Query::query(format!("{name}.").parse().unwrap(), RecordType::A));
+            Message::from_vec(&answer(&q.to_vec().unwrap(), &policy).unwrap()).unwrap()
+        };
+        for name in ["raw.githubusercontent.com", "charts.example.io", "Get.Helm.SH", "example.de"] {
+            assert_eq!(ask(name).answers()[0].data(), &RData::A(A(api)), "{name}");
+        }
+        for name in ["kind-control-plane", "web.default", "x.cluster.local", "nope.invalid", "a.internal", "b.test"] {
+            let r = ask(name);
+            assert_eq!(r.response_code(), ResponseCode::NXDomain, "{name}");
+            assert!(r.answers().is_empty(), "{name}");
+        }
     }
 }

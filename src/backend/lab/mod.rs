@@ -502,9 +502,26 @@ impl Backend for LabBackend {
         let owner = if ctx.keep { None } else { Some(std::process::id() as i32) };
         let n = name.clone();
         let upstream = ctx.upstream_kubernetes;
-        tokio::task::spawn_blocking(move || start(&n, owner, None, upstream))
-            .await
-            .map_err(|e| BackendError::Other(e.to_string()))??;
+        let files = ctx.offline.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), LabError> {
+            start(&n, owner, None, upstream)?;
+            // The tutorial's `offline:` URLs, served before its first block runs.
+            if !files.is_empty() {
+                let serve = match protocol::call(&n, &protocol::Request::Serve { files }) {
+                    Ok(protocol::Response::Done) => Ok(()),
+                    Ok(protocol::Response::Error { message, usage }) => Err(LabError::remote(message, usage)),
+                    Ok(other) => Err(LabError::UnexpectedAnswer(format!("{other:?}"))),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = serve {
+                    let _ = stop(&n);
+                    return Err(e);
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| BackendError::Other(e.to_string()))??;
         self.name = Some(name);
         self.workdir = ctx.workdir.clone();
         self.keep = ctx.keep;

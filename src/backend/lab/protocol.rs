@@ -24,6 +24,10 @@ pub enum Request {
     Share {
         path: PathBuf,
     },
+    /// Serve these URLs' content from the outside world (a tutorial's `offline:` map).
+    Serve {
+        files: Vec<crate::backend::Served>,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

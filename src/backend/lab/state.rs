@@ -80,6 +80,8 @@ pub struct Lab {
     pub host: NsThread,
     pub outside: super::outside::Outside,
     pub cluster: Option<ClusterRt>,
+    /// The lab host's Docker images (`docker pull`, `kind load docker-image`).
+    pub images: super::shims::Images,
     /// Clusters run the real Kubernetes control plane (`TUTOR_LAB_K8S=upstream`) instead of the
     /// emulation.
     pub upstream: bool,
@@ -136,7 +138,9 @@ impl Lab {
             }
             std::os::unix::fs::symlink(&target, bin.join(tool)).map_err(|e| LabError::io(&bin.join(tool), e))?;
         }
-        super::tls::write_bundle(&dir)?;
+        // The outside world's certificates: the lab's own CA joins the targets' bundle.
+        let certs = super::tls::Certs::new(super::outside::FIXED_TLS_NAMES.to_vec())?;
+        super::tls::write_bundle(&dir, certs.ca_pem())?;
         // The user's machine resolves through its LAN router, as the article's laptop does.
         let mounts = resolv_mount(&dir, "host", "nameserver 192.168.1.1\n")?;
         // Blocks write in a /tmp and a /run of the lab's own; the lab's folder (shims, socket,
@@ -145,8 +149,17 @@ impl Lab {
         let private = Private { dirs: HOST_PRIVATE.iter().map(PathBuf::from).collect(), share };
         let host = NsThread::with_private("host", mounts, private)?;
         network::setup_host(&host, name)?;
-        let outside = super::outside::build(&host, name)?;
-        Ok(Lab { name: name.to_string(), dir, owner, host, outside, cluster: None, upstream })
+        let outside = super::outside::build(&host, name, certs)?;
+        Ok(Lab {
+            name: name.to_string(),
+            dir,
+            owner,
+            host,
+            outside,
+            cluster: None,
+            images: Default::default(),
+            upstream,
+        })
     }
 
     pub fn info(&self) -> LabInfo {
@@ -244,6 +257,7 @@ impl Lab {
                 zone: Arc::new(RwLock::new(names)),
                 authoritative_suffix: None,
                 upstream: Some(SocketAddr::from((super::outside::ROUTER, 53))),
+                catch_all: None,
             };
             let dns = dns::serve(&ns, SocketAddr::from((Ipv4Addr::new(127, 0, 0, 11), 0)), policy)?;
             network::docker_dns_rules(&ns, dns.udp.port(), dns.tcp.port())?;
@@ -511,6 +525,7 @@ impl ClusterRt {
                     zone: self.zone.clone(),
                     authoritative_suffix: Some("cluster.local".into()),
                     upstream: Some(SocketAddr::from((upstream, 53))),
+                    catch_all: None,
                 };
                 Some(dns::serve(&ns, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 53)), policy)?)
             }

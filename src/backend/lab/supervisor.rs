@@ -106,6 +106,10 @@ fn handle(lab: &Mutex<Lab>, req: Request) -> Response {
     match req {
         Request::Info => Response::Info(lab.info()),
         Request::Down | Request::Share { .. } => Response::Done,
+        Request::Serve { files } => {
+            lab.outside.serve(files);
+            Response::Done
+        }
         Request::Shim { tool, args, cwd } => {
             let resp = shims::dispatch(&mut lab, &tool, &args, &cwd);
             let _ = lab.publish();

@@ -10,7 +10,8 @@ crate::tests![
     every_error_of_a_file_at_once_sorted_by_line,
     front_matter_yaml_errors_are_at_the_files_line,
     fences_that_will_not_run_get_a_note,
-    prune_removes_orphans_and_names_each
+    prune_removes_orphans_and_names_each,
+    offline_urls_are_checked_at_their_lines
 ];
 
 fn a_good_tutorial_checks_clean() {
@@ -49,7 +50,7 @@ fn every_error_of_a_file_at_once_sorted_by_line() {
     assert_eq!(
         errors,
         [
-            "t.md:2: front matter: unknown key `titel` (did you mean `title`? known: title, backend, timeout, vars, redact, kubernetes)",
+            "t.md:2: front matter: unknown key `titel` (did you mean `title`? known: title, backend, timeout, vars, redact, kubernetes, offline)",
             "t.md:15: on=kind-wroker: no node `kind-wroker` in the tutorial's kind config (line 7): did you mean `kind-worker`? its nodes are kind-control-plane, kind-worker",
             "t.md:19: invalid exit status `256` (expected a number from 0 to 255)",
             "t.md:19: unknown attribute `tmeout` (did you mean `timeout`? known: id, on, retry, timeout, exit, bg, backend, skip, hidden, file)",
@@ -146,4 +147,45 @@ fn an_invalid_regex_line_is_an_input_error() {
     assert!(out.stderr.contains("re.md:9: expected output line"), "{out:?}");
     let out = run_in(tmp.path(), &["run", "re.md", "--record", "r.json"]);
     assert_eq!(out.code, 2, "{out:?}");
+}
+
+/// The front matter's `offline:` map: every bad entry at its own line, a missing file or
+/// `file=` block included; `tutor run` refuses the same file before anything runs.
+fn offline_urls_are_checked_at_their_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("offline")).unwrap();
+    std::fs::write(tmp.path().join("offline/ok.yaml"), "kind: ConfigMap\n").unwrap();
+    let text = "---\ntitle: T\noffline:\n  https://example.com/ok.yaml: offline/ok.yaml\n  \
+                https://example.com/gone.yaml: offline/gone.yaml\n  ftp://example.com/x: offline/ok.yaml\n  \
+                https://example.com/b: {file: motd.txt}\n  https://example.com/c: {paht: offline/ok.yaml}\n  \
+                https://10.0.0.1/d: offline/ok.yaml\n---\n\n## One\n\n```text {file=mtod.txt}\nhi\n```\n\n\
+                ```console\n$ true\n```\n";
+    std::fs::write(tmp.path().join("t.md"), text).unwrap();
+    let out = run_in(tmp.path(), &["check", "t.md"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    let errors: Vec<&str> = out.stderr.lines().filter_map(|l| l.strip_prefix("error: ")).collect();
+    assert_eq!(
+        errors,
+        [
+            "t.md:6: front matter: `offline`: `ftp://example.com/x`: `ftp:` URLs cannot be served: the lab serves http:// and https://",
+            "t.md:7: front matter: `offline`: `https://example.com/b`: no `file=motd.txt` block in the tutorial (did you mean `mtod.txt`?)",
+            "t.md:8: front matter: `offline`: `https://example.com/c`: unknown key `paht` (did you mean `path`? known: path, file, type)",
+            "t.md:9: front matter: `offline`: `https://10.0.0.1/d`: an address, not a name: the lab serves content by host name",
+        ],
+        "{out:?}"
+    );
+    // Once the entries parse, a file that is not there.
+    let text = "---\noffline:\n  https://example.com/ok.yaml: offline/ok.yaml\n  https://example.com/gone.yaml: offline/gone.yaml\n---\n\n## One\n\n```console\n$ true\n```\n";
+    std::fs::write(tmp.path().join("t.md"), text).unwrap();
+    let out = run_in(tmp.path(), &["check", "t.md"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "error: t.md:4: front matter: `offline`: `https://example.com/gone.yaml`: no file offline/gone.yaml"
+        ),
+        "{out:?}"
+    );
+    let out = run_in(tmp.path(), &["run", "t.md", "--backend", "host", "--record", "r.json"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("t.md:4: front matter: `offline`"), "{out:?}");
 }

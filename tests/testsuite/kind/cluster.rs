@@ -36,9 +36,15 @@ async fn a_cluster_is_created_used_and_deleted() {
     let run_name = format!("it-{}", std::process::id());
     let cluster = format!("tutor-{run_name}");
     let mut b = backend::create(BackendKind::Kind, None).unwrap();
-    b.up(&UpContext { workdir: work.path().to_path_buf(), run_name, keep: false, upstream_kubernetes: false })
-        .await
-        .unwrap();
+    b.up(&UpContext {
+        workdir: work.path().to_path_buf(),
+        run_name,
+        keep: false,
+        upstream_kubernetes: false,
+        offline: Vec::new(),
+    })
+    .await
+    .unwrap();
     let long = Duration::from_secs(600);
 
     // Tear down even when an assertion fails, then report the failure.
@@ -96,9 +102,15 @@ async fn keep_leaves_the_cluster_for_the_user() {
     let run_name = format!("keep-{}", std::process::id());
     let cluster = format!("tutor-{run_name}");
     let mut b = backend::create(BackendKind::Kind, None).unwrap();
-    b.up(&UpContext { workdir: work.path().to_path_buf(), run_name, keep: true, upstream_kubernetes: false })
-        .await
-        .unwrap();
+    b.up(&UpContext {
+        workdir: work.path().to_path_buf(),
+        run_name,
+        keep: true,
+        upstream_kubernetes: false,
+        offline: Vec::new(),
+    })
+    .await
+    .unwrap();
     let o = exec(b.as_ref(), "host", "kind create cluster", Duration::from_secs(600)).await;
     assert_eq!(o.exit, Some(0), "{}", o.output);
     b.down().await.unwrap();

@@ -24,6 +24,7 @@ async fn backend_runs_blocks_on_host_nodes_and_pods() {
         run_name: format!("be{}", std::process::id()),
         keep: false,
         upstream_kubernetes: false,
+        offline: Vec::new(),
     };
     b.up(&ctx).await.unwrap();
     let host = Target::Host;

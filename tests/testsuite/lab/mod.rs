@@ -17,6 +17,7 @@ mod lb_l2;
 pub(crate) mod lb_support;
 mod lb_traffic;
 mod lb_tutorial;
+mod offline;
 mod registry;
 mod resume;
 mod shims;
@@ -42,6 +43,7 @@ pub(crate) fn tests() -> Vec<crate::harness::Test> {
         lb_l2::tests(),
         lb_traffic::tests(),
         lb_tutorial::tests(),
+        offline::tests(),
         registry::tests(),
         resume::tests(),
         shims::tests(),

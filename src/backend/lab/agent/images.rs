@@ -287,6 +287,127 @@ pub fn resolve(image: &str, path: &str) -> Result<Image, PullError> {
     })
 }
 
+/// A catalogued image as a registry describes it, made from what plays it on this machine:
+/// one layer per program file the image needs or links (its SHA-256 and size), the image
+/// config (ENTRYPOINT, CMD, the layer links, the layers' digests) whose SHA-256 is the image
+/// ID, and the manifest (config and layers) whose SHA-256 is the digest. The same programs give
+/// the same values; an upgraded program gives new ones, as a rebuilt image would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageData {
+    /// `docker.io/library/nginx:latest`.
+    pub reference: String,
+    /// The repository inside its registry (`library/nginx`), as `docker pull` names it.
+    pub repository: String,
+    /// `(sha256:…, size)` of each layer.
+    pub layers: Vec<(String, u64)>,
+    /// `sha256:…` of the config.
+    pub id: String,
+    /// `sha256:…` of the manifest.
+    pub digest: String,
+}
+
+/// [`ImageData`] of `image`: its programs found on `path` (a `:`-separated list), `@built/X`
+/// links in `built`, `@tutor` links at `tutor`.
+pub fn data(image: &str, path: &str, built: &Path, tutor: &Path) -> Result<ImageData, PullError> {
+    let r = ImageRef::parse(image).map_err(PullError::Invalid)?;
+    let resolved = resolve(image, path)?;
+    let key = r.key();
+    let entry = CATALOGUE.iter().find(|e| e.keys.contains(&key.as_str())).expect("resolve found it");
+    let mut files: Vec<PathBuf> = Vec::new();
+    for program in entry.needs {
+        let file = which(program, path).expect("resolve found it");
+        files.push(std::fs::canonicalize(&file).unwrap_or(file));
+    }
+    // Links to programs (`@tutor`, `@built/…`); links to paths of the image (nginx's log to
+    // `/dev/stdout`) are part of the config.
+    for (_, target) in entry.links.iter().filter(|(_, t)| t.starts_with('@')) {
+        let file = match target.strip_prefix("@built/") {
+            Some(program) => built.join(program),
+            None => tutor.to_path_buf(),
+        };
+        if file.is_file() {
+            files.push(std::fs::canonicalize(&file).unwrap_or(file));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    files.retain(|f| seen.insert(f.clone()));
+    let mut layers = Vec::new();
+    for f in &files {
+        let (digest, size) = file_digest(f)
+            .map_err(|e| PullError::Missing { image: image.to_string(), program: format!("{} ({e})", f.display()) })?;
+        layers.push((digest, size));
+    }
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let config = serde_json::json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": {
+            "Entrypoint": resolved.entrypoint,
+            "Cmd": resolved.cmd,
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Labels": { "io.tutor.lab.links": entry.links.iter().map(|(l, t)| format!("{l} -> {t}")).collect::<Vec<_>>() },
+        },
+        "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>() },
+    })
+    .to_string();
+    let id = sha256(config.as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": id, "size": config.len() },
+        "layers": layers.iter().map(|(d, n)| serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": d,
+            "size": n,
+        })).collect::<Vec<_>>(),
+    })
+    .to_string();
+    Ok(ImageData {
+        reference: r.canonical(),
+        repository: r.repository.clone(),
+        layers,
+        id,
+        digest: sha256(manifest.as_bytes()),
+    })
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    format!("sha256:{}", d.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// `sha256:…` and size of a file, kept per (path, size, modification time): the programs are
+/// large (the tutor executable) and do not change while a lab runs.
+fn file_digest(path: &Path) -> std::io::Result<(String, u64)> {
+    use std::collections::HashMap;
+    use std::io::Read;
+    use std::sync::Mutex;
+    type Key = (PathBuf, u64, Option<std::time::SystemTime>);
+    static SEEN: Mutex<Option<HashMap<Key, String>>> = Mutex::new(None);
+    let meta = std::fs::metadata(path)?;
+    let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+    if let Some(d) = SEEN.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_default().get(&key) {
+        return Ok((d.clone(), meta.len()));
+    }
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    let d = format!("sha256:{}", ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>());
+    SEEN.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_default().insert(key, d.clone());
+    Ok((d, meta.len()))
+}
+
 /// The links an image's layers hold (none for images outside the catalogue); `built` is
 /// `<image dir>/built`, `tutor` the tutor executable.
 pub fn layer_links(image: &str, built: &Path, tutor: &Path) -> Vec<(PathBuf, PathBuf)> {
@@ -467,6 +588,28 @@ mod tests {
         let img = resolve("registry.k8s.io/pause:3.10", &dir.path().display().to_string()).unwrap();
         assert_eq!(img.reference, "registry.k8s.io/pause:3.10");
         assert_eq!(argv(&img, &[], &[]), ["sleep", "infinity"]);
+    }
+
+    #[test]
+    fn image_data_comes_from_the_programs_that_play_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("sleep");
+        std::fs::write(&prog, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&prog, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let path = dir.path().display().to_string();
+        let (built, tutor) = (dir.path().join("built"), dir.path().join("tutor"));
+        let a = data("registry.k8s.io/pause:3.10", &path, &built, &tutor).unwrap();
+        assert_eq!(a.reference, "registry.k8s.io/pause:3.10");
+        assert_eq!(a.repository, "pause");
+        assert_eq!(a.layers, [(sha256(b"#!/bin/sh\n"), 10)]);
+        assert!(a.id.starts_with("sha256:") && a.id.len() == 71 && a.digest.len() == 71 && a.id != a.digest);
+        // Another tag of the same image is the same image; another program is another image.
+        let b = data("registry.k8s.io/pause:3.9", &path, &built, &tutor).unwrap();
+        assert_eq!((&a.id, &a.digest), (&b.id, &b.digest));
+        std::fs::write(&prog, "#!/bin/sh\n# rebuilt\n").unwrap();
+        let c = data("registry.k8s.io/pause:3.10", &path, &built, &tutor).unwrap();
+        assert_ne!(a.id, c.id);
+        assert!(matches!(data("example.com/x:1", &path, &built, &tutor), Err(PullError::Unknown { .. })));
     }
 
     #[test]

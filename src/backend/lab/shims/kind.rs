@@ -1,4 +1,4 @@
-//! `kind create|delete cluster`, `kind get clusters|nodes`.
+//! `kind create|delete cluster`, `kind get clusters|nodes`, `kind load docker-image`.
 
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use super::{Args, Outcome, resolve, unsupported};
 pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabError> {
     let a = Args::parse(
         argv,
-        &["--config", "--name", "-n", "--image", "--wait", "--kubeconfig"],
+        &["--config", "--name", "-n", "--image", "--wait", "--kubeconfig", "--nodes"],
         &["-q", "--quiet", "--retain"],
     )?;
     let pos: Vec<&str> = a.positional.iter().map(String::as_str).collect();
@@ -57,6 +57,7 @@ pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabErr
             };
             if exists {
                 lab.delete_cluster();
+                lab.images.loaded.clear();
             }
             Ok(Outcome::err(format!("Deleting cluster \"{want}\" ...\nDeleted nodes: [{}]\n", nodes.join(" "))))
         }
@@ -71,6 +72,54 @@ pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabErr
                 None => Outcome::err(format!("No kind nodes found for cluster \"{}\".\n", name.unwrap_or("kind"))),
             })
         }
+        ["load", "docker-image", images @ ..] if !images.is_empty() => {
+            load(lab, images, name.unwrap_or("kind"), a.value(&["--nodes"]))
+        }
         _ => Err(unsupported("kind", argv)),
     }
+}
+
+/// `kind load docker-image IMAGE… [--name N] [--nodes A,B]`: each image `docker pull` put in
+/// the lab host's store, marked loaded on the nodes that lack it, in kind's words. The lab's
+/// nodes run every catalogued image without it; what loading changes is what kind reports
+/// the next time.
+fn load(lab: &mut Lab, images: &[&str], cluster: &str, only: Option<&str>) -> Result<Outcome, LabError> {
+    let failed = |m: String| Outcome::Print { stdout: String::new(), stderr: format!("ERROR: {m}\n"), code: 1 };
+    let Some(c) = lab.cluster.as_ref().filter(|c| c.plan.cluster == cluster) else {
+        return Ok(failed(format!("no nodes found for cluster \"{cluster}\"")));
+    };
+    let all: Vec<String> = c.plan.nodes.iter().map(|n| n.name.clone()).collect();
+    let nodes: Vec<String> = match only {
+        None => all,
+        Some(list) => {
+            let mut chosen = Vec::new();
+            for n in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                if !all.iter().any(|a| a == n) {
+                    return Ok(failed(format!("unknown node: {n}")));
+                }
+                chosen.push(n.to_string());
+            }
+            chosen
+        }
+    };
+    let mut found = Vec::new();
+    for image in images {
+        match lab.images.find(image) {
+            Some(d) => found.push((image.to_string(), d.id.clone())),
+            None => return Ok(failed(format!("image: \"{image}\" not present locally"))),
+        }
+    }
+    let mut err = String::new();
+    for (image, id) in found {
+        let missing: Vec<&String> =
+            nodes.iter().filter(|n| !lab.images.loaded.contains(&((*n).clone(), id.clone()))).collect();
+        if missing.is_empty() {
+            err.push_str(&format!("Image: \"{image}\" with ID \"{id}\" found to be already present on all nodes.\n"));
+        }
+        for n in missing {
+            err.push_str(&format!("Image: \"{image}\" with ID \"{id}\" not yet present on node \"{n}\", loading...\n"));
+            lab.images.loaded.insert((n.clone(), id.clone()));
+        }
+    }
+    Ok(Outcome::err(err))
 }

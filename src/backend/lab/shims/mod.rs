@@ -19,6 +19,7 @@ use super::protocol::Response;
 use super::state::Lab;
 
 pub use args::Args;
+pub use docker::Images;
 
 /// Names the shims are installed under.
 pub const TOOLS: [&str; 5] = ["kind", "kubectl", "helm", "docker", "nmcli"];
