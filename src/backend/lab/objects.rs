@@ -18,16 +18,19 @@ use super::store::{App, ConfigMap, Container, Deployment, Labels, Pod, Service, 
 const KNOWN_URLS: &[(&str, &str)] =
     &[("/cilium/cilium/HEAD/examples/minikube/http-sw-app.yaml", include_str!("manifests/http-sw-app.yaml"))];
 
-/// Parse a (multi-document) manifest file, or a known URL, into JSON objects.
-pub fn load(path: &Path, shown: &str) -> Result<Vec<Value>, LabError> {
-    let text = if shown.starts_with("https://") || shown.starts_with("http://") {
+/// Parse a (multi-document) manifest file, or a URL (`fetched`: what the outside world serves
+/// for it, else a known one), into JSON objects.
+pub fn load(path: &Path, shown: &str, fetched: Option<&Vec<u8>>) -> Result<Vec<Value>, LabError> {
+    let text = if let Some(body) = fetched {
+        String::from_utf8_lossy(body).into_owned()
+    } else if shown.starts_with("https://") || shown.starts_with("http://") {
         KNOWN_URLS
             .iter()
             .find(|(suffix, _)| shown.ends_with(suffix))
             .map(|(_, text)| text.to_string())
             .ok_or_else(|| {
                 LabError::Unsupported(format!(
-                    "fetching {shown} is not supported on the lab backend (no internet): save the manifest with a file= block, or mark the block backend=kind"
+                    "fetching {shown} is not supported on the lab backend (no internet): declare it in the tutorial's front matter (`offline:` `{shown}: FILE`), or mark the block backend=kind"
                 ))
             })?
     } else {

@@ -70,6 +70,15 @@ impl Outside {
     }
 }
 
+impl Outside {
+    /// What the outside world serves for `url` from a tutorial's `offline:` map (the emulated
+    /// `kubectl apply -f URL` reads it here instead of over the network).
+    pub fn fetch(&self, url: &str) -> Option<Vec<u8>> {
+        let (host, target) = crate::tutorial::offline::split_url(url).ok()?;
+        self.content.read().unwrap_or_else(|e| e.into_inner()).get(&(host, target)).map(|p| p.body.clone())
+    }
+}
+
 /// A Content-Type from the path's extension, else from whether the body is text.
 pub fn content_type(target: &str, body: &[u8]) -> &'static str {
     let path = target.split('?').next().unwrap_or(target).to_ascii_lowercase();

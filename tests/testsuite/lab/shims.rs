@@ -82,7 +82,7 @@ fn outside_the_subset_is_one_clear_error() {
     for cmd in [
         "kubectl port-forward svc/x 8080:80",
         "kubectl get events",
-        "kind load docker-image foo",
+        "kind load image-archive img.tar",
         "helm install x bitnami/nginx",
         "docker run -ti busybox",
         "helm install -n kube-system cilium cilium/cilium --set routingMode=tunnel",

@@ -98,11 +98,14 @@ pub fn run(lab: &mut Lab, argv: &[String], cwd: &Path) -> Result<Outcome, LabErr
                 .into(),
         ));
     }
+    // `-f URL`: a tutorial's `offline:` content first (docs/architecture.md, "Offline content").
+    let fetched: std::collections::HashMap<String, Vec<u8>> =
+        a.values.iter().filter_map(|(_, v)| Some((v.clone(), lab.outside.fetch(v)?))).collect();
     let c = lab.cluster_mut()?;
     match verb.as_str() {
         "get" => get(c, &a, &ns, argv),
         "apply" | "create" | "delete" => {
-            let out = change(c, &a, &verb, &ns, &dir, (&host, cwd), argv);
+            let out = change(c, &a, &verb, &ns, &dir, (&host, cwd, &fetched), argv);
             c.sync_services()?;
             out
         }
@@ -184,7 +187,7 @@ fn change(
     verb: &str,
     ns: &str,
     dir: &Path,
-    (host, cwd): (&Path, &Path),
+    (host, cwd, fetched): (&Path, &Path, &std::collections::HashMap<String, Vec<u8>>),
     argv: &[String],
 ) -> Result<Outcome, LabError> {
     let files = a.all(&["-f", "--filename"]);
@@ -211,7 +214,7 @@ fn change(
     }
     let mut out = String::new();
     for f in files {
-        for obj in objects::load(&resolve(host, cwd, f), f)? {
+        for obj in objects::load(&resolve(host, cwd, f), f, fetched.get(f))? {
             if verb == "delete" {
                 let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
                 let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
