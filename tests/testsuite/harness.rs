@@ -47,12 +47,17 @@ pub enum Need {
     Alone,
     /// A writable cgroup v2 hierarchy (root; the machine's mount or a private one tutor mounts).
     Cgroup2,
+    /// `tcpdump` (captures on a lab's bridge).
+    Tcpdump,
+    /// A kernel that makes Geneve devices (`CONFIG_GENEVE`, built in or as a module), tried in a
+    /// network namespace of its own.
+    Geneve,
 }
 
 impl Need {
     /// Why this need is unmet here, if it is (evaluated once per process).
     fn unmet(self) -> Option<String> {
-        static CACHE: [OnceLock<Option<String>>; 11] = [const { OnceLock::new() }; 11];
+        static CACHE: [OnceLock<Option<String>>; 13] = [const { OnceLock::new() }; 13];
         CACHE[self as usize]
             .get_or_init(|| match self {
                 Need::Lab => crate::lab::support::skip_reason(),
@@ -72,6 +77,16 @@ impl Need {
                 }
                 Need::Alone => None,
                 Need::Cgroup2 => tutor::backend::cgroup::base().err().map(|why| format!("needs cgroup v2: {why}")),
+                Need::Tcpdump => (!std::process::Command::new("sh")
+                    .args(["-c", "command -v tcpdump"])
+                    .output()
+                    .is_ok_and(|o| o.status.success()))
+                .then(|| "needs tcpdump".to_string()),
+                Need::Geneve => (!std::process::Command::new("unshare")
+                    .args(["-n", "ip", "link", "add", "probe", "type", "geneve", "external"])
+                    .output()
+                    .is_ok_and(|o| o.status.success()))
+                .then(|| "needs a kernel with Geneve devices (CONFIG_GENEVE)".to_string()),
                 Need::Actionlint => crate::project::workflows::actionlint()
                     .is_none()
                     .then(|| "needs actionlint (.ci/install builds it where Go is available)".to_string()),

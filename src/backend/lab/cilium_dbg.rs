@@ -9,9 +9,9 @@ pub fn run(c: &ClusterRt, node: &str, args: &[String]) -> Result<String, LabErro
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
         ["status", rest @ ..] if rest.iter().all(|r| *r == "--verbose") => {
-            let masq = super::masquerade::status_value(values);
-            let routing = format!("Network: Native   Host: {}", if values.bpf_masquerade { "BPF" } else { "Legacy" });
             let n = c.node(node).ok_or_else(|| LabError::NoSuchNode(node.to_string()))?;
+            let masq = super::masquerade::status_value(values, &n.plan);
+            let routing = super::masquerade::routing_value(values);
             let pods = c.pods.values().filter(|p| p.node == node).count();
             Ok(format!(
                 "KVStore:                 Ok   Disabled\nKubernetes:              Ok   1.29 (v1.29.2) [linux/amd64]\nKubeProxyReplacement:    {}   [eth0   {} (Direct Routing)]\nHost firewall:           Disabled\nCNI Chaining:            none\nCilium:                  Ok   1.15.1\nNodeMonitor:             Disabled\nIPAM:                    IPv4: {}/254 allocated from {}, \nIPv4 BIG TCP:            Disabled\nIPv6 BIG TCP:            Disabled\nBandwidthManager:        Disabled\nHost Routing:            {}\n{}Masquerading:            {masq}\nRouting:                 {routing}\nController Status:       ok\nProxy Status:            OK\nCluster health:          {}/{} reachable\n",

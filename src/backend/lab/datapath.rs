@@ -13,6 +13,10 @@ pub fn install_node(ns: &NsThread, me: &NodePlan) -> Result<(), LabError> {
     let (cidr, router) = (me.pod_cidr, me.router_ip);
     ns.ip(&[
         "link add cilium_host type veth peer name cilium_net".into(),
+        // NOARP, as Cilium's: what the node routes via the router address on cilium_host needs
+        // no neighbour (in tunnel mode the lab's tc program takes it from there).
+        "link set cilium_host arp off".into(),
+        "link set cilium_net arp off".into(),
         "link set cilium_net up".into(),
         "link set cilium_host up".into(),
         format!("addr add {router}/32 dev cilium_host"),
@@ -22,7 +26,8 @@ pub fn install_node(ns: &NsThread, me: &NodePlan) -> Result<(), LabError> {
     ])
 }
 
-/// Make the direct node routes match `values` (adds or removes them; idempotent).
+/// Make the direct node routes match `values` (adds or removes them; idempotent). Only routes
+/// via eth0 are removed: tunnel mode's routes through `cilium_host` are `tunnel.rs`'s.
 pub fn sync_node_routes(ns: &NsThread, me: &NodePlan, all: &[NodePlan], values: &CiliumValues) -> Result<(), LabError> {
     let want = values.native_routing() && values.auto_direct_node_routes;
     let lines: Vec<String> = all
@@ -32,7 +37,7 @@ pub fn sync_node_routes(ns: &NsThread, me: &NodePlan, all: &[NodePlan], values: 
             if want {
                 format!("route replace {} via {} dev eth0 proto kernel", n.pod_cidr, n.ip)
             } else {
-                format!("route flush {} proto kernel", n.pod_cidr)
+                format!("route flush {} dev eth0 proto kernel", n.pod_cidr)
             }
         })
         .collect();

@@ -11,7 +11,11 @@ const NODE_SET: &str = "cilium_node_set_v4";
 
 /// The rules the article prints with `iptables -t nat -S CILIUM_POST_nat`. Without the `ipset`
 /// tool the node-set match becomes one ACCEPT per node (same effect, different listing).
-pub fn iptables_rules(me: &NodePlan, all: &[NodePlan], native: &str, ipset: bool) -> String {
+/// `exclusion` is what pods reach unmasqueraded: the native-routing CIDR, or in tunnel mode
+/// without one the node's own podCIDR (other nodes' pods are reached through the tunnel, which
+/// `! -o cilium_+` leaves alone); tunnel mode also masquerades the host's traffic into
+/// `cilium_host` to the router address, as Cilium does.
+pub fn iptables_rules(me: &NodePlan, all: &[NodePlan], exclusion: &str, ipset: bool, tunnel: bool) -> String {
     let cidr = me.pod_cidr;
     let router = me.router_ip;
     let mut r = String::from(
@@ -29,9 +33,16 @@ pub fn iptables_rules(me: &NodePlan, all: &[NodePlan], native: &str, ipset: bool
         ));
     }
     r.push_str(&format!(
-        "-A CILIUM_POST_nat -s {cidr} ! -d {native} ! -o cilium_+ -m comment --comment \"cilium masquerade non-cluster\" -j MASQUERADE\n\
-         -A CILIUM_POST_nat -m mark --mark 0xa00/0xe00 -m comment --comment \"exclude proxy return traffic from masquerade\" -j ACCEPT\n\
-         -A CILIUM_POST_nat -s 127.0.0.1/32 -o cilium_host -m comment --comment \"cilium host->cluster from 127.0.0.1 masquerade\" -j SNAT --to-source {router}\n\
+        "-A CILIUM_POST_nat -s {cidr} ! -d {exclusion} ! -o cilium_+ -m comment --comment \"cilium masquerade non-cluster\" -j MASQUERADE\n\
+         -A CILIUM_POST_nat -m mark --mark 0xa00/0xe00 -m comment --comment \"exclude proxy return traffic from masquerade\" -j ACCEPT\n"
+    ));
+    if tunnel {
+        r.push_str(&format!(
+            "-A CILIUM_POST_nat ! -s {cidr} ! -d {cidr} -o cilium_host -m comment --comment \"cilium host->cluster masquerade\" -j SNAT --to-source {router}\n"
+        ));
+    }
+    r.push_str(&format!(
+        "-A CILIUM_POST_nat -s 127.0.0.1/32 -o cilium_host -m comment --comment \"cilium host->cluster from 127.0.0.1 masquerade\" -j SNAT --to-source {router}\n\
          -A CILIUM_POST_nat -o cilium_host -m mark --mark 0xf00/0xf00 -m conntrack --ctstate DNAT -m comment --comment \"hairpin traffic that originated from a local pod\" -j SNAT --to-source {router}\n\
          COMMIT\n"
     ));
@@ -65,7 +76,7 @@ pub fn sync(ns: &NsThread, me: &NodePlan, all: &[NodePlan], values: &CiliumValue
     if values.bpf_masquerade {
         return Ok(());
     }
-    let native = values.native_routing_cidr.map(|c| c.to_string()).unwrap_or_else(|| "10.244.0.0/16".into());
+    let exclusion = exclusion(values, me).to_string();
     let ipset = super::preflight::which("ipset").is_some();
     if ipset {
         let mut script = format!("create {NODE_SET} hash:ip family inet -exist\nflush {NODE_SET}\n");
@@ -74,7 +85,8 @@ pub fn sync(ns: &NsThread, me: &NodePlan, all: &[NodePlan], values: &CiliumValue
         }
         ns.command(&["ipset", "restore"], &script)?;
     }
-    ns.command(&["iptables-restore", "--noflush"], &iptables_rules(me, all, &native, ipset)).map(|_| ())
+    ns.command(&["iptables-restore", "--noflush"], &iptables_rules(me, all, &exclusion, ipset, values.tunnel.is_some()))
+        .map(|_| ())
 }
 
 /// The ipmasq map's content for `values`: nonMasqueradeCIDRs plus link-local (Cilium adds it
@@ -88,9 +100,26 @@ pub fn non_masquerade(values: &CiliumValues) -> Vec<super::topology::Cidr> {
     v
 }
 
-/// `cilium-dbg status`'s Masquerading value for `values` (the emulated lab's and the agent's).
-pub fn status_value(values: &CiliumValues) -> String {
-    let native = values.native_routing_cidr.map(|c| c.to_string()).unwrap_or_default();
+/// What a node's pods reach without masquerade (Cilium's SNAT exclusion CIDR): the native-routing
+/// CIDR, or else the node's own podCIDR.
+pub fn exclusion(values: &CiliumValues, me: &NodePlan) -> super::topology::Cidr {
+    values.native_routing_cidr.unwrap_or(me.pod_cidr)
+}
+
+/// `cilium-dbg status`'s Routing value: `Network: Tunnel [vxlan]` or `Network: Native`, and the
+/// host routing.
+pub fn routing_value(values: &CiliumValues) -> String {
+    let host = if values.bpf_masquerade { "BPF" } else { "Legacy" };
+    match values.tunnel {
+        Some(t) => format!("Network: Tunnel [{}]   Host: {host}", t.protocol.name()),
+        None => format!("Network: Native   Host: {host}"),
+    }
+}
+
+/// `cilium-dbg status`'s Masquerading value for `values` on node `me` (the emulated lab's and
+/// the agent's).
+pub fn status_value(values: &CiliumValues, me: &NodePlan) -> String {
+    let native = exclusion(values, me);
     if !values.ipv4_masquerade {
         "Disabled".to_string()
     } else if values.bpf_masquerade {

@@ -35,6 +35,7 @@ pub mod store;
 pub mod supervisor;
 mod tls;
 pub mod topology;
+pub mod tunnel;
 pub mod upstream;
 pub mod values;
 pub mod xdp_lb;
@@ -147,6 +148,13 @@ pub enum LabError {
         #[source]
         source: Box<bpf_masq::BpfCause>,
     },
+    /// The tunnel datapath (its device, programs or maps) refused.
+    #[error("tunnel: {what}")]
+    Tunnel {
+        what: String,
+        #[source]
+        source: Box<bpf_masq::BpfCause>,
+    },
     /// The XDP load balancer fell back from native mode, which the lab asked for.
     #[error("XDP load balancer: native mode refused on {node} eth0: {why}")]
     XdpNativeRefused { node: String, why: String },
@@ -217,6 +225,7 @@ impl LabError {
                 | LabError::Namespaces { .. }
                 | LabError::Lb { .. }
                 | LabError::BpfMasq { .. }
+                | LabError::Tunnel { .. }
                 | LabError::XdpNativeRefused { .. }
                 | LabError::Tls(_)
                 | LabError::NoSuchNode(_)

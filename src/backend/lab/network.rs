@@ -102,14 +102,15 @@ pub fn cilium_node_lines(lxc: &str, pod_tid: i32, ip: Ipv4Addr) -> Vec<String> {
     ]
 }
 
-/// The pod's side of Cilium's layout.
-pub fn cilium_pod_lines(ip: Ipv4Addr, router: Ipv4Addr) -> Vec<String> {
+/// The pod's side of Cilium's layout. `route_mtu` is Cilium's route MTU: the device's, less the
+/// encapsulation in tunnel mode.
+pub fn cilium_pod_lines(ip: Ipv4Addr, router: Ipv4Addr, route_mtu: u32) -> Vec<String> {
     vec![
         "link set lo up".into(),
         format!("addr add {ip}/32 dev eth0"),
         "link set eth0 up".into(),
         format!("route add {router} dev eth0 scope link"),
-        format!("route add default via {router} dev eth0 mtu 1500"),
+        format!("route add default via {router} dev eth0 mtu {route_mtu}"),
     ]
 }
 
@@ -119,7 +120,7 @@ pub fn attach_pod(node: &NsThread, pod: &NsThread, lxc: &str, ip: Ipv4Addr, rout
     // Answer the pod's ARP for its gateway (Cilium answers it in BPF).
     node.sysctl(&format!("net.ipv4.conf.{lxc}.proxy_arp"), "1")?;
     node.sysctl(&format!("net.ipv4.conf.{lxc}.rp_filter"), "0")?;
-    pod.ip(&cilium_pod_lines(ip, router))
+    pod.ip(&cilium_pod_lines(ip, router, 1500))
 }
 
 pub fn detach_pod(node: &NsThread, lxc: &str, ip: Ipv4Addr) -> Result<(), LabError> {

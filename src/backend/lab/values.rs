@@ -16,6 +16,8 @@ pub struct CiliumValues {
     pub ip_masq_agent: bool,
     pub non_masquerade_cidrs: Vec<Cidr>,
     pub kube_proxy_replacement: bool,
+    /// Tunnel mode's encapsulation (`routing-mode: tunnel`; the lab's agent on the real API).
+    pub tunnel: Option<super::tunnel::Tunnel>,
     /// Everything as given, merged over the files in order.
     pub raw: Value,
 }

@@ -7,6 +7,7 @@ mod cgroup;
 mod chart;
 mod cilium;
 mod cilium_operator;
+mod cilium_tunnel;
 mod datapath;
 mod gc;
 mod isolation;
@@ -32,6 +33,7 @@ pub(crate) fn tests() -> Vec<crate::harness::Test> {
         chart::tests(),
         cilium::tests(),
         cilium_operator::tests(),
+        cilium_tunnel::tests(),
         capacity::tests(),
         cgroup::tests(),
         datapath::tests(),

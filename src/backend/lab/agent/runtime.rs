@@ -1065,7 +1065,17 @@ fn attach_cilium(
     for (key, value) in [("proxy_arp", "1"), ("rp_filter", "0")] {
         let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{lxc}/{key}"), value);
     }
-    pod.ip(&network::cilium_pod_lines(ip, router))
+    pod.ip(&network::cilium_pod_lines(ip, router, cilium_route_mtu()))
+}
+
+/// Cilium's route MTU for a new pod, from the node's devices as its agent made them: eth0's MTU,
+/// less the encapsulation when a tunnel device (`cilium_vxlan`, `cilium_geneve`) is there. (The
+/// real CNI plugin asks the agent; the agent made the device from the same option.)
+fn cilium_route_mtu() -> u32 {
+    let net = std::path::Path::new("/sys/class/net");
+    let mtu = std::fs::read_to_string(net.join("eth0/mtu")).ok().and_then(|m| m.trim().parse().ok()).unwrap_or(1500);
+    let tunnel = ["cilium_vxlan", "cilium_geneve"].iter().any(|d| net.join(d).exists());
+    if tunnel { mtu - crate::backend::lab::tunnel::OVERHEAD } else { mtu }
 }
 
 /// A pod's eth0 (ptp layout, as kind's default CNI): the pod's address in the node's podCIDR,

@@ -7,6 +7,8 @@
 //! - `cilium_host`/`cilium_net` with the router address, the route to the node's own podCIDR
 //!   through it and, with `auto-direct-node-routes`, a route to every other node's podCIDR via
 //!   that node's InternalIP (`datapath.rs`);
+//! - in tunnel mode (the default), `cilium_vxlan` or `cilium_geneve` and the routes to the other
+//!   nodes' podCIDRs through `cilium_host`, encapsulated by the lab's tc programs (`tunnel.rs`);
 //! - masquerade: Cilium's `CILIUM_POST_nat` chain (`masquerade.rs`);
 //! - with `kube-proxy-replacement`, the Services' ClusterIPs, NodePorts, external and
 //!   load-balancer addresses translated to their ready endpoints (`services.rs`);
@@ -40,6 +42,7 @@ use crate::backend::lab::config::Role;
 use crate::backend::lab::sandbox::{Mounts, NetNs, NsThread};
 use crate::backend::lab::services::{Frontend, nft_script};
 use crate::backend::lab::topology::{Cidr, NodePlan, ROUTER_OCTET, docker_mac};
+use crate::backend::lab::tunnel::TunnelDatapath;
 use crate::backend::lab::values::CiliumValues;
 use crate::backend::lab::{datapath, masquerade};
 
@@ -107,6 +110,8 @@ struct NodeState {
     frontends: Vec<Frontend>,
     /// The last reconcile's error, if it failed.
     failure: Option<String>,
+    /// Tunnel mode's device, programs and routes (`tunnel.rs`).
+    tunnel: TunnelDatapath,
 }
 
 /// Facts read once at start.
@@ -115,6 +120,8 @@ struct Facts {
     kubernetes: String,
     cilium: String,
     service_subnet: Cidr,
+    /// The cluster's pod range: what BPF masquerade leaves alone in tunnel mode.
+    pod_subnet: Cidr,
 }
 
 pub async fn main(args: &[String]) -> Result<ExitCode, CiliumError> {
@@ -180,7 +187,8 @@ pub async fn main(args: &[String]) -> Result<ExitCode, CiliumError> {
             .map(|v| v.git_version)
             .map_err(CiliumError::api("reading the API server's version"))?,
         cilium: own_version(&client, &namespace, &node).await,
-        service_subnet: service_subnet(&client).await,
+        service_subnet: subnet(&client, "serviceSubnet", "10.96.0.0/16").await,
+        pod_subnet: subnet(&client, "podSubnet", "10.244.0.0/16").await,
         node: node.clone(),
     });
     let ns = Arc::new(NsThread::with_net("cilium-agent", None, Mounts::default(), NetNs::Shared)?);
@@ -250,14 +258,15 @@ pub fn image_version(image: &str) -> Option<String> {
     Some(tag.trim_start_matches('v').to_string())
 }
 
-/// The cluster's service range, from kubeadm's `kubeadm-config` (kind's default when absent).
-async fn service_subnet(client: &Client) -> Cidr {
+/// One of the cluster's ranges (`serviceSubnet`, `podSubnet`), from kubeadm's `kubeadm-config`
+/// (kind's default when absent).
+async fn subnet(client: &Client, key: &str, default: &str) -> Cidr {
     let cm = Api::<ConfigMap>::namespaced(client.clone(), "kube-system").get("kubeadm-config").await;
     cm.ok()
         .and_then(|c| c.data?.get("ClusterConfiguration").cloned())
         .and_then(|y| serde_yaml::from_str::<serde_yaml::Value>(&y).ok())
-        .and_then(|v| Cidr::parse(v.get("networking")?.get("serviceSubnet")?.as_str()?).ok())
-        .unwrap_or_else(|| Cidr::parse("10.96.0.0/16").expect("valid"))
+        .and_then(|v| Cidr::parse(v.get("networking")?.get(key)?.as_str()?).ok())
+        .unwrap_or_else(|| Cidr::parse(default).expect("valid"))
 }
 
 /// `/healthz` for the startup, liveness and readiness probes: 200 once the node is programmed.
@@ -456,14 +465,18 @@ fn reconcile(ns: &NsThread, facts: &Facts, o: &Observed, st: &mut NodeState) -> 
         datapath::sync_node_routes(ns, &mine, &all, &values)?;
         a.routes = Some(routes);
     }
+    st.tunnel.sync(ns, &mine, &all, values.tunnel)?;
+    let a = &mut st.applied;
     let masq = (all.clone(), values.clone());
     if a.masquerade.as_ref() != Some(&masq) {
         masquerade::sync(ns, &mine, &all, &values)?;
         a.masquerade = Some(masq);
     }
-    // BPF masquerade: loaded for the current inputs, attached to every pod's lxc device.
+    // BPF masquerade: loaded for the current inputs, attached to every pod's lxc device. In
+    // tunnel mode the other nodes' pods are reached through the tunnel, never masqueraded.
+    let routed = if values.tunnel.is_some() { facts.pod_subnet } else { mine.pod_cidr };
     let want = (values.ipv4_masquerade && values.bpf_masquerade)
-        .then(|| (values.native_routing_cidr.unwrap_or(mine.pod_cidr), masquerade::non_masquerade(&values)));
+        .then(|| (values.native_routing_cidr.unwrap_or(routed), masquerade::non_masquerade(&values)));
     if st.bpf.as_ref().map(|(_, inputs)| inputs) != want.as_ref() {
         st.bpf = None;
         st.attached.clear();

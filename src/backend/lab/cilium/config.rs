@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::CiliumError;
 use crate::backend::lab::topology::Cidr;
+use crate::backend::lab::tunnel::{Protocol, Tunnel};
 use crate::backend::lab::values::CiliumValues;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,30 +66,59 @@ impl AgentConfig {
         self.flag("enable-l2-announcements", false)
     }
 
-    /// The datapath settings the lab's node code acts on, checked: a routing mode the lab's
-    /// agent does not implement is an error naming it.
+    /// The datapath settings the lab's node code acts on, checked as the real agent checks
+    /// them at start (an invalid combination is an error naming the option).
     pub fn datapath(&self) -> Result<CiliumValues, CiliumError> {
         let bad = |key: &str, why: String| CiliumError::Config { key: key.into(), why };
         let mode = self.routing_mode();
-        if mode != "native" {
-            return Err(bad(
-                "routing-mode",
-                format!("\"{mode}\" is not implemented by the lab's cilium-agent yet (it implements \"native\")"),
-            ));
-        }
-        let native = match self.get("ipv4-native-routing-cidr") {
+        let native = match self.get("ipv4-native-routing-cidr").filter(|c| !c.is_empty()) {
             Some(c) => Some(Cidr::parse(c).map_err(|e| bad("ipv4-native-routing-cidr", e.to_string()))?),
-            None => return Err(bad("ipv4-native-routing-cidr", "routing-mode native needs it".into())),
+            None => None,
+        };
+        let auto_direct_node_routes = self.flag("auto-direct-node-routes", false);
+        let tunnel = match mode {
+            "native" => {
+                if native.is_none() {
+                    return Err(bad("ipv4-native-routing-cidr", "routing-mode native needs it".into()));
+                }
+                None
+            }
+            "tunnel" => {
+                if auto_direct_node_routes {
+                    return Err(bad(
+                        "auto-direct-node-routes",
+                        "auto-direct-node-routes cannot be used with tunneling. Packets must be routed through the tunnel device."
+                            .into(),
+                    ));
+                }
+                let name = self.get("tunnel-protocol").filter(|p| !p.is_empty()).unwrap_or("vxlan");
+                let protocol = Protocol::parse(name).ok_or_else(|| {
+                    bad("tunnel-protocol", format!("\"{name}\" is not a tunnel protocol (vxlan or geneve)"))
+                })?;
+                let port = match self.get("tunnel-port").filter(|p| !p.is_empty() && *p != "0") {
+                    Some(p) => p
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|p| *p != 0)
+                        .ok_or_else(|| bad("tunnel-port", format!("\"{p}\" is not a UDP port")))?,
+                    None => protocol.default_port(),
+                };
+                Some(Tunnel { protocol, port })
+            }
+            other => {
+                return Err(bad("routing-mode", format!("\"{other}\" is not a routing mode (tunnel or native)")));
+            }
         };
         Ok(CiliumValues {
             routing_mode: Some(mode.to_string()),
             native_routing_cidr: native,
-            auto_direct_node_routes: self.flag("auto-direct-node-routes", false),
+            auto_direct_node_routes,
             ipv4_masquerade: self.flag("enable-ipv4-masquerade", true),
             bpf_masquerade: self.flag("enable-bpf-masquerade", false),
             ip_masq_agent: self.flag("enable-ip-masq-agent", false),
             non_masquerade_cidrs: vec![],
             kube_proxy_replacement: self.kube_proxy_replacement(),
+            tunnel,
             raw: serde_yaml::Value::Null,
         })
     }
@@ -118,11 +148,32 @@ mod tests {
     }
 
     #[test]
-    fn tunnel_and_bad_values_are_named() {
-        let e = cfg(&[]).datapath().unwrap_err().to_string();
-        assert!(e.contains("routing-mode") && e.contains("\"tunnel\""), "{e}");
-        let e = cfg(&[("routing-mode", "native"), ("ipv4-native-routing-cidr", "10.244.0.0")]).datapath().unwrap_err();
-        assert!(e.to_string().contains("ipv4-native-routing-cidr"), "{e}");
+    fn tunnel_is_the_default_and_bad_values_are_named() {
+        let v = cfg(&[]).datapath().unwrap();
+        assert_eq!(v.tunnel, Some(Tunnel { protocol: Protocol::Vxlan, port: 8472 }));
+        assert!(!v.native_routing() && v.native_routing_cidr.is_none());
+        let v = cfg(&[("routing-mode", "tunnel"), ("tunnel-protocol", "geneve")]).datapath().unwrap();
+        assert_eq!(v.tunnel, Some(Tunnel { protocol: Protocol::Geneve, port: 6081 }));
+        let v = cfg(&[("tunnel-protocol", "vxlan"), ("tunnel-port", "4789")]).datapath().unwrap();
+        assert_eq!(v.tunnel.unwrap().port, 4789);
+        for (pairs, key) in [
+            (&[("tunnel-protocol", "gre")][..], "tunnel-protocol"),
+            (&[("tunnel-port", "70000")][..], "tunnel-port"),
+            (&[("auto-direct-node-routes", "true")][..], "auto-direct-node-routes"),
+            (&[("routing-mode", "overlay")][..], "routing-mode"),
+            (&[("routing-mode", "native"), ("ipv4-native-routing-cidr", "10.244.0.0")][..], "ipv4-native-routing-cidr"),
+            (&[("routing-mode", "native")][..], "ipv4-native-routing-cidr"),
+        ] {
+            let e = cfg(pairs).datapath().unwrap_err().to_string();
+            assert!(e.contains(key), "{pairs:?}: {e}");
+        }
+        assert!(
+            cfg(&[("routing-mode", "native"), ("ipv4-native-routing-cidr", "10.244.0.0/16")])
+                .datapath()
+                .unwrap()
+                .tunnel
+                .is_none()
+        );
     }
 
     #[test]

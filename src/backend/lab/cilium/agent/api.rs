@@ -96,7 +96,8 @@ fn answer(st: &NodeState, facts: &Facts, nodes: usize, words: &[String]) -> Resu
 
 fn status(st: &NodeState, facts: &Facts, nodes: usize, v: &CiliumValues, me: &NodePlan) -> String {
     let host = if v.bpf_masquerade { "BPF" } else { "Legacy" };
-    let masq = masquerade::status_value(v);
+    let masq = masquerade::status_value(v, me);
+    let routing = masquerade::routing_value(v);
     let k8s = &facts.kubernetes;
     let minor = k8s.trim_start_matches('v').splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
     let kpr = if v.kube_proxy_replacement { "True" } else { "False" };
@@ -112,7 +113,7 @@ fn status(st: &NodeState, facts: &Facts, nodes: usize, v: &CiliumValues, me: &No
          IPAM:                    IPv4: {used}/254 allocated from {cidr}, \n\
          Host Routing:            {host}\n\
          Masquerading:            {masq}\n\
-         Routing:                 Network: Native   Host: {host}\n\
+         Routing:                 {routing}\n\
          Controller Status:       {controllers}\n\
          Cluster nodes:           {nodes}\n",
         ip = me.ip,
