@@ -328,22 +328,6 @@ fn fill_map(ebpf: &mut Ebpf, peers: &[(Cidr, Ipv4Addr)]) -> Result<(), LabError>
     Ok(())
 }
 
-/// The entries of `tunnel_map` (podCIDR, node address), read back from the kernel.
-pub fn map_entries(d: &TunnelDatapath) -> Result<Vec<(Cidr, Ipv4Addr)>, LabError> {
-    let Some((ebpf, _)) = &d.loaded else { return Ok(vec![]) };
-    let map: LpmTrie<&MapData, u32, TunnelValue> =
-        LpmTrie::try_from(ebpf.map("tunnel_map").expect("map in object")).map_err(err("tunnel_map"))?;
-    let mut out = Vec::new();
-    for k in map.keys() {
-        let k = k.map_err(err("tunnel_map"))?;
-        let v = map.get(&k, 0).map_err(err("tunnel_map"))?;
-        let addr = Ipv4Addr::from(k.data().to_ne_bytes());
-        out.push((Cidr { addr, len: k.prefix_len() as u8 }, Ipv4Addr::from(v.node_ip.to_ne_bytes())));
-    }
-    out.sort();
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
