@@ -176,6 +176,18 @@ fn vxlan_by_default_and_back_and_forth_to_native() {
         out.contains("cilium_vxlan") && tunnel_routes(out) == 2 && direct_routes(out) == 0
     });
     assert_tunneled(&capture(&lab, 8472, &client, &web), 8472, &client, &web);
+
+    // BPF masquerade in tunnel mode: the other nodes' pods still through the tunnel, the
+    // outside still sees the node's address.
+    let o = lab.sh(&format!("{} --set bpf.masquerade=true", INSTALL.replace("helm install", "helm upgrade")));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let masq = lab.eventually(
+        "kubectl -n kube-system exec ds/cilium -- cilium-dbg status | grep '^Masquerading: *BPF' | grep .",
+    );
+    assert!(masq.contains(".0/24 [IPv4: Enabled, IPv6: Disabled]"), "{masq}");
+    assert_tunneled(&capture(&lab, 8472, &client, &web), 8472, &client, &web);
+    let origin = lab.eventually("kubectl exec client -- timeout 5 wget -qO- http://203.0.113.10/ip");
+    assert!(origin.contains("\"origin\":\"172.18.0.3\""), "{origin}");
     drop(lab);
     assert!(!root_netns_links().contains("cilium_"), "a Cilium device left in the machine's namespace");
 }
