@@ -65,6 +65,15 @@ pub struct Repo {
     pub versions: Vec<String>,
 }
 
+/// The newest version the repository serves (what `cilium version` calls the default image).
+pub fn newest_version() -> Result<String, ChartError> {
+    let list: VersionList = serde_yaml::from_str(VERSIONS).map_err(ChartError::Versions)?;
+    list.versions.into_iter().next().map(|v| v.version).ok_or_else(|| ChartError::Chart {
+        version: "-".into(),
+        what: "charts/cilium-versions.yaml lists no version".into(),
+    })
+}
+
 /// The repository, built once per process.
 pub fn repo() -> Result<&'static Repo, &'static ChartError> {
     static REPO: OnceLock<Result<Repo, ChartError>> = OnceLock::new();

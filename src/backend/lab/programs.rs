@@ -9,7 +9,7 @@ use super::cilium::{self, CiliumError};
 
 /// The programs (argv[0] names).
 pub const PROGRAMS: &[&str] =
-    &["cilium-agent", "cilium-dbg", cilium::operator::PROGRAM, "cilium-operator", "deathstar", "netserver"];
+    &["cilium", "cilium-agent", "cilium-dbg", cilium::operator::PROGRAM, "cilium-operator", "deathstar", "netserver"];
 
 /// When tutor was started as one of these programs: run it and give its exit code.
 pub fn dispatch() -> Option<ExitCode> {
@@ -32,6 +32,10 @@ pub fn dispatch() -> Option<ExitCode> {
             return Some(ExitCode::from(1));
         }
     };
+    // The cilium CLI on the lab host: its errors are its own ("Error: …"), not an agent's log.
+    if program == "cilium" {
+        return Some(rt.block_on(cilium::cli::main(&args)));
+    }
     let result = rt.block_on(async {
         match program.as_str() {
             "cilium-agent" => cilium::agent::main(&args).await,

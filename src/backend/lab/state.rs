@@ -124,7 +124,9 @@ impl Lab {
         std::fs::create_dir_all(&bin).map_err(|e| LabError::io(&bin, e))?;
         // `tutor` itself too, so a tutorial can run `tutor lb bench` from the lab host.
         let mut share = vec![dir.clone()];
-        for tool in super::shims::TOOLS.iter().chain(&["tutor"]) {
+        // With the real control plane, the `cilium` CLI too (tutor itself, `cilium::cli`).
+        let cilium: &[&str] = if upstream { &["tutor", "cilium"] } else { &["tutor"] };
+        for tool in super::shims::TOOLS.iter().chain(cilium) {
             // With the real control plane, `kubectl` and `helm` are the real binaries.
             let target = match *tool {
                 "kubectl" if upstream => upstream::path(Binary::Kubectl),

@@ -6,6 +6,7 @@ mod capacity;
 mod cgroup;
 mod chart;
 mod cilium;
+mod cilium_cli;
 mod cilium_operator;
 mod cilium_tunnel;
 mod datapath;
@@ -32,6 +33,7 @@ pub(crate) fn tests() -> Vec<crate::harness::Test> {
         backend::tests(),
         chart::tests(),
         cilium::tests(),
+        cilium_cli::tests(),
         cilium_operator::tests(),
         cilium_tunnel::tests(),
         capacity::tests(),

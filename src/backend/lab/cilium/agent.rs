@@ -34,6 +34,7 @@ use kube::{Api, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod api;
+mod endpoints;
 
 use super::CiliumError;
 use super::config::AgentConfig;
@@ -193,7 +194,10 @@ pub async fn main(args: &[String]) -> Result<ExitCode, CiliumError> {
     });
     let ns = Arc::new(NsThread::with_net("cilium-agent", None, Mounts::default(), NetNs::Shared)?);
     let state = Arc::new(Mutex::new(NodeState::default()));
-    tokio::spawn(api::serve(state.clone(), facts.clone(), nodes.clone()));
+    let extra = Arc::new(api::Extra::default());
+    let cluster = initial.get("cluster-name").unwrap_or("default").to_string();
+    tokio::spawn(endpoints::run(client.clone(), node.clone(), cluster, state.clone(), extra.endpoints.clone()));
+    tokio::spawn(api::serve(state.clone(), facts.clone(), nodes.clone(), extra.clone()));
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     let mut reported: Option<String> = None;
     loop {
@@ -214,6 +218,7 @@ pub async fn main(args: &[String]) -> Result<ExitCode, CiliumError> {
             .and_then(|c| c.data.clone())
             .map(|d| AgentConfig::from_map(d.into_iter().collect()))
             .unwrap_or_else(|| initial.clone());
+        *extra.config.lock().unwrap_or_else(|e| e.into_inner()) = config.clone();
         let observed = Observed { config, nodes: nodes.state(), services: services.state(), slices: slices.state() };
         let (ns2, st, f) = (ns.clone(), state.clone(), facts.clone());
         let r = tokio::task::spawn_blocking(move || {

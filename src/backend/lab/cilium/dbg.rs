@@ -12,7 +12,7 @@ pub async fn main(args: &[String]) -> Result<ExitCode, CiliumError> {
         Some("build-config") => build_config(&args[1..]).await,
         Some(_) => ask_agent(args).await,
         None => Err(CiliumError::Usage(
-            "cilium-dbg: a command is needed (the lab's has: status, service list, bpf ipmasq list, build-config)"
+            "cilium-dbg: a command is needed (the lab's has: status, version, config, endpoint list, service list, bpf lb list, bpf ipmasq list, build-config)"
                 .into(),
         )),
     }

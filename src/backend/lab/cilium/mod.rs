@@ -4,9 +4,11 @@
 //! played by tutor itself (see `programs.rs`).
 
 pub mod agent;
+pub mod cli;
 pub mod config;
 pub mod dbg;
 pub mod operator;
+pub mod tabwriter;
 
 /// Why a Cilium program of the lab failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +23,11 @@ pub enum CiliumError {
     Config { key: String, why: String },
     #[error("the node's datapath: {0}")]
     Datapath(#[from] Box<crate::backend::lab::LabError>),
+    #[error("kubeconfig: {0}")]
+    Kubeconfig(String),
+    /// What the cilium CLI says when it gives up (its own words).
+    #[error("{0}")]
+    Cli(String),
     #[error("usage: {0}")]
     Usage(String),
     #[error(transparent)]
