@@ -190,24 +190,40 @@ fn valid_label(k: &str, v: &str) -> bool {
     !name.is_empty() && ok(name) && prefix.len() <= 253 && (v.is_empty() || ok(v))
 }
 
-/// The identity of `labels`: an existing CiliumIdentity with the same security labels, or a
-/// new one (a name taken by other labels moves on to the next number).
-async fn identity(
-    api: &Api<DynamicObject>,
-    known: &mut BTreeMap<BTreeMap<String, String>, u64>,
-    labels: &[String],
-) -> Result<u64, kube::Error> {
-    let sec = security_labels(labels);
-    if let Some(id) = known.get(&sec) {
-        return Ok(*id);
+/// The identities the API server holds: security labels → number, and the numbers taken.
+async fn identities_known(api: &Api<DynamicObject>) -> Result<(Known, BTreeSet<u64>), kube::Error> {
+    let mut known = Known::new();
+    let mut taken = BTreeSet::new();
+    for o in api.list(&ListParams::default()).await?.items {
+        let Some(id) = o.metadata.name.as_deref().and_then(|n| n.parse::<u64>().ok()) else { continue };
+        taken.insert(id);
+        known.entry(identity_labels(&o)).or_insert(id);
     }
+    Ok((known, taken))
+}
+
+type Known = BTreeMap<BTreeMap<String, String>, u64>;
+
+/// The identity of `labels`: an existing CiliumIdentity with the same security labels, or a
+/// new one at the first free number from [`first_candidate`] (a number another agent took
+/// meanwhile: the list is read again and the next one tried). The agent's RBAC, as Cilium's,
+/// lets it list and create identities, not get them.
+async fn identity(api: &Api<DynamicObject>, labels: &[String]) -> Result<u64, String> {
+    let sec = security_labels(labels);
     let meta: BTreeMap<String, String> = sec
         .iter()
         .filter_map(|(k, v)| Some((k.strip_prefix("k8s:")?.to_string(), v.clone())))
         .filter(|(k, v)| valid_label(k, v))
         .collect();
-    let mut id = first_candidate(labels);
-    for _ in 0..64 {
+    for _ in 0..16 {
+        let (known, taken) = identities_known(api).await.map_err(|e| e.to_string())?;
+        if let Some(id) = known.get(&sec) {
+            return Ok(*id);
+        }
+        let mut id = first_candidate(labels);
+        while taken.contains(&id) {
+            id = if id >= LAST_IDENTITY { FIRST_IDENTITY } else { id + 1 };
+        }
         let obj: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "cilium.io/v2", "kind": "CiliumIdentity",
             "metadata": { "name": id.to_string(), "labels": meta },
@@ -215,27 +231,12 @@ async fn identity(
         }))
         .expect("a valid object");
         match api.create(&PostParams::default(), &obj).await {
-            Ok(_) => {
-                known.insert(sec, id);
-                return Ok(id);
-            }
-            Err(kube::Error::Api(e)) if e.code == 409 => {
-                let have = api.get(&id.to_string()).await?;
-                if identity_labels(&have) == sec {
-                    known.insert(sec, id);
-                    return Ok(id);
-                }
-                id = if id >= LAST_IDENTITY { FIRST_IDENTITY } else { id + 1 };
-            }
-            Err(e) => return Err(e),
+            Ok(_) => return Ok(id),
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            Err(e) => return Err(format!("creating CiliumIdentity {id}: {e}")),
         }
     }
-    Err(kube::Error::Api(kube::core::ErrorResponse {
-        status: "Failure".into(),
-        message: "no free identity found".into(),
-        reason: "Conflict".into(),
-        code: 409,
-    }))
+    Err(format!("no CiliumIdentity could be allocated for {}", labels.join(",")))
 }
 
 fn identity_labels(o: &DynamicObject) -> BTreeMap<String, String> {
@@ -303,7 +304,6 @@ pub(super) async fn run(client: Client, node: String, cluster: String, st: Arc<M
     let ceps = Api::<DynamicObject>::all_with(client.clone(), &resource("CiliumEndpoint", "ciliumendpoints"));
     let nodes = Api::<DynamicObject>::all_with(client.clone(), &resource("CiliumNode", "ciliumnodes"));
     let k8s_nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
-    let mut known: BTreeMap<BTreeMap<String, String>, u64> = BTreeMap::new();
     let mut reported: Option<String> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(3));
     loop {
@@ -325,7 +325,7 @@ pub(super) async fn run(client: Client, node: String, cluster: String, st: Arc<M
             .filter_map(|n| Some((n.metadata.name.clone()?, n.metadata.labels.clone()?.into_iter().collect())))
             .collect();
         let mut eps = plan(&pods.state(), &ns_labels, &node_labels, &devices(), &cluster);
-        let r = sync(&identities, &ceps, &nodes, &mut known, &mut eps, me.as_ref()).await;
+        let r = sync(&identities, &ceps, &nodes, &mut eps, me.as_ref()).await;
         // Before the operator registered the CRDs there is nothing to allocate from yet.
         match r {
             Ok(()) => reported = None,
@@ -345,10 +345,13 @@ async fn sync(
     identities: &Api<DynamicObject>,
     ceps: &Api<DynamicObject>,
     nodes: &Api<DynamicObject>,
-    known: &mut BTreeMap<BTreeMap<String, String>, u64>,
     eps: &mut [Endpoint],
     me: Option<&crate::backend::lab::topology::NodePlan>,
-) -> Result<(), kube::Error> {
+) -> Result<(), String> {
+    let api_err = |what: &str| {
+        let what = what.to_string();
+        move |e: kube::Error| format!("{what}: {e}")
+    };
     // The CiliumNode, once the node is programmed (its router address is then known).
     if let Some(me) = me {
         let spec = cilium_node_spec(me.ip, me.router_ip, &me.pod_cidr.to_string());
@@ -356,7 +359,10 @@ async fn sync(
             Ok(have) if have.data.get("spec") == Some(&spec) => {}
             Ok(mut have) => {
                 have.data["spec"] = spec;
-                nodes.replace(&me.name, &PostParams::default(), &have).await?;
+                nodes
+                    .replace(&me.name, &PostParams::default(), &have)
+                    .await
+                    .map_err(api_err("updating the CiliumNode"))?;
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {
                 let obj: DynamicObject = serde_json::from_value(json!({
@@ -365,13 +371,17 @@ async fn sync(
                     "spec": spec,
                 }))
                 .expect("a valid object");
-                nodes.create(&PostParams::default(), &obj).await?;
+                nodes.create(&PostParams::default(), &obj).await.map_err(api_err("creating the CiliumNode"))?;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(format!("reading the CiliumNode: {e}")),
         }
     }
+    let (known, _) = identities_known(identities).await.map_err(api_err("listing CiliumIdentities"))?;
     for e in eps.iter_mut().filter(|e| e.pod.is_some()) {
-        let id = identity(identities, known, &e.labels).await?;
+        let id = match known.get(&security_labels(&e.labels)) {
+            Some(id) => *id,
+            None => identity(identities, &e.labels).await?,
+        };
         e.identity = Some(id);
         e.state = "ready";
     }
@@ -383,7 +393,7 @@ async fn sync(
             Some(((ns.clone(), name.clone()), cep(e, me.ip)?))
         })
         .collect();
-    let have = ceps.list(&ListParams::default()).await?;
+    let have = ceps.list(&ListParams::default()).await.map_err(api_err("listing CiliumEndpoints"))?;
     let mut seen = BTreeSet::new();
     for c in have.items {
         let (Some(ns), Some(name)) = (c.metadata.namespace.clone(), c.metadata.name.clone()) else { continue };
@@ -394,7 +404,9 @@ async fn sync(
                 seen.insert(key);
                 if c.data.get("status") != want.get("status") {
                     let patch = json!({ "status": want["status"] });
-                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .map_err(api_err("updating a CiliumEndpoint"))?;
                 }
             }
             // An endpoint this node published that is gone (its pod left the node).
@@ -402,7 +414,7 @@ async fn sync(
                 match api.delete(&name, &Default::default()).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(format!("deleting a CiliumEndpoint: {e}")),
                 }
             }
             None => {}
@@ -414,7 +426,7 @@ async fn sync(
         match api.create(&PostParams::default(), &obj).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(format!("creating a CiliumEndpoint: {e}")),
         }
     }
     Ok(())
