@@ -220,9 +220,7 @@ async fn run(g: &Globals, command: Command) -> Result<ExitCode, CiliumError> {
                 .map(|v| format!("v{v}"))
                 .unwrap_or_else(|e| format!("unknown ({e})"));
             println!("cilium image (default): {default}");
-            // The real CLI asks raw.githubusercontent.com for Cilium's stable.txt; the lab has no
-            // internet, and the CLI says "unknown" when that request fails.
-            println!("cilium image (stable): unknown");
+            println!("cilium image (stable): {}", stable_version().await);
             if client_only {
                 return Ok(ExitCode::SUCCESS);
             }
@@ -285,6 +283,21 @@ async fn run(g: &Globals, command: Command) -> Result<ExitCode, CiliumError> {
                 }
             }
         }
+    }
+}
+
+/// Cilium's stable release as the real CLI asks for it (raw.githubusercontent.com's
+/// `stable.txt`, which the lab's outside world serves when a tutorial declares it offline);
+/// `unknown` when the request fails, as the CLI says then.
+async fn stable_version() -> String {
+    let out = tokio::process::Command::new("curl")
+        .args(["-fsS", "--max-time", "5", "https://raw.githubusercontent.com/cilium/cilium/main/stable.txt"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await;
+    match out {
+        Ok(o) if o.status.success() && o.stdout.len() < 1024 => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        _ => "unknown".into(),
     }
 }
 
