@@ -206,22 +206,29 @@ impl TunnelDatapath {
         };
         self.clean = false;
         let device = want.protocol.device();
-        // The other protocol's device, and this one when it listens on another port, go.
+        // The new device first, so that a kernel refusing it leaves the running tunnel alone;
+        // then the other protocol's device (and this one's if it listens on another port,
+        // which has to go before its replacement can take the name).
         let mut lines = Vec::new();
+        let mut stale = Vec::new();
         let mut fresh = !links.contains_key(device);
         for p in [Protocol::Vxlan, Protocol::Geneve] {
             if let Some(l) = links.get(p.device())
                 && (p != want.protocol || port_of(l) != Some(want.port))
             {
-                lines.push(format!("link del {}", p.device()));
-                fresh |= p == want.protocol;
+                if p == want.protocol {
+                    fresh = true;
+                    lines.push(format!("link del {device}"));
+                } else {
+                    stale.push(format!("link del {}", p.device()));
+                }
             }
         }
         if fresh {
-            self.loaded = None;
             lines.push(device_line(want));
             lines.push(format!("link set {device} up"));
         }
+        lines.extend(stale);
         ns.ip(&lines).map_err(|e| match (&e, want.protocol) {
             (LabError::CommandFailed { stderr, .. }, Protocol::Geneve) if stderr.contains("Unknown device type") => {
                 LabError::Tunnel {
@@ -231,6 +238,10 @@ impl TunnelDatapath {
             }
             _ => e,
         })?;
+        if fresh {
+            // The programs were attached to the device that went.
+            self.loaded = None;
+        }
         if self.loaded.as_ref().map(|(_, t)| *t) != Some(want) {
             self.loaded = None;
             let ebpf = ns.run(move || load(device))??;
