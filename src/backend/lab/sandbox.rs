@@ -516,6 +516,91 @@ pub fn nsenter_args(pid: i32, tid: i32, workdir: &Path) -> Vec<String> {
     args
 }
 
+/// Where a lab node sees the bpf filesystem all the lab's nodes share (under its own
+/// `/sys/fs/bpf`, so a host-network pod that mounts the node's `/sys/fs/bpf` sees it too).
+pub const SHARED_BPFFS: &str = "/sys/fs/bpf/tutor-lab";
+
+/// One bpf filesystem for all the nodes of a lab, as the nodes of a kind cluster share one
+/// kernel. The bundled XDP load balancer pins the maps its instances share there (its
+/// connection table: a reply leaving through another node than the balancing one is translated
+/// back there). The filesystem is mounted in a thread's private mount namespace and cloned into
+/// each node's (`open_tree` + `move_mount`): it is nowhere in the machine's mounts, and it ends,
+/// with everything pinned in it, when the last node namespace goes.
+pub struct SharedBpffs {
+    thread: NsThread,
+}
+
+impl SharedBpffs {
+    pub fn new(lab: &str) -> Result<SharedBpffs, LabError> {
+        // A new network namespace comes with a bpffs of its own on /sys/fs/bpf (see `enter_new`).
+        let thread = NsThread::new(&format!("{lab}-bpffs"), None, Mounts::default())?;
+        let statfs = thread.run(|| nix::sys::statfs::statfs("/sys/fs/bpf").map(|s| s.filesystem_type()))?;
+        if statfs.ok() != Some(nix::sys::statfs::BPF_FS_MAGIC) {
+            return Err(LabError::Io {
+                what: "mounting the lab's bpf filesystem".into(),
+                source: std::io::Error::other("no bpf filesystem on /sys/fs/bpf"),
+            });
+        }
+        Ok(SharedBpffs { thread })
+    }
+
+    /// Mount the shared filesystem on [`SHARED_BPFFS`] in `node`'s mount namespace.
+    pub fn attach(&self, node: &NsThread) -> Result<(), LabError> {
+        let clone = self.thread.run(|| open_tree(Path::new("/sys/fs/bpf")))??;
+        node.run(move || {
+            std::fs::create_dir_all(SHARED_BPFFS)
+                .map_err(|source| LabError::Io { what: format!("creating {SHARED_BPFFS}"), source })?;
+            move_mount(&clone, Path::new(SHARED_BPFFS))
+        })?
+    }
+}
+
+/// `open_tree(OPEN_TREE_CLONE)`: a detached copy of the mount at `path`.
+fn open_tree(path: &Path) -> Result<OwnedFd, LabError> {
+    use std::os::fd::FromRawFd;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL in the path");
+    // SAFETY: a valid C string; the returned descriptor is owned below.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(LabError::Sys { what: format!("open_tree {}", path.display()), source: nix::errno::Errno::last() });
+    }
+    // SAFETY: a new descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `move_mount`: attach the detached mount `tree` on `target` (in the caller's namespace).
+fn move_mount(tree: &OwnedFd, target: &Path) -> Result<(), LabError> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    let empty = c"";
+    let c = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).expect("no NUL in the path");
+    // SAFETY: valid descriptor and C strings for the duration of the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r != 0 {
+        return Err(LabError::Sys {
+            what: format!("move_mount on {}", target.display()),
+            source: nix::errno::Errno::last(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -340,6 +340,7 @@ impl Lab {
             feature_gates: controlplane::key_values(config.feature_gates.as_ref(), "featureGates")?,
             runtime_config: controlplane::key_values(config.runtime_config.as_ref(), "runtimeConfig")?,
         };
+        self.prepare_node_datapath(&nodes)?;
         let dir = self.dir.join("k8s").join(&plan.cluster);
         let mut cp = ControlPlane::start(&cp_node.ns, &dir, spec)?;
         cp.wait_ready(&cp_node.ns, std::time::Duration::from_secs(90))?;
@@ -401,6 +402,24 @@ impl Lab {
         self.cluster = Some(rt);
         self.publish()?;
         Ok(self.cluster.as_ref().unwrap())
+    }
+
+    /// What a kind machine gives the CNI under its nodes, for the XDP programs a CNI attaches
+    /// (the Cilium agents' load balancer):
+    /// - one bpf filesystem shared by the nodes, as they share one kernel (`SharedBpffs`);
+    /// - `eth0` of a node is a veth: frames a native XDP program sends back out of it
+    ///   (`XDP_TX`) reach the bridge only when the bridge-side peer has NAPI, which GRO turns on;
+    /// - XDP cannot complete a partial checksum, so the lab host's bridge sends full ones.
+    fn prepare_node_datapath(&self, nodes: &[NodeRt]) -> Result<(), LabError> {
+        let bpffs = super::sandbox::SharedBpffs::new(&self.name)?;
+        for n in nodes {
+            bpffs.attach(&n.ns)?;
+        }
+        self.host.command(&["ethtool", "-K", &network::bridge_name(&self.name), "tx", "off"], "")?;
+        for n in nodes {
+            self.host.command(&["ethtool", "-K", &network::node_veth(&self.name, &n.plan.name), "gro", "on"], "")?;
+        }
+        Ok(())
     }
 
     /// `kind delete cluster`: every node and pod namespace goes, the lab host stays.

@@ -328,18 +328,23 @@ pub fn service_table(rows: &[(String, String, Vec<String>)]) -> String {
 /// the XDP mode the lab attaches the LB in (empty without `--verbose`).
 pub fn status_lines(c: &ClusterRt, verbose: bool) -> String {
     let Some(values) = c.values.as_ref().filter(|_| verbose) else { return String::new() };
-    let mode = match values.raw.get("loadBalancer").and_then(|l| l.get("mode")).and_then(serde_yaml::Value::as_str) {
+    let mode = values.raw.get("loadBalancer").and_then(|l| l.get("mode")).and_then(serde_yaml::Value::as_str);
+    kpr_details(values.kube_proxy_replacement, mode, acceleration(values) == AttachMode::Native, l2_enabled(values))
+}
+
+/// The KubeProxyReplacement details of `cilium-dbg status --verbose`, from the options in
+/// force: `loadBalancer.mode` (`bpf-lb-mode`), whether the XDP program runs in native mode,
+/// whether L2 announcements are on.
+pub fn kpr_details(kpr: bool, lb_mode: Option<&str>, xdp_native: bool, l2: bool) -> String {
+    let mode = match lb_mode {
         Some("dsr") => "DSR",
         Some("hybrid") => "Hybrid",
         _ => "SNAT",
     };
-    let xdp = match acceleration(values) {
-        AttachMode::Native => "Native",
-        AttachMode::Skb => "Disabled",
-    };
+    let xdp = if xdp_native { "Native" } else { "Disabled" };
     format!(
         "KubeProxyReplacement Details:\n  Status:                 {}\n  Devices:                eth0\n  Mode:                   {mode}\n  Backend Selection:      Maglev\n  XDP Acceleration:       {xdp}\n  Services:\n  - ClusterIP:      Enabled\n  - LoadBalancer:   Enabled\n  - L2 Announcements: {}\n",
-        if values.kube_proxy_replacement { "True" } else { "False" },
-        if l2_enabled(values) { "Enabled" } else { "Disabled" }
+        if kpr { "True" } else { "False" },
+        if l2 { "Enabled" } else { "Disabled" }
     )
 }

@@ -1065,7 +1065,10 @@ fn attach_cilium(
     for (key, value) in [("proxy_arp", "1"), ("rp_filter", "0")] {
         let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{lxc}/{key}"), value);
     }
-    pod.ip(&network::cilium_pod_lines(ip, router, cilium_route_mtu()))
+    pod.ip(&network::cilium_pod_lines(ip, router, cilium_route_mtu()))?;
+    // The agent's XDP load balancer redirects frames to a local backend straight into the pod's
+    // veth (`XDP_REDIRECT`), which delivers them only when the pod's end has NAPI: GRO on.
+    pod.command(&["ethtool", "-K", "eth0", "gro", "on"], "").map(drop)
 }
 
 /// Cilium's route MTU for a new pod, from the node's devices as its agent made them: eth0's MTU,

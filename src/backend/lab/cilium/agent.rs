@@ -12,6 +12,9 @@
 //! - masquerade: Cilium's `CILIUM_POST_nat` chain (`masquerade.rs`);
 //! - with `kube-proxy-replacement`, the Services' ClusterIPs, NodePorts, external and
 //!   load-balancer addresses translated to their ready endpoints (`services.rs`);
+//! - with kube-proxy replacement, the LoadBalancer addresses also through the bundled XDP load
+//!   balancer on `eth0` (`lb.rs`), and with L2 announcements the ARP answers for the addresses
+//!   this node won the lease of (`l2.rs`);
 //! - the CNI configuration `05-cilium.conflist` once the node is programmed (what turns the node
 //!   `Ready`), and `/healthz` on 127.0.0.1:9879 for the pod's probes.
 //!
@@ -38,6 +41,7 @@ mod endpoints;
 
 use super::CiliumError;
 use super::config::AgentConfig;
+use super::lb::AgentLb;
 use crate::backend::lab::bpf_masq::BpfMasq;
 use crate::backend::lab::config::Role;
 use crate::backend::lab::sandbox::{Mounts, NetNs, NsThread};
@@ -86,6 +90,8 @@ struct Observed {
     nodes: Vec<Arc<Node>>,
     services: Vec<Arc<Service>>,
     slices: Vec<Arc<EndpointSlice>>,
+    /// The load-balancer addresses whose L2 announcement lease this node holds.
+    held: BTreeSet<Ipv4Addr>,
 }
 
 /// What was last applied (to change the node only when the inputs change).
@@ -109,6 +115,8 @@ struct NodeState {
     values: Option<CiliumValues>,
     me: Option<NodePlan>,
     frontends: Vec<Frontend>,
+    /// The XDP load balancer for LoadBalancer addresses.
+    lb: AgentLb,
     /// The last reconcile's error, if it failed.
     failure: Option<String>,
     /// Tunnel mode's device, programs and routes (`tunnel.rs`).
@@ -198,10 +206,24 @@ pub async fn main(args: &[String]) -> Result<ExitCode, CiliumError> {
     let cluster = initial.get("cluster-name").unwrap_or("default").to_string();
     tokio::spawn(endpoints::run(client.clone(), node.clone(), cluster, state.clone(), extra.endpoints.clone()));
     tokio::spawn(api::serve(state.clone(), facts.clone(), nodes.clone(), extra.clone()));
+    let shared_config = Arc::new(Mutex::new(initial.clone()));
+    let held = Arc::new(Mutex::new(BTreeSet::new()));
+    let l2_changed = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(super::l2::run(super::l2::Inputs {
+        client: client.clone(),
+        namespace: namespace.clone(),
+        node: node.clone(),
+        nodes: nodes.clone(),
+        services: services.clone(),
+        config: shared_config.clone(),
+        held: held.clone(),
+        changed: l2_changed.clone(),
+    }));
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     let mut reported: Option<String> = None;
     loop {
         tokio::select! {
+            _ = l2_changed.notified() => {}
             ev = events.next() => match ev {
                 None => return Ok(ExitCode::from(1)),
                 Some(Err(e)) => eprintln!("level=warning msg=\"watching the API: {e}\""),
@@ -219,7 +241,14 @@ pub async fn main(args: &[String]) -> Result<ExitCode, CiliumError> {
             .map(|d| AgentConfig::from_map(d.into_iter().collect()))
             .unwrap_or_else(|| initial.clone());
         *extra.config.lock().unwrap_or_else(|e| e.into_inner()) = config.clone();
-        let observed = Observed { config, nodes: nodes.state(), services: services.state(), slices: slices.state() };
+        *shared_config.lock().unwrap_or_else(|e| e.into_inner()) = config.clone();
+        let observed = Observed {
+            config,
+            nodes: nodes.state(),
+            services: services.state(),
+            slices: slices.state(),
+            held: held.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        };
         let (ns2, st, f) = (ns.clone(), state.clone(), facts.clone());
         let r = tokio::task::spawn_blocking(move || {
             let mut st = st.lock().unwrap_or_else(|e| e.into_inner());
@@ -418,6 +447,14 @@ fn write_cni(dir: &Path) -> Result<(), CiliumError> {
     std::fs::rename(&tmp, dir.join(CNI_CONF)).map_err(CiliumError::io(format!("writing {CNI_CONF}")))
 }
 
+/// The MAC address of the node's `eth0` (for gratuitous ARP).
+fn mine_mac() -> Result<[u8; 6], CiliumError> {
+    let path = format!("/sys/class/net/{}/address", super::lb::DEVICE);
+    let text = std::fs::read_to_string(&path).map_err(CiliumError::io(format!("reading {path}")))?;
+    let bytes: Vec<u8> = text.trim().split(':').filter_map(|h| u8::from_str_radix(h, 16).ok()).collect();
+    bytes.try_into().map_err(|_| CiliumError::Config { key: path, why: format!("not a MAC address: {}", text.trim()) })
+}
+
 fn has_link(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
@@ -509,6 +546,26 @@ fn reconcile(ns: &NsThread, facts: &Facts, o: &Observed, st: &mut NodeState) -> 
             a.services = Some(script);
         }
     }
+    // LoadBalancer addresses through the XDP load balancer, announced where this node holds
+    // the lease; BPF masquerade leaves the backends' replies to the LB's reply translation.
+    let wanted = super::lb::services(&frontends);
+    let mode = super::lb::acceleration(o.config.get("bpf-lb-acceleration"));
+    let announce: BTreeSet<Ipv4Addr> = if o.config.l2_announcements() {
+        o.held.iter().filter(|ip| wanted.iter().any(|w| w.frontend.vip == **ip)).copied().collect()
+    } else {
+        BTreeSet::new()
+    };
+    for ip in st.lb.sync(&wanted, mode, &announce)? {
+        crate::backend::lab::l2_announce::gratuitous_arp(Path::new("/proc/thread-self/ns/net"), ip, mine_mac()?)?;
+    }
+    if let Some((bpf, _)) = &st.bpf {
+        let backends: Vec<(Ipv4Addr, u16, u8)> = wanted
+            .iter()
+            .flat_map(|s| s.backends.iter().map(move |b| (*b.ip(), b.port(), s.frontend.proto.number())))
+            .collect();
+        bpf.set_lb_backends(&backends)?;
+    }
+    let a = &mut st.applied;
     if !a.cni {
         write_cni(Path::new(CNI_DIR))?;
         a.cni = true;

@@ -7,6 +7,8 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod dbg;
+pub mod l2;
+pub mod lb;
 pub mod operator;
 pub mod tabwriter;
 

@@ -103,7 +103,7 @@ fn answer(c: &Ctx, words: &[String]) -> Result<String, String> {
             if rest.contains(&"--brief") {
                 return Ok(if st.failure.is_none() { "OK\n".into() } else { "error\n".into() });
             }
-            Ok(status(st, c.facts, c.nodes, values, me))
+            Ok(status(st, c.facts, c.nodes, values, me, rest.contains(&"--verbose").then_some(c.config)))
         }
         ["version"] => {
             let v = version(&c.facts.cilium);
@@ -287,7 +287,16 @@ pub fn bpf_lb_list(frontends: &[Frontend]) -> String {
     tabwriter::render_with(&t, 5, 3)
 }
 
-fn status(st: &NodeState, facts: &Facts, nodes: usize, v: &CiliumValues, me: &NodePlan) -> String {
+/// `cilium-dbg status`; with `--verbose` (`verbose` holds the options in force) also the
+/// KubeProxyReplacement details.
+fn status(
+    st: &NodeState,
+    facts: &Facts,
+    nodes: usize,
+    v: &CiliumValues,
+    me: &NodePlan,
+    verbose: Option<&AgentConfig>,
+) -> String {
     let host = if v.bpf_masquerade { "BPF" } else { "Legacy" };
     let masq = masquerade::status_value(v, me);
     let routing = masquerade::routing_value(v);
@@ -305,6 +314,7 @@ fn status(st: &NodeState, facts: &Facts, nodes: usize, v: &CiliumValues, me: &No
          NodeMonitor:             Disabled\n\
          IPAM:                    IPv4: {used}/254 allocated from {cidr}, \n\
          Host Routing:            {host}\n\
+         {details}\
          Masquerading:            {masq}\n\
          Routing:                 {routing}\n\
          Controller Status:       {controllers}\n\
@@ -314,6 +324,17 @@ fn status(st: &NodeState, facts: &Facts, nodes: usize, v: &CiliumValues, me: &No
         // The pods' addresses on this node and the router's.
         used = lxc_links().len() + 1,
         cidr = me.pod_cidr,
+        details = verbose
+            .map(|cfg| {
+                crate::backend::lab::xdp_lb::kpr_details(
+                    v.kube_proxy_replacement,
+                    cfg.get("bpf-lb-mode"),
+                    crate::backend::lab::cilium::lb::acceleration(cfg.get("bpf-lb-acceleration"))
+                        == crate::lb::AttachMode::Native,
+                    cfg.l2_announcements(),
+                )
+            })
+            .unwrap_or_default(),
     )
 }
 
