@@ -6,7 +6,11 @@
 use super::k8s::Lab;
 use super::support::fixtures;
 
-crate::tests![native_routing_and_services_on_the_real_api(Lab, K8s), bpf_masquerade_and_cilium_dbg(Lab, K8s)];
+crate::tests![
+    native_routing_and_services_on_the_real_api(Lab, K8s),
+    bpf_masquerade_and_cilium_dbg(Lab, K8s),
+    xdp_load_balancer_and_l2_announcements(Lab, K8s)
+];
 
 /// Routes to other nodes' pod ranges via their addresses on the kind network.
 fn direct_routes(routes: &str) -> usize {
@@ -111,4 +115,95 @@ fn bpf_masquerade_and_cilium_dbg() {
     let unknown = lab.sh("kubectl -n kube-system exec ds/cilium -- cilium-dbg bpf ct list global");
     assert_ne!(unknown.code, 0);
     assert!(unknown.stderr.contains("not played by the lab's cilium image"), "{}", unknown.stderr);
+}
+
+/// The MAC the lab host has in its neighbour table for `ip` (empty when none).
+fn neighbour(lab: &Lab, ip: &str) -> String {
+    let n = lab.sh(&format!("ip neigh show {ip}")).ok();
+    n.split_whitespace().skip_while(|w| *w != "lladdr").nth(1).unwrap_or_default().to_string()
+}
+
+/// A node's MAC on the kind network.
+fn mac(lab: &Lab, node: &str) -> String {
+    lab.on(node, "cat /sys/class/net/eth0/address").ok().trim().to_string()
+}
+
+/// LoadBalancer addresses on the real API: the operator's LB IPAM gives the address, the
+/// agents serve it through the bundled XDP load balancer on every node's eth0 (generic mode,
+/// then native with `loadBalancer.acceleration`), and L2 announcements make the worker that
+/// holds the Service's lease answer ARP for it; when the policy no longer selects that worker,
+/// the other one takes the lease and the address over.
+fn xdp_load_balancer_and_l2_announcements() {
+    let lab = Lab::up("ciliumlb");
+    let dir = fixtures().display().to_string();
+    let o = lab.sh(&format!(
+        "cd {dir} && kind create cluster --config kind-config.yaml && helm repo add cilium https://helm.cilium.io/ && \
+         helm install -n kube-system cilium cilium/cilium -f cilium-l2.yaml"
+    ));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    lab.eventually("kubectl get serviceaccount default");
+    lab.eventually("kubectl get crd ciliuml2announcementpolicies.cilium.io ciliumloadbalancerippools.cilium.io");
+    let o = lab.sh(&format!(
+        "cd {dir} && kubectl apply -f http-sw-app.yaml -f deathstar-svc.yaml -f cilium-lbsvc-pool.yaml -f cilium-l2-policy.yaml"
+    ));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let o = lab.sh("kubectl wait --for=condition=Ready pod --all --timeout=120s");
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let ip =
+        lab.eventually("kubectl get service deathstar-lb -o jsonpath='{.status.loadBalancer.ingress[0].ip}' | grep .");
+    // The newest release's pools give their first address too (`allowFirstLastIPs`).
+    let ip = ip.trim().to_string();
+    assert!(ip.starts_with("172.18.250."), "{ip}");
+    // From the lab host (the kind machine): ARP answered by the holder, balanced in XDP.
+    let landed = lab.eventually(&format!("curl -s --connect-timeout 2 -XPOST {ip}/v1/request-landing"));
+    assert_eq!(landed, "Ship landed\n");
+    let holder = lab
+        .eventually("kubectl -n kube-system get lease cilium-l2announce-default-deathstar-lb -o jsonpath='{.spec.holderIdentity}' | grep .")
+        .trim()
+        .to_string();
+    assert!(holder == "kind-worker" || holder == "kind-worker2", "the control plane is not selected: {holder}");
+    assert_eq!(neighbour(&lab, &ip), mac(&lab, &holder));
+    let link = lab.on(&holder, "ip link show eth0").ok();
+    assert!(link.contains("xdpgeneric"), "{link}");
+    let services = lab.sh("kubectl -n kube-system exec ds/cilium -- cilium-dbg service list").ok();
+    assert!(services.contains(&format!("{ip}:80")) && services.contains("LoadBalancer"), "{services}");
+    // The holder is no longer eligible: it gives the lease up, the other worker takes it and
+    // tells the network with a gratuitous ARP.
+    let other = if holder == "kind-worker" { "kind-worker2" } else { "kind-worker" };
+    let policy = format!(
+        "apiVersion: cilium.io/v2alpha1\nkind: CiliumL2AnnouncementPolicy\nmetadata: {{name: default}}\nspec:\n  nodeSelector: {{matchLabels: {{kubernetes.io/hostname: {other}}}}}\n  loadBalancerIPs: true\n"
+    );
+    let o = lab.sh(&format!("printf '%s' '{policy}' | kubectl apply -f -"));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let took_over = std::time::Instant::now();
+    let deadline = took_over + std::time::Duration::from_secs(60);
+    while neighbour(&lab, &ip) != mac(&lab, other) {
+        assert!(std::time::Instant::now() < deadline, "{other} did not take {ip} over");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    eprintln!("takeover by {other} seen on the lab host after {:?}", took_over.elapsed());
+    let now = lab.sh("kubectl -n kube-system get lease cilium-l2announce-default-deathstar-lb -o jsonpath='{.spec.holderIdentity}'").ok();
+    assert_eq!(now.trim(), other);
+    let landed = lab.eventually(&format!("curl -s --connect-timeout 2 -XPOST {ip}/v1/request-landing"));
+    assert_eq!(landed, "Ship landed\n");
+    // Native XDP: the agents restart with the new option and attach in driver mode.
+    let o = lab.sh(&format!(
+        "cd {dir} && helm upgrade -n kube-system cilium cilium/cilium -f cilium-l2.yaml --set loadBalancer.acceleration=native && \
+         kubectl -n kube-system rollout restart ds/cilium && kubectl -n kube-system rollout status ds/cilium --timeout=240s"
+    ));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let xdp = lab
+        .eventually("kubectl -n kube-system exec ds/cilium -- cilium-dbg status --verbose | grep 'XDP Acceleration'");
+    assert_eq!(xdp, "  XDP Acceleration:       Native\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let link = lab.on(other, "ip link show eth0").ok();
+        if link.contains(" xdp ") || link.contains("xdp/id") || (link.contains("xdp") && !link.contains("xdpgeneric")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no native XDP on {other}: {link}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let landed = lab.eventually(&format!("curl -s --connect-timeout 2 -XPOST {ip}/v1/request-landing"));
+    assert_eq!(landed, "Ship landed\n");
 }
