@@ -133,6 +133,9 @@ pub struct UpContext {
     /// The tutorial asks for the real Kubernetes control plane on the lab (`kubernetes:
     /// upstream` in its front matter).
     pub upstream_kubernetes: bool,
+    /// The image references the tutorial's blocks name (`kind::workload::references`): the kind
+    /// backend loads those it builds into the cluster as soon as the cluster exists.
+    pub images: Vec<String>,
     /// What the tutorial's `offline:` URLs serve: the lab's outside world answers them (it has
     /// no internet); the other backends fetch the real URLs and ignore this.
     pub offline: Vec<Served>,
@@ -280,6 +283,15 @@ pub trait Backend: Send + Sync {
 
     /// Tear everything down. Must be safe to call after a failed or partial `up`.
     async fn down(&mut self) -> Result<(), BackendError>;
+
+    /// Why this backend cannot give a tutorial's pods these images here (they are neither
+    /// built, nor present, nor pullable), or `None` when it can. The runner skips the steps
+    /// that need them with this reason (front matter `needs:`; docs/architecture.md, "Stages a
+    /// backend cannot run"). Called after `up`.
+    async fn lacks_images(&self, images: &[String]) -> Option<String> {
+        let _ = images;
+        None
+    }
 }
 
 /// Build the backend of the given kind. `context` is the kubeconfig context (`--context`),

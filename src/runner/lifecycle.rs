@@ -96,6 +96,21 @@ pub async fn run(
         keep,
         upstream_kubernetes: t.front.upstream_kubernetes,
         offline,
+        images: {
+            // Images of the steps before the first that `needs:` something (the later ones may
+            // not run here; the kind backend's registry still builds their images on demand),
+            // and the images `needs:` names (the user's Docker engine may have them).
+            let first_need = t.front.needs.iter().map(|n| n.from_step).min().unwrap_or(usize::MAX);
+            let mut images = crate::backend::kind::workload::references(
+                t.steps.iter().filter(|s| s.number < first_need).flat_map(|s| &s.blocks).map(|b| b.body.as_str()),
+            );
+            for i in t.front.needs.iter().flat_map(|n| &n.images) {
+                if !images.contains(i) {
+                    images.push(i.clone());
+                }
+            }
+            images
+        },
     };
     let mut captures = None;
     // `up` runs in its own task so that a panic in it still reaches `down` below; Ctrl-C aborts it.

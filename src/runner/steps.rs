@@ -97,6 +97,21 @@ pub async fn run(
         let targets = tutorial.steps.iter().flat_map(|s| &s.blocks).map(|b| b.attrs.on.clone());
         session.resume(env.backend, targets, resume.captures.clone(), resume.capture_sites.clone());
     }
+    // Steps the backend cannot run here (front matter `needs:`): skipped with its reason.
+    let mut unavailable: Option<(usize, String)> = None;
+    for need in &tutorial.front.needs {
+        if unavailable.as_ref().is_some_and(|(from, _)| *from <= need.from_step) {
+            continue;
+        }
+        if let Some(why) = env.backend.lacks_images(&need.images).await {
+            let reason = format!(
+                "the {} backend cannot run this here (needed from step {} `{}` on): {why}",
+                plan.backend, need.from_step, need.from
+            );
+            unavailable = Some((need.from_step, reason));
+        }
+    }
+    let cannot_run = |number: usize| unavailable.as_ref().filter(|(from, _)| number >= *from).map(|(_, r)| r.clone());
     let mut stop: Option<&str> = None;
     let mut steps = Vec::new();
     let mut setup_done = plan.setup.is_empty();
@@ -126,7 +141,11 @@ pub async fn run(
         };
         for block in &step.blocks {
             let BlockKind::File(name) = &block.kind else { continue };
-            if stop.is_some() || cancel.is_cancelled() || skip_reason(&plan, block).is_some() {
+            if stop.is_some()
+                || cancel.is_cancelled()
+                || skip_reason(&plan, block).is_some()
+                || cannot_run(step.number).is_some()
+            {
                 continue;
             }
             let t0 = Instant::now();
@@ -142,7 +161,7 @@ pub async fn run(
                 BlockResult::skipped(block, "interrupted")
             } else if let Some(why) = stop {
                 BlockResult::skipped(block, why)
-            } else if let Some(why) = skip_reason(&plan, block) {
+            } else if let Some(why) = skip_reason(&plan, block).or_else(|| cannot_run(step.number)) {
                 BlockResult::skipped(block, why)
             } else {
                 if !setup {

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::error::TutorialError;
-use super::model::FrontMatter;
+use super::model::{FrontMatter, Need};
 
 /// The keys the front matter knows (for "did you mean").
-const KEYS: &[&str] = &["title", "backend", "timeout", "vars", "redact", "kubernetes", "offline"];
+const KEYS: &[&str] = &["title", "backend", "timeout", "vars", "redact", "kubernetes", "offline", "needs"];
 
 /// Split off the front matter. Returns it (if any) and the number of bytes it occupies, so the
 /// Markdown parser can skip it while keeping offsets relative to the whole file.
@@ -84,6 +84,45 @@ pub fn parse(path: &Path, yaml: &str) -> (FrontMatter, Vec<TutorialError>) {
                 ))),
                 Err(e) => errors.push(typed(e)),
             },
+            "needs" => {
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Entry {
+                    from: String,
+                    #[serde(default)]
+                    images: Vec<String>,
+                }
+                match serde_yaml::from_value::<Option<Vec<Entry>>>(value) {
+                    Ok(list) => {
+                        // Each entry's own line: its `from:` line under `needs:`.
+                        let mut search = line;
+                        for e in list.unwrap_or_default() {
+                            let at = yaml
+                                .lines()
+                                .enumerate()
+                                .skip(search.saturating_sub(1))
+                                .find(|(_, l)| l.trim_start().trim_start_matches("- ").starts_with("from:"))
+                                .map(|(i, _)| i + 2)
+                                .unwrap_or(line);
+                            search = at;
+                            for image in &e.images {
+                                if let Err(bad) = crate::backend::lab::agent::images::ImageRef::parse(image) {
+                                    errors.push(TutorialError::at(path, at, format!("front matter: `needs`: {bad}")));
+                                }
+                            }
+                            if e.images.is_empty() {
+                                errors.push(TutorialError::at(
+                                    path,
+                                    at,
+                                    format!("front matter: `needs` from `{}` names no `images`", e.from),
+                                ));
+                            }
+                            front.needs.push(Need { from: e.from, from_step: 0, images: e.images, line: at });
+                        }
+                    }
+                    Err(e) => errors.push(typed(e)),
+                }
+            }
             "vars" => match serde_yaml::from_value::<Option<BTreeMap<String, serde_json::Value>>>(value) {
                 Ok(v) => front.vars = v.unwrap_or_default(),
                 Err(e) => errors.push(typed(e)),
@@ -194,7 +233,7 @@ mod tests {
         assert_eq!(
             errors("title: T\ncolour: red\n"),
             [
-                "t.md:3: front matter: unknown key `colour` (known: title, backend, timeout, vars, redact, kubernetes, offline)"
+                "t.md:3: front matter: unknown key `colour` (known: title, backend, timeout, vars, redact, kubernetes, offline, needs)"
             ]
         );
         let e = errors("title: T\ntimeout: soon\n");
@@ -208,11 +247,11 @@ mod tests {
         assert_eq!(
             errors("titel: T\ntimeout: 0s\nbackend: docker\nredact:\n  OK: a\n  pod: b\nvar:\n  x: 1\n"),
             [
-                "t.md:2: front matter: unknown key `titel` (did you mean `title`? known: title, backend, timeout, vars, redact, kubernetes, offline)",
+                "t.md:2: front matter: unknown key `titel` (did you mean `title`? known: title, backend, timeout, vars, redact, kubernetes, offline, needs)",
                 "t.md:3: front matter: `timeout: 0s` must be longer than 0",
                 "t.md:4: front matter: unknown backend `docker` (expected lab, kind, kube or host)",
                 "t.md:7: front matter: redaction name `pod` must be UPPER_CASE (it is written `[pod]`)",
-                "t.md:8: front matter: unknown key `var` (did you mean `vars`? known: title, backend, timeout, vars, redact, kubernetes, offline)",
+                "t.md:8: front matter: unknown key `var` (did you mean `vars`? known: title, backend, timeout, vars, redact, kubernetes, offline, needs)",
             ]
         );
     }

@@ -45,6 +45,9 @@ pub struct FrontMatter {
     /// `kubernetes: upstream`: on the lab, the real control plane instead of the emulation
     /// (kind and kube clusters are always real).
     pub upstream_kubernetes: bool,
+    /// `needs:`: what steps need of the backend, from a step on (docs/architecture.md,
+    /// "Stages a backend cannot run").
+    pub needs: Vec<Need>,
     /// `offline:`: URLs the tutorial fetches and what the lab serves for each (other backends
     /// fetch the real URL).
     pub offline: Vec<OfflineUrl>,
@@ -73,6 +76,20 @@ pub enum OfflineSource {
     Path(PathBuf),
     /// The body of the tutorial's `file=NAME` block (`{file: NAME}`).
     Block(String),
+}
+
+/// One entry of the front matter's `needs:` list: from the step titled `from` on, the
+/// tutorial's pods run `images`. A backend that cannot provide them here reports why, and those
+/// steps are skipped with that reason instead of failing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Need {
+    /// The title of the first step that needs it (every later step depends on it too).
+    pub from: String,
+    /// The step's number, once the steps are known (0 until then).
+    pub from_step: usize,
+    pub images: Vec<String>,
+    /// The line of the entry in the file.
+    pub line: usize,
 }
 
 /// A `##` heading and everything under it.

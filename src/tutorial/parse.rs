@@ -126,6 +126,21 @@ pub fn parse_all(path: &Path, source: &str) -> Result<Tutorial, Failed> {
     errors.extend(assign_ids(path, &mut steps));
     errors.extend(check_targets(path, &steps));
     errors.extend(super::offline::check_blocks(path, &front.offline, &steps));
+    let mut front = front;
+    for need in &mut front.needs {
+        match steps.iter().find(|s| s.title == need.from) {
+            Some(s) => need.from_step = s.number,
+            None => errors.push(TutorialError::at(
+                path,
+                need.line,
+                format!(
+                    "front matter: `needs` from `{}`: no step has that title (steps: {})",
+                    need.from,
+                    steps.iter().map(|s| format!("`{}`", s.title)).collect::<Vec<_>>().join(", ")
+                ),
+            )),
+        }
+    }
     if !errors.is_empty() {
         errors.sort_by_key(|e| e.line());
         return Err(Failed { errors, notes });
@@ -470,6 +485,29 @@ mod tests {
         assert!(err("## S\n```yaml {file=a on=x}\n```\n").contains("`on` does not apply"));
         assert!(err("## S\n```yaml {file=../a}\n```\n").contains("relative path"));
         assert!(err("---\nfoo: 1\n---\n").starts_with("t.md:2: front matter"));
+    }
+
+    #[test]
+    fn needs_name_a_step_and_images() {
+        let src = "---\nneeds:\n  - from: Two\n    images: [quay.io/cilium/cilium]\n---\n## One\n```sh\ntrue\n```\n## Two\n```sh\ntrue\n```\n";
+        let t = parse(src).unwrap();
+        assert_eq!(t.front.needs.len(), 1);
+        let n = &t.front.needs[0];
+        assert_eq!(
+            (n.from.as_str(), n.from_step, n.images.as_slice(), n.line),
+            ("Two", 2, &["quay.io/cilium/cilium".to_string()][..], 3)
+        );
+        let e = err("---\nneeds:\n  - from: Three\n    images: [x]\n---\n## One\n```sh\ntrue\n```\n");
+        assert!(
+            e.starts_with("t.md:3: front matter: `needs` from `Three`: no step has that title (steps: `One`)"),
+            "{e}"
+        );
+        let e = err("---\nneeds:\n  - from: One\n    images: [Bad]\n---\n## One\n```sh\ntrue\n```\n");
+        assert!(e.starts_with("t.md:3: front matter: `needs`: invalid image reference \"Bad\""), "{e}");
+        let e = err("---\nneeds:\n  - from: One\n---\n## One\n```sh\ntrue\n```\n");
+        assert!(e.contains("names no `images`"), "{e}");
+        let e = err("---\nneeds:\n  - from: One\n    image: [x]\n---\n## One\n```sh\ntrue\n```\n");
+        assert!(e.contains("unknown field `image`"), "{e}");
     }
 
     #[test]

@@ -22,12 +22,15 @@ pub mod artifacts;
 pub mod cluster;
 pub mod config;
 mod docker_exec;
+pub mod load;
 pub mod naming;
 pub mod own_build;
 pub(crate) mod pod_exec;
 pub mod preflight;
+pub mod registry;
 pub mod remote;
 pub mod shims;
+pub mod workload;
 
 #[cfg(test)]
 mod fake_docker;
@@ -153,6 +156,10 @@ struct Run {
     /// A block failed (failure artifacts are saved at `down`); shared with the kernels'
     /// exec sessions.
     failed: Arc<AtomicBool>,
+    /// The image references the tutorial names (loaded into a new cluster, see `load.rs`).
+    images: Vec<String>,
+    /// The run's registry, once a cluster exists (kind only).
+    registry: tokio::sync::Mutex<Option<registry::Registry>>,
 }
 
 pub struct KindBackend {
@@ -166,6 +173,8 @@ pub struct KindBackend {
     context_wait: Duration,
     /// Failure artifacts go to `<artifacts_root>/<run id>/`.
     artifacts_root: PathBuf,
+    /// Prepare a new cluster's workload images (off in tests with a fake Docker engine).
+    load_images: bool,
 }
 
 impl KindBackend {
@@ -179,6 +188,7 @@ impl KindBackend {
             hosts_file: "/etc/hosts".into(),
             context_wait: CONTEXT_WAIT,
             artifacts_root: default_artifacts_root(),
+            load_images: true,
         }
     }
 
@@ -277,8 +287,31 @@ impl KindBackend {
                 .map_err(|e| BackendError::Other(format!("kind cluster `{}` was created, but {e}", run.id)))?;
         }
         cluster::add_aliases(docker, &nodes, &names, &self.hosts_file).await?;
+        if !was_ready && self.mode == Mode::Kind && self.load_images {
+            self.prepare_images(run, docker, &nodes).await?;
+        }
         let mut live = run.live.lock().unwrap();
         *live = Live { names, nodes, ready: true };
+        Ok(())
+    }
+
+    /// A new cluster's workload images (`load.rs`): the registry on the kind network, the
+    /// nodes' mirror configuration, and the tutorial's images loaded into every node.
+    async fn prepare_images(&self, run: &Run, docker: &bollard::Docker, nodes: &[Node]) -> Result<(), BackendError> {
+        let cache = workload::Cache { dir: workload::Cache::default_dir() };
+        let mut registry = run.registry.lock().await;
+        if registry.is_none() {
+            *registry = Some(load::start_registry(docker, cache.clone()).await?);
+        }
+        let addr = registry.as_ref().expect("started above").addr;
+        drop(registry);
+        load::configure_mirrors(docker, nodes, addr).await?;
+        let kind = run.found.tool("kind").ok_or_else(|| BackendError::Other("kind is not on PATH".into()))?;
+        let mut prepared = load::load(docker, kind, &run.id, &cache, &run.images, &run.state_dir).await?;
+        prepared.registry = addr.to_string();
+        let path = run.state_dir.join("images.json");
+        let text = serde_json::to_string_pretty(&prepared).expect("serialises");
+        std::fs::write(&path, text).map_err(io_err(format!("writing {}", path.display())))?;
         Ok(())
     }
 
@@ -436,6 +469,8 @@ impl Backend for KindBackend {
             found,
             refreshing: tokio::sync::Mutex::new(()),
             failed: Arc::new(AtomicBool::new(false)),
+            images: ctx.images.clone(),
+            registry: tokio::sync::Mutex::new(None),
         });
         Ok(())
     }
@@ -529,6 +564,12 @@ impl Backend for KindBackend {
             "nodes": nodes,
             "tutor": crate::backend::lab::tutor_exe().display().to_string(),
         })
+    }
+
+    async fn lacks_images(&self, images: &[String]) -> Option<String> {
+        // An existing cluster (kube) pulls from wherever it can reach: only it knows.
+        let docker = self.run.as_ref()?.found.docker.as_ref().filter(|_| self.mode == Mode::Kind)?;
+        load::lacking(docker, images).await
     }
 
     async fn down(&mut self) -> Result<(), BackendError> {

@@ -104,6 +104,7 @@ impl Machine {
             },
         );
         b.hosts_file = self.hosts.display().to_string();
+        b.load_images = false;
         b.artifacts_root = self.artifacts.clone();
         b
     }
@@ -115,6 +116,7 @@ impl Machine {
             keep,
             upstream_kubernetes: false,
             offline: Vec::new(),
+            images: vec![],
         }
     }
 

@@ -50,7 +50,7 @@ fn every_error_of_a_file_at_once_sorted_by_line() {
     assert_eq!(
         errors,
         [
-            "t.md:2: front matter: unknown key `titel` (did you mean `title`? known: title, backend, timeout, vars, redact, kubernetes, offline)",
+            "t.md:2: front matter: unknown key `titel` (did you mean `title`? known: title, backend, timeout, vars, redact, kubernetes, offline, needs)",
             "t.md:15: on=kind-wroker: no node `kind-wroker` in the tutorial's kind config (line 7): did you mean `kind-worker`? its nodes are kind-control-plane, kind-worker",
             "t.md:19: invalid exit status `256` (expected a number from 0 to 255)",
             "t.md:19: unknown attribute `tmeout` (did you mean `timeout`? known: id, on, retry, timeout, exit, bg, backend, skip, hidden, file)",

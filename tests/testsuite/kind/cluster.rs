@@ -42,6 +42,7 @@ async fn a_cluster_is_created_used_and_deleted() {
         keep: false,
         upstream_kubernetes: false,
         offline: Vec::new(),
+        images: vec![],
     })
     .await
     .unwrap();
@@ -108,6 +109,7 @@ async fn keep_leaves_the_cluster_for_the_user() {
         keep: true,
         upstream_kubernetes: false,
         offline: Vec::new(),
+        images: vec![],
     })
     .await
     .unwrap();

@@ -125,6 +125,7 @@ async fn this_machine_gets_a_clear_preflight_error() {
         keep: false,
         upstream_kubernetes: false,
         offline: Vec::new(),
+        images: vec![],
     };
     // Missing tools and sockets are seen when the backend is built, a silent engine at `up`.
     let msg = match backend::create(BackendKind::Kind, None) {

@@ -25,6 +25,7 @@ async fn backend_runs_blocks_on_host_nodes_and_pods() {
         keep: false,
         upstream_kubernetes: false,
         offline: Vec::new(),
+        images: vec![],
     };
     b.up(&ctx).await.unwrap();
     let host = Target::Host;

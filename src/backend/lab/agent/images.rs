@@ -79,7 +79,7 @@ impl ImageRef {
 
     /// The short name the catalogue knows images by: `nginx`, `hashicorp/http-echo`,
     /// `registry.k8s.io/pause`.
-    fn key(&self) -> String {
+    pub fn key(&self) -> String {
         match (self.registry.as_str(), self.repository.strip_prefix("library/")) {
             ("docker.io", Some(official)) => official.to_string(),
             ("docker.io", None) => self.repository.clone(),
@@ -406,6 +406,34 @@ fn file_digest(path: &Path) -> std::io::Result<(String, u64)> {
     let d = format!("sha256:{}", ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>());
     SEEN.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_default().insert(key, d.clone());
     Ok((d, meta.len()))
+}
+
+/// A catalogue entry as other backends see it: the kind backend builds real images from the
+/// same programs (`backend/kind/workload.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Catalogued {
+    /// The entry's first key (`nginx`, `hashicorp/http-echo`): names its built image.
+    pub key: &'static str,
+    pub entrypoint: &'static [&'static str],
+    pub cmd: &'static [&'static str],
+    pub needs: &'static [&'static str],
+    pub busybox: bool,
+    /// As in the catalogue: `@built/NAME` and `@tutor` targets are programs, others link targets.
+    pub links: &'static [(&'static str, &'static str)],
+}
+
+/// The catalogue entry `image` resolves to, whatever its tag (the lab plays every tag of an
+/// image with the same program).
+pub fn catalogued(image: &str) -> Option<Catalogued> {
+    let key = ImageRef::parse(image).ok()?.key();
+    CATALOGUE.iter().find(|e| e.keys.contains(&key.as_str())).map(|e| Catalogued {
+        key: e.keys[0],
+        entrypoint: e.entrypoint,
+        cmd: e.cmd,
+        needs: e.needs,
+        busybox: e.busybox,
+        links: e.links,
+    })
 }
 
 /// The links an image's layers hold (none for images outside the catalogue); `built` is
