@@ -6,7 +6,8 @@
  *                cilium_host (its pods' forwarded traffic and its own). A packet whose
  *                destination is in "tunnel_map" gets that node's address as its tunnel key and
  *                is redirected to the tunnel device, which encapsulates it (UDP 8472 or 6081)
- *                toward that address; anything else goes on unchanged.
+ *                toward that address, with the source's security identity ("tunnel_ids") as
+ *                its VNI; anything else goes on unchanged.
  * from_overlay — tc ingress on the tunnel device: the decapsulated frame carries the sending
  *                node's MAC addresses, so the kernel would take it for another host's; it is
  *                marked as this host's and the kernel routes it on (to the pod's lxc device).
@@ -36,6 +37,13 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } tunnel_map SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 65536);
+} tunnel_ids SEC(".maps");
+
 SEC("classifier")
 int from_host(struct __sk_buff *skb)
 {
@@ -53,8 +61,9 @@ int from_host(struct __sk_buff *skb)
 	struct tunnel_value *peer = bpf_map_lookup_elem(&tunnel_map, &k);
 	if (!peer)
 		return TC_ACT_OK;
+	__u32 *id = bpf_map_lookup_elem(&tunnel_ids, &iph->saddr);
 	struct bpf_tunnel_key key = {
-		.tunnel_id = cfg->vni,
+		.tunnel_id = id ? *id : cfg->world,
 		/* bpf_tunnel_key holds the address in host byte order. */
 		.remote_ipv4 = bpf_ntohl(peer->node_ip),
 		.tunnel_ttl = 64,

@@ -8,7 +8,7 @@
 /* Per-node settings (array map "tunnel_config", one entry). */
 struct tunnel_config {
 	__u32 ifindex; /* the tunnel device (cilium_vxlan or cilium_geneve) */
-	__u32 vni;     /* the VNI the encapsulation carries */
+	__u32 world;   /* the VNI of a source with no identity in "tunnel_ids": Cilium's world (2) */
 };
 
 /* Key of the LPM trie "tunnel_map": a peer node's podCIDR. */
@@ -16,6 +16,9 @@ struct tunnel_key {
 	__u32 prefixlen;
 	__u32 addr;
 };
+
+/* Hash "tunnel_ids": a source address (network byte order) → its security identity, which
+ * the encapsulation carries as its VNI, as Cilium's does. */
 
 /* Where that podCIDR lives: the node's address on the kind network. */
 struct tunnel_value {

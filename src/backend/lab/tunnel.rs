@@ -32,6 +32,11 @@ use super::topology::{Cidr, NodePlan};
 
 static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tunnel.bpf.o"));
 
+/// Cilium's reserved identities the encapsulation carries for the node itself and for a source
+/// it knows nothing of.
+pub const HOST_ID: u32 = 1;
+pub const WORLD_ID: u32 = 2;
+
 /// Bytes the encapsulation adds (outer IPv4 20 + UDP 8 + VXLAN or Geneve 8 + inner Ethernet 14),
 /// Cilium's tunnel overhead for both protocols.
 pub const OVERHEAD: u32 = 50;
@@ -88,7 +93,7 @@ pub struct Tunnel {
 #[derive(Debug, Clone, Copy, Default)]
 struct TunnelConfig {
     ifindex: u32,
-    vni: u32,
+    world: u32,
 }
 
 // SAFETY: plain old data, no padding (two u32).
@@ -140,6 +145,10 @@ pub struct TunnelDatapath {
     synced: Option<(Vec<(Cidr, Ipv4Addr)>, u32)>,
     /// Outside tunnel mode: nothing of it is left on the node (checked once, then kept so).
     clean: bool,
+    /// The security identities of the node's endpoints (address → identity), and the node's
+    /// router address (the host's identity): the VNI of what they send.
+    identities: Vec<(Ipv4Addr, u32)>,
+    router: Option<Ipv4Addr>,
 }
 
 /// One link of `ip -j -d link show`.
@@ -248,6 +257,10 @@ impl TunnelDatapath {
             self.loaded = Some((ebpf, want));
             self.synced = None;
         }
+        if self.router != Some(me.router_ip) || self.synced.is_none() {
+            self.router = Some(me.router_ip);
+            self.fill_ids()?;
+        }
         let mtu = links.get("eth0").map(|l| l.mtu).filter(|m| *m > OVERHEAD).unwrap_or(1500) - OVERHEAD;
         if self.synced.as_ref() != Some(&(peers.clone(), mtu)) {
             let (ebpf, _) = self.loaded.as_mut().expect("loaded above");
@@ -257,6 +270,36 @@ impl TunnelDatapath {
             lines.extend(stale_routes(ns, me, &keep)?);
             ns.ip(&lines)?;
             self.synced = Some((peers, mtu));
+        }
+        Ok(())
+    }
+
+    /// The node's endpoints' security identities (from the agent's endpoints), carried as the
+    /// VNI of what they send.
+    pub fn set_identities(&mut self, ids: Vec<(Ipv4Addr, u32)>) -> Result<(), LabError> {
+        if ids == self.identities {
+            return Ok(());
+        }
+        self.identities = ids;
+        self.fill_ids()
+    }
+
+    /// Make `tunnel_ids` hold the endpoints' identities and the router address's (the host's).
+    fn fill_ids(&mut self) -> Result<(), LabError> {
+        let Some((ebpf, _)) = self.loaded.as_mut() else { return Ok(()) };
+        let mut want: BTreeMap<u32, u32> = self.identities.iter().map(|(ip, id)| (be(*ip), *id)).collect();
+        if let Some(r) = self.router {
+            want.insert(be(r), HOST_ID);
+        }
+        let mut map: aya::maps::HashMap<&mut MapData, u32, u32> =
+            aya::maps::HashMap::try_from(ebpf.map_mut("tunnel_ids").expect("map in object"))
+                .map_err(err("tunnel_ids"))?;
+        let stale: Vec<u32> = map.keys().filter_map(Result::ok).filter(|k| !want.contains_key(k)).collect();
+        for k in stale {
+            map.remove(&k).map_err(err("tunnel_ids"))?;
+        }
+        for (k, v) in want {
+            map.insert(k, v, 0).map_err(err("tunnel_ids"))?;
         }
         Ok(())
     }
@@ -304,7 +347,7 @@ fn ifindex(name: &str) -> Result<u32, LabError> {
 /// device, attach `from_host` to `cilium_host`'s egress and `from_overlay` to the device.
 fn load(device: &'static str) -> Result<Ebpf, LabError> {
     let mut ebpf = Ebpf::load(OBJECT).map_err(err("loading"))?;
-    let cfg = TunnelConfig { ifindex: ifindex(device)?, vni: 0 };
+    let cfg = TunnelConfig { ifindex: ifindex(device)?, world: WORLD_ID };
     let mut config: Array<&mut MapData, TunnelConfig> =
         Array::try_from(ebpf.map_mut("tunnel_config").expect("map in object")).map_err(err("tunnel_config"))?;
     config.set(0, cfg, 0).map_err(err("tunnel_config"))?;

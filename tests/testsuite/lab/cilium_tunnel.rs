@@ -75,8 +75,9 @@ fn capture(lab: &Lab, port: u16, client: &str, web: &str) -> Capture {
 }
 
 /// The page came through the tunnel: UDP `port` between node addresses carrying the two pods'
-/// packets, and no pod address on the wire outside it.
-fn assert_tunneled(c: &Capture, port: u16, client: &str, web: &str) {
+/// packets with the client's security identity as the VNI (`vni` as tcpdump prints it), and no
+/// pod address on the wire outside it.
+fn assert_tunneled(c: &Capture, port: u16, client: &str, web: &str, vni: &str) {
     assert!(c.page.contains("Welcome to nginx"), "{}", c.page);
     assert_eq!(c.plain, "", "pod addresses seen unencapsulated on the bridge");
     let outer = c.tunneled.lines().filter(|l| l.contains(&format!(".{port}: "))).count();
@@ -91,6 +92,20 @@ fn assert_tunneled(c: &Capture, port: u16, client: &str, web: &str) {
         "the pods' packets are not inside:\n{}",
         c.tunneled
     );
+    assert!(
+        c.tunneled.lines().any(|l| l.contains(&format!("> 172.18.0.4.{port}: "))
+            && l.split(vni).nth(1).is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_alphanumeric()))),
+        "no `{vni}` from kind-worker:\n{}",
+        c.tunneled
+    );
+}
+
+/// The client's security identity, once its node's agent published its CiliumEndpoint (the
+/// agent's tunnel map gets it in the same pass).
+fn client_identity(lab: &Lab) -> u64 {
+    let id = lab.eventually("kubectl get ciliumendpoint client -o jsonpath='{.status.identity.id}' | grep .");
+    std::thread::sleep(Duration::from_secs(1));
+    id.trim().parse().unwrap()
 }
 
 /// Tunnel mode's routes on a node: every other node's podCIDR via the router address on
@@ -142,11 +157,12 @@ fn vxlan_by_default_and_back_and_forth_to_native() {
     let status = lab.eventually("kubectl -n kube-system exec ds/cilium -- cilium-dbg status | grep ^Routing:");
     assert_eq!(status.trim_end(), "Routing:                 Network: Tunnel [vxlan]   Host: Legacy");
     let (client, web) = pods_on_two_nodes(&lab);
+    let vni = format!("vni {}", client_identity(&lab));
     // The route MTU leaves room for the encapsulation (iproute2's `ip`: nginx's image has no
     // busybox applets in the way).
     let route = lab.sh("kubectl exec web -- ip route").ok();
     assert!(route.lines().next().unwrap_or("").trim_end().ends_with(" dev eth0 mtu 1450"), "{route}");
-    assert_tunneled(&capture(&lab, 8472, &client, &web), 8472, &client, &web);
+    assert_tunneled(&capture(&lab, 8472, &client, &web), 8472, &client, &web, &vni);
     // CoreDNS answers through the tunnel and the kube-proxy replacement.
     let dns = lab.eventually("kubectl exec client -- nslookup kubernetes.default.svc.cluster.local");
     assert!(dns.contains("10.96.0.1"), "{dns}");
@@ -177,7 +193,7 @@ fn vxlan_by_default_and_back_and_forth_to_native() {
     on_every_node(&lab, "ip -o link; ip route", |out| {
         out.contains("cilium_vxlan") && tunnel_routes(out) == 2 && direct_routes(out) == 0
     });
-    assert_tunneled(&capture(&lab, 8472, &client, &web), 8472, &client, &web);
+    assert_tunneled(&capture(&lab, 8472, &client, &web), 8472, &client, &web, &vni);
 
     // BPF masquerade in tunnel mode: the other nodes' pods still through the tunnel, the
     // outside still sees the node's address.
@@ -186,7 +202,7 @@ fn vxlan_by_default_and_back_and_forth_to_native() {
     let masq = lab
         .eventually("kubectl -n kube-system exec ds/cilium -- cilium-dbg status | grep '^Masquerading: *BPF' | grep .");
     assert!(masq.contains(".0/24 [IPv4: Enabled, IPv6: Disabled]"), "{masq}");
-    assert_tunneled(&capture(&lab, 8472, &client, &web), 8472, &client, &web);
+    assert_tunneled(&capture(&lab, 8472, &client, &web), 8472, &client, &web, &vni);
     let origin = lab.eventually("kubectl exec client -- timeout 5 wget -qO- http://203.0.113.10/ip");
     assert!(origin.contains("\"origin\":\"172.18.0.3\""), "{origin}");
     drop(lab);
@@ -201,7 +217,8 @@ fn geneve_encapsulates_pod_traffic() {
     let status = lab.eventually("kubectl -n kube-system exec ds/cilium -- cilium-dbg status | grep ^Routing:");
     assert_eq!(status.trim_end(), "Routing:                 Network: Tunnel [geneve]   Host: Legacy");
     let (client, web) = pods_on_two_nodes(&lab);
-    assert_tunneled(&capture(&lab, 6081, &client, &web), 6081, &client, &web);
+    let vni = format!("vni {:#x}", client_identity(&lab));
+    assert_tunneled(&capture(&lab, 6081, &client, &web), 6081, &client, &web, &vni);
     let dns = lab.eventually("kubectl exec client -- nslookup kubernetes.default.svc.cluster.local");
     assert!(dns.contains("10.96.0.1"), "{dns}");
 }

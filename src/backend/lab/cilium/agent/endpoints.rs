@@ -337,6 +337,12 @@ pub(super) async fn run(client: Client, node: String, cluster: String, st: Arc<M
                 }
             }
         }
+        // Tunnel mode carries each endpoint's identity as the VNI of what it sends.
+        let ids: Vec<(Ipv4Addr, u32)> =
+            eps.iter().filter_map(|e| Some((e.ipv4?, u32::try_from(e.identity?).ok()?))).collect();
+        if let Err(e) = st.lock().unwrap_or_else(|e| e.into_inner()).tunnel.set_identities(ids) {
+            eprintln!("level=warning msg=\"endpoints: {e}\" node={node}");
+        }
         *shared.lock().unwrap_or_else(|e| e.into_inner()) = eps;
     }
 }
