@@ -7,7 +7,7 @@ crate::tests![the_offline_fixture_runs_on_the_lab(Lab, K8s), the_emulated_lab_se
 fn the_offline_fixture_runs_on_the_lab() {
     let start = std::time::Instant::now();
     let out = crate::lab::support::run_fixture_tutorial("offline.md");
-    assert!(out.contains("8 passed, 0 failed"), "{out}");
+    assert!(out.contains("10 passed, 0 failed"), "{out}");
     eprintln!("offline.md: {:.1} s", start.elapsed().as_secs_f64());
 }
 

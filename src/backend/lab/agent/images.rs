@@ -375,6 +375,20 @@ pub fn data(image: &str, path: &str, built: &Path, tutor: &Path) -> Result<Image
     })
 }
 
+impl ImageData {
+    /// The image ID a container status reports (`imageID`), as containerd gives it:
+    /// `docker.io/library/nginx@sha256:…`, the repository and the manifest's digest.
+    pub fn status_id(&self) -> String {
+        let repo = self.reference.split('@').next().unwrap_or(&self.reference);
+        let last_slash = repo.rfind('/').map(|i| i + 1).unwrap_or(0);
+        let repo = match repo[last_slash..].rfind(':') {
+            Some(i) => &repo[..last_slash + i],
+            None => repo,
+        };
+        format!("{repo}@{}", self.digest)
+    }
+}
+
 fn sha256(bytes: &[u8]) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, bytes);
     format!("sha256:{}", d.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>())
@@ -638,6 +652,7 @@ mod tests {
         let c = data("registry.k8s.io/pause:3.10", &path, &built, &tutor).unwrap();
         assert_ne!(a.id, c.id);
         assert!(matches!(data("example.com/x:1", &path, &built, &tutor), Err(PullError::Unknown { .. })));
+        assert_eq!(c.status_id(), format!("registry.k8s.io/pause@{}", c.digest));
     }
 
     #[test]

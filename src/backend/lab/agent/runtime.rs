@@ -544,7 +544,12 @@ impl Runtime {
                         format!("Container image \"{image_name}\" already present on machine"),
                         Some(&c.name),
                     ));
-                    ctr.record.image_id = img.reference.clone();
+                    // containerd's form, with the digest `docker pull` shows for the image
+                    // (docs/architecture.md, "Images on the lab host").
+                    let built = self.cfg.image_dir.join("built");
+                    ctr.record.image_id = images::data(&image_name, &self.cfg.path, &built, &self.cfg.tutor)
+                        .map(|d| d.status_id())
+                        .unwrap_or_else(|_| img.reference.clone());
                     ctr.image = Some(img);
                     ctr.not_before = None;
                 }
