@@ -104,8 +104,111 @@ impl NameMap {
     /// Rewrite output from the run's names back to the tutorial's. The real name is unique to
     /// this run, so every occurrence of it means this cluster.
     pub fn to_alias(&self, output: &str) -> String {
-        if self.is_identity() { output.to_string() } else { output.replace(&self.real, &self.alias) }
+        if self.is_identity() {
+            return output.to_string();
+        }
+        if self.real.len() == self.alias.len() || !output.contains(&self.real) {
+            return output.replace(&self.real, &self.alias);
+        }
+        // Tables (kubectl's columns) are laid out again: a column whose cells got shorter or
+        // longer names is as wide as kubectl would have made it for the tutorial's names.
+        let lines: Vec<&str> = output.split_inclusive('\n').collect();
+        let mut out = String::with_capacity(output.len());
+        let mut i = 0;
+        while i < lines.len() {
+            if let Some(starts) = header_columns(lines[i]) {
+                let mut end = i + 1;
+                while end < lines.len() && fits(lines[end], &starts) {
+                    end += 1;
+                }
+                if end > i + 1 && lines[i..end].iter().any(|l| l.contains(&self.real)) {
+                    out.push_str(&self.relayout(&lines[i..end], &starts));
+                    i = end;
+                    continue;
+                }
+            }
+            out.push_str(&lines[i].replace(&self.real, &self.alias));
+            i += 1;
+        }
+        out
     }
+
+    /// `rows` (a header and its rows, columns starting at `starts`) with the names replaced and
+    /// the columns that changed resized, keeping each column's padding.
+    fn relayout(&self, rows: &[&str], starts: &[usize]) -> String {
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|l| {
+                let body = l.trim_end_matches('\n');
+                (0..starts.len())
+                    .map(|k| {
+                        let from = starts[k].min(body.len());
+                        let to = starts.get(k + 1).map_or(body.len(), |&e| e.min(body.len()));
+                        body[from..to].trim_end().to_string()
+                    })
+                    .collect()
+            })
+            .collect();
+        let mapped: Vec<Vec<String>> =
+            cells.iter().map(|r| r.iter().map(|c| c.replace(&self.real, &self.alias)).collect()).collect();
+        let widths: Vec<usize> = (0..starts.len().saturating_sub(1))
+            .map(|k| {
+                let width = starts[k + 1] - starts[k];
+                if cells.iter().zip(&mapped).all(|(a, b)| a[k] == b[k]) {
+                    return width;
+                }
+                let before = cells.iter().map(|r| r[k].len()).max().unwrap_or(0);
+                let after = mapped.iter().map(|r| r[k].len()).max().unwrap_or(0);
+                after + (width - before)
+            })
+            .collect();
+        let mut out = String::new();
+        for (row, line) in mapped.iter().zip(rows) {
+            let mut text = String::new();
+            for (k, cell) in row.iter().enumerate() {
+                text.push_str(cell);
+                if k + 1 < row.len() && row[k + 1..].iter().any(|c| !c.is_empty()) {
+                    text.push_str(&" ".repeat(widths[k].saturating_sub(cell.len())));
+                }
+            }
+            out.push_str(text.trim_end());
+            if line.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// The column starts of a kubectl table header (`NAME   STATUS   ROLES …`): upper-case words
+/// separated by at least two spaces; `None` for anything else.
+fn header_columns(line: &str) -> Option<Vec<usize>> {
+    let body = line.trim_end_matches('\n');
+    if !body.is_ascii()
+        || body.starts_with(' ')
+        || !body.chars().any(|c| c.is_ascii_uppercase())
+        || !body.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || " -_()/.".contains(c))
+    {
+        return None;
+    }
+    let b = body.as_bytes();
+    let mut starts = vec![0];
+    for i in 2..b.len() {
+        if b[i] != b' ' && b[i - 1] == b' ' && b[i - 2] == b' ' {
+            starts.push(i);
+        }
+    }
+    (starts.len() >= 2).then_some(starts)
+}
+
+/// Whether a row lines up with the header's columns (a space before each column start).
+fn fits(line: &str, starts: &[usize]) -> bool {
+    let body = line.trim_end_matches('\n');
+    !body.trim().is_empty()
+        && body.is_ascii()
+        && starts[1..]
+            .iter()
+            .all(|&s| s >= body.len() || (body.as_bytes()[s - 1] == b' ' && body.as_bytes()[s] != b' '))
 }
 
 fn is_name_char(c: char) -> bool {
@@ -132,6 +235,25 @@ fn replace_word(text: &str, from: &str, to: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_are_laid_out_for_the_tutorials_names() {
+        let mut m = NameMap::new("kind", "tutor-abc123");
+        m.set_nodes(["tutor-abc123-control-plane", "tutor-abc123-worker"]);
+        let real = "NAME                         STATUS   ROLES           AGE    VERSION\n\
+                    tutor-abc123-control-plane   Ready    control-plane   112s   v1.33.1\n\
+                    tutor-abc123-worker          Ready    <none>          95s    v1.33.1\n\
+                    done\n";
+        assert_eq!(
+            m.to_alias(real),
+            "NAME                 STATUS   ROLES           AGE    VERSION\n\
+             kind-control-plane   Ready    control-plane   112s   v1.33.1\n\
+             kind-worker          Ready    <none>          95s    v1.33.1\n\
+             done\n"
+        );
+        // Not a table: replaced in place.
+        assert_eq!(m.to_alias("Deleted nodes: [\"tutor-abc123-worker\"]\n"), "Deleted nodes: [\"kind-worker\"]\n");
+    }
 
     #[test]
     fn cluster_names_are_prefixed_and_cleaned() {
