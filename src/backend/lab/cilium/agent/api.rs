@@ -3,6 +3,7 @@
 //! from the agent's state (`NodeState`, `Facts`, its endpoints and options in force) and the
 //! kernel.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -262,26 +263,25 @@ fn endpoints_json(eps: &[Endpoint]) -> String {
 
 /// `cilium-dbg bpf lb list`: per frontend the agent programmed, its service entry (slot 0,
 /// with the service's flags) and one entry per backend slot, all with the frontend's reverse
-/// NAT ID (the ID `service list` prints).
+/// NAT ID (the ID `service list` prints). Frontends with the same address and port (a
+/// Service's TCP and UDP port 53) are listed under one key, as Cilium's printer appends the
+/// entries of equal keys.
 pub fn bpf_lb_list(frontends: &[Frontend]) -> String {
-    let mut rows: Vec<(String, Vec<String>)> = frontends
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let id = i + 1;
-            let flags = if f.kind == "ClusterIP" { "ClusterIP, non-routable" } else { f.kind };
-            let mut entries = vec![format!("0.0.0.0:0 ({id}) (0) [{flags}] ")];
-            for (slot, b) in f.backends.iter().enumerate() {
-                entries.push(format!("{b}:{} ({id}) ({})", f.target_port, slot + 1));
-            }
-            (format!("{}:{}", f.ip, f.port), entries)
-        })
-        .collect();
-    rows.sort();
+    let mut rows: BTreeMap<(std::net::Ipv4Addr, u16), Vec<String>> = BTreeMap::new();
+    for (i, f) in frontends.iter().enumerate() {
+        let id = i + 1;
+        let flags = if f.kind == "ClusterIP" { "ClusterIP, non-routable" } else { f.kind };
+        let entries = rows.entry((f.ip, f.port)).or_default();
+        entries.push(format!("0.0.0.0:0 ({id}) (0) [{flags}] "));
+        for (slot, b) in f.backends.iter().enumerate() {
+            entries.push(format!("{b}:{} ({id}) ({})", f.target_port, slot + 1));
+        }
+    }
     let mut t = String::from("SERVICE ADDRESS\tBACKEND ADDRESS (REVNAT_ID) (SLOT)\t\n");
-    for (key, entries) in rows {
+    for ((ip, port), entries) in rows {
         for (k, e) in entries.iter().enumerate() {
-            t += &format!("{}\t{e}\t\n", if k == 0 { key.as_str() } else { "" });
+            let key = if k == 0 { format!("{ip}:{port}") } else { String::new() };
+            t += &format!("{key}\t{e}\t\n");
         }
     }
     tabwriter::render_with(&t, 5, 3)
@@ -407,6 +407,7 @@ mod tests {
                 vec![Ipv4Addr::new(10, 244, 1, 5), Ipv4Addr::new(10, 244, 2, 7)],
             ),
             f("NodePort", Ipv4Addr::new(172, 18, 0, 3), 30080, vec![]),
+            f("ClusterIP", Ipv4Addr::new(10, 96, 0, 20), 80, vec![]),
         ]);
         assert_eq!(
             t,
@@ -414,6 +415,7 @@ mod tests {
              10.96.0.20:80      0.0.0.0:0 (1) (0) [ClusterIP, non-routable]    \n\
              \x20                  10.244.1.5:8080 (1) (1)                        \n\
              \x20                  10.244.2.7:8080 (1) (2)                        \n\
+             \x20                  0.0.0.0:0 (3) (0) [ClusterIP, non-routable]    \n\
              172.18.0.3:30080   0.0.0.0:0 (2) (0) [NodePort]                   \n"
         );
     }

@@ -312,20 +312,16 @@ pub(super) async fn run(client: Client, node: String, cluster: String, st: Arc<M
             _ = tick.tick() => {}
         }
         let me = st.lock().unwrap_or_else(|e| e.into_inner()).me.clone();
-        let node_labels = k8s_nodes
-            .get(&node)
-            .await
-            .ok()
-            .and_then(|n| n.metadata.labels)
-            .map(|l| l.into_iter().collect())
-            .unwrap_or_default();
+        let k8s_node = k8s_nodes.get(&node).await.ok();
+        let node_uid = k8s_node.as_ref().and_then(|n| n.metadata.uid.clone());
+        let node_labels = k8s_node.and_then(|n| n.metadata.labels).map(|l| l.into_iter().collect()).unwrap_or_default();
         let ns_labels: BTreeMap<String, BTreeMap<String, String>> = namespaces
             .state()
             .iter()
             .filter_map(|n| Some((n.metadata.name.clone()?, n.metadata.labels.clone()?.into_iter().collect())))
             .collect();
         let mut eps = plan(&pods.state(), &ns_labels, &node_labels, &devices(), &cluster);
-        let r = sync(&identities, &ceps, &nodes, &mut eps, me.as_ref()).await;
+        let r = sync(&identities, &ceps, &nodes, &mut eps, me.as_ref(), node_uid.as_deref()).await;
         // Before the operator registered the CRDs there is nothing to allocate from yet.
         match r {
             Ok(()) => reported = None,
@@ -353,13 +349,15 @@ async fn sync(
     nodes: &Api<DynamicObject>,
     eps: &mut [Endpoint],
     me: Option<&crate::backend::lab::topology::NodePlan>,
+    node_uid: Option<&str>,
 ) -> Result<(), String> {
     let api_err = |what: &str| {
         let what = what.to_string();
         move |e: kube::Error| format!("{what}: {e}")
     };
-    // The CiliumNode, once the node is programmed (its router address is then known).
-    if let Some(me) = me {
+    // The CiliumNode, once the node is programmed (its router address is then known), owned
+    // by its Node as Cilium's is, so it goes with it.
+    if let (Some(me), Some(uid)) = (me, node_uid) {
         let spec = cilium_node_spec(me.ip, me.router_ip, &me.pod_cidr.to_string());
         match nodes.get(&me.name).await {
             Ok(have) if have.data.get("spec") == Some(&spec) => {}
@@ -373,7 +371,10 @@ async fn sync(
             Err(kube::Error::Api(e)) if e.code == 404 => {
                 let obj: DynamicObject = serde_json::from_value(json!({
                     "apiVersion": "cilium.io/v2", "kind": "CiliumNode",
-                    "metadata": { "name": me.name },
+                    "metadata": {
+                        "name": me.name,
+                        "ownerReferences": [{ "apiVersion": "v1", "kind": "Node", "name": me.name, "uid": uid }],
+                    },
                     "spec": spec,
                 }))
                 .expect("a valid object");
