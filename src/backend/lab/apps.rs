@@ -200,6 +200,15 @@ pub fn refuse_tests(_req: &Request, _name: &str) -> (u16, &'static str, Vec<u8>)
     (501, "text/plain", "the lab's netserver runs no netperf tests\n".into())
 }
 
+/// Envoy's health listener as the cilium-envoy DaemonSet probes it: `/healthz` answers while
+/// the process lives.
+pub fn envoy_health(req: &Request, _name: &str) -> (u16, &'static str, Vec<u8>) {
+    match req.path.as_str() {
+        "/healthz" => (200, "text/plain", "OK\n".into()),
+        _ => (404, "text/plain", "Not Found\n".into()),
+    }
+}
+
 /// The outside world's API. `/api/starships` answers what the article prints; every other path
 /// (`/ip`, `/`) tells the client which address it came from, which shows whether (and how) the
 /// cluster masqueraded the request.

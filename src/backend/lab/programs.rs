@@ -8,8 +8,16 @@ use std::process::ExitCode;
 use super::cilium::{self, CiliumError};
 
 /// The programs (argv[0] names).
-pub const PROGRAMS: &[&str] =
-    &["cilium", "cilium-agent", "cilium-dbg", cilium::operator::PROGRAM, "cilium-operator", "deathstar", "netserver"];
+pub const PROGRAMS: &[&str] = &[
+    "cilium",
+    "cilium-agent",
+    "cilium-dbg",
+    cilium::operator::PROGRAM,
+    "cilium-operator",
+    "cilium-envoy-starter",
+    "deathstar",
+    "netserver",
+];
 
 /// When tutor was started as one of these programs: run it and give its exit code.
 pub fn dispatch() -> Option<ExitCode> {
@@ -23,6 +31,13 @@ pub fn dispatch() -> Option<ExitCode> {
         "deathstar" => return Some(serve(&program, 80, super::apps::deathstar)),
         // netperf's control port (12865): connections are accepted, no test is run.
         "netserver" => return Some(serve(&program, 12865, super::apps::refuse_tests)),
+        // The cilium-envoy DaemonSet's proxy: the lab plays no L7 proxy (no L7 policy, Ingress
+        // or Gateway traffic goes through it); its process serves the health endpoint the
+        // DaemonSet probes, so the pods are Ready while it runs, as Envoy's own /healthz says.
+        "cilium-envoy-starter" => {
+            eprintln!("[info] the lab's cilium-envoy: health on 127.0.0.1:9878; no L7 proxy is played");
+            return Some(serve(&program, 9878, super::apps::envoy_health));
+        }
         _ => {}
     }
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {

@@ -234,6 +234,16 @@ const CATALOGUE: &[Entry] = &[
         links: &[("/usr/bin/cilium-operator-generic", "@tutor"), ("/usr/bin/cilium-operator", "@tutor")],
     },
     Entry {
+        // The cilium-envoy DaemonSet's image (charts from 1.16): the lab plays no L7 proxy; the
+        // starter is tutor's, serving the health endpoint the DaemonSet probes (`programs.rs`).
+        keys: &["quay.io/cilium/cilium-envoy"],
+        entrypoint: &["/usr/bin/cilium-envoy-starter"],
+        cmd: &[],
+        needs: &[],
+        busybox: false,
+        links: &[("/usr/bin/cilium-envoy-starter", "@tutor")],
+    },
+    Entry {
         // The http-sw-app demo's Death Star: no registry has its program, so it is the
         // project's own (`apps::deathstar`, HTTP on port 80).
         keys: &["cilium/starwars"],
