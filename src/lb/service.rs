@@ -210,6 +210,30 @@ impl LoadBalancer {
             .ok_or_else(|| LbError::Invalid(format!("service {} vanished while writing it", svc.frontend)))
     }
 
+    /// Makes the maps hold exactly `wanted`: services whose backends differ are written again,
+    /// services not wanted are removed; unchanged services are left alone (their Maglev rows and
+    /// flows stay as they are).
+    pub fn sync_services(&mut self, wanted: &[Service]) -> Result<()> {
+        let have = self.services()?;
+        for svc in wanted {
+            let same = have.iter().find(|v| v.frontend == svc.frontend).is_some_and(|v| {
+                let mut addrs: Vec<SocketAddrV4> = v.backends.iter().map(|b| b.addr).collect();
+                addrs.sort();
+                let mut want = svc.backends.clone();
+                want.sort();
+                want.dedup();
+                addrs == want
+            });
+            if !same {
+                self.upsert_service(svc)?;
+            }
+        }
+        for v in have.iter().filter(|v| !wanted.iter().any(|w| w.frontend == v.frontend)) {
+            self.remove_service(&v.frontend)?;
+        }
+        Ok(())
+    }
+
     /// Removes a service; returns whether it existed. Its backends stay in the backends map
     /// (draining) so flows already pinned to them finish.
     pub fn remove_service(&mut self, frontend: &Frontend) -> Result<bool> {

@@ -19,9 +19,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::lb::{
-    AttachMode, Frontend, LoadBalancer, LoadOptions, Proto, Service as LbService, ServiceKind, ServiceView,
-};
+use crate::lb::{AttachMode, Frontend, LoadBalancer, LoadOptions, Proto, Service as LbService, ServiceKind};
 
 use super::LabError;
 use super::l2_announce;
@@ -171,21 +169,7 @@ impl ClusterRt {
         self.build_lb(mode, &members)?;
         self.prepare_pods()?;
         let Some(lb) = self.lb.nodes.values_mut().next() else { return Ok(()) };
-        let have: Vec<ServiceView> = lb.services().map_err(err("reading services"))?;
-        for svc in &wanted {
-            let current = have.iter().find(|v| v.frontend == svc.frontend);
-            let same = current.is_some_and(|v| {
-                let mut addrs: Vec<SocketAddrV4> = v.backends.iter().map(|b| b.addr).collect();
-                addrs.sort();
-                addrs == svc.backends
-            });
-            if !same {
-                lb.upsert_service(svc).map_err(err("programming a service"))?;
-            }
-        }
-        for v in have.iter().filter(|v| !wanted.iter().any(|w| w.frontend == v.frontend)) {
-            lb.remove_service(&v.frontend).map_err(err("removing a service"))?;
-        }
+        lb.sync_services(&wanted).map_err(err("programming the services"))?;
         self.sync_announcements(l2_enabled(&values))
     }
 

@@ -13,17 +13,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::chrono::Utc;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ObjectMeta, PostParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use tokio::sync::Notify;
 
 use super::config::AgentConfig;
-use super::operator::lease::{Decision, decide};
+use super::operator::lease::hold;
 use crate::backend::lab::l2_announce::L2Policy;
 use crate::backend::lab::store::Labels;
 
@@ -169,7 +167,7 @@ pub async fn run(i: Inputs) {
         let wanted = if enabled { candidates(&parsed, &i.services.state(), &node_labels) } else { BTreeMap::new() };
         let mut held = BTreeSet::new();
         for ((ns, name), addrs) in &wanted {
-            match hold(&leases, &lease_name(ns, name), &i.node, timings).await {
+            match hold(&leases, &lease_name(ns, name), &i.node, timings.lease.as_secs().max(1) as i32).await {
                 Ok(true) => {
                     held.extend(addrs.iter().copied());
                     mine.insert((ns.clone(), name.clone()));
@@ -196,48 +194,6 @@ pub async fn run(i: Inputs) {
             i.changed.notify_one();
         }
         tokio::time::sleep(timings.retry).await;
-    }
-}
-
-/// Take or renew the lease when it is free, expired or ours; whether we hold it after.
-async fn hold(api: &Api<Lease>, name: &str, me: &str, t: Timings) -> Result<bool, kube::Error> {
-    let now = Utc::now();
-    let current = api.get_opt(name).await?;
-    let seconds = t.lease.as_secs().max(1) as i32;
-    let r = match decide(current.as_ref(), me, now) {
-        Decision::Wait => return Ok(false),
-        Decision::Create => {
-            let lease = Lease {
-                metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
-                spec: Some(LeaseSpec {
-                    holder_identity: Some(me.into()),
-                    lease_duration_seconds: Some(seconds),
-                    acquire_time: Some(MicroTime(now)),
-                    renew_time: Some(MicroTime(now)),
-                    lease_transitions: Some(0),
-                    ..Default::default()
-                }),
-            };
-            api.create(&PostParams::default(), &lease).await.map(drop)
-        }
-        Decision::Take { transition } => {
-            let mut lease = current.expect("a lease to take exists");
-            let spec = lease.spec.get_or_insert_with(Default::default);
-            if transition {
-                spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
-                spec.acquire_time = Some(MicroTime(now));
-                spec.holder_identity = Some(me.into());
-            }
-            spec.lease_duration_seconds = Some(seconds);
-            spec.renew_time = Some(MicroTime(now));
-            api.replace(name, &PostParams::default(), &lease).await.map(drop)
-        }
-    };
-    match r {
-        Ok(()) => Ok(true),
-        // Another agent wrote first.
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-        Err(e) => Err(e),
     }
 }
 

@@ -157,20 +157,7 @@ impl AgentLb {
             self.mode = Some(mode);
         }
         let lb = self.lb.as_mut().expect("loaded above");
-        let have = lb.services().map_err(err("reading services"))?;
-        for svc in wanted {
-            let same = have.iter().find(|v| v.frontend == svc.frontend).is_some_and(|v| {
-                let mut addrs: Vec<SocketAddrV4> = v.backends.iter().map(|b| b.addr).collect();
-                addrs.sort();
-                addrs == svc.backends
-            });
-            if !same {
-                lb.upsert_service(svc).map_err(err("programming a service"))?;
-            }
-        }
-        for v in have.iter().filter(|v| !wanted.iter().any(|w| w.frontend == v.frontend)) {
-            lb.remove_service(&v.frontend).map_err(err("removing a service"))?;
-        }
+        lb.sync_services(wanted).map_err(err("programming the services"))?;
         let current: BTreeSet<Ipv4Addr> = lb.announced().map_err(err("reading announcements"))?.into_iter().collect();
         for ip in current.difference(announce) {
             lb.withdraw_vip(*ip).map_err(err("withdrawing an address"))?;

@@ -46,52 +46,56 @@ fn chrono_seconds(s: i64) -> k8s_openapi::chrono::TimeDelta {
     k8s_openapi::chrono::TimeDelta::seconds(s)
 }
 
+/// One round of an election: take or renew the lease `name` when it is free, expired or
+/// ours (`seconds` long); whether `me` holds it after. Losing a race (409) is not holding it.
+pub async fn hold(api: &Api<Lease>, name: &str, me: &str, seconds: i32) -> Result<bool, kube::Error> {
+    let now = Utc::now();
+    let current = api.get_opt(name).await?;
+    let written = match decide(current.as_ref(), me, now) {
+        Decision::Wait => return Ok(false),
+        Decision::Create => {
+            let lease = Lease {
+                metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(me.into()),
+                    lease_duration_seconds: Some(seconds),
+                    acquire_time: Some(MicroTime(now)),
+                    renew_time: Some(MicroTime(now)),
+                    lease_transitions: Some(0),
+                    ..Default::default()
+                }),
+            };
+            api.create(&PostParams::default(), &lease).await.map(drop)
+        }
+        Decision::Take { transition } => {
+            let mut lease = current.expect("a lease to take exists");
+            let spec = lease.spec.get_or_insert_with(Default::default);
+            if transition {
+                spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+                spec.acquire_time = Some(MicroTime(now));
+                spec.holder_identity = Some(me.into());
+            }
+            spec.lease_duration_seconds = Some(seconds);
+            spec.renew_time = Some(MicroTime(now));
+            api.replace(name, &PostParams::default(), &lease).await.map(drop)
+        }
+    };
+    match written {
+        Ok(()) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Hold or wait for the lease forever; `leader` says whether this replica holds it.
 pub async fn run(client: Client, namespace: String, me: String, leader: watch::Sender<bool>) {
     let api = Api::<Lease>::namespaced(client, &namespace);
     loop {
-        let now = Utc::now();
-        let result = match api.get_opt(LEASE_NAME).await {
-            Err(e) => Err(e),
-            Ok(current) => match decide(current.as_ref(), &me, now) {
-                Decision::Wait => Ok(false),
-                Decision::Create => {
-                    let lease = Lease {
-                        metadata: ObjectMeta { name: Some(LEASE_NAME.into()), ..Default::default() },
-                        spec: Some(LeaseSpec {
-                            holder_identity: Some(me.clone()),
-                            lease_duration_seconds: Some(LEASE_SECONDS),
-                            acquire_time: Some(MicroTime(now)),
-                            renew_time: Some(MicroTime(now)),
-                            lease_transitions: Some(0),
-                            ..Default::default()
-                        }),
-                    };
-                    api.create(&PostParams::default(), &lease).await.map(|_| true)
-                }
-                Decision::Take { transition } => {
-                    let mut lease = current.expect("a lease to take exists");
-                    let spec = lease.spec.get_or_insert_with(Default::default);
-                    if transition {
-                        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
-                        spec.acquire_time = Some(MicroTime(now));
-                        spec.holder_identity = Some(me.clone());
-                    }
-                    spec.lease_duration_seconds = Some(LEASE_SECONDS);
-                    spec.renew_time = Some(MicroTime(now));
-                    api.replace(LEASE_NAME, &PostParams::default(), &lease).await.map(|_| true)
-                }
-            },
-        };
-        let held = match result {
-            Ok(held) => held,
-            // Another replica wrote first (409), or the API did not answer: not ours this round.
-            Err(kube::Error::Api(e)) if e.code == 409 => false,
-            Err(e) => {
-                eprintln!("leader election: {e}");
-                false
-            }
-        };
+        // Another replica wrote first (409), or the API did not answer: not ours this round.
+        let held = hold(&api, LEASE_NAME, &me, LEASE_SECONDS).await.unwrap_or_else(|e| {
+            eprintln!("leader election: {e}");
+            false
+        });
         if held != *leader.borrow() {
             eprintln!("leader election: {me} {}", if held { "is the leader" } else { "is not the leader" });
         }
