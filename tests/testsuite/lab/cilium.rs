@@ -204,6 +204,23 @@ fn xdp_load_balancer_and_l2_announcements() {
         assert!(std::time::Instant::now() < deadline, "no native XDP on {other}: {link}");
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
-    let landed = lab.eventually(&format!("curl -s --connect-timeout 2 -XPOST {ip}/v1/request-landing"));
-    assert_eq!(landed, "Ship landed\n");
+    // The agents re-attach one node at a time as the DaemonSet rolls; on a loaded machine the
+    // last one may take a while after `rollout status` (a restarted agent re-takes its lease and
+    // re-announces). A failure says what each node had.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let o = lab.sh(&format!("curl -s --connect-timeout 2 -XPOST {ip}/v1/request-landing"));
+        if o.code == 0 && o.stdout == "Ship landed\n" {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let mut why = format!("{ip} not served through native XDP: {}{}\n", o.stdout, o.stderr);
+            for n in ["kind-worker", "kind-worker2"] {
+                why += &format!("{n}: {}\n", lab.on(n, "ip -d link show eth0; ip route").stdout);
+            }
+            why += &lab.sh(&format!("ip neigh show {ip}; kubectl -n kube-system get pods -o wide; kubectl -n kube-system get lease cilium-l2announce-default-deathstar-lb -o yaml; for p in $(kubectl -n kube-system get pods -l k8s-app=cilium -o name); do kubectl -n kube-system logs $p --tail=15; done")).stdout;
+            panic!("{why}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
