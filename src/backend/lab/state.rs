@@ -68,6 +68,9 @@ pub struct ClusterRt {
     pub lb: super::xdp_lb::LbState,
     /// The real control plane (upstream mode only), stopped before the nodes go.
     pub control_plane: Option<ControlPlane>,
+    /// Upstream mode: the XDP_PASS program on the bridge-side peer of each node's eth0 (its
+    /// links are this instance's, see `prepare_node_datapath`).
+    pub peer_pass: Option<crate::lb::LoadBalancer>,
     /// Pods left Pending because their node's podCIDR was full: tried again on every
     /// reconcile, but an error only for the command that created them.
     pub unaddressed: std::collections::HashSet<(String, String)>,
@@ -294,6 +297,7 @@ impl Lab {
             zone: Zone::default(),
             lb: super::xdp_lb::LbState::new(&self.name, self.host.tid()),
             control_plane: None,
+            peer_pass: None,
         };
         let kube_dns: Labels = [("k8s-app".to_string(), "kube-dns".to_string())].into();
         rt.seed_deployment("kube-system", "coredns", 2, kube_dns, "registry.k8s.io/coredns/coredns:v1.11.1");
@@ -340,7 +344,7 @@ impl Lab {
             feature_gates: controlplane::key_values(config.feature_gates.as_ref(), "featureGates")?,
             runtime_config: controlplane::key_values(config.runtime_config.as_ref(), "runtimeConfig")?,
         };
-        self.prepare_node_datapath(&nodes)?;
+        let peer_pass = self.prepare_node_datapath(&nodes)?;
         let dir = self.dir.join("k8s").join(&plan.cluster);
         let mut cp = ControlPlane::start(&cp_node.ns, &dir, spec)?;
         cp.wait_ready(&cp_node.ns, std::time::Duration::from_secs(90))?;
@@ -398,6 +402,7 @@ impl Lab {
             unaddressed: Default::default(),
             zone: Zone::default(),
             control_plane: Some(cp),
+            peer_pass: Some(peer_pass),
         };
         self.cluster = Some(rt);
         self.publish()?;
@@ -408,18 +413,32 @@ impl Lab {
     /// (the Cilium agents' load balancer):
     /// - one bpf filesystem shared by the nodes, as they share one kernel (`SharedBpffs`);
     /// - `eth0` of a node is a veth: frames a native XDP program sends back out of it
-    ///   (`XDP_TX`) reach the bridge only when the bridge-side peer has NAPI, which GRO turns on;
+    ///   (`XDP_TX`) reach the bridge only when the bridge-side peer runs an XDP program too, so
+    ///   each peer gets the bundled LB's XDP_PASS program (GRO alone was not enough: a CI run
+    ///   saw the ARP replies of native XDP lost);
     /// - XDP cannot complete a partial checksum, so the lab host's bridge sends full ones.
-    fn prepare_node_datapath(&self, nodes: &[NodeRt]) -> Result<(), LabError> {
+    fn prepare_node_datapath(&self, nodes: &[NodeRt]) -> Result<crate::lb::LoadBalancer, LabError> {
         let bpffs = super::sandbox::SharedBpffs::new(&self.name)?;
         for n in nodes {
             bpffs.attach(&n.ns)?;
         }
         self.host.command(&["ethtool", "-K", &network::bridge_name(&self.name), "tx", "off"], "")?;
+        let lb_err = |what: String| move |source| LabError::Lb { what, source: Box::new(source) };
+        let opts = crate::lb::LoadOptions {
+            maglev_size: 3,
+            max_services: 1,
+            max_flows: 1024,
+            pin_dir: None,
+            shared_pin_dir: None,
+        };
+        let mut pass = crate::lb::LoadBalancer::load(&opts).map_err(lb_err("loading the XDP_PASS program".into()))?;
+        let host = PathBuf::from(format!("/proc/{}/task/{}/ns/net", std::process::id(), self.host.tid()));
         for n in nodes {
-            self.host.command(&["ethtool", "-K", &network::node_veth(&self.name, &n.plan.name), "gro", "on"], "")?;
+            let peer = network::node_veth(&self.name, &n.plan.name);
+            self.host.command(&["ethtool", "-K", &peer, "gro", "on"], "")?;
+            pass.attach_peer_pass_in_netns(&host, &peer).map_err(lb_err(format!("attaching XDP_PASS to {peer}")))?;
         }
-        Ok(())
+        Ok(pass)
     }
 
     /// `kind delete cluster`: every node and pod namespace goes, the lab host stays.
