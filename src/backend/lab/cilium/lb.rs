@@ -19,9 +19,7 @@ use std::path::{Path, PathBuf};
 
 use super::CiliumError;
 use crate::backend::lab::services::Frontend;
-use crate::lb::{
-    AttachMode, Frontend as LbFrontend, LoadBalancer, LoadOptions, Proto, Service, ServiceKind, ServiceView,
-};
+use crate::lb::{AttachMode, Frontend as LbFrontend, LoadBalancer, LoadOptions, Proto, Service, ServiceKind};
 
 /// The node device the agent attaches to and announces on.
 pub const DEVICE: &str = "eth0";
@@ -100,16 +98,6 @@ impl Drop for Locked {
 }
 
 impl AgentLb {
-    /// The attach mode in force, when the program is attached.
-    pub fn mode(&self) -> Option<AttachMode> {
-        self.mode
-    }
-
-    /// The services the shared maps hold (what `cilium-dbg bpf lb list` shows).
-    pub fn services(&self) -> Vec<ServiceView> {
-        self.lb.as_ref().and_then(|lb| lb.services().ok()).unwrap_or_default()
-    }
-
     /// Bring the instance in line: attached in `mode` while there is a service to serve, the
     /// shared maps holding `wanted`, and ARP answers for `announce`. Returns the addresses newly
     /// announced (the caller sends a gratuitous ARP for each).
@@ -123,9 +111,7 @@ impl AgentLb {
         let _lock = Locked::take(&dir)?;
         if wanted.is_empty() {
             if let Some(mut lb) = self.lb.take() {
-                for v in lb.services().map_err(err("reading services"))? {
-                    lb.remove_service(&v.frontend).map_err(err("removing a service"))?;
-                }
+                lb.sync_services(&[]).map_err(err("removing the services"))?;
             }
             self.mode = None;
             return Ok(vec![]);
