@@ -22,6 +22,11 @@ pub struct Frontend {
     pub backends: Vec<std::net::Ipv4Addr>,
 }
 
+/// The conntrack mark of connections that reached a node from outside the cluster through a
+/// NodePort, external or load-balancer address: when their endpoint runs on another node, the
+/// source becomes this node's address (Cilium's SNAT mode), so the reply comes back through it.
+pub const FROM_OUTSIDE: u32 = 0x7475;
+
 /// The nft script that makes a node's `tutor_services` table hold exactly `frontends` (a
 /// frontend without endpoints rejects, as Cilium's does).
 pub fn nft_script(frontends: &[Frontend]) -> String {
@@ -32,8 +37,12 @@ pub fn nft_script(frontends: &[Frontend]) -> String {
             rules.push_str(&format!("    {m} reject\n"));
         } else {
             let map: Vec<String> = f.backends.iter().enumerate().map(|(i, ip)| format!("{i} : {ip}")).collect();
+            let mark = match f.kind {
+                "NodePort" | "LoadBalancer" | "ExternalIPs" => format!("ct mark set {FROM_OUTSIDE:#x} "),
+                _ => String::new(),
+            };
             rules.push_str(&format!(
-                "    {m} dnat to numgen random mod {} map {{ {} }} : {}\n",
+                "    {m} {mark}dnat to numgen random mod {} map {{ {} }} : {}\n",
                 f.backends.len(),
                 map.join(", "),
                 f.target_port
@@ -41,7 +50,7 @@ pub fn nft_script(frontends: &[Frontend]) -> String {
         }
     }
     format!(
-        "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n  chain services {{\n{rules}  }}\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    jump services\n  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n    jump services\n  }}\n}}\n"
+        "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n  chain services {{\n{rules}  }}\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    jump services\n  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n    jump services\n  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    ct mark {FROM_OUTSIDE:#x} oifname != \"lxc*\" masquerade\n  }}\n}}\n"
     )
 }
 

@@ -9,7 +9,8 @@ use super::support::fixtures;
 crate::tests![
     native_routing_and_services_on_the_real_api(Lab, K8s),
     bpf_masquerade_and_cilium_dbg(Lab, K8s),
-    xdp_load_balancer_and_l2_announcements(Lab, K8s)
+    xdp_load_balancer_and_l2_announcements(Lab, K8s),
+    host_ports_and_external_traffic_policy(Lab, K8s)
 ];
 
 /// Routes to other nodes' pod ranges via their addresses on the kind network.
@@ -99,6 +100,14 @@ fn bpf_masquerade_and_cilium_dbg() {
         status.trim_end(),
         "Masquerading:            BPF (ip-masq-agent)   [eth0]   10.244.0.0/16 [IPv4: Enabled, IPv6: Disabled]"
     );
+    // Cluster health from the agents' probes of every node's health port; a node that drops
+    // them is unreachable (for the others, and for its own agent).
+    let health = "kubectl -n kube-system exec ds/cilium -- cilium-dbg status | grep '^Cluster health:'";
+    let line = lab.eventually(&format!("{health} | grep ' 3/3 reachable '"));
+    assert!(line.starts_with("Cluster health:          3/3 reachable   (20"), "{line}");
+    lab.on("kind-worker2", "iptables -I INPUT -p tcp --dport 4240 -j DROP").ok();
+    lab.eventually(&format!("{health} | grep ' 2/3 reachable '"));
+    lab.on("kind-worker2", "iptables -D INPUT -p tcp --dport 4240 -j DROP").ok();
     let list = lab.sh("kubectl -n kube-system exec ds/cilium -- cilium-dbg bpf ipmasq list").ok();
     assert_eq!(list, "IP PREFIX/ADDRESS\n10.244.0.0/16\n169.254.0.0/16\n");
     let landed = lab.eventually(
@@ -223,4 +232,52 @@ fn xdp_load_balancer_and_l2_announcements() {
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
+}
+
+/// The kube-proxy replacement's host ports and `externalTrafficPolicy`: a pod's `hostPort` is
+/// reached on its node's address; a NodePort with `Local` is served only by the node that runs
+/// an endpoint, which sees the client's own address; with `Cluster` every node serves it,
+/// rewriting the source to its own address when the endpoint runs elsewhere.
+fn host_ports_and_external_traffic_policy() {
+    let lab = Lab::up("ciliumports");
+    let dir = fixtures().display().to_string();
+    let o = lab.sh(&format!(
+        "cd {dir} && kind create cluster --config kind-config.yaml && helm repo add cilium https://helm.cilium.io/ && \
+         helm install -n kube-system cilium cilium/cilium -f cilium-medium.yaml"
+    ));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    lab.eventually("kubectl get serviceaccount default");
+    let o = lab.sh(&format!("cd {dir} && kubectl apply -f ports.yaml"));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let o = lab.sh("kubectl wait --for=condition=Ready pod --all --timeout=120s");
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let ip = |node: &str| {
+        lab.sh(&format!("kubectl get node {node} -o jsonpath='{{.status.addresses[0].address}}'"))
+            .ok()
+            .trim()
+            .to_string()
+    };
+    let (worker, cp) = (ip("kind-worker"), ip("kind-control-plane"));
+    // The host port, on the pod's node only.
+    let name = lab.eventually(&format!("curl -s --connect-timeout 3 http://{worker}:8081/hostname"));
+    assert_eq!(name, "hostport");
+    assert_ne!(lab.sh(&format!("curl -s --connect-timeout 3 http://{cp}:8081/hostname")).code, 0);
+    let agent = lab
+        .sh("kubectl -n kube-system get pod -l k8s-app=cilium --field-selector spec.nodeName=kind-worker -o name")
+        .ok();
+    let list = lab.sh(&format!("kubectl -n kube-system exec {} -- cilium-dbg service list", agent.trim())).ok();
+    assert!(list.lines().any(|l| l.contains(&format!("{worker}:8081")) && l.contains("[HostPort]")), "{list}");
+    // externalTrafficPolicy: Local — the endpoint's node serves it and keeps the client's
+    // address (the lab host, 172.18.0.1); the others have no endpoint to send to.
+    let client = lab.eventually(&format!("curl -s --connect-timeout 3 http://{worker}:30081/clientip"));
+    assert!(client.starts_with("172.18.0.1:"), "{client}");
+    let refused = lab.sh(&format!("curl -s --connect-timeout 3 http://{cp}:30081/clientip"));
+    assert_ne!(refused.code, 0, "{}", refused.stdout);
+    // Cluster: every node serves it; the control plane forwards to kind-worker's endpoint
+    // with its own address as the source, so the reply comes back through it.
+    lab.sh(r#"kubectl patch service echo -p '{"spec":{"externalTrafficPolicy":"Cluster"}}'"#).ok();
+    let client = lab.eventually(&format!("curl -s --connect-timeout 3 http://{cp}:30081/clientip"));
+    assert!(client.starts_with(&format!("{cp}:")), "{client}");
+    let client = lab.eventually(&format!("curl -s --connect-timeout 3 http://{worker}:30081/clientip"));
+    assert!(client.starts_with("172.18.0.1:"), "{client}");
 }

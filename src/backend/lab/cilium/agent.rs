@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
@@ -38,6 +38,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod api;
 mod endpoints;
+mod health;
 
 use super::CiliumError;
 use super::config::AgentConfig;
@@ -90,6 +91,8 @@ struct Observed {
     nodes: Vec<Arc<Node>>,
     services: Vec<Arc<Service>>,
     slices: Vec<Arc<EndpointSlice>>,
+    /// This node's pods (their host ports).
+    pods: Vec<Arc<Pod>>,
     /// The load-balancer addresses whose L2 announcement lease this node holds.
     held: BTreeSet<Ipv4Addr>,
 }
@@ -173,12 +176,15 @@ pub async fn main(args: &[String]) -> Result<ExitCode, CiliumError> {
     .default_backoff()
     .touched_objects()
     .map(|r| r.map(drop));
-    // The node's pods: a new pod's lxc device gets the BPF programs at once.
-    let pod_events = watcher(
-        Api::<k8s_openapi::api::core::v1::Pod>::all(client.clone()),
-        watcher::Config::default().fields(&format!("spec.nodeName={node}")),
+    // The node's pods: a new pod's lxc device gets the BPF programs at once, and its host
+    // ports are served.
+    let (pods, w) = reflector::store::<Pod>();
+    let pod_events = reflector(
+        w,
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default().fields(&format!("spec.nodeName={node}"))),
     )
     .default_backoff()
+    .touched_objects()
     .map(|r| r.map(drop));
     let events = futures_util::stream::select_all([
         node_events.boxed(),
@@ -205,6 +211,7 @@ pub async fn main(args: &[String]) -> Result<ExitCode, CiliumError> {
     let extra = Arc::new(api::Extra::default());
     let cluster = initial.get("cluster-name").unwrap_or("default").to_string();
     tokio::spawn(endpoints::run(client.clone(), node.clone(), cluster, state.clone(), extra.endpoints.clone()));
+    tokio::spawn(health::run(nodes.clone(), extra.health.clone()));
     tokio::spawn(api::serve(state.clone(), facts.clone(), nodes.clone(), extra.clone()));
     let shared_config = Arc::new(Mutex::new(initial.clone()));
     let held = Arc::new(Mutex::new(BTreeSet::new()));
@@ -247,6 +254,7 @@ pub async fn main(args: &[String]) -> Result<ExitCode, CiliumError> {
             nodes: nodes.state(),
             services: services.state(),
             slices: slices.state(),
+            pods: pods.state(),
             held: held.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         };
         let (ns2, st, f) = (ns.clone(), state.clone(), facts.clone());
@@ -357,9 +365,20 @@ pub fn plans(nodes: &[Arc<Node>]) -> Vec<NodePlan> {
     v
 }
 
+/// The node a frontend list is built for: its InternalIP and its name (which endpoints are local).
+#[derive(Clone, Copy)]
+pub struct Here<'a> {
+    pub ip: Ipv4Addr,
+    pub node: &'a str,
+}
+
 /// The Services' frontends and their ready endpoints, as the kube-proxy replacement serves
-/// them on node `me` (ClusterIPs, this node's NodePorts, external and load-balancer addresses).
-pub fn frontends(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>], me: Ipv4Addr) -> Vec<Frontend> {
+/// them on the node `here` (ClusterIPs, this node's NodePorts, external and load-balancer
+/// addresses). A Service with `externalTrafficPolicy: Local` sends what reaches it from outside
+/// (NodePort, external and load-balancer addresses) to this node's endpoints only, and one with
+/// `internalTrafficPolicy: Local` does the same with its ClusterIP; with none on this node, the
+/// frontend has no backends.
+pub fn frontends(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>], here: Here) -> Vec<Frontend> {
     let mut out = Vec::new();
     for svc in services {
         let (Some(ns), Some(name), Some(spec)) = (&svc.metadata.namespace, &svc.metadata.name, &svc.spec) else {
@@ -384,11 +403,14 @@ pub fn frontends(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>], me: I
             .map(|s| s.ingress.iter().flatten().filter_map(|i| i.ip.as_deref()?.parse().ok()).collect())
             .unwrap_or_default();
         let external: Vec<Ipv4Addr> = spec.external_ips.iter().flatten().filter_map(|ip| ip.parse().ok()).collect();
+        let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
+        let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
         for port in spec.ports.iter().flatten() {
             let proto = port.protocol.as_deref().unwrap_or("TCP").to_lowercase();
-            // The endpoints' port for this service port (matched by name).
+            // The endpoints' port for this service port (matched by name), and the ready
+            // endpoints with whether each runs on this node.
             let mut target = None;
-            let mut backends = Vec::new();
+            let mut backends: Vec<(Ipv4Addr, bool)> = Vec::new();
             for s in &mine {
                 // An unnamed service port is "" in the slice.
                 let named = |n: &Option<String>| n.clone().unwrap_or_default();
@@ -399,34 +421,73 @@ pub fn frontends(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>], me: I
                     if e.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
                         continue;
                     }
-                    backends.extend(e.addresses.iter().filter_map(|a| a.parse::<Ipv4Addr>().ok()));
+                    let local = e.node_name.as_deref() == Some(here.node);
+                    backends.extend(e.addresses.iter().filter_map(|a| Some((a.parse::<Ipv4Addr>().ok()?, local))));
                 }
             }
             backends.sort();
             backends.dedup();
+            let all: Vec<Ipv4Addr> = backends.iter().map(|(ip, _)| *ip).collect();
+            let local: Vec<Ipv4Addr> = backends.iter().filter(|(_, l)| *l).map(|(ip, _)| *ip).collect();
             let target_port = target.unwrap_or(port.port as u16);
-            let mut add = |kind: &'static str, ip: Ipv4Addr, port_no: u16| {
+            let mut add = |kind: &'static str, ip: Ipv4Addr, port_no: u16, only_local: bool| {
                 out.push(Frontend {
                     kind,
                     ip,
                     proto: proto.clone(),
                     port: port_no,
                     target_port,
-                    backends: backends.clone(),
+                    backends: if only_local { local.clone() } else { all.clone() },
                 })
             };
-            add("ClusterIP", cluster_ip, port.port as u16);
+            add("ClusterIP", cluster_ip, port.port as u16, internal_local);
             for a in &lb {
-                add("LoadBalancer", *a, port.port as u16);
+                add("LoadBalancer", *a, port.port as u16, external_local);
             }
             for a in &external {
-                add("ExternalIPs", *a, port.port as u16);
+                add("ExternalIPs", *a, port.port as u16, external_local);
             }
             if let Some(np) = port.node_port {
-                add("NodePort", me, np as u16);
+                add("NodePort", here.ip, np as u16, external_local);
             }
         }
     }
+    out
+}
+
+/// The host ports of this node's running pods (`ports[].hostPort`): the node's address (or the
+/// port's `hostIP`) and the host port, translated to the pod's address and container port, as
+/// Cilium's kube-proxy replacement serves them (`HostPort` in `cilium-dbg service list`).
+pub fn host_ports(pods: &[Arc<Pod>], here: Here) -> Vec<Frontend> {
+    let mut out = Vec::new();
+    for pod in pods {
+        let (Some(spec), Some(status)) = (&pod.spec, &pod.status) else { continue };
+        if spec.node_name.as_deref() != Some(here.node)
+            || spec.host_network == Some(true)
+            || status.phase.as_deref() != Some("Running")
+        {
+            continue;
+        }
+        let Some(pod_ip) = status.pod_ip.as_deref().and_then(|ip| ip.parse::<Ipv4Addr>().ok()) else { continue };
+        for port in spec.containers.iter().flat_map(|c| c.ports.iter().flatten()) {
+            let Some(host_port) = port.host_port.filter(|p| (1..=65535).contains(p)) else { continue };
+            let ip = port
+                .host_ip
+                .as_deref()
+                .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+                .filter(|ip| !ip.is_unspecified())
+                .unwrap_or(here.ip);
+            out.push(Frontend {
+                kind: "HostPort",
+                ip,
+                proto: port.protocol.as_deref().unwrap_or("TCP").to_lowercase(),
+                port: host_port as u16,
+                target_port: port.container_port as u16,
+                backends: vec![pod_ip],
+            });
+        }
+    }
+    out.sort_by(|a, b| (a.ip, a.port, &a.proto).cmp(&(b.ip, b.port, &b.proto)));
     out
 }
 
@@ -537,7 +598,14 @@ fn reconcile(ns: &NsThread, facts: &Facts, o: &Observed, st: &mut NodeState) -> 
             }
         }
     }
-    let frontends = if values.kube_proxy_replacement { frontends(&o.services, &o.slices, mine.ip) } else { vec![] };
+    let here = Here { ip: mine.ip, node: &facts.node };
+    let frontends = if values.kube_proxy_replacement {
+        let mut f = frontends(&o.services, &o.slices, here);
+        f.extend(host_ports(&o.pods, here));
+        f
+    } else {
+        vec![]
+    };
     let a = &mut st.applied;
     if values.kube_proxy_replacement {
         let script = nft_script(&frontends);
@@ -605,11 +673,63 @@ mod tests {
         let sl = slice(
             "metadata: {name: web-abc, namespace: default, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{name: http, port: 8080, protocol: TCP}]\nendpoints:\n- {addresses: [10.244.1.5], conditions: {ready: true}}\n- {addresses: [10.244.2.9], conditions: {ready: false}}\n- {addresses: [10.244.2.7]}\n",
         );
-        let f = frontends(&[s], &[sl], Ipv4Addr::new(172, 18, 0, 3));
+        let f = frontends(&[s], &[sl], Here { ip: Ipv4Addr::new(172, 18, 0, 3), node: "kind-worker" });
         let addrs: Vec<String> = f.iter().map(|f| format!("{}:{}", f.ip, f.port)).collect();
         assert_eq!(addrs, ["10.96.0.20:80", "172.18.250.1:80", "198.51.100.7:80", "172.18.0.3:30080"]);
         assert!(f.iter().all(|f| f.target_port == 8080 && f.proto == "tcp"));
         assert_eq!(f[0].backends, [Ipv4Addr::new(10, 244, 1, 5), Ipv4Addr::new(10, 244, 2, 7)]);
+    }
+
+    #[test]
+    fn traffic_policies_local_keep_to_this_nodes_endpoints() {
+        let s = svc(
+            "metadata: {name: web, namespace: default}\nspec:\n  clusterIP: 10.96.0.20\n  type: LoadBalancer\n  externalTrafficPolicy: Local\n  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]\nstatus:\n  loadBalancer: {ingress: [{ip: 172.18.250.1}]}\n",
+        );
+        let sl = slice(
+            "metadata: {name: web-abc, namespace: default, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{port: 8080}]\nendpoints:\n- {addresses: [10.244.1.5], nodeName: kind-worker}\n- {addresses: [10.244.2.7], nodeName: kind-worker2}\n",
+        );
+        let here = Here { ip: Ipv4Addr::new(172, 18, 0, 3), node: "kind-worker" };
+        let f = frontends(&[s.clone()], &[sl.clone()], here);
+        let by_kind = |f: &[Frontend], k: &str| f.iter().find(|f| f.kind == k).unwrap().backends.clone();
+        // From inside the cluster, every endpoint; from outside, this node's only.
+        assert_eq!(by_kind(&f, "ClusterIP"), [Ipv4Addr::new(10, 244, 1, 5), Ipv4Addr::new(10, 244, 2, 7)]);
+        assert_eq!(by_kind(&f, "NodePort"), [Ipv4Addr::new(10, 244, 1, 5)]);
+        assert_eq!(by_kind(&f, "LoadBalancer"), [Ipv4Addr::new(10, 244, 1, 5)]);
+        // A node without a local endpoint has none to send to.
+        let f = frontends(
+            &[s.clone()],
+            &[sl.clone()],
+            Here { ip: Ipv4Addr::new(172, 18, 0, 2), node: "kind-control-plane" },
+        );
+        assert!(by_kind(&f, "NodePort").is_empty());
+        assert_eq!(by_kind(&f, "ClusterIP").len(), 2);
+        let mut internal = (*s).clone();
+        let spec = internal.spec.as_mut().unwrap();
+        spec.external_traffic_policy = None;
+        spec.internal_traffic_policy = Some("Local".into());
+        let f = frontends(&[Arc::new(internal)], &[sl], here);
+        assert_eq!(by_kind(&f, "ClusterIP"), [Ipv4Addr::new(10, 244, 1, 5)]);
+        assert_eq!(by_kind(&f, "NodePort").len(), 2);
+    }
+
+    #[test]
+    fn host_ports_of_this_nodes_running_pods() {
+        let pod = |yaml: &str| Arc::new(serde_yaml::from_str::<Pod>(yaml).unwrap());
+        let running = pod(
+            "metadata: {name: web, namespace: default}\nspec:\n  nodeName: kind-worker\n  containers:\n  - {name: web, image: nginx, ports: [{containerPort: 80, hostPort: 8080}, {containerPort: 53, hostPort: 5353, protocol: UDP, hostIP: 127.0.0.1}, {containerPort: 443}]}\nstatus: {phase: Running, podIP: 10.244.1.7}\n",
+        );
+        let elsewhere = pod(
+            "metadata: {name: other, namespace: default}\nspec:\n  nodeName: kind-worker2\n  containers: [{name: web, image: nginx, ports: [{containerPort: 80, hostPort: 8081}]}]\nstatus: {phase: Running, podIP: 10.244.2.7}\n",
+        );
+        let pending = pod(
+            "metadata: {name: late, namespace: default}\nspec:\n  nodeName: kind-worker\n  containers: [{name: web, image: nginx, ports: [{containerPort: 80, hostPort: 8082}]}]\nstatus: {phase: Pending}\n",
+        );
+        let f =
+            host_ports(&[running, elsewhere, pending], Here { ip: Ipv4Addr::new(172, 18, 0, 3), node: "kind-worker" });
+        let got: Vec<String> =
+            f.iter().map(|f| format!("{} {}:{} -> {:?}:{}", f.kind, f.ip, f.port, f.backends, f.target_port)).collect();
+        assert_eq!(got, ["HostPort 127.0.0.1:5353 -> [10.244.1.7]:53", "HostPort 172.18.0.3:8080 -> [10.244.1.7]:80"]);
+        assert_eq!(f[0].proto, "udp");
     }
 
     #[test]
@@ -621,11 +741,11 @@ mod tests {
             "metadata: {name: web-x, namespace: x, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{name: '', port: 8080}]\nendpoints: [{addresses: [10.244.1.9]}]\n",
         );
         assert_eq!(
-            frontends(&[unnamed], &[sl], Ipv4Addr::new(172, 18, 0, 2))[0].backends,
+            frontends(&[unnamed], &[sl], Here { ip: Ipv4Addr::new(172, 18, 0, 2), node: "kind-worker" })[0].backends,
             [Ipv4Addr::new(10, 244, 1, 9)]
         );
         let s = svc("metadata: {name: db, namespace: x}\nspec: {clusterIP: 10.96.0.30, ports: [{port: 5432}]}\n");
-        let f = frontends(&[s], &[], Ipv4Addr::new(172, 18, 0, 2));
+        let f = frontends(&[s], &[], Here { ip: Ipv4Addr::new(172, 18, 0, 2), node: "kind-worker" });
         assert_eq!(f.len(), 1);
         assert!(f[0].backends.is_empty() && f[0].target_port == 5432);
         assert!(nft_script(&f).contains("ip daddr 10.96.0.30 tcp dport 5432 reject"));

@@ -25,6 +25,8 @@ use crate::backend::lab::values::CiliumValues;
 pub(super) struct Extra {
     pub endpoints: endpoints::Shared,
     pub config: Mutex<AgentConfig>,
+    /// The last round of health probes (`health.rs`).
+    pub health: super::health::Shared,
 }
 
 /// Serves `cilium-dbg` on [`SOCKET`] until the agent exits.
@@ -60,8 +62,11 @@ pub(super) async fn serve(
             let answer = tokio::task::spawn_blocking(move || {
                 let eps = extra.endpoints.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let config = extra.config.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let health = extra.health.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let st = state.lock().unwrap_or_else(|e| e.into_inner());
-                answer(&Ctx { st: &st, facts: &facts, nodes: count, eps: &eps, config: &config }, &words)
+                let c =
+                    Ctx { st: &st, facts: &facts, nodes: count, eps: &eps, config: &config, health: health.as_ref() };
+                answer(&c, &words)
             })
             .await
             .unwrap_or_else(|e| Err(e.to_string()));
@@ -81,6 +86,7 @@ struct Ctx<'a> {
     nodes: usize,
     eps: &'a [Endpoint],
     config: &'a AgentConfig,
+    health: Option<&'a super::health::Round>,
 }
 
 /// The commands the lab's image answers (for the refusal of the others).
@@ -104,7 +110,7 @@ fn answer(c: &Ctx, words: &[String]) -> Result<String, String> {
             if rest.contains(&"--brief") {
                 return Ok(if st.failure.is_none() { "OK\n".into() } else { "error\n".into() });
             }
-            Ok(status(st, c.facts, c.nodes, values, me, rest.contains(&"--verbose").then_some(c.config)))
+            Ok(status(st, c.facts, c.nodes, c.health, values, me, rest.contains(&"--verbose").then_some(c.config)))
         }
         ["version"] => {
             let v = version(&c.facts.cilium);
@@ -293,6 +299,7 @@ fn status(
     st: &NodeState,
     facts: &Facts,
     nodes: usize,
+    health: Option<&super::health::Round>,
     v: &CiliumValues,
     me: &NodePlan,
     verbose: Option<&AgentConfig>,
@@ -318,9 +325,11 @@ fn status(
          Masquerading:            {masq}\n\
          Routing:                 {routing}\n\
          Controller Status:       {controllers}\n\
-         Cluster nodes:           {nodes}\n",
+         Cluster health:          {health}\n",
         ip = me.ip,
         cilium = facts.cilium,
+        // Before the first round of probes: how many nodes there are to probe.
+        health = health.map_or_else(|| format!("probing {nodes} nodes"), |h| h.status_value()),
         // The pods' addresses on this node and the router's.
         used = lxc_links().len() + 1,
         cidr = me.pod_cidr,
