@@ -266,7 +266,7 @@ fn host_ports_and_external_traffic_policy() {
         .sh("kubectl -n kube-system get pod -l k8s-app=cilium --field-selector spec.nodeName=kind-worker -o name")
         .ok();
     let list = lab.sh(&format!("kubectl -n kube-system exec {} -- cilium-dbg service list", agent.trim())).ok();
-    assert!(list.lines().any(|l| l.contains(&format!("{worker}:8081")) && l.contains("[HostPort]")), "{list}");
+    assert!(list.lines().any(|l| l.contains(&format!("{worker}:8081")) && l.contains(" HostPort ")), "{list}");
     // externalTrafficPolicy: Local — the endpoint's node serves it and keeps the client's
     // address (the lab host, 172.18.0.1); the others have no endpoint to send to.
     let client = lab.eventually(&format!("curl -s --connect-timeout 3 http://{worker}:30081/clientip"));
