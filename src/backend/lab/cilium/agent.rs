@@ -689,7 +689,7 @@ mod tests {
             "metadata: {name: web-abc, namespace: default, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{port: 8080}]\nendpoints:\n- {addresses: [10.244.1.5], nodeName: kind-worker}\n- {addresses: [10.244.2.7], nodeName: kind-worker2}\n",
         );
         let here = Here { ip: Ipv4Addr::new(172, 18, 0, 3), node: "kind-worker" };
-        let f = frontends(&[s.clone()], &[sl.clone()], here);
+        let f = frontends(std::slice::from_ref(&s), std::slice::from_ref(&sl), here);
         let by_kind = |f: &[Frontend], k: &str| f.iter().find(|f| f.kind == k).unwrap().backends.clone();
         // From inside the cluster, every endpoint; from outside, this node's only.
         assert_eq!(by_kind(&f, "ClusterIP"), [Ipv4Addr::new(10, 244, 1, 5), Ipv4Addr::new(10, 244, 2, 7)]);
@@ -697,8 +697,8 @@ mod tests {
         assert_eq!(by_kind(&f, "LoadBalancer"), [Ipv4Addr::new(10, 244, 1, 5)]);
         // A node without a local endpoint has none to send to.
         let f = frontends(
-            &[s.clone()],
-            &[sl.clone()],
+            std::slice::from_ref(&s),
+            std::slice::from_ref(&sl),
             Here { ip: Ipv4Addr::new(172, 18, 0, 2), node: "kind-control-plane" },
         );
         assert!(by_kind(&f, "NodePort").is_empty());
