@@ -2,8 +2,9 @@
 
 mod cli;
 mod cluster;
+mod kernel;
 mod preflight;
 
 pub(crate) fn tests() -> Vec<crate::harness::Test> {
-    [cli::tests(), cluster::tests(), preflight::tests()].into_iter().flatten().collect()
+    [cli::tests(), cluster::tests(), kernel::tests(), preflight::tests()].into_iter().flatten().collect()
 }
