@@ -201,14 +201,14 @@ fn header_columns(line: &str) -> Option<Vec<usize>> {
     (starts.len() >= 2).then_some(starts)
 }
 
-/// Whether a row lines up with the header's columns (a space before each column start).
+/// Whether a row lines up with the header's columns: printable text reaching into the second
+/// column, a space before each column start it reaches (the later cells may be empty). A
+/// shorter line is text after the table, or the runner's marker line between two commands.
 fn fits(line: &str, starts: &[usize]) -> bool {
-    let body = line.trim_end_matches('\n');
-    !body.trim().is_empty()
-        && body.is_ascii()
-        && starts[1..]
-            .iter()
-            .all(|&s| s >= body.len() || (body.as_bytes()[s - 1] == b' ' && body.as_bytes()[s] != b' '))
+    let body = line.trim_end_matches('\n').as_bytes();
+    body.len() > starts[1]
+        && body.iter().all(|b| (b' '..=b'~').contains(b))
+        && starts[1..].iter().all(|&s| s >= body.len() || (body[s - 1] == b' ' && body[s] != b' '))
 }
 
 fn is_name_char(c: char) -> bool {
@@ -253,6 +253,42 @@ mod tests {
         );
         // Not a table: replaced in place.
         assert_eq!(m.to_alias("Deleted nodes: [\"tutor-abc123-worker\"]\n"), "Deleted nodes: [\"kind-worker\"]\n");
+    }
+
+    /// A table ends at the first line that is not one of its rows: a line shorter than the
+    /// second column's start (such as the per-command marker line of a host block's script,
+    /// `\x1etutor-<nonce>:0\x1e`, 26 characters) is not a row, and neither is a line holding
+    /// control characters. (kubernetes-basics.md on real kind: the marker line was taken for a
+    /// row whose 26-character NAME cell kept the column as wide as the run's names.)
+    #[test]
+    fn a_table_ends_before_a_line_that_is_no_row() {
+        let mut m = NameMap::new("kind", "tutor-abc123");
+        m.set_nodes(["tutor-abc123-control-plane", "tutor-abc123-worker"]);
+        let real = "NAME                         STATUS   ROLES           AGE    VERSION\n\
+                    tutor-abc123-control-plane   Ready    control-plane   107s   v1.33.1\n\
+                    tutor-abc123-worker          Ready    <none>          94s    v1.33.1\n\
+                    \u{1e}tutor-0123456789abcdef:0\u{1e}\n\
+                    NAME      READY   UP-TO-DATE   AVAILABLE   AGE\n\
+                    coredns   2/2     2            2           103s\n\
+                    a line of text after the table\n";
+        assert_eq!(
+            m.to_alias(real),
+            "NAME                 STATUS   ROLES           AGE    VERSION\n\
+             kind-control-plane   Ready    control-plane   107s   v1.33.1\n\
+             kind-worker          Ready    <none>          94s    v1.33.1\n\
+             \u{1e}tutor-0123456789abcdef:0\u{1e}\n\
+             NAME      READY   UP-TO-DATE   AVAILABLE   AGE\n\
+             coredns   2/2     2            2           103s\n\
+             a line of text after the table\n"
+        );
+        // Text after a table, longer than the names, stays out of it.
+        let real = "NAME                  STATUS\n\
+                    tutor-abc123-worker   Ready\n\
+                    the nodes are ready now, all of them\n";
+        assert_eq!(
+            m.to_alias(real),
+            "NAME          STATUS\nkind-worker   Ready\nthe nodes are ready now, all of them\n"
+        );
     }
 
     #[test]

@@ -4,7 +4,11 @@ mod cli;
 mod cluster;
 mod kernel;
 mod preflight;
+mod tutorials;
 
 pub(crate) fn tests() -> Vec<crate::harness::Test> {
-    [cli::tests(), cluster::tests(), kernel::tests(), preflight::tests()].into_iter().flatten().collect()
+    [cli::tests(), cluster::tests(), kernel::tests(), preflight::tests(), tutorials::tests()]
+        .into_iter()
+        .flatten()
+        .collect()
 }
