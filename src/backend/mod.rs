@@ -51,6 +51,52 @@ impl fmt::Display for BackendKind {
     }
 }
 
+/// Which Kubernetes a lab cluster runs: the real control plane (default) or the older,
+/// deprecated hand-written emulation (docs/architecture.md, "The real control plane").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LabKubernetes {
+    /// etcd, kube-apiserver, controller-manager and scheduler built from their Go modules, the
+    /// real kubectl and helm, a node agent per node.
+    #[default]
+    Upstream,
+    /// The emulation (an object store answering shims of kubectl and helm). Deprecated: only
+    /// by explicit opt-in, to be removed once Cilium on the real API covers what it still does.
+    Emulated,
+}
+
+impl LabKubernetes {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LabKubernetes::Upstream => "upstream",
+            LabKubernetes::Emulated => "emulated",
+        }
+    }
+}
+
+impl fmt::Display for LabKubernetes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `kubernetes:` value that is neither `upstream` nor `emulated`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown lab Kubernetes `{0}` (expected `upstream`, the real control plane and the default, or `emulated`, the deprecated emulation)"
+)]
+pub struct UnknownLabKubernetes(pub String);
+
+impl FromStr for LabKubernetes {
+    type Err = UnknownLabKubernetes;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "upstream" => Ok(LabKubernetes::Upstream),
+            "emulated" => Ok(LabKubernetes::Emulated),
+            other => Err(UnknownLabKubernetes(other.to_string())),
+        }
+    }
+}
+
 /// A backend name that is none of lab, kind, kube, host.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown backend `{0}` (expected lab, kind, kube or host)")]
@@ -130,9 +176,9 @@ pub struct UpContext {
     pub run_name: String,
     /// Leave the environment up after the run (`--keep`).
     pub keep: bool,
-    /// The tutorial asks for the real Kubernetes control plane on the lab (`kubernetes:
-    /// upstream` in its front matter).
-    pub upstream_kubernetes: bool,
+    /// The Kubernetes the tutorial asks for on the lab (`kubernetes:` in its front matter);
+    /// `None`: `TUTOR_LAB_K8S`, else the real control plane.
+    pub kubernetes: Option<LabKubernetes>,
     /// The image references the tutorial's blocks name (`kind::workload::references`): the kind
     /// backend loads those it builds into the cluster as soon as the cluster exists.
     pub images: Vec<String>,

@@ -185,7 +185,7 @@ pub async fn execute(args: LabArgs) -> anyhow::Result<Exit> {
             let name = name.unwrap_or_else(|| format!("lab-{}", &lab::network_id(&std::process::id().to_string())));
             let config = config.map(|c| std::path::absolute(&c).unwrap_or(c));
             let started = std::time::Instant::now();
-            match tokio::task::spawn_blocking(move || lab::start(&name, None, config.as_deref(), false)).await? {
+            match tokio::task::spawn_blocking(move || lab::start(&name, None, config.as_deref(), None)).await? {
                 Ok(info) => {
                     println!("lab {} is up ({} ms)", info.name, started.elapsed().as_millis());
                     for n in &info.nodes {

@@ -94,7 +94,7 @@ pub async fn run(
             None => format!("{:06x}", rand::random::<u32>() & 0xff_ffff),
         },
         keep,
-        upstream_kubernetes: t.front.upstream_kubernetes,
+        kubernetes: t.front.kubernetes,
         offline,
         images: {
             // Images of the steps before the first that `needs:` something (the later ones may

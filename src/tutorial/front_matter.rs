@@ -77,11 +77,13 @@ pub fn parse(path: &Path, yaml: &str) -> (FrontMatter, Vec<TutorialError>) {
                 Err(e) => errors.push(typed(e)),
             },
             "kubernetes" => match serde_yaml::from_value::<String>(value) {
-                Ok(k) if k == "upstream" => front.upstream_kubernetes = true,
-                Ok(k) if k == "emulated" => front.upstream_kubernetes = false,
-                Ok(k) => errors.push(err(format!(
-                    "`kubernetes: {k}`: expected `upstream` (the lab runs the real control plane) or `emulated`"
-                ))),
+                Ok(k) => match k.parse() {
+                    Ok(k) => front.kubernetes = Some(k),
+                    Err(_) => errors.push(err(format!(
+                        "`kubernetes: {k}`: expected `upstream` (the real control plane, the lab's default) or \
+                         `emulated` (the deprecated emulation)"
+                    ))),
+                },
                 Err(e) => errors.push(typed(e)),
             },
             "needs" => {
@@ -253,6 +255,20 @@ mod tests {
                 "t.md:7: front matter: redaction name `pod` must be UPPER_CASE (it is written `[pod]`)",
                 "t.md:8: front matter: unknown key `var` (did you mean `vars`? known: title, backend, timeout, vars, redact, kubernetes, offline, needs)",
             ]
+        );
+    }
+
+    #[test]
+    fn kubernetes_is_upstream_or_emulated_or_not_given() {
+        use crate::backend::LabKubernetes;
+        let kubernetes = |yaml: &str| parse(Path::new("t.md"), yaml).0.kubernetes;
+        assert_eq!(kubernetes("title: T\n"), None);
+        assert_eq!(kubernetes("kubernetes: upstream\n"), Some(LabKubernetes::Upstream));
+        assert_eq!(kubernetes("kubernetes: emulated\n"), Some(LabKubernetes::Emulated));
+        assert_eq!(
+            errors("title: T\nkubernetes: emulation\n"),
+            ["t.md:3: front matter: `kubernetes: emulation`: expected `upstream` (the real control plane, the lab's \
+                 default) or `emulated` (the deprecated emulation)"]
         );
     }
 

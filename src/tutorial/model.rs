@@ -42,9 +42,9 @@ pub struct FrontMatter {
     pub vars: BTreeMap<String, serde_json::Value>,
     /// Named redactions: `[NAME]` in expected output matches this regex.
     pub redact: BTreeMap<String, String>,
-    /// `kubernetes: upstream`: on the lab, the real control plane instead of the emulation
-    /// (kind and kube clusters are always real).
-    pub upstream_kubernetes: bool,
+    /// `kubernetes: upstream|emulated`: on the lab, the real control plane (the default) or the
+    /// deprecated emulation (kind and kube clusters are always real). `None`: not given.
+    pub kubernetes: Option<crate::backend::LabKubernetes>,
     /// `needs:`: what steps need of the backend, from a step on (docs/architecture.md,
     /// "Stages a backend cannot run").
     pub needs: Vec<Need>,

@@ -114,7 +114,7 @@ impl Machine {
             workdir: self.work.clone(),
             run_name: "r1".into(),
             keep,
-            upstream_kubernetes: false,
+            kubernetes: None,
             offline: Vec::new(),
             images: vec![],
         }

@@ -207,6 +207,9 @@ pub enum LabError {
     /// The API server did not become ready in time.
     #[error("the API server at {api} was not ready after {timeout:?}; its log ({}) ends with:\n{tail}", log.display())]
     ApiNotReady { api: std::net::SocketAddr, timeout: Duration, log: PathBuf, tail: String },
+    /// Nodes of a real control plane did not register (with a podCIDR) in time.
+    #[error("the nodes {} did not register with a podCIDR within {timeout:?}; see the node agents' logs in {}", nodes.join(", "), logs.display())]
+    NodesNotRegistered { nodes: Vec<String>, timeout: Duration, logs: PathBuf },
     /// A system failure the lab's supervisor reported over its control socket: the message is
     /// its report (message and causes); the typed error stayed in the supervisor's process.
     #[error("{0}")]
@@ -244,6 +247,7 @@ impl LabError {
                 | LabError::ProbeTls(_)
                 | LabError::ComponentExited { .. }
                 | LabError::ApiNotReady { .. }
+                | LabError::NodesNotRegistered { .. }
                 | LabError::PodAddressesExhausted { .. }
         )
     }
@@ -295,26 +299,27 @@ pub fn tutor_exe() -> PathBuf {
 }
 
 /// Start a lab supervisor and wait until it is ready. `owner`: tear down when it exits.
-/// `upstream`: the real control plane, whatever `TUTOR_LAB_K8S` says.
+/// `kubernetes`: the tutorial's choice, whatever `TUTOR_LAB_K8S` says; `None`: the variable's,
+/// else the real control plane (`controlplane::mode`), whose binaries must then be built.
 pub fn start(
     name: &str,
     owner: Option<i32>,
     config: Option<&std::path::Path>,
-    upstream: bool,
+    kubernetes: Option<crate::backend::LabKubernetes>,
 ) -> Result<registry::LabInfo, LabError> {
     use std::io::Read;
     use std::os::unix::process::CommandExt;
+    let mode = controlplane::mode(kubernetes)?;
     // A taken name is refused before anything is created; the supervisor's claim decides races.
     registry::check_free(name)?;
     preflight::check()?;
-    if upstream || controlplane::upstream_mode() {
+    if mode == crate::backend::LabKubernetes::Upstream {
         upstream::check(&upstream::Binary::ALL).map_err(|e| LabError::Preflight(e.to_string()))?;
     }
     let mut cmd = std::process::Command::new(tutor_exe());
     cmd.args(["lab", "supervise", "--name", name]);
-    if upstream {
-        cmd.env(controlplane::MODE_VAR, "upstream");
-    }
+    // The supervisor gets the mode decided here, never a default of its own.
+    cmd.env(controlplane::MODE_VAR, mode.as_str());
     if let Some(o) = owner {
         cmd.args(["--owner", &o.to_string()]);
     }
@@ -387,6 +392,18 @@ pub fn target_command(
     workdir: &std::path::Path,
     argv: &[String],
 ) -> Result<std::process::Command, LabError> {
+    // On the real control plane the node agents own the pods: a pod is entered as kubectl
+    // enters it, through the exec API, from the lab host (with a terminal when there is one).
+    if let (Target::Pod { namespace, name }, Some(_)) = (target, &info.kubeconfig) {
+        use std::io::IsTerminal;
+        let mut kubectl: Vec<String> = vec!["kubectl".into(), "exec".into(), "-i".into()];
+        if std::io::stdin().is_terminal() {
+            kubectl.push("-t".into());
+        }
+        kubectl.extend(["-n".into(), namespace.clone(), name.clone(), "--".into()]);
+        kubectl.extend(argv.iter().cloned());
+        return target_command(info, &Target::Host, workdir, &kubectl);
+    }
     let tid = info.target_tid(target)?;
     if *target == Target::Host && sandbox::HOST_PRIVATE.iter().any(|d| workdir.starts_with(d)) {
         // The lab host's /tmp and /run are its own: the supervisor binds the work directory in.
@@ -510,10 +527,10 @@ impl Backend for LabBackend {
             ctx.run_name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
         let owner = if ctx.keep { None } else { Some(std::process::id() as i32) };
         let n = name.clone();
-        let upstream = ctx.upstream_kubernetes;
+        let kubernetes = ctx.kubernetes;
         let files = ctx.offline.clone();
         tokio::task::spawn_blocking(move || -> Result<(), LabError> {
-            start(&n, owner, None, upstream)?;
+            start(&n, owner, None, kubernetes)?;
             // The tutorial's `offline:` URLs, served before its first block runs.
             if !files.is_empty() {
                 let serve = match protocol::call(&n, &protocol::Request::Serve { files }) {
@@ -678,6 +695,11 @@ mod tests {
                 tail: String::new(),
             },
             LabError::ProbeTls(Box::new(std::io::Error::other("bad PEM"))),
+            LabError::NodesNotRegistered {
+                nodes: vec!["kind-worker".into()],
+                timeout: Duration::from_secs(60),
+                logs: "/l".into(),
+            },
         ];
         for e in system {
             assert!(!e.is_usage(), "{e:?}");

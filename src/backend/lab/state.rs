@@ -85,8 +85,9 @@ pub struct Lab {
     pub cluster: Option<ClusterRt>,
     /// The lab host's Docker images (`docker pull`, `kind load docker-image`).
     pub images: super::shims::Images,
-    /// Clusters run the real Kubernetes control plane (`TUTOR_LAB_K8S=upstream`) instead of the
-    /// emulation.
+    /// Clusters run the real Kubernetes control plane (the default) rather than the deprecated
+    /// emulation (`TUTOR_LAB_K8S=emulated`, which `lab::start` sets from a tutorial's
+    /// `kubernetes: emulated`).
     pub upstream: bool,
 }
 
@@ -120,7 +121,7 @@ pub fn suffix(len: usize) -> String {
 impl Lab {
     /// Claim the registry entry and build the lab host (bridge, shims).
     pub fn new(name: &str, owner: Option<i32>, exe: &Path) -> Result<Lab, LabError> {
-        let upstream = controlplane::upstream_mode();
+        let upstream = controlplane::mode(None)? == crate::backend::LabKubernetes::Upstream;
         let dir = registry::claim(name)?;
         super::supervisor::contain(name)?;
         let bin = registry::shim_dir(name);
@@ -388,6 +389,18 @@ impl Lab {
         cp.apply_addons(&cp_node.ns, config.networking.kube_proxy_mode.as_deref())?;
         cp.start_agents(&agents, &super::tutor_exe(), kindnet)?;
         cp.label_nodes(&cp_node.ns, &marks, std::time::Duration::from_secs(60))?;
+        // The podCIDRs are the node IPAM controller's (in the order the nodes registered), not
+        // the plan's: the lab's facts and `lab up` say what the nodes really have.
+        let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
+        let cidrs = cp.pod_cidrs(&cp_node.ns, &names, std::time::Duration::from_secs(60))?;
+        let mut plan = plan;
+        let mut nodes = nodes;
+        for n in plan.nodes.iter_mut().chain(nodes.iter_mut().map(|n| &mut n.plan)) {
+            if let Some(c) = cidrs.get(&n.name) {
+                n.pod_cidr = *c;
+                n.router_ip = c.nth(super::topology::ROUTER_OCTET as u32);
+            }
+        }
         let rt = ClusterRt {
             lb: super::xdp_lb::LbState::new(&self.name, self.host.tid()),
             plan,

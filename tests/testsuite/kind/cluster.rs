@@ -40,7 +40,7 @@ async fn a_cluster_is_created_used_and_deleted() {
         workdir: work.path().to_path_buf(),
         run_name,
         keep: false,
-        upstream_kubernetes: false,
+        kubernetes: None,
         offline: Vec::new(),
         images: vec![],
     })
@@ -107,7 +107,7 @@ async fn keep_leaves_the_cluster_for_the_user() {
         workdir: work.path().to_path_buf(),
         run_name,
         keep: true,
-        upstream_kubernetes: false,
+        kubernetes: None,
         offline: Vec::new(),
         images: vec![],
     })

@@ -123,7 +123,7 @@ async fn this_machine_gets_a_clear_preflight_error() {
         workdir: work.path().to_path_buf(),
         run_name: "preflight".into(),
         keep: false,
-        upstream_kubernetes: false,
+        kubernetes: None,
         offline: Vec::new(),
         images: vec![],
     };

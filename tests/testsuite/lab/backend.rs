@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tutor::backend::{self, BackendKind, ExecRequest, Target, UpContext};
 
-crate::tests![backend_runs_blocks_on_host_nodes_and_pods(Lab), lab_goes_down_when_its_owner_exits(Lab)];
+crate::tests![backend_runs_blocks_on_host_nodes_and_pods(Lab, K8s), lab_goes_down_when_its_owner_exits(Lab, K8s)];
 
 fn req<'a>(target: &'a Target, script: &'a str) -> ExecRequest<'a> {
     ExecRequest { target, script, timeout: Duration::from_secs(30), env: &[] }
@@ -23,13 +23,19 @@ async fn backend_runs_blocks_on_host_nodes_and_pods() {
         workdir: work.path().to_path_buf(),
         run_name: format!("be{}", std::process::id()),
         keep: false,
-        upstream_kubernetes: false,
+        kubernetes: None,
         offline: Vec::new(),
         images: vec![],
     };
     b.up(&ctx).await.unwrap();
     let host = Target::Host;
-    let o = b.exec(req(&host, "kind create cluster --config kind-config.yaml 2>/dev/null && helm install -n kube-system cilium cilium/cilium -f cilium-medium.yaml >/dev/null && kubectl apply -f http-sw-app.yaml && pwd")).await.unwrap();
+    let setup = "kind create cluster --config kind-config.yaml 2>/dev/null && \
+        helm repo add cilium https://helm.cilium.io/ >/dev/null && \
+        helm install -n kube-system cilium cilium/cilium -f cilium-medium.yaml >/dev/null && \
+        kubectl apply -f http-sw-app.yaml >/dev/null && \
+        kubectl rollout status deployment/deathstar --timeout=300s >/dev/null && \
+        kubectl wait --for=condition=Ready pods --all --timeout=300s >/dev/null && pwd";
+    let o = b.exec(ExecRequest { timeout: Duration::from_secs(600), ..req(&host, setup) }).await.unwrap();
     assert_eq!(o.exit, Some(0), "{}", o.output);
     assert!(
         o.output.ends_with(&format!("{}\n", work.path().display())),
@@ -38,7 +44,10 @@ async fn backend_runs_blocks_on_host_nodes_and_pods() {
     );
     let facts = b.facts();
     assert_eq!(facts["nodes"]["kind-worker"]["ip"], "172.18.0.3");
-    assert_eq!(facts["nodes"]["kind-worker2"]["podCIDR"], "10.244.1.0/24");
+    // The podCIDR is the one the node IPAM controller gave the node, as the API says.
+    let o = b.exec(req(&host, "kubectl get node kind-worker2 -o jsonpath='{.spec.podCIDR}'")).await.unwrap();
+    assert!(o.output.starts_with("10.244."), "{}", o.output);
+    assert_eq!(facts["nodes"]["kind-worker2"]["podCIDR"], o.output.as_str());
     let node = Target::Node("kind-worker".into());
     let o = b.exec(req(&node, "hostname; ip -br link show cilium_host | cut -d' ' -f1")).await.unwrap();
     assert_eq!(o.output, "kind-worker\ncilium_host@cilium_net\n");
@@ -69,7 +78,7 @@ fn lab_goes_down_when_its_owner_exits() {
     unsafe { std::env::set_var("TUTOR_BIN", crate::lab::support::TUTOR) };
     let mut owner = std::process::Command::new("sleep").arg("600").spawn().unwrap();
     let name = format!("own{}", std::process::id());
-    let info = tutor::backend::lab::start(&name, Some(owner.id() as i32), None, false).unwrap();
+    let info = tutor::backend::lab::start(&name, Some(owner.id() as i32), None, None).unwrap();
     assert!(info.alive());
     owner.kill().unwrap();
     owner.wait().unwrap();

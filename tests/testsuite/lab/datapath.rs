@@ -1,5 +1,10 @@
 //! Traffic through the lab's real datapath: pod to pod across nodes, ClusterIP load
 //! balancing, cluster DNS, and masquerade as the outside world sees it.
+//!
+//! Pinned to the emulation (`Lab::article_emulated`): this is the emulated Cilium datapath, built
+//! from the Helm values by the supervisor. Cilium on the real API (the agents of `lab::cilium`,
+//! `lab::cilium_tunnel`) covers routes, masquerade and services there; these go with the
+//! emulation once it also covers DNS through Docker's DNS stand-in and the LAN resolver.
 
 use crate::lab::support::Lab;
 
@@ -12,7 +17,7 @@ crate::tests![
 ];
 
 fn pods_reach_each_other_across_nodes() {
-    let lab = Lab::article("p2p");
+    let lab = Lab::article_emulated("p2p");
     let pods = lab.sh("host", "kubectl get pods -o wide").ok();
     let row = |name: &str| {
         pods.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().map(str::to_string).collect::<Vec<_>>()
@@ -31,7 +36,7 @@ fn pods_reach_each_other_across_nodes() {
 }
 
 fn cluster_ip_by_name_spreads_over_both_deathstars() {
-    let lab = Lab::article("svc");
+    let lab = Lab::article_emulated("svc");
     let out = lab
         .sh("host", "kubectl exec tiefighter -- curl --connect-timeout 10 -s -XPOST deathstar.default.svc.cluster.local/v1/request-landing")
         .ok();
@@ -49,7 +54,7 @@ fn cluster_ip_by_name_spreads_over_both_deathstars() {
 }
 
 fn dns_through_coredns_docker_dns_and_the_lan() {
-    let lab = Lab::article("dns");
+    let lab = Lab::article_emulated("dns");
     assert_eq!(lab.sh("pod/tiefighter", "getent hosts swapi.dev").ok(), "203.0.113.10    swapi.dev\n");
     let dns_ip = lab.sh("host", "kubectl -n kube-system get svc kube-dns -o jsonpath='{.spec.clusterIP}'").ok();
     assert_eq!(dns_ip, "10.96.0.10");
@@ -84,7 +89,7 @@ fn dns_through_coredns_docker_dns_and_the_lan() {
 }
 
 fn iptables_masquerade_seen_by_the_external_server() {
-    let lab = Lab::article("masq");
+    let lab = Lab::article_emulated("masq");
     // The article's request, over TLS (the lab CA is trusted inside the lab).
     let out =
         lab.sh("host", "kubectl exec tiefighter -- curl --connect-timeout 10 -s https://swapi.dev/api/starships").ok();
@@ -121,7 +126,7 @@ fn iptables_masquerade_seen_by_the_external_server() {
 }
 
 fn bpf_masquerade_breaks_docker_dns_until_coredns_forwards_to_the_lan() {
-    let lab = Lab::article("bpf");
+    let lab = Lab::article_emulated("bpf");
     let up = lab.sh("host", "helm upgrade -n kube-system cilium cilium/cilium -f cilium-bpf-masq.yaml").ok();
     assert!(up.starts_with("Release \"cilium\" has been upgraded. Happy Helming!\n"), "{up}");
     let status = lab.sh("host", "kubectl -n kube-system exec ds/cilium -- cilium-dbg status | grep Masquerading").ok();

@@ -6,14 +6,14 @@ use std::process::Command;
 use crate::lab::support::{Lab, netns_in_use, tutor};
 
 crate::tests![
-    root_namespace_untouched_and_nothing_left(Lab, Alone),
-    two_labs_at_once_do_not_collide(Lab),
-    sigkill_leaves_nothing_that_gc_does_not_clean(Lab, Alone),
-    exec_errors(Lab),
-    sigterm_tears_the_lab_down(Lab),
+    root_namespace_untouched_and_nothing_left(Lab, K8s, Alone),
+    two_labs_at_once_do_not_collide(Lab, K8s),
+    sigkill_leaves_nothing_that_gc_does_not_clean(Lab, K8s, Alone),
+    exec_errors(Lab, K8s),
+    sigterm_tears_the_lab_down(Lab, K8s),
     preflight_errors_are_usage_errors(Lab),
-    host_tmp_and_run_are_the_labs_own(Lab),
-    a_tutor_built_under_tmp_still_serves_the_shims(Lab)
+    host_tmp_and_run_are_the_labs_own(Lab, K8s),
+    a_tutor_built_under_tmp_still_serves_the_shims(Lab, K8s)
 ];
 
 fn root_state() -> String {
@@ -41,8 +41,10 @@ fn root_namespace_untouched_and_nothing_left() {
             "kubectl exec tiefighter -- curl -s -XPOST deathstar.default.svc.cluster.local/v1/request-landing",
         )
         .ok();
-        inodes = lab.netns_inodes();
-        assert!(inodes.len() >= 9, "host, router, 3 nodes, pods: {inodes:?}");
+        let mut all = lab.netns_inodes();
+        assert!(all.len() >= 5, "host, router, 3 nodes: {all:?}");
+        all.extend(["tiefighter", "xwing"].map(|p| lab.pod_netns(p)));
+        inodes = all;
     }
     assert_eq!(before, root_state());
     assert!(!netns_in_use(&inodes), "a lab namespace is still in use");
@@ -75,14 +77,16 @@ fn sigkill_leaves_nothing_that_gc_does_not_clean() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let inodes = lab.netns_inodes();
+    let pod = lab.pod_netns("xwing");
+    let mut inodes = lab.netns_inodes();
+    inodes.push(pod);
     let pid = lab.pid();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
     let list = tutor(&["lab", "list"], &lab.cwd).ok();
     assert!(!list.contains(&lab.name), "{list}");
     assert!(std::path::Path::new(&format!("/run/tutor/labs/{}", lab.name)).exists());
-    assert!(netns_in_use(&inodes), "the sleeper still holds its pod namespace");
+    assert!(netns_in_use(&[pod]), "the sleeper still holds its pod namespace");
     let gc = tutor(&["lab", "gc"], &lab.cwd).ok();
     assert!(gc.contains(&format!("removed lab entry {}", lab.name)), "{gc}");
     assert!(!std::path::Path::new(&format!("/run/tutor/labs/{}", lab.name)).exists());

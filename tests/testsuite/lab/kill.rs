@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 
 use crate::lab::support::{TUTOR, fixtures, netns_in_use, tutor};
 
-crate::tests![killed_runs_leave_nothing(Lab, Alone)];
+crate::tests![killed_runs_leave_nothing(Lab, K8s, Alone)];
 
 #[derive(Debug, Clone, Copy)]
 enum Point {

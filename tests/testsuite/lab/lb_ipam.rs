@@ -2,6 +2,10 @@
 //! `CiliumLoadBalancerIPPool` (pending before), give it back when deleted, wait when the pools
 //! are exhausted, and never get one from a pool that overlaps an older one. `cilium-dbg service
 //! list` shows what the XDP LB's maps hold.
+//!
+//! Pinned to the emulation (`Lab::up_emulated`): the emulated LB IPAM (pool conflicts,
+//! exhaustion, release). On the real API the operator assigns addresses (`lab::cilium_operator`);
+//! these go once it covers conflicts and exhaustion too.
 
 use crate::lab::support::Lab;
 
@@ -16,7 +20,7 @@ fn external_ip(lab: &Lab, svc: &str) -> String {
 }
 
 fn external_ip_pending_allocated_released_exhausted_and_conflicting() {
-    let lab = Lab::up("ipam", Some("kind-config.yaml"));
+    let lab = Lab::up_emulated("ipam", Some("kind-config.yaml"));
     lab.sh("host", "helm install -n kube-system cilium cilium/cilium -f cilium-medium.yaml && kubectl apply -f http-sw-app.yaml -f deathstar-svc.yaml").ok();
     let table = lab.sh("host", "kubectl get service deathstar-lb").ok();
     let lines: Vec<&str> = table.lines().collect();

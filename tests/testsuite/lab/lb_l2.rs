@@ -2,6 +2,10 @@
 //! with `l2announcements.enabled` and the article's policy exactly one worker does, the lab
 //! host's neighbour table shows its MAC, and another worker takes over (gratuitous ARP) when
 //! the announcer stops matching the policy or leaves the cluster.
+//!
+//! Pinned to the emulation (`lb_support::lb_lab`): the emulated L2 announcements and their
+//! failover. On the real API the agents announce through Leases (`lab::cilium`'s XDP/L2 test
+//! covers one announcer); these go once failover is covered there too.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;

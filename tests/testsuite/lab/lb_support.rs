@@ -13,7 +13,7 @@ pub const VIP: &str = "172.18.250.1";
 /// The article's cluster with `values` (Helm values files), the http-sw-app, the
 /// `deathstar-lb` Service, the IP pool and (when `policy`) the L2 announcement policy.
 pub fn lb_lab(tag: &str, values: &str, policy: bool) -> Lab {
-    let lab = Lab::up(tag, Some("kind-config.yaml"));
+    let lab = Lab::up_emulated(tag, Some("kind-config.yaml"));
     let policy = if policy { " -f cilium-l2-policy.yaml" } else { "" };
     lab.sh(
         "host",

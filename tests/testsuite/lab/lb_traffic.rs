@@ -3,6 +3,10 @@
 //! pool outside the bridge subnet works with its host route, native XDP with
 //! `loadBalancer.acceleration: native` and generic XDP without, and BPF masquerade leaves the
 //! replies to the LB.
+//!
+//! Pinned to the emulation (`lb_support::lb_lab`): the emulated lab's services on the XDP LB.
+//! `lab::cilium` covers native XDP and the VIP on the real API; these go once generic XDP,
+//! flows surviving a new backend and BPF masquerade's replies are covered there too.
 
 use std::collections::BTreeSet;
 
@@ -88,7 +92,7 @@ fn open_connections_survive_a_backend_pod_being_added() {
 }
 
 fn pool_outside_the_bridge_subnet_is_reached_through_the_host_route() {
-    let lab = Lab::up("pool192", Some("kind-config.yaml"));
+    let lab = Lab::up_emulated("pool192", Some("kind-config.yaml"));
     lab.sh("host", "helm install -n kube-system cilium cilium/cilium -f cilium-l2.yaml && kubectl apply -f http-sw-app.yaml -f deathstar-svc.yaml -f cilium-lbsvc-pool-192.yaml -f cilium-l2-policy.yaml").ok();
     let svc = lab.sh("host", "kubectl get svc deathstar-lb").ok();
     assert!(svc.contains("   192.168.250.1   80:"), "{svc}");

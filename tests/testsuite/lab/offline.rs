@@ -11,7 +11,9 @@ fn the_offline_fixture_runs_on_the_lab() {
     eprintln!("offline.md: {:.1} s", start.elapsed().as_secs_f64());
 }
 
-/// tests/fixtures/lab/offline-emulated.md: the same outside world without the Go-built binaries.
+/// tests/fixtures/lab/offline-emulated.md: the same outside world on the deprecated emulation
+/// (`kubernetes: emulated`), which serves it without the Go-built binaries; it goes with the
+/// emulation.
 fn the_emulated_lab_serves_offline_content_too() {
     let start = std::time::Instant::now();
     let out = crate::lab::support::run_fixture_tutorial("offline-emulated.md");

@@ -4,7 +4,7 @@
 
 use crate::lab::support::{fixtures, tutor};
 
-crate::tests![a_kept_lab_goes_on_with_its_nodes_shell_state(Lab)];
+crate::tests![a_kept_lab_goes_on_with_its_nodes_shell_state(Lab, K8s)];
 
 fn a_kept_lab_goes_on_with_its_nodes_shell_state() {
     // SAFETY: set before any thread of this test reads the environment.

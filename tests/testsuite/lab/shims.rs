@@ -1,5 +1,9 @@
 //! The control-plane shims on the lab: outputs in the real tools' formats, and one clear error
 //! (exit 2) for anything outside the subset.
+//!
+//! Pinned to the emulation (`Lab::up_emulated`): these are the hand-written kubectl and helm
+//! shims and their fixed outputs, which the real control plane replaces by the real binaries.
+//! They go with the emulation.
 
 use crate::lab::support::Lab;
 
@@ -12,7 +16,7 @@ crate::tests![
 ];
 
 fn kind_create_and_pending_pods_without_cni() {
-    let lab = Lab::up("kind", None);
+    let lab = Lab::up_emulated("kind", None);
     let o = lab.sh("host", "kind create cluster --config=kind-config.yaml");
     assert_eq!(o.code, 0);
     let want = "Creating cluster \"kind\" ...\n ✓ Ensuring node image (kindest/node:v1.29.2) 🖼\n ✓ Preparing nodes 📦 📦 📦  \n ✓ Writing configuration 📜 \n ✓ Starting control-plane 🕹️ \n ✓ Installing StorageClass 💾 \n ✓ Joining worker nodes 🚜 \nSet kubectl context to \"kind-kind\"\nYou can now use your cluster with:\n\nkubectl cluster-info --context kind-kind\n\nHave a nice day! 👋\n";
@@ -35,7 +39,7 @@ fn kind_create_and_pending_pods_without_cni() {
 }
 
 fn helm_kubectl_and_docker_after_cilium() {
-    let lab = Lab::article("tools");
+    let lab = Lab::article_emulated("tools");
     assert_eq!(
         lab.sh("host", "helm repo add cilium https://helm.cilium.io/").ok(),
         "\"cilium\" has been added to your repositories\n"
@@ -78,7 +82,7 @@ fn helm_kubectl_and_docker_after_cilium() {
 }
 
 fn outside_the_subset_is_one_clear_error() {
-    let lab = Lab::up("unsup", Some("kind-config.yaml"));
+    let lab = Lab::up_emulated("unsup", Some("kind-config.yaml"));
     for cmd in [
         "kubectl port-forward svc/x 8080:80",
         "kubectl get events",
@@ -102,7 +106,7 @@ fn outside_the_subset_is_one_clear_error() {
 }
 
 fn kubectl_edit_with_kube_editor_and_nmcli() {
-    let lab = Lab::up("edit", Some("kind-config.yaml"));
+    let lab = Lab::up_emulated("edit", Some("kind-config.yaml"));
     assert_eq!(
         lab.sh("host", "nmcli dev show | grep 'IP4.DNS'").ok(),
         "IP4.DNS[1]:                             192.168.1.1\n"
@@ -125,7 +129,7 @@ fn kubectl_edit_with_kube_editor_and_nmcli() {
 }
 
 fn cluster_info_and_the_demo_app_by_url() {
-    let lab = Lab::up("url", Some("kind-config.yaml"));
+    let lab = Lab::up_emulated("url", Some("kind-config.yaml"));
     assert_eq!(
         lab.sh("host", "kubectl cluster-info dump | grep -m 1 cluster-cidr").ok(),
         "              \"--cluster-cidr=10.244.0.0/16\",\n"

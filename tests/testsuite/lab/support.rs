@@ -47,7 +47,7 @@ pub fn tutor(args: &[&str], cwd: &Path) -> Out {
 }
 
 /// `tutor ARGS` in the fixtures directory, labs running the real Kubernetes control plane
-/// (`TUTOR_LAB_K8S=upstream`).
+/// (the default; said explicitly so that a `TUTOR_LAB_K8S` of the caller's changes nothing).
 pub fn tutor_upstream(args: &[&str]) -> Out {
     output(Command::new(TUTOR).args(args).current_dir(fixtures()).env("TUTOR_LAB_K8S", "upstream"))
 }
@@ -73,21 +73,37 @@ pub fn run_fixture_tutorial(name: &str) -> String {
     out
 }
 
+/// The article's Cilium and demo app, once the cluster is up.
+const ARTICLE: &str = "helm repo add cilium https://helm.cilium.io/ >/dev/null && \
+    helm install -n kube-system cilium cilium/cilium -f cilium-medium.yaml >/dev/null && \
+    kubectl apply -f http-sw-app.yaml";
+
 pub struct Lab {
     pub name: String,
     pub cwd: PathBuf,
 }
 
 impl Lab {
-    /// `tutor lab up [--config F]` with a name unique to this test process.
+    /// `tutor lab up [--config F]` with a name unique to this test process, on the real control
+    /// plane (the lab's default).
     pub fn up(tag: &str, config: Option<&str>) -> Lab {
+        Lab::up_with(tag, config, "upstream")
+    }
+
+    /// The same on the deprecated emulation (`TUTOR_LAB_K8S=emulated`), for the tests of the
+    /// emulation itself (docs/architecture.md, "The emulated control plane").
+    pub fn up_emulated(tag: &str, config: Option<&str>) -> Lab {
+        Lab::up_with(tag, config, "emulated")
+    }
+
+    fn up_with(tag: &str, config: Option<&str>, kubernetes: &str) -> Lab {
         let name = format!("t{}-{tag}", std::process::id());
         let cwd = fixtures();
         let mut args = vec!["lab", "up", "--name", &name];
         if let Some(c) = config {
             args.extend(["--config", c]);
         }
-        tutor(&args, &cwd).ok();
+        output(Command::new(TUTOR).args(&args).current_dir(&cwd).env("TUTOR_LAB_K8S", kubernetes)).ok();
         Lab { name, cwd }
     }
 
@@ -110,16 +126,37 @@ impl Lab {
         info["netns_inodes"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect()
     }
 
+    /// The inode of pod `pod`'s network namespace (the node agents own the pods of the real
+    /// control plane, so `lab.json` does not list them).
+    pub fn pod_netns(&self, pod: &str) -> u64 {
+        let link = self.sh(&format!("pod/{pod}"), "readlink /proc/self/ns/net").ok();
+        link.trim().trim_start_matches("net:[").trim_end_matches(']').parse().unwrap_or_else(|_| panic!("{link}"))
+    }
+
     /// The eth0 address of the node `pod` (default namespace) runs on.
     pub fn node_ip_of(&self, pod: &str) -> String {
         let node = self.sh("host", &format!("kubectl get pod {pod} -o jsonpath='{{.spec.nodeName}}'")).ok();
         self.sh("host", &format!("kubectl get node {node} -o jsonpath='{{.status.addresses[0].address}}'")).ok()
     }
 
-    /// Cluster with Cilium and the http-sw-app pods, as the article sets it up.
+    /// Cluster with Cilium and the http-sw-app pods, as the article sets it up, on the real
+    /// control plane: returns once every pod is Ready.
     pub fn article(tag: &str) -> Lab {
         let lab = Lab::up(tag, Some("kind-config.yaml"));
-        lab.sh("host", "helm install -n kube-system cilium cilium/cilium -f cilium-medium.yaml && kubectl apply -f http-sw-app.yaml").ok();
+        lab.sh("host", ARTICLE).ok();
+        lab.sh(
+            "host",
+            "kubectl rollout status deployment/deathstar --timeout=300s >/dev/null && \
+             kubectl wait --for=condition=Ready pods --all --timeout=300s >/dev/null",
+        )
+        .ok();
+        lab
+    }
+
+    /// The same on the deprecated emulation (its pods run as soon as they are applied).
+    pub fn article_emulated(tag: &str) -> Lab {
+        let lab = Lab::up_emulated(tag, Some("kind-config.yaml"));
+        lab.sh("host", ARTICLE).ok();
         lab
     }
 }

@@ -26,15 +26,28 @@ use super::LabError;
 use super::sandbox::NsThread;
 use super::topology::Cidr;
 use super::upstream::{self, Binary};
+use crate::backend::LabKubernetes;
 use pki::{Ca, Identity, Pair};
 
-/// Whether labs run the real control plane: `TUTOR_LAB_K8S=upstream` (the emulation stays the
-/// default until the Cilium part runs on the real API; see docs/architecture.md).
-pub fn upstream_mode() -> bool {
-    std::env::var(MODE_VAR).is_ok_and(|v| v == "upstream")
+/// The Kubernetes a lab runs: `explicit` (a tutorial's `kubernetes:`) when given, else
+/// `TUTOR_LAB_K8S` (`upstream` or `emulated`; unset or empty: upstream), else the real control
+/// plane. A value of the variable that is neither is a pre-flight error naming it.
+pub fn mode(explicit: Option<LabKubernetes>) -> Result<LabKubernetes, LabError> {
+    mode_from(explicit, std::env::var_os(MODE_VAR))
 }
 
-/// The environment variable that selects the real control plane.
+/// [`mode`] with the variable's value given.
+fn mode_from(explicit: Option<LabKubernetes>, var: Option<std::ffi::OsString>) -> Result<LabKubernetes, LabError> {
+    if let Some(m) = explicit {
+        return Ok(m);
+    }
+    let Some(var) = var.filter(|v| !v.is_empty()) else { return Ok(LabKubernetes::default()) };
+    let text = var.to_string_lossy();
+    text.parse().map_err(|e| LabError::Preflight(format!("{MODE_VAR}={text}: {e}")))
+}
+
+/// The environment variable that selects the lab's Kubernetes (`upstream`, the default, or
+/// `emulated`, deprecated).
 pub const MODE_VAR: &str = "TUTOR_LAB_K8S";
 
 /// The API server's port, as on kind's control-plane node.
@@ -521,8 +534,14 @@ impl ControlPlane {
     }
 
     /// Run the real kubectl as the cluster's admin from `node`'s namespaces, with `stdin`,
-    /// until it succeeds or `deadline` passes (objects it needs may not exist yet).
-    fn kubectl_admin(&self, node: &NsThread, args: &[String], stdin: &str, deadline: Instant) -> Result<(), LabError> {
+    /// until it succeeds or `deadline` passes (objects it needs may not exist yet): its stdout.
+    fn kubectl_admin(
+        &self,
+        node: &NsThread,
+        args: &[String],
+        stdin: &str,
+        deadline: Instant,
+    ) -> Result<String, LabError> {
         use std::io::Write;
         let kubectl = upstream::path(Binary::Kubectl);
         let admin = self.dir.join("admin.conf");
@@ -542,7 +561,7 @@ impl ControlPlane {
             })()
             .map_err(|e| LabError::io(&kubectl, e))?;
             if out.status.success() {
-                return Ok(());
+                return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
             }
             if Instant::now() >= deadline {
                 return Err(LabError::CommandFailed {
@@ -573,6 +592,41 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// The podCIDR the node IPAM controller gave each of `nodes`, once every one of them has
+    /// registered and has one (`timeout` in all), as kind returns once its nodes have joined.
+    pub fn pod_cidrs(
+        &self,
+        node: &NsThread,
+        nodes: &[&str],
+        timeout: Duration,
+    ) -> Result<std::collections::BTreeMap<String, Cidr>, LabError> {
+        let deadline = Instant::now() + timeout;
+        let args: Vec<String> =
+            ["get", "nodes", "-o", r#"jsonpath={range .items[*]}{.metadata.name}{" "}{.spec.podCIDR}{"\n"}{end}"#]
+                .map(String::from)
+                .to_vec();
+        loop {
+            let out = self.kubectl_admin(node, &args, "", deadline)?;
+            let found: std::collections::BTreeMap<String, Cidr> = out
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .filter_map(|(name, cidr)| Some((name.to_string(), Cidr::parse(cidr.trim()).ok()?)))
+                .collect();
+            let missing: Vec<&str> = nodes.iter().copied().filter(|n| !found.contains_key(*n)).collect();
+            if missing.is_empty() {
+                return Ok(found);
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::NodesNotRegistered {
+                    nodes: missing.into_iter().map(String::from).collect(),
+                    timeout,
+                    logs: self.dir.join("logs"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// kindnet's ServiceAccount and RBAC, as kind's manifest grants them: read and patch Nodes,
     /// watch pods, namespaces and network policies.
     pub fn apply_kindnet_rbac(&self, node: &NsThread) -> Result<(), LabError> {
@@ -594,7 +648,7 @@ impl ControlPlane {
         });
         let args: Vec<String> =
             ["apply", "--server-side", "--field-manager=kind", "-f", "-"].map(String::from).to_vec();
-        self.kubectl_admin(node, &args, &objects.to_string(), Instant::now() + Duration::from_secs(30))
+        self.kubectl_admin(node, &args, &objects.to_string(), Instant::now() + Duration::from_secs(30)).map(drop)
     }
 
     /// kubeadm's add-ons: the cluster DNS, and kube-proxy unless `kube_proxy_mode` is `none`
@@ -610,7 +664,7 @@ impl ControlPlane {
         let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
         let args: Vec<String> =
             ["apply", "--server-side", "--field-manager=kubeadm", "-f", "-"].map(String::from).to_vec();
-        self.kubectl_admin(node, &args, &list.to_string(), Instant::now() + Duration::from_secs(30))
+        self.kubectl_admin(node, &args, &list.to_string(), Instant::now() + Duration::from_secs(30)).map(drop)
     }
 
     /// The processes, for reports: (component, pid).
@@ -713,6 +767,27 @@ fn spawn(node: &NsThread, name: &str, bin: &Path, args: &[String], log: &Path, c
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn the_real_control_plane_is_the_default_and_the_emulation_an_explicit_choice() {
+        let var = |v: &str| Some(std::ffi::OsString::from(v));
+        assert_eq!(mode_from(None, None).unwrap(), LabKubernetes::Upstream);
+        assert_eq!(mode_from(None, var("")).unwrap(), LabKubernetes::Upstream);
+        assert_eq!(mode_from(None, var("upstream")).unwrap(), LabKubernetes::Upstream);
+        assert_eq!(mode_from(None, var("emulated")).unwrap(), LabKubernetes::Emulated);
+        // The tutorial's choice wins over the variable, both ways.
+        assert_eq!(mode_from(Some(LabKubernetes::Emulated), var("upstream")).unwrap(), LabKubernetes::Emulated);
+        assert_eq!(mode_from(Some(LabKubernetes::Upstream), var("emulated")).unwrap(), LabKubernetes::Upstream);
+        // An unknown value is a pre-flight error naming the variable and the choices, never a
+        // silent default.
+        let e = mode_from(None, var("emulation")).unwrap_err();
+        assert!(matches!(e, LabError::Preflight(_)) && e.is_usage(), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "TUTOR_LAB_K8S=emulation: unknown lab Kubernetes `emulation` (expected `upstream`, the real control \
+             plane and the default, or `emulated`, the deprecated emulation)"
+        );
+    }
 
     #[test]
     fn node_restriction_decides_which_labels_a_node_sets_itself() {
