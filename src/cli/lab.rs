@@ -189,7 +189,9 @@ pub async fn execute(args: LabArgs) -> anyhow::Result<Exit> {
                 Ok(info) => {
                     println!("lab {} is up ({} ms)", info.name, started.elapsed().as_millis());
                     for n in &info.nodes {
-                        println!("  {:<22} {:<15} {}", n.name, n.ip, n.pod_cidr);
+                        // Empty: the real control plane's node IPAM had not assigned it yet.
+                        let cidr = if n.pod_cidr.is_empty() { "-" } else { n.pod_cidr.as_str() };
+                        println!("  {:<22} {:<15} {cidr}", n.name, n.ip);
                     }
                     if let Err(why) = crate::backend::cgroup::base() {
                         eprintln!("note: {why}; processes a block leaves are ended by namespace only");

@@ -117,14 +117,15 @@ pub async fn shell(
     Ok(ExecShell { stdin: s.stdin, output: s.output, control: Arc::new(control), keep: s.keep })
 }
 
-/// A failed exec call, in the words a user acts on.
+/// A failed exec call, in the words a user acts on. A pod that does not exist is a target the
+/// environment does not have now (a later step may create it), as on every backend.
 pub fn kube_err(namespace: &str, pod: &str, e: kube::Error) -> BackendError {
     match e {
         kube::Error::Api(r) if r.code == 404 => {
-            BackendError::Other(format!("pod `{pod}` not found in namespace `{namespace}`: {}", r.message))
+            BackendError::TargetMissing(format!("pod `{pod}` not found in namespace `{namespace}`: {}", r.message))
         }
         kube::Error::UpgradeConnection(kube::client::UpgradeConnectionError::ProtocolSwitch(code)) if code == 404 => {
-            BackendError::Other(format!("pod `{pod}` not found in namespace `{namespace}`"))
+            BackendError::TargetMissing(format!("pod `{pod}` not found in namespace `{namespace}`"))
         }
         kube::Error::Api(r) => {
             BackendError::Other(format!("exec in pod {namespace}/{pod}: {} ({})", r.message, r.reason))
@@ -279,7 +280,7 @@ mod tests {
     impl PodTransport for LocalPod {
         async fn start(&self, _ns: &str, pod: &str, argv: Vec<String>) -> Result<Started, BackendError> {
             if pod == "missing" {
-                return Err(BackendError::Other("pod `missing` not found in namespace `default`".into()));
+                return Err(BackendError::TargetMissing("pod `missing` not found in namespace `default`".into()));
             }
             self.argvs.lock().unwrap().push(argv.clone());
             let mut child = tokio::process::Command::new(&argv[0])

@@ -3,6 +3,7 @@
 //! answered from its state.
 
 pub mod agent;
+pub mod api;
 mod apps;
 pub mod arp;
 pub mod bpf_masq;
@@ -207,9 +208,6 @@ pub enum LabError {
     /// The API server did not become ready in time.
     #[error("the API server at {api} was not ready after {timeout:?}; its log ({}) ends with:\n{tail}", log.display())]
     ApiNotReady { api: std::net::SocketAddr, timeout: Duration, log: PathBuf, tail: String },
-    /// Nodes of a real control plane did not register (with a podCIDR) in time.
-    #[error("the nodes {} did not register with a podCIDR within {timeout:?}; see the node agents' logs in {}", nodes.join(", "), logs.display())]
-    NodesNotRegistered { nodes: Vec<String>, timeout: Duration, logs: PathBuf },
     /// A system failure the lab's supervisor reported over its control socket: the message is
     /// its report (message and causes); the typed error stayed in the supervisor's process.
     #[error("{0}")]
@@ -247,7 +245,6 @@ impl LabError {
                 | LabError::ProbeTls(_)
                 | LabError::ComponentExited { .. }
                 | LabError::ApiNotReady { .. }
-                | LabError::NodesNotRegistered { .. }
                 | LabError::PodAddressesExhausted { .. }
         )
     }
@@ -488,7 +485,10 @@ impl LabBackend {
         let Some(kubeconfig) = self.kubeconfig() else {
             return Ok(None);
         };
-        let client = super::kind::cluster::client(&kubeconfig, None).await?;
+        // The API server is on the lab's bridge: connect from the lab host's namespace.
+        let info = self.info()?;
+        let netns = PathBuf::from(format!("/proc/{}/task/{}/ns/net", info.pid, info.host_tid));
+        let client = api::client(&kubeconfig, &netns).await?;
         Ok(Some(super::kind::pod_exec::KubeTransport { client }))
     }
 
@@ -695,11 +695,6 @@ mod tests {
                 tail: String::new(),
             },
             LabError::ProbeTls(Box::new(std::io::Error::other("bad PEM"))),
-            LabError::NodesNotRegistered {
-                nodes: vec!["kind-worker".into()],
-                timeout: Duration::from_secs(60),
-                logs: "/l".into(),
-            },
         ];
         for e in system {
             assert!(!e.is_usage(), "{e:?}");

@@ -21,7 +21,7 @@ use super::registry::{self, LabInfo, NodeInfo, PodInfo};
 use super::sandbox::{HOST_PRIVATE, Mounts, NsThread, Private};
 use super::seed::seed_system_objects;
 use super::store::{App, Labels, NodeObj, Store};
-use super::topology::{self, GATEWAY, NodePlan, Plan};
+use super::topology::{self, Cidr, GATEWAY, NodePlan, Plan};
 use super::upstream::{self, Binary};
 use super::values::CiliumValues;
 
@@ -68,6 +68,9 @@ pub struct ClusterRt {
     pub lb: super::xdp_lb::LbState,
     /// The real control plane (upstream mode only), stopped before the nodes go.
     pub control_plane: Option<ControlPlane>,
+    /// Upstream mode: the podCIDRs the node IPAM controller had assigned when the cluster was
+    /// created (the plan's are the emulation's guess; a node missing here had none yet).
+    pub assigned_pod_cidrs: std::collections::BTreeMap<String, Cidr>,
     /// Upstream mode: the XDP_PASS program on the bridge-side peer of each node's eth0 (its
     /// links are this instance's, see `prepare_node_datapath`).
     pub peer_pass: Option<crate::lb::LoadBalancer>,
@@ -179,7 +182,13 @@ impl Lab {
                         name: n.plan.name.clone(),
                         role: n.plan.role,
                         ip: n.plan.ip,
-                        pod_cidr: n.plan.pod_cidr.to_string(),
+                        // With the real control plane, only what the API said (else empty).
+                        pod_cidr: match &c.control_plane {
+                            Some(_) => {
+                                c.assigned_pod_cidrs.get(&n.plan.name).map(ToString::to_string).unwrap_or_default()
+                            }
+                            None => n.plan.pod_cidr.to_string(),
+                        },
                         tid: n.ns.tid(),
                     })
                     .collect(),
@@ -298,6 +307,7 @@ impl Lab {
             zone: Zone::default(),
             lb: super::xdp_lb::LbState::new(&self.name, self.host.tid()),
             control_plane: None,
+            assigned_pod_cidrs: Default::default(),
             peer_pass: None,
         };
         let kube_dns: Labels = [("k8s-app".to_string(), "kube-dns".to_string())].into();
@@ -390,17 +400,9 @@ impl Lab {
         cp.start_agents(&agents, &super::tutor_exe(), kindnet)?;
         cp.label_nodes(&cp_node.ns, &marks, std::time::Duration::from_secs(60))?;
         // The podCIDRs are the node IPAM controller's (in the order the nodes registered), not
-        // the plan's: the lab's facts and `lab up` say what the nodes really have.
-        let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
-        let cidrs = cp.pod_cidrs(&cp_node.ns, &names, std::time::Duration::from_secs(60))?;
-        let mut plan = plan;
-        let mut nodes = nodes;
-        for n in plan.nodes.iter_mut().chain(nodes.iter_mut().map(|n| &mut n.plan)) {
-            if let Some(c) = cidrs.get(&n.name) {
-                n.pod_cidr = *c;
-                n.router_ip = c.nth(super::topology::ROUTER_OCTET as u32);
-            }
-        }
+        // the plan's guess: what it has assigned by now; the others are unknown to the lab.
+        cp.wait_default_service_account(&cp_node.ns, std::time::Duration::from_secs(60))?;
+        let assigned = cp.assigned_pod_cidrs(&cp_node.ns).unwrap_or_default();
         let rt = ClusterRt {
             lb: super::xdp_lb::LbState::new(&self.name, self.host.tid()),
             plan,
@@ -415,6 +417,7 @@ impl Lab {
             unaddressed: Default::default(),
             zone: Zone::default(),
             control_plane: Some(cp),
+            assigned_pod_cidrs: assigned,
             peer_pass: Some(peer_pass),
         };
         self.cluster = Some(rt);

@@ -52,11 +52,9 @@ fn escaped_processes_end_with_the_lab() {
     // On a node: a daemon in the node's namespaces and one in a network namespace of its own.
     // (Their output goes elsewhere: `lab exec`'s caller reads its pipe to the end.)
     lab.sh("kind-worker", "exec >/dev/null 2>&1; setsid -f sleep 3031; unshare -n setsid -f sleep 3032").ok();
-    // In a pod that is then deleted: the daemon is left in namespaces the lab no longer knows.
+    // In a pod (entered through the exec API) that is then deleted: the daemon is left in
+    // namespaces the lab no longer knows, unless the pod's deletion ended it.
     lab.sh("pod/tiefighter", "setsid -f sleep 3033 >/dev/null 2>&1").ok();
-    lab.sh("host", "kubectl delete pod tiefighter --grace-period=1").ok();
-    // The cluster deleted too: the node's namespaces are no longer the lab's.
-    lab.sh("host", "kind delete cluster").ok();
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut sleeps = sleeps_in(&cg, &["3031", "3032", "3033"]);
     while sleeps.len() < 3 && Instant::now() < deadline {
@@ -64,6 +62,10 @@ fn escaped_processes_end_with_the_lab() {
         sleeps = sleeps_in(&cg, &["3031", "3032", "3033"]);
     }
     assert_eq!(sleeps.len(), 3, "the daemons are not in the lab's cgroup {}", cg.display());
+    lab.sh("host", "kubectl delete pod tiefighter --grace-period=1").ok();
+    // The cluster deleted too: the node's namespaces are no longer the lab's.
+    lab.sh("host", "kind delete cluster").ok();
+    assert!(sleeps_in(&cg, &["3031", "3032"]).len() == 2, "the nodes' daemons left the lab's cgroup");
     let started = Instant::now();
     let down = tutor(&["lab", "down", &lab.name], &lab.cwd).ok();
     eprintln!("lab down with 3 escaped daemons: {} ms", started.elapsed().as_millis());

@@ -17,16 +17,26 @@ crate::tests![
 const NODE_CIDRS: &str =
     r#"kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name}{"\t"}{.spec.podCIDR}{"\n"}{end}'"#;
 
-/// Each node's podCIDR, as the node IPAM controller assigned them (in registration order).
+/// Each node's podCIDR, once the node IPAM controller has assigned every one (in the order
+/// the nodes registered; the controller manager does it seconds after they register).
 fn node_cidrs(lab: &Lab) -> BTreeMap<String, String> {
-    lab.sh("host", NODE_CIDRS)
-        .ok()
-        .lines()
-        .map(|l| {
-            let (n, c) = l.split_once('\t').unwrap();
-            (n.to_string(), c.to_string())
-        })
-        .collect()
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let cidrs: BTreeMap<String, String> = lab
+            .sh("host", NODE_CIDRS)
+            .ok()
+            .lines()
+            .map(|l| {
+                let (n, c) = l.split_once('\t').unwrap();
+                (n.to_string(), c.to_string())
+            })
+            .collect();
+        if cidrs.values().all(|c| !c.is_empty()) {
+            return cidrs;
+        }
+        assert!(Instant::now() < deadline, "podCIDRs not all assigned: {cidrs:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// `ip route` on a kind node at 172.18.0.`me` whose pod range is `own` with Cilium's router at

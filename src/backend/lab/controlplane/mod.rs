@@ -592,39 +592,31 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// The podCIDR the node IPAM controller gave each of `nodes`, once every one of them has
-    /// registered and has one (`timeout` in all), as kind returns once its nodes have joined.
-    pub fn pod_cidrs(
-        &self,
-        node: &NsThread,
-        nodes: &[&str],
-        timeout: Duration,
-    ) -> Result<std::collections::BTreeMap<String, Cidr>, LabError> {
-        let deadline = Instant::now() + timeout;
+    /// Wait (`timeout`) for the `default` ServiceAccount of the `default` namespace, which the
+    /// controller manager's service-account controller creates seconds after it starts: until
+    /// then the API server refuses every pod there ("error looking up service account
+    /// default/default"). On kind the nodes' boot outlasts it, so a tutorial's `kubectl apply`
+    /// right after `kind create cluster` works; the lab's create returns as fast as that.
+    pub fn wait_default_service_account(&self, node: &NsThread, timeout: Duration) -> Result<(), LabError> {
+        let args: Vec<String> =
+            ["get", "serviceaccount", "default", "-n", "default", "-o", "name"].map(String::from).to_vec();
+        self.kubectl_admin(node, &args, "", Instant::now() + timeout).map(drop)
+    }
+
+    /// The podCIDRs the node IPAM controller has assigned so far, by node name (one query: the
+    /// controller manager assigns them seconds after the nodes register, and nothing waits
+    /// for that here).
+    pub fn assigned_pod_cidrs(&self, node: &NsThread) -> Result<std::collections::BTreeMap<String, Cidr>, LabError> {
         let args: Vec<String> =
             ["get", "nodes", "-o", r#"jsonpath={range .items[*]}{.metadata.name}{" "}{.spec.podCIDR}{"\n"}{end}"#]
                 .map(String::from)
                 .to_vec();
-        loop {
-            let out = self.kubectl_admin(node, &args, "", deadline)?;
-            let found: std::collections::BTreeMap<String, Cidr> = out
-                .lines()
-                .filter_map(|l| l.split_once(' '))
-                .filter_map(|(name, cidr)| Some((name.to_string(), Cidr::parse(cidr.trim()).ok()?)))
-                .collect();
-            let missing: Vec<&str> = nodes.iter().copied().filter(|n| !found.contains_key(*n)).collect();
-            if missing.is_empty() {
-                return Ok(found);
-            }
-            if Instant::now() >= deadline {
-                return Err(LabError::NodesNotRegistered {
-                    nodes: missing.into_iter().map(String::from).collect(),
-                    timeout,
-                    logs: self.dir.join("logs"),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let out = self.kubectl_admin(node, &args, "", Instant::now())?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter_map(|(name, cidr)| Some((name.to_string(), Cidr::parse(cidr.trim()).ok()?)))
+            .collect())
     }
 
     /// kindnet's ServiceAccount and RBAC, as kind's manifest grants them: read and patch Nodes,
