@@ -61,13 +61,14 @@ pub fn http(ns: &NsThread, port: u16, name: &str, handler: Handler) -> Result<Se
     listen(ns, port, name, respond(handler), None)
 }
 
-/// Serve `respond` on `port` inside `ns`, over TLS with `tls`'s certificates when given.
+/// Serve `respond` on `port` inside `ns`, over TLS when `tls` is given (its configuration for
+/// the local address each connection reached).
 pub fn listen(
     ns: &NsThread,
     port: u16,
     name: &str,
     handler: Respond,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<super::tls::Pick>,
 ) -> Result<Server, LabError> {
     let listener = ns
         .run(move || TcpListener::bind(("0.0.0.0", port)))?
@@ -90,12 +91,15 @@ pub fn listen(
                         std::thread::spawn(move || {
                             let _ = conn.set_nonblocking(false);
                             let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-                            match tls.map(rustls::ServerConnection::new) {
+                            let local = conn.local_addr().map(|a| a.ip());
+                            match tls.map(|pick| local.ok().and_then(|ip| pick(ip))) {
                                 None => serve_one(conn, peer, &name, &*handler),
-                                Some(Ok(session)) => {
-                                    serve_one(rustls::StreamOwned::new(session, conn), peer, &name, &*handler)
+                                Some(Some(config)) => {
+                                    if let Ok(session) = rustls::ServerConnection::new(config) {
+                                        serve_one(rustls::StreamOwned::new(session, conn), peer, &name, &*handler)
+                                    }
                                 }
-                                Some(Err(_)) => {}
+                                Some(None) => {}
                             }
                         });
                     }

@@ -29,10 +29,15 @@ pub const ROUTER: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
 pub const UPLINK: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 63);
 /// The external API (`swapi.dev` in the lab's DNS).
 pub const API: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+/// Cloudflare's resolver addresses, which `cilium connectivity test` reaches as "the world"
+/// (`one.one.one.one`, `https://1.1.1.1`): the router holds them too, and its web server
+/// answers there.
+pub const ONE_ONE: [Ipv4Addr; 2] = [Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(1, 0, 0, 1)];
+pub const ONE_ONE_NAME: &str = "one.one.one.one";
 /// Public names the router's DNS answers, and their addresses.
 /// `helm.cilium.io` is the lab's chart repository, served by the same web server (by `Host`).
 pub const PUBLIC_NAMES: &[(&str, Ipv4Addr)] =
-    &[("swapi.dev", API), ("api.example.com", API), (super::charts::HOST, API)];
+    &[("swapi.dev", API), ("api.example.com", API), (super::charts::HOST, API), (ONE_ONE_NAME, ONE_ONE[0])];
 
 /// The names of the fixed server certificate (`tls/server.pem`); others get the lab CA's.
 pub const FIXED_TLS_NAMES: &[&str] = &["swapi.dev", "api.example.com", super::charts::HOST];
@@ -113,12 +118,19 @@ fn answer(content: &Content, scheme: &str, req: &Request) -> Reply {
     if req.host == super::charts::HOST {
         return fixed(super::charts::serve(&req.path));
     }
+    if req.host == ONE_ONE_NAME && matches!(req.path.as_str(), "/" | "/index.html") {
+        return fixed((200, "text/html; charset=utf-8", ONE_ONE_PAGE.into()));
+    }
     if req.host.is_empty() || req.host.parse::<Ipv4Addr>().is_ok() || ECHO_NAMES.contains(&req.host.as_str()) {
         return fixed(apps::echo(req, "swapi"));
     }
     let url = format!("{scheme}://{}{}", req.host, req.path);
     Reply { status: 404, content_type: "text/plain; charset=utf-8".into(), body: not_served(&url).into_bytes() }
 }
+
+/// The page `one.one.one.one` answers with: the lab's stand-in, saying what it is.
+const ONE_ONE_PAGE: &str = "<!DOCTYPE html>\n<html><head><title>1.1.1.1</title></head>\n<body><p>one.one.one.one \
+    in the tutor lab: the outside world's stand-in for Cloudflare's resolver page.</p></body></html>\n";
 
 /// What a URL the tutorial did not declare answers: how to declare it.
 pub fn not_served(url: &str) -> String {
@@ -153,6 +165,8 @@ pub fn build(host: &NsThread, lab: &str, certs: Arc<super::tls::Certs>) -> Resul
         format!("addr add {ROUTER}/24 dev eth0"),
         "link set eth0 up".into(),
         format!("addr add {API}/32 dev lo"),
+        format!("addr add {}/32 dev lo", ONE_ONE[0]),
+        format!("addr add {}/32 dev lo", ONE_ONE[1]),
         format!("route add {BRIDGE_NET}/{BRIDGE_PREFIX} via {UPLINK} dev eth0"),
     ])?;
     router.sysctl("net.ipv4.ip_forward", "1")?;
@@ -163,7 +177,7 @@ pub fn build(host: &NsThread, lab: &str, certs: Arc<super::tls::Certs>) -> Resul
     };
     let servers = vec![
         apps::listen(&router, 80, "swapi", web("http"), None)?,
-        apps::listen(&router, 443, "swapi", web("https"), Some(certs.server_config()?))?,
+        apps::listen(&router, 443, "swapi", web("https"), Some(certs.picker()))?,
     ];
     let zone: Zone = Arc::new(RwLock::new(PUBLIC_NAMES.iter().map(|(n, ip)| (n.to_string(), *ip)).collect()));
     let policy = Policy { zone: zone.clone(), authoritative_suffix: None, upstream: None, catch_all: Some(API) };

@@ -48,8 +48,9 @@ fn config(resolver: Arc<dyn rustls::server::ResolvesServerCert>) -> Result<Arc<r
     Ok(Arc::new(config))
 }
 
-/// The outside world's certificates: the fixed one for its names (and for clients that send no
-/// name), else one per name from the lab's own CA, made at the first connection for it.
+/// The outside world's certificates: the fixed one for its names, else one per name from the
+/// lab's own CA, made at the first connection for it; a client that sends no name (it asked for
+/// an address, `https://1.1.1.1`) gets the lab CA's certificate for the address it reached.
 pub struct Certs {
     fixed: Arc<CertifiedKey>,
     fixed_names: Vec<&'static str>,
@@ -92,9 +93,66 @@ impl Certs {
         Ok(key)
     }
 
-    /// A server configuration that picks the certificate by the name the client asks for.
+    /// The certificate for the address `ip` (an IP SAN), made and kept at the first call.
+    pub fn for_address(&self, ip: std::net::Ipv4Addr) -> Result<Arc<CertifiedKey>, LabError> {
+        let key = format!("address {ip}");
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = made.get(&key) {
+            return Ok(k.clone());
+        }
+        let pair = self.ca.server(&ip.to_string(), &[], &[ip])?;
+        let k = Arc::new(certified(&format!("{}{}", pair.cert, self.ca.pair.cert), &pair.key)?);
+        made.insert(key, k.clone());
+        Ok(k)
+    }
+
+    /// A server configuration that picks the certificate by the name the client asks for (the
+    /// fixed certificate when it asks for none).
     pub fn server_config(self: &Arc<Certs>) -> Result<Arc<rustls::ServerConfig>, LabError> {
         config(self.clone())
+    }
+
+    /// The server configuration for connections to the local address `ip`: by name, or for
+    /// `ip` itself when the client sends no name.
+    pub fn at_address(self: &Arc<Certs>, ip: std::net::IpAddr) -> Result<Arc<rustls::ServerConfig>, LabError> {
+        match ip {
+            std::net::IpAddr::V4(v4) => config(Arc::new(AtAddress { certs: self.clone(), ip: v4 })),
+            std::net::IpAddr::V6(_) => self.server_config(),
+        }
+    }
+
+    /// What a TLS listener uses: the configuration per local address, made once per address.
+    pub fn picker(self: &Arc<Certs>) -> Pick {
+        let certs = self.clone();
+        let made: Mutex<HashMap<std::net::IpAddr, Arc<rustls::ServerConfig>>> = Mutex::default();
+        Arc::new(move |ip| {
+            let mut made = made.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = made.get(&ip) {
+                return Some(c.clone());
+            }
+            let c = certs.at_address(ip).ok()?;
+            made.insert(ip, c.clone());
+            Some(c)
+        })
+    }
+}
+
+/// A TLS listener's configuration for a connection, by the local address it reached.
+pub type Pick = Arc<dyn Fn(std::net::IpAddr) -> Option<Arc<rustls::ServerConfig>> + Send + Sync>;
+
+/// The resolver of connections to one local address.
+#[derive(Debug)]
+struct AtAddress {
+    certs: Arc<Certs>,
+    ip: std::net::Ipv4Addr,
+}
+
+impl rustls::server::ResolvesServerCert for AtAddress {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        match hello.server_name() {
+            None => self.certs.for_address(self.ip).ok(),
+            Some(name) => self.certs.for_name(name).ok(),
+        }
     }
 }
 
@@ -170,5 +228,44 @@ mod tests {
         assert!(Arc::ptr_eq(&certs.for_name("example.com").unwrap(), &certs.for_name("Example.com").unwrap()));
         // Without the lab's own CA, only the fixed names verify.
         assert!(handshake(&certs, CA, "raw.githubusercontent.com").is_err());
+    }
+
+    #[test]
+    fn a_client_asking_for_an_address_gets_that_address_certificate() {
+        let certs = Certs::new(vec!["swapi.dev"]).unwrap();
+        let bundle = format!("{CA}{}", certs.ca_pem());
+        let at = |ip: [u8; 4], name: &str| -> Result<(), rustls::Error> {
+            let mut store = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(bundle.as_bytes()) {
+                store.add(c.unwrap()).unwrap();
+            }
+            let client = rustls::ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(store)
+                .with_no_client_auth();
+            let sn = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+            let mut c = rustls::ClientConnection::new(Arc::new(client), sn).unwrap();
+            let config = (certs.picker())(std::net::IpAddr::from(ip)).unwrap();
+            let mut s = rustls::ServerConnection::new(config).unwrap();
+            for _ in 0..10 {
+                let mut buf = Vec::new();
+                c.write_tls(&mut buf).unwrap();
+                s.read_tls(&mut buf.as_slice()).unwrap();
+                s.process_new_packets()?;
+                let mut buf = Vec::new();
+                s.write_tls(&mut buf).unwrap();
+                c.read_tls(&mut buf.as_slice()).unwrap();
+                c.process_new_packets()?;
+                if !c.is_handshaking() && !s.is_handshaking() {
+                    return Ok(());
+                }
+            }
+            panic!("no handshake")
+        };
+        // An address as the server name: rustls sends no SNI for it.
+        at([1, 1, 1, 1], "1.1.1.1").unwrap();
+        assert!(at([1, 0, 0, 1], "1.1.1.1").is_err(), "another address's certificate does not verify");
+        at([1, 1, 1, 1], "one.one.one.one").unwrap();
     }
 }
