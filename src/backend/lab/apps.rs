@@ -198,6 +198,33 @@ pub fn deathstar(req: &Request, _pod: &str) -> (u16, &'static str, Vec<u8>) {
     }
 }
 
+/// Cilium's `json-mock` image (json-server over its default data, the echo servers of
+/// `cilium connectivity test`): `/` is the server's home page, `/public` and `/private` the
+/// two collections, `/public/1` an item of one; anything else is json-server's empty 404.
+pub fn json_mock(req: &Request, _pod: &str) -> (u16, &'static str, Vec<u8>) {
+    if !matches!(req.method.as_str(), "GET" | "HEAD") {
+        return (404, "application/json", "{}".into());
+    }
+    let path = req.path.split('?').next().unwrap_or("/");
+    let item = |body: &str| format!("{{\n  \"id\": 1,\n  \"body\": \"{body}\"\n}}");
+    match path.trim_end_matches('/') {
+        "" | "/index.html" => (
+            200,
+            "text/html; charset=UTF-8",
+            "<!DOCTYPE html>\n<html><head><title>JSON Server</title></head>\n<body><h1>JSON Server</h1>\n\
+             <p>Resources: <a href=\"public\">/public</a> <a href=\"private\">/private</a></p></body></html>\n"
+                .into(),
+        ),
+        "/public" => (200, "application/json; charset=utf-8", format!("[\n  {}\n]", item("public information")).into()),
+        "/private" => {
+            (200, "application/json; charset=utf-8", format!("[\n  {}\n]", item("secret information")).into())
+        }
+        "/public/1" => (200, "application/json; charset=utf-8", item("public information").into()),
+        "/private/1" => (200, "application/json; charset=utf-8", item("secret information").into()),
+        _ => (404, "application/json; charset=utf-8", "{}".into()),
+    }
+}
+
 /// netperf's control port as the lab's `netserver` plays it: the port is open, and any
 /// request is answered with a refusal (the lab runs no netperf tests).
 pub fn refuse_tests(_req: &Request, _name: &str) -> (u16, &'static str, Vec<u8>) {

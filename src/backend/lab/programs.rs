@@ -17,6 +17,8 @@ pub const PROGRAMS: &[&str] = &[
     "cilium-envoy-starter",
     "deathstar",
     "netserver",
+    "json-server",
+    "pause",
 ];
 
 /// When tutor was started as one of these programs: run it and give its exit code.
@@ -29,6 +31,15 @@ pub fn dispatch() -> Option<ExitCode> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match program.as_str() {
         "deathstar" => return Some(serve(&program, 80, super::apps::deathstar)),
+        // Cilium's json-mock image: json-server on $PORT (80 without it), as its start script.
+        "json-server" => {
+            let port = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(80);
+            return Some(serve(&program, port, super::apps::json_mock));
+        }
+        // The `pause` of Cilium's test images (alpine-curl): sleeps until a signal ends it.
+        "pause" => loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        },
         // netperf's control port (12865): connections are accepted, no test is run.
         "netserver" => return Some(serve(&program, 12865, super::apps::refuse_tests)),
         // The cilium-envoy DaemonSet's proxy: the lab plays no L7 proxy (no L7 policy, Ingress

@@ -264,6 +264,27 @@ const CATALOGUE: &[Entry] = &[
         links: &[("/usr/bin/netserver", "@tutor")],
     },
     Entry {
+        // The client image of `cilium connectivity test`: Alpine's busybox (ping, nslookup)
+        // and curl; the CLI runs its pods with `/usr/bin/pause`, which tutor plays.
+        keys: &["quay.io/cilium/alpine-curl"],
+        entrypoint: &[],
+        cmd: &["sh"],
+        needs: &["busybox", "curl"],
+        busybox: true,
+        links: &[("/usr/bin/pause", "@tutor")],
+    },
+    Entry {
+        // The echo servers of `cilium connectivity test`: json-server over its default data on
+        // $PORT. The real image starts it from a shell script (`bash /run.sh`); here the
+        // entrypoint is the server itself, which tutor plays (`apps::json_mock`).
+        keys: &["quay.io/cilium/json-mock"],
+        entrypoint: &["/usr/local/bin/json-server"],
+        cmd: &[],
+        needs: &["curl"],
+        busybox: false,
+        links: &[("/usr/local/bin/json-server", "@tutor")],
+    },
+    Entry {
         keys: &["hashicorp/http-echo"],
         entrypoint: &["/http-echo"],
         cmd: &[],

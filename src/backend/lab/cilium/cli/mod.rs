@@ -4,6 +4,7 @@
 //! `version` and `config view` print what the API's objects, the Helm release and the agents
 //! say; anything else is refused with a message naming what the lab's cilium has.
 
+pub mod connectivity;
 pub mod status;
 
 use std::io::{IsTerminal, Write};
@@ -19,7 +20,8 @@ use self::status::Status;
 use super::{CiliumError, tabwriter};
 
 /// What the lab's `cilium` answers.
-const COMMANDS: &str = "status [--wait] [--wait-duration D] [--ignore-warnings], version [--client], config view";
+const COMMANDS: &str = "status [--wait] [--wait-duration D] [--ignore-warnings], version [--client], config view, \
+    connectivity test [--test REGEX,…] [--test-namespace NS] [--single-node] [--verbose] [--force-deploy] [--cleanup] …";
 
 /// The root flags every command takes.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +37,7 @@ enum Command {
     Status { wait: bool, wait_duration: Duration, ignore_warnings: bool, interactive: bool },
     Version { client_only: bool },
     ConfigView,
+    ConnectivityTest(Box<connectivity::Params>),
     Help,
 }
 
@@ -85,6 +88,11 @@ fn parse(args: &[String]) -> Result<(Globals, Command), String> {
             "--kubeconfig" => g.kubeconfig = Some(value(inline)?),
             "--helm-release-name" => g.release = value(inline)?,
             "--wait-duration" | "-o" | "--output" | "--worker-count" => {
+                flags.push((name.clone(), Some(value(inline)?)))
+            }
+            f if connectivity::VALUE_FLAGS.contains(&f)
+                && words.first().map(String::as_str) == Some("connectivity") =>
+            {
                 flags.push((name.clone(), Some(value(inline)?)))
             }
             "-h" | "--help" => words.insert(0, "help".to_string()),
@@ -140,6 +148,10 @@ fn parse(args: &[String]) -> Result<(Globals, Command), String> {
             }
             Command::ConfigView
         }
+        ["connectivity", "test"] => Command::ConnectivityTest(Box::new(
+            connectivity::Params::parse(&flags)
+                .map_err(|e| usage(format!("{e}\n(the lab's connectivity test takes: {})", connectivity::FLAGS)))?,
+        )),
         other => return Err(usage(format!("cilium {}: not played by the lab's cilium CLI", other.join(" ")))),
     };
     Ok((g, command))
@@ -192,6 +204,12 @@ async fn run(g: &Globals, command: Command) -> Result<ExitCode, CiliumError> {
     match command {
         Command::Help => {
             println!("cilium: the Cilium CLI, as the lab plays it.\n\nCommands: {COMMANDS}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ConnectivityTest(params) => {
+            let client = client(g).await?;
+            let cluster = connectivity::cluster_name(g.kubeconfig.as_deref(), g.context.as_deref());
+            connectivity::run(client, &cluster, &g.namespace, *params).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ConfigView => {
@@ -546,8 +564,13 @@ mod tests {
         );
         assert_eq!(parse(&args("--context kind-kind config view")).unwrap().1, Command::ConfigView);
         assert_eq!(parse(&args("version --client")).unwrap().1, Command::Version { client_only: true });
-        let e = parse(&args("connectivity test")).unwrap_err();
-        assert!(e.contains("cilium connectivity test: not played") && e.contains("config view"), "{e}");
+        let e = parse(&args("connectivity perf")).unwrap_err();
+        assert!(e.contains("cilium connectivity perf: not played") && e.contains("config view"), "{e}");
+        let (_, c) = parse(&args("connectivity test --test no-policies --single-node -n kube-system")).unwrap();
+        let Command::ConnectivityTest(p) = c else { panic!("{c:?}") };
+        assert!(p.single_node && p.enabled("no-policies/pod-to-pod") && !p.enabled("other/x"));
+        let e = parse(&args("connectivity test --perf")).unwrap_err();
+        assert!(e.contains("flag --perf is not played") && e.contains("--test-namespace"), "{e}");
         assert!(parse(&args("status --wait-duration forever")).is_err());
         assert!(parse(&args("status -o json")).is_err());
     }
