@@ -7,6 +7,7 @@ mod cgroup;
 mod chart;
 mod cilium;
 mod cilium_cli;
+mod cilium_connectivity;
 mod cilium_operator;
 mod cilium_tunnel;
 mod datapath;
@@ -34,6 +35,7 @@ pub(crate) fn tests() -> Vec<crate::harness::Test> {
         chart::tests(),
         cilium::tests(),
         cilium_cli::tests(),
+        cilium_connectivity::tests(),
         cilium_operator::tests(),
         cilium_tunnel::tests(),
         capacity::tests(),

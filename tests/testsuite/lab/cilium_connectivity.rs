@@ -1,0 +1,162 @@
+//! `cilium connectivity test` on a lab running the real control plane and the chart's Cilium:
+//! it deploys the CLI's test objects through the API server, runs its tests between the lab's
+//! pods, nodes and the outside world's stand-in, and reports in the CLI's format. It passes on
+//! a healthy cluster, and fails, naming the cross-node actions, once a node loses its route to
+//! another node's pods.
+
+use std::time::Instant;
+
+use super::k8s::Lab;
+use super::support::fixtures;
+
+crate::tests![connectivity_test_passes_then_fails_without_a_route_to_a_peer(Lab, K8s)];
+
+/// Cilium's defaults (tunnel mode, VXLAN) with kube-proxy replacement, as the Cilium docs
+/// install it on kind.
+const INSTALL: &str = "helm repo add cilium https://helm.cilium.io/ >/dev/null && \
+     helm install cilium cilium/cilium --version 1.19.1 -n kube-system --set ipam.mode=kubernetes \
+     --set kubeProxyReplacement=true --set k8sServiceHost=kind-control-plane --set k8sServicePort=6443";
+
+const NS: &str = "cilium-test-1";
+
+/// `kubectl get` of a jsonpath, in the test namespace.
+fn get(lab: &Lab, what: &str, path: &str) -> String {
+    lab.sh(&format!("kubectl -n {NS} get {what} -o jsonpath='{path}'")).ok()
+}
+
+fn connectivity_test_passes_then_fails_without_a_route_to_a_peer() {
+    let lab = Lab::up("conn");
+    let dir = fixtures().display().to_string();
+    let o = lab.sh(&format!("cd {dir} && kind create cluster --config kind-config.yaml"));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let o = lab.sh(INSTALL);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let o = lab.sh("cilium status --wait --wait-duration 5m");
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+
+    // A healthy cluster: every test passes.
+    let start = Instant::now();
+    let o = lab.sh("cilium connectivity test");
+    let took = start.elapsed().as_secs_f64();
+    eprintln!("measure: cilium connectivity test (3 nodes, healthy) took {took:.1} s\n{}", o.stdout);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let out = o.stdout;
+    assert!(out.contains(&format!("✨ [kind-kind] Creating namespace {NS} for connectivity check...\n")), "{out}");
+    assert!(out.contains("✨ [kind-kind] Deploying same-node deployment...\n"), "{out}");
+    assert!(out.contains(&format!("⌛ [kind-kind] Waiting for deployment {NS}/client to become ready...\n")), "{out}");
+    assert!(out.contains(&format!("🏃[{NS}] Running 2 tests ...\n[=] [{NS}] Test [no-policies] [1/2]\n")), "{out}");
+
+    // The objects are the API's, where the CLI puts them, and the namespace stays.
+    let deployments = get(&lab, "deploy", "{.items[*].metadata.name}");
+    assert_eq!(deployments, "client client2 client3 echo-other-node echo-same-node");
+    let ready = get(&lab, "deploy", "{.items[*].status.readyReplicas}");
+    assert_eq!(ready, "1 1 1 1 1");
+    let node_of = |label: &str| get(&lab, &format!("pods -l {label}"), "{.items[0].spec.nodeName}");
+    let (client_node, same_node, other_node) =
+        (node_of("name=client"), node_of("name=echo-same-node"), node_of("name=echo-other-node"));
+    assert_eq!(client_node, same_node);
+    assert_ne!(client_node, other_node);
+    assert_eq!(node_of("name=client2"), client_node);
+    assert_ne!(node_of("name=client3"), client_node);
+
+    // The number of actions follows from what the API has: 3 clients, 2 echo pods, 2 echo
+    // Services (NodePort), the nodes, one host-network pod per schedulable node.
+    let count = |what: &str| get(&lab, what, "{.items[*].metadata.name}").split_whitespace().count();
+    let (clients, echoes, services, hosts) = (
+        count("pods -l kind=client"),
+        count("pods -l kind=echo"),
+        count("svc -l kind=echo"),
+        count("pods -l kind=host-netns"),
+    );
+    let nodes = lab.sh("kubectl get nodes -o name").ok().lines().count();
+    assert_eq!((clients, echoes, services, nodes), (3, 2, 2, 3));
+    let actions = clients * echoes              // pod-to-pod
+        + clients * (clients - 1)               // client-to-client
+        + clients * services                    // pod-to-service
+        + clients * 3                           // pod-to-world: http, https, https /index.html
+        + clients * nodes                       // pod-to-host
+        + hosts * echoes                        // host-to-pod
+        + 2 * clients                           // pod-to-cidr: 1.1.1.1 and 1.0.0.1
+        + clients * services * (nodes - 1)      // pod-to-remote-nodeport
+        + clients * services; // pod-to-local-nodeport
+    assert!(
+        out.contains(&format!(
+            "\n✅ [{NS}] All 2 tests ({actions} actions) successful, 0 tests skipped, 1 scenarios skipped.\n"
+        )),
+        "{out}"
+    );
+    // Nothing failed, so the tests' logs stayed buffered: only dots were printed.
+    assert!(!out.contains("[.] Action") && !out.contains('❌'), "{out}");
+
+    // A second run finds the objects and creates nothing; `--test` keeps one scenario.
+    let o = lab.sh("cilium connectivity test --test 'no-policies/pod-to-pod$' --verbose");
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(!o.stdout.contains("✨"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains(&format!("[=] [{NS}] Skipping test [no-policies-extra] [2/2] (skipped by user)\n")),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout.contains("  [-] Skipping Scenario [no-policies/pod-to-service] (skipped by user)\n"),
+        "{}",
+        o.stdout
+    );
+    let echo_other_ip = get(&lab, "pods -l name=echo-other-node", "{.items[0].status.podIP}");
+    assert!(
+        o.stdout.contains(&format!(" -> {NS}/echo-other-node-"))
+            && o.stdout.contains(&format!("({echo_other_ip}:8080)]")),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout.contains(&format!(
+            "\n✅ [{NS}] All 1 tests ({} actions) successful, 1 tests skipped, 7 scenarios skipped.\n",
+            clients * echoes
+        )),
+        "{}",
+        o.stdout
+    );
+
+    // The client's node loses its route to the other node's pods.
+    let cidr = lab.sh(&format!("kubectl get node {other_node} -o jsonpath='{{.spec.podCIDR}}'")).ok();
+    let route = lab.on(&client_node, &format!("ip route show {cidr}")).ok().trim().to_string();
+    assert!(route.contains("dev cilium_host"), "tunnel mode's route: {route}");
+    let o = lab.on(&client_node, &format!("ip route del {cidr} && ip route"));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(!o.stdout.contains(&cidr), "{}", o.stdout);
+    let start = Instant::now();
+    let o = lab.sh("cilium connectivity test");
+    let took = start.elapsed().as_secs_f64();
+    eprintln!("measure: cilium connectivity test with a route removed took {took:.1} s\n{}{}", o.stdout, o.stderr);
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    assert!(o.stderr.contains(&format!("Error: [{NS}] ")) && o.stderr.contains(" tests failed"), "{}", o.stderr);
+    let out = o.stdout;
+    assert!(out.contains(&format!("\n📋 Test Report [{NS}]\n❌ ")), "{out}");
+    // The failed test's log was shown, and the report lists its failed actions.
+    assert!(out.contains("  [-] Scenario [no-policies/pod-to-pod]\n"), "{out}");
+    let report = &out[out.find("📋 Test Report").unwrap()..];
+    let failed: Vec<&str> = report.lines().filter(|l| l.starts_with("  🟥 ")).collect();
+    assert!(!failed.is_empty(), "{report}");
+    let client_ip = get(&lab, "pods -l name=client", "{.items[0].status.podIP}");
+    assert!(
+        failed
+            .iter()
+            .any(|l| l.contains("no-policies/pod-to-pod:")
+                && l.contains(&format!("({client_ip}) -> {NS}/echo-other-node-"))),
+        "client to echo-other-node failed: {report}"
+    );
+    // Only what crosses between the two nodes fails: the client's traffic to its own node's
+    // echo pod and to the outside world does not.
+    let same_ip = get(&lab, "pods -l name=echo-same-node", "{.items[0].status.podIP}");
+    for l in &failed {
+        assert!(!l.contains("pod-to-world") && !l.contains("pod-to-cidr"), "{l}");
+        assert!(!(l.contains(&format!("({client_ip}) ->")) && l.contains(&format!("({same_ip}:8080)"))), "{l}");
+    }
+
+    // With the route back as the agent made it, the cross-node actions pass again.
+    let o = lab.on(&client_node, &format!("ip route add {route}"));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let o = lab.sh("cilium connectivity test --test 'no-policies/pod-to-pod$'");
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+}
