@@ -26,6 +26,10 @@ impl Lab {
         Lab { name }
     }
 
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
     pub(super) fn sh(&self, script: &str) -> Out {
         tutor_upstream(&["lab", "exec", &self.name, "host", "--", "bash", "-c", script])
     }

@@ -39,9 +39,14 @@ const DNS_CONFIGMAP: &str = "coredns-configmap";
 const DNS_CONTAINER: &str = "dns-test-server";
 const ECHO_PORT: u16 = 8080;
 const HOST_PORT: u16 = 4000;
-/// How long each wait of the set-up may take, and how often it looks again.
-const WAIT: Duration = Duration::from_secs(300);
+/// How long the set-up's waits may take (the CLI's long and short timeouts: Deployments,
+/// DaemonSets and the namespace get the long one; DNS, Services and NodePorts the short one,
+/// Services twice), and how often they look again.
+const LONG: Duration = Duration::from_secs(300);
+const SHORT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_secs(1);
+/// The longest an executed command may take.
+const EXEC_LIMIT: Duration = Duration::from_secs(120);
 /// A command that succeeded without output is run again this many times, as the CLI does.
 const RETRIES: usize = 3;
 
@@ -49,7 +54,7 @@ const RETRIES: usize = 3;
 pub const FLAGS: &str = "--test, --test-namespace, --single-node, --verbose/-v, --debug/-d, --timestamp/-t, \
     --force-deploy, --cleanup, --exit-zero-on-failure, --external-target, --external-ip, --external-other-ip, \
     --connect-timeout, --request-timeout, --retry, --retry-delay, --curl-image, --json-mock-image, \
-    --dns-test-server-image, --timeout, --hubble, --flow-validation, --ip-families, --test-concurrency=1, \
+    --dns-test-server-image, --timeout, --post-test-sleep, --hubble, --flow-validation, --ip-families, --test-concurrency=1, \
     --include-unsafe-tests, --collect-sysdump-on-failure=false, --print-flows";
 
 /// Flags that take a value (`--flag VALUE` as well as `--flag=VALUE`).
@@ -70,6 +75,7 @@ pub const VALUE_FLAGS: &[&str] = &[
     "--flow-validation",
     "--ip-families",
     "--test-concurrency",
+    "--post-test-sleep",
 ];
 
 #[derive(Debug, Clone)]
@@ -96,6 +102,8 @@ pub struct Params {
     pub json_mock_image: String,
     pub dns_test_server_image: String,
     pub timeout: Option<Duration>,
+    /// `--post-test-sleep`: a pause after each test.
+    pub post_test_sleep: Duration,
 }
 
 impl Default for Params {
@@ -121,6 +129,7 @@ impl Default for Params {
             json_mock_image: JSON_MOCK_IMAGE.into(),
             dns_test_server_image: DNS_TEST_SERVER_IMAGE.into(),
             timeout: None,
+            post_test_sleep: Duration::ZERO,
         }
     }
 }
@@ -184,6 +193,7 @@ impl Params {
                 "--connect-timeout" => p.connect_timeout = duration(&val, f)?,
                 "--request-timeout" => p.request_timeout = duration(&val, f)?,
                 "--retry-delay" => p.retry_delay = duration(&val, f)?,
+                "--post-test-sleep" => p.post_test_sleep = duration(&val, f)?,
                 "--timeout" => p.timeout = Some(duration(&val, f)?).filter(|d| !d.is_zero()),
                 "--retry" => {
                     p.retry = val
@@ -302,6 +312,19 @@ pub struct Observed {
     pub host_pods: Vec<Source>,
     /// Whether the agents serve hostPort (`enable-host-port`).
     pub host_port: bool,
+}
+
+/// A duration as Go prints it (`20s`, `1m30s`, `1.5s`).
+fn go_duration_string(d: Duration) -> String {
+    let total = d.as_secs_f64();
+    let (m, rest) = ((total / 60.0).floor() as u64, total % 60.0);
+    let secs = if rest.fract() == 0.0 { format!("{}s", rest as u64) } else { format!("{rest}s") };
+    match m {
+        0 => secs,
+        m if m % 60 == 0 && rest == 0.0 => format!("{}h0m0s", m / 60),
+        m if m >= 60 => format!("{}h{}m{secs}", m / 60, m % 60),
+        m => format!("{m}m{secs}"),
+    }
 }
 
 fn secs(d: Duration) -> String {
@@ -667,7 +690,9 @@ pub async fn run(client: Client, cluster: &str, cilium_ns: &str, p: Params) -> R
         None => work.await,
         Some(t) => match tokio::time::timeout(t, work).await {
             Ok(r) => r,
-            Err(_) => Err(CiliumError::Cli(format!("connectivity test suite timeout ({}) reached", secs(t) + "s"))),
+            Err(_) => {
+                Err(CiliumError::Cli(format!("connectivity test suite timeout ({}) reached", go_duration_string(t))))
+            }
         },
     }
 }
@@ -798,14 +823,14 @@ async fn run_inner(client: Client, cluster: &str, cilium_ns: &str, p: Params) ->
                 c.full_name(),
                 target.full_name()
             );
-            wait_command(&client, c, &["nslookup", "localhost", &target.ip], &what).await?;
+            wait_command(&client, c, &["nslookup", "localhost", &target.ip], &what, SHORT).await?;
         }
     }
     for c in &clients {
         out.line(&format!("⌛ [{cluster}] Waiting for pod {} to reach default/kubernetes service...", c.full_name()));
         let what =
             format!("timeout reached waiting for lookup for kubernetes.default from pod {} to succeed", c.full_name());
-        wait_command(&client, c, &["nslookup", "kubernetes.default"], &what).await?;
+        wait_command(&client, c, &searched_lookup("kubernetes.default"), &what, SHORT).await?;
     }
     let svc_api = Api::<Service>::namespaced(client.clone(), &ns);
     let mut services: Vec<Service> = svc_api
@@ -827,10 +852,11 @@ async fn run_inner(client: Client, cluster: &str, cilium_ns: &str, p: Params) ->
         out.line(&format!("⌛ [{cluster}] Waiting for Service {ns}/{name} to become ready..."));
         let what = format!("timeout reached waiting for service {ns}/{name}");
         let want = format!("Address: {ip}\n");
-        wait_until(&what, || {
+        wait_until(&what, 2 * SHORT, || {
             let (client, first, name, want) = (client.clone(), first.clone(), name.clone(), want.clone());
             async move {
-                let o = exec(&client, &first, &["nslookup".into(), name]).await;
+                let argv: Vec<String> = searched_lookup(&name).iter().map(|s| s.to_string()).collect();
+                let o = exec(&client, &first, &argv).await;
                 match o.code {
                     Ok(0) if o.stdout.replace("\r\n", "\n").contains(&want) => Ok(()),
                     Ok(0) => Err(format!("Service IP {:?} not found in nslookup output {:?}", want.trim(), o.stdout)),
@@ -856,7 +882,7 @@ async fn run_inner(client: Client, cluster: &str, cilium_ns: &str, p: Params) ->
                 let what = format!(
                     "timeout reached waiting for service {ns}/{name} to appear in Cilium pod {cilium_ns}/{agent_name}"
                 );
-                wait_until(&what, || {
+                wait_until(&what, 2 * SHORT, || {
                     let (client, src, frontend) = (client.clone(), src.clone(), frontend.clone());
                     async move {
                         let o = exec(&client, &src, &["cilium-dbg".into(), "service".into(), "list".into()]).await;
@@ -885,6 +911,7 @@ async fn run_inner(client: Client, cluster: &str, cilium_ns: &str, p: Params) ->
                     &first,
                     &["curl", "--silent", "--output", "/dev/null", "--connect-timeout", "3", &url],
                     &what,
+                    SHORT,
                 )
                 .await?;
             }
@@ -982,12 +1009,33 @@ async fn run_tests(out: &Out, client: &Client, p: &Params, ns: &str, tests: &[Te
         if !failures.is_empty() {
             report.failed.push((t.name.to_string(), failures));
         }
+        if !p.post_test_sleep.is_zero() {
+            out.info(&format!(
+                "[{ns}] Pausing for {} after test <Test {}, {} scenarios, 0 resources, expectFunc <nil>>",
+                go_duration_string(p.post_test_sleep),
+                t.name,
+                t.scenarios.len()
+            ));
+            tokio::time::sleep(p.post_test_sleep).await;
+        }
     }
     report
 }
 
-/// Runs `argv` in the source pod's first container through the API server's exec.
+/// Runs `argv` in the source pod's first container through the API server's exec; a command
+/// that has not ended after `EXEC_LIMIT` (its own timeouts are far shorter) is a failure.
 async fn exec(client: &Client, src: &Source, argv: &[String]) -> Outcome {
+    match tokio::time::timeout(EXEC_LIMIT, exec_once(client, src, argv)).await {
+        Ok(o) => o,
+        Err(_) => Outcome {
+            stdout: String::new(),
+            stderr: String::new(),
+            code: Err(format!("no answer from pod {} within {} s", src.full_name(), EXEC_LIMIT.as_secs())),
+        },
+    }
+}
+
+async fn exec_once(client: &Client, src: &Source, argv: &[String]) -> Outcome {
     use tokio::io::AsyncReadExt;
     let pods = Api::<Pod>::namespaced(client.clone(), &src.namespace);
     let ap = kube::api::AttachParams::default().container(&src.container).stdin(false).stdout(true).stderr(true);
@@ -1018,14 +1066,27 @@ async fn exec(client: &Client, src: &Source, argv: &[String]) -> Outcome {
     Outcome { stdout, stderr, code }
 }
 
+/// `nslookup NAME` as the CLI runs it to wait for the cluster's DNS, through the pod's search
+/// list: the image's busybox `nslookup` here (Debian's) does not apply the search domains of
+/// `/etc/resolv.conf`, so each is tried in turn as the resolver would, then the name itself.
+fn searched_lookup(name: &str) -> [String; 3] {
+    [
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "for d in $(sed -n 's/^search //p' /etc/resolv.conf) ''; do nslookup {name}${{d:+.$d}} && exit 0; done; exit 1"
+        ),
+    ]
+}
+
 /// Retries `check` every second until it succeeds or the wait's deadline; the error then says
 /// `what` with the last error, as the CLI's waits do.
-async fn wait_until<F, Fut>(what: &str, mut check: F) -> Result<(), CiliumError>
+async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<(), CiliumError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + limit;
     loop {
         match check().await {
             Ok(()) => return Ok(()),
@@ -1035,15 +1096,21 @@ where
     }
 }
 
-async fn wait_command(client: &Client, src: &Source, argv: &[&str], what: &str) -> Result<(), CiliumError> {
-    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-    wait_until(what, || {
+async fn wait_command<S: AsRef<str>>(
+    client: &Client,
+    src: &Source,
+    argv: &[S],
+    what: &str,
+    limit: Duration,
+) -> Result<(), CiliumError> {
+    let argv: Vec<String> = argv.iter().map(|s| s.as_ref().to_string()).collect();
+    wait_until(what, limit, || {
         let (client, src, argv) = (client.clone(), src.clone(), argv.clone());
         async move {
             let o = exec(&client, &src, &argv).await;
             match o.code {
                 Ok(0) => Ok(()),
-                Ok(n) => Err(format!("command terminated with exit code {n}: {}", o.stderr.trim())),
+                Ok(n) => Err(format!("command terminated with exit code {n}")),
                 Err(e) => Err(e),
             }
         }
@@ -1053,7 +1120,7 @@ async fn wait_command(client: &Client, src: &Source, argv: &[&str], what: &str) 
 
 async fn wait_deployment(api: &Api<Deployment>, ns: &str, name: &str) -> Result<(), CiliumError> {
     let what = format!("timeout reached waiting for deployment {ns}/{name} to become ready");
-    wait_until(&what, || async {
+    wait_until(&what, LONG, || async {
         let d = api.get(name).await.map_err(|e| api_message(&e))?;
         let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let st = d.status.unwrap_or_default();
@@ -1071,7 +1138,7 @@ async fn wait_deployment(api: &Api<Deployment>, ns: &str, name: &str) -> Result<
 
 async fn wait_daemonset(api: &Api<DaemonSet>, ns: &str, name: &str) -> Result<(), CiliumError> {
     let what = format!("timeout reached waiting for DaemonSet {ns}/{name} to become ready");
-    wait_until(&what, || async {
+    wait_until(&what, LONG, || async {
         let d = api.get(name).await.map_err(|e| api_message(&e))?;
         let st = d.status.unwrap_or_default();
         let fresh = st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
@@ -1093,7 +1160,7 @@ async fn delete_namespace(out: &Out, api: &Api<Namespace>, cluster: &str, ns: &s
     }
     out.line(&format!("⌛ [{cluster}] Waiting for namespace {ns} to disappear"));
     let what = format!("timeout reached waiting for namespace {ns} to disappear");
-    wait_until(&what, || async {
+    wait_until(&what, LONG, || async {
         match api.get(ns).await {
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(api_message(&e)),
@@ -1529,6 +1596,16 @@ mod tests {
         let cmd = curl(&p, "https://one.one.one.one.", true, &retry_all(&p));
         assert!(cmd.join(" ").contains("--connect-timeout 5 --max-time 30 -4 -H Host: one.one.one.one -w"), "{cmd:?}");
         assert!(!cmd.contains(&"--retry".to_string()));
+    }
+
+    #[test]
+    fn durations_print_as_go_does() {
+        assert_eq!(go_duration_string(Duration::from_secs(20)), "20s");
+        assert_eq!(go_duration_string(Duration::from_secs(90)), "1m30s");
+        assert_eq!(go_duration_string(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(go_duration_string(Duration::from_secs(3600)), "1h0m0s");
+        let p = Params::parse(&flags(&["--post-test-sleep=20s"])).unwrap();
+        assert_eq!(p.post_test_sleep, Duration::from_secs(20));
     }
 
     #[test]
