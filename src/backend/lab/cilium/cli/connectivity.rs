@@ -895,27 +895,28 @@ async fn run_inner(client: Client, cluster: &str, cilium_ns: &str, p: Params) ->
         }
         observed_services.push((ns.clone(), name, ip, port, node_port));
     }
-    if !single_node {
-        for agent in &agents.items {
-            let host_ip = agent.status.as_ref().and_then(|s| s.host_ip.clone()).unwrap_or_default();
-            for (_, name, _, _, node_port) in &observed_services {
-                out.line(&format!(
-                    "⌛ [{cluster}] Waiting for NodePort {host_ip}:{node_port} ({ns}/{name}) to become ready..."
-                ));
-                // The CLI asks `nc -z`; the lab's busybox has no -z, so a connection by curl
-                // (which the echo servers answer) is the check.
-                let url = format!("http://{host_ip}:{node_port}");
-                let what = format!("timeout reached waiting for NodePort {host_ip}:{node_port} ({ns}/{name})");
-                wait_command(
-                    &client,
-                    &first,
-                    &["curl", "--silent", "--output", "/dev/null", "--connect-timeout", "3", &url],
-                    &what,
-                    SHORT,
-                )
-                .await?;
-            }
+    // Every agent's node serves the NodePorts, single node or not.
+    for agent in &agents.items {
+        let host_ip = agent.status.as_ref().and_then(|s| s.host_ip.clone()).unwrap_or_default();
+        for (_, name, _, _, node_port) in &observed_services {
+            out.line(&format!(
+                "⌛ [{cluster}] Waiting for NodePort {host_ip}:{node_port} ({ns}/{name}) to become ready..."
+            ));
+            // The CLI asks `nc -z`; the lab's busybox has no -z, so a connection by curl
+            // (which the echo servers answer) is the check.
+            let url = format!("http://{host_ip}:{node_port}");
+            let what = format!("timeout reached waiting for NodePort {host_ip}:{node_port} ({ns}/{name})");
+            wait_command(
+                &client,
+                &first,
+                &["curl", "--silent", "--output", "/dev/null", "--connect-timeout", "3", &url],
+                &what,
+                SHORT,
+            )
+            .await?;
         }
+    }
+    if !single_node {
         let daemonsets = Api::<DaemonSet>::namespaced(client.clone(), &ns);
         for name in [HOST_NETNS_NON_CILIUM, HOST_NETNS] {
             out.line(&format!("⌛ [{cluster}] Waiting for DaemonSet {ns}/{name} to become ready..."));

@@ -2,7 +2,9 @@
 //! started under that name, speaking to the cluster through the lab host's kubeconfig
 //! (`KUBECONFIG`, `--kubeconfig`, `--context`) as the real CLI does. `status [--wait]`,
 //! `version` and `config view` print what the API's objects, the Helm release and the agents
-//! say; anything else is refused with a message naming what the lab's cilium has.
+//! say; `connectivity test` deploys the CLI's test workloads and runs its policy-free tests
+//! between them (`connectivity.rs`); anything else is refused with a message naming what the
+//! lab's cilium has.
 
 pub mod connectivity;
 pub mod status;
