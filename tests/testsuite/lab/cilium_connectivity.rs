@@ -9,7 +9,10 @@ use std::time::Instant;
 use super::k8s::Lab;
 use super::support::{fixtures, tutor_upstream};
 
-crate::tests![connectivity_test_passes_then_fails_without_a_route_to_a_peer(Lab, K8s)];
+crate::tests![
+    connectivity_test_passes_then_fails_without_a_route_to_a_peer(Lab, K8s),
+    single_node_runs_what_one_node_can_and_cleanup_removes_it(Lab, K8s)
+];
 
 /// Cilium's defaults (tunnel mode, VXLAN) with kube-proxy replacement, as the Cilium docs
 /// install it on kind.
@@ -189,4 +192,45 @@ fn connectivity_test_passes_then_fails_without_a_route_to_a_peer() {
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
     let o = lab.sh("cilium connectivity test --test 'no-policies-extra'");
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+}
+
+/// On one node the CLI deploys no other-node workloads and plans no cross-node actions;
+/// `--cleanup` deletes the namespace and nothing else.
+fn single_node_runs_what_one_node_can_and_cleanup_removes_it() {
+    let lab = Lab::up("conn1");
+    let o = lab.sh(
+        "printf 'kind: Cluster\\napiVersion: kind.x-k8s.io/v1alpha4\\nnetworking:\\n  disableDefaultCNI: true\\n  kubeProxyMode: none\\n' > /tmp/one.yaml && \
+         kind create cluster --config /tmp/one.yaml",
+    );
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    // One operator replica: the chart's two are spread over two nodes.
+    let o = lab.sh(&format!("{INSTALL} --set operator.replicas=1 && cilium status --wait --wait-duration 5m"));
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let start = Instant::now();
+    let o = lab.sh("cilium connectivity test");
+    eprintln!("measure: cilium connectivity test (1 node) took {:.1} s", start.elapsed().as_secs_f64());
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout.starts_with("ℹ️  Single-node environment detected, enabling single-node connectivity test\n"),
+        "{}",
+        o.stdout
+    );
+    assert!(!o.stdout.contains("other-node") && !o.stdout.contains("daemonset"), "{}", o.stdout);
+    assert_eq!(get(&lab, "deploy", "{.items[*].metadata.name}"), "client client2 echo-same-node");
+    // 2 clients, 1 echo pod and Service, 1 node: pod-to-pod 2, client-to-client 2,
+    // pod-to-service 2, pod-to-world 6, pod-to-host 2, pod-to-cidr 4, local NodePort 2.
+    assert!(
+        o.stdout.ends_with(&format!(
+            "\n✅ [{NS}] All 2 tests (20 actions) successful, 0 tests skipped, 1 scenarios skipped.\n"
+        )),
+        "{}",
+        o.stdout
+    );
+
+    let o = lab.sh("cilium connectivity test --cleanup");
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("🧹 Cleanup mode enabled") && o.stdout.contains("✅ Cleanup complete"), "{}", o.stdout);
+    let o = lab.sh(&format!("kubectl get ns {NS}"));
+    assert_ne!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("not found"), "{}", o.stderr);
 }
