@@ -76,6 +76,7 @@ fn connectivity_test_passes_then_fails_without_a_route_to_a_peer() {
     let actions = clients * echoes              // pod-to-pod
         + clients * (clients - 1)               // client-to-client
         + clients * services                    // pod-to-service
+        + clients * echoes                      // pod-to-hostport, on the echo pods' nodes
         + clients * 3                           // pod-to-world: http, https, https /index.html
         + clients * nodes                       // pod-to-host
         + hosts * echoes                        // host-to-pod
@@ -84,7 +85,7 @@ fn connectivity_test_passes_then_fails_without_a_route_to_a_peer() {
         + clients * services; // pod-to-local-nodeport
     assert!(
         out.contains(&format!(
-            "\n✅ [{NS}] All 2 tests ({actions} actions) successful, 0 tests skipped, 1 scenarios skipped.\n"
+            "\n✅ [{NS}] All 2 tests ({actions} actions) successful, 0 tests skipped, 0 scenarios skipped.\n"
         )),
         "{out}"
     );
@@ -218,10 +219,11 @@ fn single_node_runs_what_one_node_can_and_cleanup_removes_it() {
     assert!(!o.stdout.contains("other-node") && !o.stdout.contains("daemonset"), "{}", o.stdout);
     assert_eq!(get(&lab, "deploy", "{.items[*].metadata.name}"), "client client2 echo-same-node");
     // 2 clients, 1 echo pod and Service, 1 node: pod-to-pod 2, client-to-client 2,
-    // pod-to-service 2, pod-to-world 6, pod-to-host 2, pod-to-cidr 4, local NodePort 2.
+    // pod-to-service 2, pod-to-hostport 2, pod-to-world 6, pod-to-host 2, pod-to-cidr 4,
+    // local NodePort 2.
     assert!(
         o.stdout.ends_with(&format!(
-            "\n✅ [{NS}] All 2 tests (20 actions) successful, 0 tests skipped, 1 scenarios skipped.\n"
+            "\n✅ [{NS}] All 2 tests (22 actions) successful, 0 tests skipped, 0 scenarios skipped.\n"
         )),
         "{}",
         o.stdout

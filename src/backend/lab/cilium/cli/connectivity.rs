@@ -310,7 +310,7 @@ pub struct Observed {
     pub nodes: Vec<(String, String)>,
     /// The host-network pods, one per node (`kind=host-netns`), sorted by node.
     pub host_pods: Vec<Source>,
-    /// Whether the agents serve hostPort (`enable-host-port`).
+    /// Whether the agents serve hostPort (kube-proxy replacement).
     pub host_port: bool,
 }
 
@@ -755,9 +755,9 @@ async fn run_inner(client: Client, cluster: &str, cilium_ns: &str, p: Params) ->
         .and_then(|c| c.data)
         .unwrap_or_default();
     let kpr = matches!(config.get("kube-proxy-replacement").map(String::as_str), Some("true" | "strict"));
-    // hostPort: real Cilium serves it with kube-proxy replacement; the lab's agents do not
-    // (yet), so the scenario that needs it is skipped as the CLI skips it where it is off.
-    let host_port = config.get("enable-host-port").map(String::as_str) == Some("true");
+    // hostPort is served by kube-proxy replacement (the agents' HostPort frontends); without
+    // it the scenario that needs it is skipped, as the CLI skips it where the feature is off.
+    let host_port = kpr;
     if config.get("monitor-aggregation").is_some_and(|m| m != "none" && !m.is_empty()) {
         out.info("Monitor aggregation detected, will skip some flow validation steps");
     }
