@@ -140,14 +140,17 @@ impl Lab {
     }
 
     /// Cluster with Cilium and the http-sw-app pods, as the article sets it up, on the real
-    /// control plane: returns once every pod is Ready.
+    /// control plane: returns once every pod is Ready and cluster DNS answers (CoreDNS starts
+    /// only once Cilium makes the nodes ready; before it is Available the kube-dns ClusterIP has
+    /// no backend and a lookup fails at once, curl's exit 6, as a CI run saw).
     pub fn article(tag: &str) -> Lab {
         let lab = Lab::up(tag, Some("kind-config.yaml"));
         lab.sh("host", ARTICLE).ok();
         lab.sh(
             "host",
             "kubectl rollout status deployment/deathstar --timeout=300s >/dev/null && \
-             kubectl wait --for=condition=Ready pods --all --timeout=300s >/dev/null",
+             kubectl wait --for=condition=Ready pods --all --timeout=300s >/dev/null && \
+             kubectl -n kube-system wait --for=condition=Available deployment/coredns --timeout=300s >/dev/null",
         )
         .ok();
         lab
